@@ -1,0 +1,98 @@
+"""Conversion of ORM rows into API bodies."""
+
+from berth.api.schemas import (
+    EndpointOut,
+    InstanceOut,
+    KeyOut,
+    ModelOut,
+    ProjectOut,
+    Reference,
+)
+from berth.db.models import Endpoint, EndpointKey, Model, Project, User
+from berth.service.keys import reveal
+from berth.states import InstanceState
+
+
+def user_ref(user: User) -> Reference:
+    return Reference(id=user.id, name=user.username)
+
+
+def project_out(project: Project) -> ProjectOut:
+    return ProjectOut(
+        id=project.id,
+        name=project.name,
+        description=project.description,
+        tenant=Reference(id=project.tenant.id, name=project.tenant.name),
+        owner=user_ref(project.owner),
+        created_at=project.created_at,
+    )
+
+
+def model_out(model: Model) -> ModelOut:
+    return ModelOut(
+        id=model.id,
+        name=model.name,
+        description=model.description,
+        ml_app=model.ml_app,
+        ml_app_name=model.ml_app.display_name,
+        architecture=model.architecture,
+        field_of_application=model.field_of_application,
+        owner=user_ref(model.owner) if model.owner else None,
+        is_base=model.is_base,
+        is_builtin=model.is_builtin,
+        is_demo=model.is_demo,
+        created_at=model.created_at,
+    )
+
+
+def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
+    url = f"{server_url}/endpoints/{endpoint.id}"
+    open_instances = [row for row in endpoint.instance_rows if row.ended_at is None]
+    return EndpointOut(
+        id=endpoint.id,
+        name=endpoint.name,
+        description=endpoint.description,
+        project=Reference(id=endpoint.project.id, name=endpoint.project.name),
+        tenant_id=endpoint.tenant_id,
+        model=Reference(id=endpoint.model.id, name=endpoint.model.name),
+        ml_app=endpoint.model.ml_app,
+        ml_app_name=endpoint.model.ml_app.display_name,
+        instances=endpoint.instances,
+        ready_instances=sum(1 for row in open_instances if row.state == InstanceState.READY),
+        instance_list=[
+            InstanceOut(
+                id=row.id,
+                state=row.state,
+                restart_count=row.restart_count,
+                generation=row.generation,
+                pid=row.pid,
+                started_at=row.started_at,
+                ready_at=row.ready_at,
+                last_error=row.last_error,
+            )
+            for row in open_instances
+        ],
+        state=endpoint.state,
+        state_reason=endpoint.state_reason,
+        desired_state=endpoint.desired_state,
+        share_with_all_tenants=endpoint.share_with_all_tenants,
+        owner=user_ref(endpoint.owner),
+        url=url,
+        openai_base_url=f"{url}/v1",
+        version=endpoint.version,
+        created_at=endpoint.created_at,
+        updated_at=endpoint.updated_at,
+    )
+
+
+def key_out(row: EndpointKey) -> KeyOut:
+    return KeyOut(
+        id=row.id,
+        key=reveal(row),
+        description=row.description,
+        status=row.status,
+        is_first=row.is_first,
+        owner=user_ref(row.owner),
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )

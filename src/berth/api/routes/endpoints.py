@@ -1,0 +1,240 @@
+"""Endpoints and their API keys."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from berth.api.convert import endpoint_out, key_out
+from berth.api.deps import (
+    LimitsDep,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    commit_and_notify,
+)
+from berth.api.schemas import (
+    EndpointCreate,
+    EndpointCreated,
+    EndpointOut,
+    EndpointUpdate,
+    KeyCreate,
+    KeyOut,
+    KeyUpdate,
+    Page,
+)
+from berth.service import endpoints as service
+from berth.service import keys as key_service
+from berth.service.common import MAX_PAGE_SIZE
+from berth.states import EndpointState
+
+router = APIRouter(prefix="/endpoints", tags=["endpoints"])
+
+ProjectQuery = Annotated[
+    str | None, Query(description="project name or ID; needed when a name is in several")
+]
+
+
+@router.get("", response_model=Page[EndpointOut])
+def list_endpoints(
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    project: ProjectQuery = None,
+    state: EndpointState | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[EndpointOut]:
+    """List endpoints of the active tenant and those shared with all tenants."""
+    rows, total = service.list_endpoints(session, principal, project, state, limit, offset)
+    return Page(
+        items=[endpoint_out(row, settings.public_url) for row in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.post("", response_model=EndpointCreated, status_code=status.HTTP_201_CREATED)
+def create_endpoint(
+    body: EndpointCreate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    limits: LimitsDep,
+    request: Request,
+) -> EndpointCreated:
+    """Create an endpoint and its first key; it deploys in the background."""
+    endpoint, key = service.create_endpoint(
+        session,
+        principal,
+        limits,
+        project_ref=body.project,
+        name=body.name,
+        model_ref=body.model,
+        instances=body.instances,
+        description=body.description,
+        share_with_all_tenants=body.share_with_all_tenants,
+    )
+    commit_and_notify(session, request)
+    out = endpoint_out(endpoint, settings.public_url)
+    return EndpointCreated(**out.model_dump(), first_key=key)
+
+
+@router.get("/{endpoint}", response_model=EndpointOut)
+def get_endpoint(
+    endpoint: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    project: ProjectQuery = None,
+) -> EndpointOut:
+    """Show one endpoint, named by name or ID, with its instances."""
+    row = service.find_endpoint(session, principal, endpoint, project)
+    return endpoint_out(row, settings.public_url)
+
+
+@router.patch("/{endpoint}", response_model=EndpointOut)
+def update_endpoint(
+    endpoint: str,
+    body: EndpointUpdate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    limits: LimitsDep,
+    request: Request,
+    project: ProjectQuery = None,
+) -> EndpointOut:
+    """Change description, sharing, model or instances; running instances are replaced
+    or added before old ones are removed."""
+    row = service.find_endpoint(session, principal, endpoint, project)
+    change = service.EndpointChange(
+        description=body.description,
+        instances=body.instances,
+        model=body.model,
+        share_with_all_tenants=body.share_with_all_tenants,
+        expected_version=body.version,
+    )
+    service.update_endpoint(session, principal, limits, row, change)
+    commit_and_notify(session, request)
+    return endpoint_out(row, settings.public_url)
+
+
+@router.post("/{endpoint}/stop", response_model=EndpointOut)
+def stop_endpoint(
+    endpoint: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    request: Request,
+    project: ProjectQuery = None,
+) -> EndpointOut:
+    """Stop every instance of the endpoint and free their slots."""
+    row = service.find_endpoint(session, principal, endpoint, project)
+    service.stop_endpoint(session, principal, row)
+    commit_and_notify(session, request)
+    return endpoint_out(row, settings.public_url)
+
+
+@router.post("/{endpoint}/restart", response_model=EndpointOut)
+def restart_endpoint(
+    endpoint: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    request: Request,
+    project: ProjectQuery = None,
+) -> EndpointOut:
+    """Start a stopped or failed endpoint, or replace a running one's instances."""
+    row = service.find_endpoint(session, principal, endpoint, project)
+    service.restart_endpoint(session, principal, row)
+    commit_and_notify(session, request)
+    return endpoint_out(row, settings.public_url)
+
+
+@router.delete("/{endpoint}", response_model=EndpointOut)
+def delete_endpoint(
+    endpoint: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    request: Request,
+    project: ProjectQuery = None,
+) -> EndpointOut:
+    """Mark the endpoint for deletion; its keys stop working at once."""
+    row = service.find_endpoint(session, principal, endpoint, project)
+    service.delete_endpoint(session, principal, row)
+    commit_and_notify(session, request)
+    return endpoint_out(row, settings.public_url)
+
+
+@router.get("/{endpoint}/keys", response_model=list[KeyOut])
+def list_keys(
+    endpoint: str, session: SessionDep, principal: PrincipalDep, project: ProjectQuery = None
+) -> list[KeyOut]:
+    """List every key of the endpoint, revoked ones included."""
+    row = service.find_endpoint(session, principal, endpoint, project)
+    return [key_out(key) for key in key_service.list_keys(session, row)]
+
+
+@router.post("/{endpoint}/keys", response_model=KeyOut, status_code=status.HTTP_201_CREATED)
+def add_key(
+    endpoint: str,
+    body: KeyCreate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    request: Request,
+    project: ProjectQuery = None,
+) -> KeyOut:
+    """Add a key with a description."""
+    row = service.find_endpoint(session, principal, endpoint, project)
+    key, _secret = key_service.add_key(session, principal, row, body.description)
+    commit_and_notify(session, request)
+    return key_out(key)
+
+
+@router.get("/{endpoint}/keys/{key}", response_model=KeyOut)
+def get_key(
+    endpoint: str,
+    key: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    project: ProjectQuery = None,
+) -> KeyOut:
+    """Show one key, named by its ID."""
+    row = service.find_endpoint(session, principal, endpoint, project)
+    return key_out(key_service.find_key(session, row, key))
+
+
+@router.patch("/{endpoint}/keys/{key}", response_model=KeyOut)
+def edit_key(
+    endpoint: str,
+    key: str,
+    body: KeyUpdate,
+    session: SessionDep,
+    principal: PrincipalDep,
+    request: Request,
+    project: ProjectQuery = None,
+) -> KeyOut:
+    """Change a key's description; the first key cannot be edited."""
+    row = service.find_endpoint(session, principal, endpoint, project)
+    key_row = key_service.find_key(session, row, key)
+    key_service.edit_key(session, principal, row, key_row, body.description)
+    commit_and_notify(session, request)
+    return key_out(key_row)
+
+
+@router.post("/{endpoint}/keys/{key}/revoke", response_model=KeyOut)
+def revoke_key(
+    endpoint: str,
+    key: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    request: Request,
+    project: ProjectQuery = None,
+) -> KeyOut:
+    """Revoke a key for good; the first key cannot be revoked."""
+    row = service.find_endpoint(session, principal, endpoint, project)
+    key_row = key_service.find_key(session, row, key)
+    key_service.revoke_key(session, principal, row, key_row)
+    commit_and_notify(session, request)
+    return key_out(key_row)

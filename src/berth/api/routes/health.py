@@ -1,0 +1,25 @@
+"""Liveness of the server and the identity of the caller."""
+
+from fastapi import APIRouter
+
+from berth import __version__
+from berth.api.deps import PrincipalDep
+from berth.api.schemas import Health, Reference, WhoAmI
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=Health)
+def health() -> Health:
+    """Answer without credentials once the server is ready."""
+    return Health(status="ok", version=__version__)
+
+
+@router.get("/whoami", response_model=WhoAmI)
+def whoami(principal: PrincipalDep) -> WhoAmI:
+    """Return the calling user and the active tenant."""
+    return WhoAmI(
+        user=Reference(id=principal.user_id, name=principal.username),
+        is_org_admin=principal.is_org_admin,
+        tenant=Reference(id=principal.tenant_id, name=principal.tenant_name),
+    )

@@ -1,0 +1,1 @@
+"""Backends run instances; the reconciler talks to them only through `Backend`."""

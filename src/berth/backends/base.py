@@ -1,0 +1,70 @@
+"""The seam between the reconciler and whatever runs instances."""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from berth.states import MLApp
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    instance_id: str
+    endpoint_id: str
+    ml_app: MLApp
+    model_name: str
+    # Local folder of the model files; None for ML Apps without a model (Echo).
+    model_path: str | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InstanceHandle:
+    instance_id: str
+    # host:port of the instance's runtime server.
+    address: str
+    pid: int | None
+
+
+class ProcessState(StrEnum):
+    RUNNING = "running"
+    EXITED = "exited"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    state: ProcessState
+    exit_code: int | None = None
+    # The last lines the instance wrote, to explain an exit to a person.
+    reason: str = ""
+
+
+class Backend(Protocol):
+    def start(self, spec: InstanceSpec) -> InstanceHandle:
+        """Start an instance; returns at once, before the model is loaded."""
+        ...
+
+    def status(self, instance_id: str) -> ProcessStatus:
+        """Report whether the instance's process runs; UNKNOWN if this backend never started it."""
+        ...
+
+    def terminate(self, instance_id: str) -> None:
+        """Ask the instance to finish in-flight requests and exit."""
+        ...
+
+    def kill(self, instance_id: str) -> None:
+        """End the instance at once."""
+        ...
+
+    def forget(self, instance_id: str) -> None:
+        """Drop what the backend remembers of an instance that has exited."""
+        ...
+
+    def end_orphan(self, instance_id: str, pid: int | None) -> bool:
+        """End a process left by an earlier server run; True if one was found."""
+        ...
+
+    def shutdown(self, grace_s: float) -> None:
+        """End every instance this backend started, giving each `grace_s` to finish."""
+        ...

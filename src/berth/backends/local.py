@@ -1,0 +1,207 @@
+"""Instances as child processes of the server, each with its own runtime server.
+
+The parent binds a listening socket on 127.0.0.1 and hands its file descriptor to the
+child, so the address is known before the child starts and no port can be taken in
+between. Children die with the server (PR_SET_PDEATHSIG) and run in their own session
+so a Ctrl-C in the terminal reaches only the server, which then stops them in order.
+"""
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import psutil
+
+from berth.backends.base import InstanceHandle, InstanceSpec, ProcessState, ProcessStatus
+
+logger = logging.getLogger(__name__)
+
+LISTEN_BACKLOG = 2048
+LOG_TAIL_BYTES = 4096
+# Variables that must not reach instance processes: they hold platform secrets.
+_SECRET_VARIABLES = ("BERTH_ADMIN_KEY", "BERTH_API_KEY", "BERTH_SECRET_KEY")
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # NOTE: the signal fires when the thread that started the child exits, so instances
+    # must be started from a thread that lives as long as the server (the reconciler's).
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class _Child:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes]
+
+
+class LocalBackend:
+    def __init__(self, logs_dir: Path, python: str = sys.executable) -> None:
+        self._logs_dir = logs_dir
+        self._python = python
+        self._children: dict[str, _Child] = {}
+        self._lock = threading.Lock()
+
+    def start(self, spec: InstanceSpec) -> InstanceHandle:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(LISTEN_BACKLOG)
+            port = listener.getsockname()[1]
+            child = self._spawn(spec, listener.fileno())
+        finally:
+            # The child holds its own copy of the descriptor now.
+            listener.close()
+
+        with self._lock:
+            self._children[spec.instance_id] = child
+        logger.info(
+            "started instance %s of endpoint %s: pid %d on 127.0.0.1:%d",
+            spec.instance_id,
+            spec.endpoint_id,
+            child.process.pid,
+            port,
+        )
+        return InstanceHandle(spec.instance_id, f"127.0.0.1:{port}", child.process.pid)
+
+    def _spawn(self, spec: InstanceSpec, fd: int) -> _Child:
+        command = [
+            self._python,
+            "-m",
+            "berth.runtime",
+            "--ml-app",
+            spec.ml_app.value,
+            "--model-path",
+            spec.model_path or "",
+            "--model-name",
+            spec.model_name,
+            "--instance-id",
+            spec.instance_id,
+            "--fd",
+            str(fd),
+        ]
+        for option in ("max_batch_size", "max_batch_wait_ms"):
+            if option in spec.settings:
+                command += ["--" + option.replace("_", "-"), str(spec.settings[option])]
+
+        env = {name: value for name, value in os.environ.items() if name not in _SECRET_VARIABLES}
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+
+        log_dir = self._logs_dir / "instances" / spec.endpoint_id
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{spec.instance_id}.log"
+        log_file = open(log_path, "ab")  # noqa: SIM115 - closed when the child is forgotten
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            pass_fds=(fd,),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        return _Child(process, log_path, log_file)
+
+    def status(self, instance_id: str) -> ProcessStatus:
+        with self._lock:
+            child = self._children.get(instance_id)
+        if child is None:
+            return ProcessStatus(ProcessState.UNKNOWN)
+        code = child.process.poll()
+        if code is None:
+            return ProcessStatus(ProcessState.RUNNING)
+        return ProcessStatus(ProcessState.EXITED, code, _exit_reason(code, child.log_path))
+
+    def terminate(self, instance_id: str) -> None:
+        self._signal(instance_id, signal.SIGTERM)
+
+    def kill(self, instance_id: str) -> None:
+        self._signal(instance_id, signal.SIGKILL)
+
+    def _signal(self, instance_id: str, signum: int) -> None:
+        with self._lock:
+            child = self._children.get(instance_id)
+        if child is not None and child.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signum)
+
+    def forget(self, instance_id: str) -> None:
+        with self._lock:
+            child = self._children.pop(instance_id, None)
+        if child is not None:
+            child.process.poll()
+            child.log_file.close()
+
+    def end_orphan(self, instance_id: str, pid: int | None) -> bool:
+        if pid is None:
+            return False
+        try:
+            process = psutil.Process(pid)
+            if instance_id not in process.cmdline():
+                return False
+            process.kill()
+            process.wait(timeout=10)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.TimeoutExpired):
+            return False
+        logger.info("ended orphan process %d of instance %s", pid, instance_id)
+        return True
+
+    def shutdown(self, grace_s: float) -> None:
+        with self._lock:
+            children = dict(self._children)
+        for child in children.values():
+            if child.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.terminate()
+        deadline = time.monotonic() + grace_s
+        for instance_id, child in children.items():
+            remaining = max(0.0, deadline - time.monotonic())
+            try:
+                child.process.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                logger.warning(
+                    "instance %s did not stop in %.0f s; killing it", instance_id, grace_s
+                )
+                child.process.kill()
+                child.process.wait()
+            self.forget(instance_id)
+
+
+def _exit_reason(code: int, log_path: Path) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        summary = f"killed by {name}"
+    else:
+        summary = f"exited with status {code}"
+    tail = _last_line(log_path)
+    return f"{summary}: {tail}" if tail else summary
+
+
+def _last_line(log_path: Path) -> str:
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - LOG_TAIL_BYTES))
+            lines = handle.read().decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1].strip() if lines else ""

@@ -1,0 +1,105 @@
+"""First-start set-up: the organization admin, the default tenant and project, and
+the built-in models. Every step is idempotent, so it runs at each start."""
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from berth.db.models import Membership, Model, PlatformKey, Project, Tenant, User
+from berth.hub.builtin import BUILTIN_MODELS
+from berth.names import name_key
+from berth.secrets import hash_key, new_platform_key
+from berth.states import Role
+
+logger = logging.getLogger(__name__)
+
+ADMIN_USERNAME = "admin"
+DEFAULT_TENANT = "default"
+DEFAULT_PROJECT = "default"
+
+
+@dataclass
+class BootstrapResult:
+    admin_id: str
+    # The generated admin key, when this start created one; shown to the person once.
+    generated_admin_key: str | None = None
+
+
+def bootstrap(session: Session, admin_key: str | None) -> BootstrapResult:
+    admin = session.scalar(select(User).where(User.username_key == ADMIN_USERNAME))
+    generated = None
+    if admin is None:
+        admin = User(
+            id=str(uuid.uuid4()),
+            username=ADMIN_USERNAME,
+            username_key=ADMIN_USERNAME,
+            is_org_admin=True,
+        )
+        session.add(admin)
+        key = admin_key or new_platform_key()
+        generated = None if admin_key else key
+        session.add(
+            PlatformKey(
+                id=str(uuid.uuid4()),
+                user_id=admin.id,
+                key_hash=hash_key(key),
+                description="organization admin key created at first start",
+            )
+        )
+        logger.info("created the organization admin '%s'", ADMIN_USERNAME)
+    elif (
+        admin_key
+        and session.scalar(select(PlatformKey).where(PlatformKey.key_hash == hash_key(admin_key)))
+        is None
+    ):
+        logger.warning(
+            "BERTH_ADMIN_KEY is set but differs from the admin key created at first start; "
+            "the variable only applies to a new home folder, so the existing key stays in force"
+        )
+
+    tenant = session.scalar(select(Tenant).where(Tenant.name_key == DEFAULT_TENANT))
+    if tenant is None:
+        tenant = Tenant(id=str(uuid.uuid4()), name=DEFAULT_TENANT, name_key=DEFAULT_TENANT)
+        session.add(tenant)
+        session.flush()
+        session.add(Membership(user_id=admin.id, tenant_id=tenant.id, role=Role.TENANT_ADMIN))
+        session.add(
+            Project(
+                id=str(uuid.uuid4()),
+                tenant_id=tenant.id,
+                name=DEFAULT_PROJECT,
+                name_key=DEFAULT_PROJECT,
+                owner_id=admin.id,
+                description="created at first start",
+            )
+        )
+        logger.info("created the default tenant and project '%s'", DEFAULT_PROJECT)
+
+    _register_builtin_models(session)
+    return BootstrapResult(admin_id=admin.id, generated_admin_key=generated)
+
+
+def _register_builtin_models(session: Session) -> None:
+    existing = set(session.scalars(select(Model.name_key).where(Model.is_builtin.is_(True))))
+    for builtin in BUILTIN_MODELS:
+        if name_key(builtin.name) in existing:
+            continue
+        session.add(
+            Model(
+                id=str(uuid.uuid4()),
+                name=builtin.name,
+                name_key=name_key(builtin.name),
+                description=builtin.description,
+                ml_app=builtin.ml_app,
+                architecture=builtin.architecture,
+                field_of_application=builtin.field_of_application,
+                is_base=builtin.is_base,
+                is_builtin=True,
+                is_demo=builtin.is_demo,
+                artifact=builtin.artifact,
+            )
+        )
+        logger.info("registered the built-in model '%s'", builtin.name)

@@ -1,0 +1,74 @@
+"""`berth up --demo`: deploy the built-in embedding model and show how to call it."""
+
+import json
+import time
+
+import typer
+
+from berth.client import ApiError, Client, ConnectionFailed
+
+DEMO_ENDPOINT = "demo"
+DEMO_MODEL = "all-MiniLM-L6-v2"
+HEALTH_TIMEOUT_S = 60.0
+
+
+def deploy_demo(server: str, api_key: str | None) -> None:
+    if not api_key:
+        typer.secho(
+            "--demo needs the admin's platform key: set BERTH_API_KEY or BERTH_ADMIN_KEY",
+            fg="red",
+            err=True,
+        )
+        return
+    with Client(server=server, api_key=api_key) as client:
+        _wait_for_server(client)
+        endpoint = _find_or_create(client)
+        typer.echo(f"Deploying endpoint '{DEMO_ENDPOINT}' with model {DEMO_MODEL}...")
+        live = client.wait_for_state(endpoint["id"], {"Live"}, timeout_s=600)
+        key = next(row["key"] for row in client.list_keys(live["id"]) if row["is_first"])
+    _print_usage(live, key)
+
+
+def _wait_for_server(client: Client) -> None:
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while True:
+        try:
+            client.health()
+            return
+        except ConnectionFailed:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _find_or_create(client: Client) -> dict:  # type: ignore[type-arg]
+    try:
+        return client.get_endpoint(DEMO_ENDPOINT, project="default")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+    return client.create_endpoint("default", DEMO_ENDPOINT, DEMO_MODEL, instances=1)
+
+
+def _print_usage(endpoint: dict, key: str) -> None:  # type: ignore[type-arg]
+    base = endpoint["openai_base_url"]
+    body = json.dumps({"model": DEMO_MODEL, "input": ["a cat sits on the mat"]})
+    typer.secho(f"\nEndpoint '{endpoint['name']}' is Live at {endpoint['url']}", bold=True)
+    typer.echo(f"API key (FirstKey): {key}\n")
+    typer.echo("Call it with curl:\n")
+    typer.echo(
+        f"  curl -s {base}/embeddings \\\n"
+        f"    -H 'Authorization: Bearer {key}' \\\n"
+        f"    -H 'Content-Type: application/json' \\\n"
+        f"    -d '{body}'\n"
+    )
+    typer.echo("Or with the openai Python client:\n")
+    typer.echo(
+        "  from openai import OpenAI\n"
+        f'  client = OpenAI(base_url="{base}", api_key="{key}")\n'
+        "  result = client.embeddings.create(\n"
+        f'      model="{DEMO_MODEL}", input=["a cat sits on the mat"]\n'
+        "  )\n"
+        "  print(len(result.data[0].embedding))\n"
+    )
+    typer.echo("Press Ctrl+C to stop Berth.\n")

@@ -1,0 +1,89 @@
+"""`berth up`: start the embedded server."""
+
+import logging
+import os
+import threading
+from typing import Annotated
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from berth.logs import configure_logging
+from berth.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, with command-line values on top."""
+    values = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise typer.BadParameter(problems) from None
+
+
+def up(
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on [default: 8080]")] = None,
+    home: Annotated[
+        str | None, typer.Option(help="Berth home folder [default: $BERTH_HOME or ~/.berth]")
+    ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="also deploy the built-in embedding model as endpoint 'demo' and "
+            "print how to call it",
+        ),
+    ] = False,
+) -> None:
+    """Start Berth: management API, gateway and reconciler in one server."""
+    from berth.cli.profile import save_profile_if_missing
+    from berth.server import create_app, prepare
+
+    settings = load_settings(host=host, port=port, home=home)
+    configure_logging(settings.log_json)
+    prepared = prepare(settings)
+
+    admin_key = prepared.bootstrap.generated_admin_key
+    if admin_key:
+        typer.secho(
+            "\nCreated the organization admin. Its platform API key, shown once:", bold=True
+        )
+        typer.echo(f"\n    {admin_key}\n")
+        saved = save_profile_if_missing(settings.public_url, admin_key)
+        if saved:
+            typer.echo(f"Saved it to the CLI profile {saved} (mode 0600).\n")
+
+    if demo:
+        key = admin_key or settings.admin_key or os.environ.get("BERTH_API_KEY")
+        threading.Thread(
+            target=_deploy_demo, args=(settings.public_url, key), name="berth-demo", daemon=True
+        ).start()
+
+    config = uvicorn.Config(
+        create_app(settings, prepared.database),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()
+
+
+def _deploy_demo(server: str, api_key: str | None) -> None:
+    from berth.cli.demo import deploy_demo
+
+    try:
+        deploy_demo(server, api_key)
+    except Exception:
+        logger.exception("deploying the demo endpoint failed")

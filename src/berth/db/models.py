@@ -1,0 +1,293 @@
+"""SQLAlchemy models: the desired and observed state of the whole installation.
+
+Rows that a gateway caches (endpoints, instances, endpoint keys) carry `seq`, a value
+taken from one global counter in the same transaction as the change. Because every
+writer updates that one counter row, transactions commit in `seq` order, so a gateway
+that remembers the highest `seq` it has seen can fetch exactly what changed since.
+"""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from berth.states import DesiredState, EndpointState, InstanceState, KeyStatus, MLApp, Role
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _enum(enum_type: type[StrEnum]) -> Enum:
+    """Store a str enum as its value in a VARCHAR and load it back as the enum member."""
+    return Enum(
+        enum_type,
+        native_enum=False,
+        create_constraint=False,
+        length=max(len(member.value) for member in enum_type),
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Counter(Base):
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class OrganizationSettings(Base):
+    __tablename__ = "organization_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    share_with_all_tenants: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), nullable=False)
+    name_key: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    username: Mapped[str] = mapped_column(String(63), nullable=False)
+    username_key: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
+    is_org_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    memberships: Mapped[list["Membership"]] = relationship(back_populates="user")
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    role: Mapped[Role] = mapped_column(_enum(Role), nullable=False)
+
+    user: Mapped[User] = relationship(back_populates="memberships")
+    tenant: Mapped[Tenant] = relationship()
+
+
+class PlatformKey(Base):
+    """A user's secret for the management API and CLI; only its SHA-256 is stored."""
+
+    __tablename__ = "platform_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    description: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (
+        Index(
+            "uq_projects_tenant_name",
+            "tenant_id",
+            "name_key",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), nullable=False)
+    name: Mapped[str] = mapped_column(String(63), nullable=False)
+    name_key: Mapped[str] = mapped_column(String(63), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    tenant: Mapped[Tenant] = relationship()
+    owner: Mapped[User] = relationship()
+
+
+class Model(Base):
+    """An entry of the Model Hub: an artifact on disk plus what is known about it."""
+
+    __tablename__ = "models"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), nullable=False)
+    name_key: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    ml_app: Mapped[MLApp] = mapped_column(_enum(MLApp), nullable=False)
+    architecture: Mapped[str] = mapped_column(String(100), nullable=False, default="")
+    field_of_application: Mapped[str] = mapped_column(String(100), nullable=False, default="")
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"))
+    is_base: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    is_builtin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    is_demo: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Where the artifact lives: a folder path, or "builtin:NAME" for models that Berth
+    # locates or builds itself on first use.
+    artifact: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    owner: Mapped[User | None] = relationship()
+
+
+class Endpoint(Base):
+    __tablename__ = "endpoints"
+    __table_args__ = (
+        Index(
+            "uq_endpoints_project_name",
+            "project_id",
+            "name_key",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index("ix_endpoints_seq", "seq"),
+        Index("ix_endpoints_tenant", "tenant_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), nullable=False)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), nullable=False)
+    name: Mapped[str] = mapped_column(String(63), nullable=False)
+    name_key: Mapped[str] = mapped_column(String(63), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), nullable=False)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), nullable=False)
+    share_with_all_tenants: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    # Desired state, written by request handlers.
+    desired_state: Mapped[DesiredState] = mapped_column(_enum(DesiredState), nullable=False)
+    instances: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Raised whenever a change needs new instances (another model); instances of an
+    # older generation are replaced by a rolling update.
+    generation: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+    # Observed state, written by the reconciler only.
+    state: Mapped[EndpointState] = mapped_column(_enum(EndpointState), nullable=False)
+    state_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    # The generation that `state` describes; a Failed endpoint is retried only once a
+    # restart or an update raises `generation` past it.
+    observed_generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # The instance count that was last reached; with `observed_generation` it tells a
+    # Live endpoint that restarts a crashed instance from one that is being changed.
+    observed_instances: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    project: Mapped[Project] = relationship()
+    owner: Mapped[User] = relationship()
+    model: Mapped[Model] = relationship()
+    keys: Mapped[list["EndpointKey"]] = relationship(
+        back_populates="endpoint", order_by="EndpointKey.created_at"
+    )
+    instance_rows: Mapped[list["Instance"]] = relationship(
+        back_populates="endpoint", order_by="Instance.created_at"
+    )
+
+
+class Instance(Base):
+    """One running copy of an endpoint's model, as the reconciler last saw it."""
+
+    __tablename__ = "instances"
+    __table_args__ = (Index("ix_instances_seq", "seq"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id"), nullable=False, index=True)
+    generation: Mapped[int] = mapped_column(Integer, nullable=False)
+    state: Mapped[InstanceState] = mapped_column(_enum(InstanceState), nullable=False)
+    # "host:port" where the instance's runtime listens, set once the process exists.
+    address: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    pid: Mapped[int | None] = mapped_column(Integer)
+    restart_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the instance is gone for good; the row stays so gateways see the change.
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    endpoint: Mapped[Endpoint] = relationship(back_populates="instance_rows")
+
+
+class EndpointKey(Base):
+    """A secret that authorizes prediction requests to one endpoint.
+
+    The key itself is never stored: `key_hash` (SHA-256) serves look-ups and
+    `key_encrypted` (Fernet under the server secret) lets authorized users copy it again.
+    """
+
+    __tablename__ = "endpoint_keys"
+    __table_args__ = (Index("ix_endpoint_keys_seq", "seq"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id"), nullable=False, index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    key_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    is_first: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), nullable=False)
+    status: Mapped[KeyStatus] = mapped_column(_enum(KeyStatus), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    endpoint: Mapped[Endpoint] = relationship(back_populates="keys")
+    owner: Mapped[User] = relationship()

@@ -1,0 +1,1 @@
+"""The Model Hub: built-in models and where model artifacts live."""

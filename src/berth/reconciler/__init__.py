@@ -1,0 +1,1 @@
+"""The reconciler: the only code that moves endpoints and instances between states."""

@@ -1,0 +1,26 @@
+"""HTTP probes of instance runtimes: readiness while starting, liveness once ready."""
+
+import asyncio
+
+import httpx
+
+PROBE_TIMEOUT_S = 2.0
+
+
+class Prober:
+    def __init__(self) -> None:
+        self._client = httpx.AsyncClient(timeout=PROBE_TIMEOUT_S, trust_env=False)
+
+    async def check(self, address: str, path: str) -> bool:
+        """Return True when the runtime answers 200 at `path`."""
+        try:
+            response = await self._client.get(f"http://{address}{path}")
+        except (httpx.HTTPError, OSError):
+            return False
+        return response.status_code == 200
+
+    async def check_many(self, targets: list[tuple[str, str]]) -> list[bool]:
+        return list(await asyncio.gather(*(self.check(address, path) for address, path in targets)))
+
+    async def close(self) -> None:
+        await self._client.aclose()

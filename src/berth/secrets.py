@@ -1,0 +1,61 @@
+"""Generation, hashing and encryption of platform and endpoint keys.
+
+Keys are 32 random bytes, so a single SHA-256 is a safe look-up hash: there is nothing
+to brute-force. The encrypted copy of an endpoint key uses Fernet (AES-128-CBC with an
+HMAC) under the server secret, which lives in the home folder with mode 0600 unless
+`BERTH_SECRET_KEY` provides it (needed when several servers share one database).
+"""
+
+import hashlib
+import os
+import secrets as _random
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+PLATFORM_KEY_PREFIX = "berth_pk_"
+ENDPOINT_KEY_PREFIX = "berth_ek_"
+
+
+def new_platform_key() -> str:
+    return PLATFORM_KEY_PREFIX + _random.token_urlsafe(32)
+
+
+def new_endpoint_key() -> str:
+    return ENDPOINT_KEY_PREFIX + _random.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class KeyVault:
+    """Encrypts endpoint keys for storage and decrypts them for authorized readers."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._fernet = Fernet(secret)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "KeyVault":
+        """Load the server secret, creating it with mode 0600 on first use."""
+        configured = os.environ.get("BERTH_SECRET_KEY")
+        if configured:
+            return cls(configured.encode("ascii"))
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(Fernet.generate_key())
+        return cls(path.read_bytes().strip())
+
+    def encrypt(self, key: str) -> str:
+        return self._fernet.encrypt(key.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+        except InvalidToken as exc:
+            raise RuntimeError(
+                "an endpoint key cannot be decrypted with this server's secret; "
+                "was the secret file replaced or BERTH_SECRET_KEY changed?"
+            ) from exc

@@ -1,0 +1,345 @@
+"""Endpoints: create, find, list, update, stop, restart and delete.
+
+Handlers record only the desired state (`desired_state`, `instances`, `generation`);
+the reconciler moves the observed `state` and starts and stops instances.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from berth.auth import Principal
+from berth.db.models import Endpoint, Model, Project, utcnow
+from berth.errors import CapacityError, Conflict, InvalidInput, NotFound
+from berth.names import name_key, normalize_name
+from berth.service.common import looks_like_id, mark_changed, new_id
+from berth.service.keys import create_first_key
+from berth.service.models import find_model
+from berth.service.projects import find_project
+from berth.states import DesiredState, EndpointState
+
+
+@dataclass
+class Limits:
+    capacity: int
+    max_instances_per_endpoint: int
+
+
+@dataclass
+class EndpointChange:
+    description: str | None = None
+    instances: int | None = None
+    model: str | None = None
+    share_with_all_tenants: bool | None = None
+    # The version the caller last read; a stale one is rejected with 409.
+    expected_version: int | None = None
+
+
+def _not_deleted():  # type: ignore[no-untyped-def]
+    return Endpoint.deleted_at.is_(None)
+
+
+def find_endpoint(
+    session: Session, principal: Principal, ref: str, project_ref: str | None = None
+) -> Endpoint:
+    """Find an endpoint by ID (in any tenant the caller can see) or by name.
+
+    Names are unique per project, so a name is looked up in the given project, or in
+    every project of the active tenant when none is given.
+    """
+    ref = ref.strip()
+    if looks_like_id(ref):
+        endpoint = session.get(Endpoint, ref)
+        if endpoint is None or not principal.can_view_endpoint(endpoint):
+            raise NotFound(f"endpoint '{ref}' not found", field="endpoint")
+        if endpoint.deleted_at is not None and not _has_open_instances(endpoint):
+            raise NotFound(f"endpoint '{ref}' not found", field="endpoint")
+        return endpoint
+
+    query = select(Endpoint).where(
+        _not_deleted(),
+        Endpoint.tenant_id == principal.tenant_id,
+        Endpoint.name_key == name_key(ref),
+    )
+    if project_ref:
+        query = query.where(Endpoint.project_id == find_project(session, principal, project_ref).id)
+    matches = session.scalars(query).all()
+    if not matches:
+        where = f"project '{project_ref}'" if project_ref else f"tenant '{principal.tenant_name}'"
+        raise NotFound(f"endpoint '{ref}' not found in {where}", field="endpoint")
+    if len(matches) > 1:
+        projects = ", ".join(sorted(endpoint.project.name for endpoint in matches))
+        raise Conflict(
+            f"endpoint name '{ref}' exists in several projects ({projects}); "
+            "name the project with --project or use the endpoint ID",
+            field="endpoint",
+        )
+    return matches[0]
+
+
+def _has_open_instances(endpoint: Endpoint) -> bool:
+    return any(instance.ended_at is None for instance in endpoint.instance_rows)
+
+
+def list_endpoints(
+    session: Session,
+    principal: Principal,
+    project_ref: str | None,
+    state: EndpointState | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Endpoint], int]:
+    """List the endpoints of the active tenant, plus those shared with all tenants."""
+    conditions = [
+        _not_deleted(),
+        (Endpoint.tenant_id == principal.tenant_id) | Endpoint.share_with_all_tenants.is_(True),
+    ]
+    if project_ref:
+        conditions.append(Endpoint.project_id == find_project(session, principal, project_ref).id)
+    if state is not None:
+        conditions.append(Endpoint.state == state)
+    total = session.scalar(select(func.count()).select_from(Endpoint).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Endpoint)
+        .where(*conditions)
+        .order_by(Endpoint.created_at, Endpoint.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(rows), total
+
+
+def _check_instances(value: int, limits: Limits) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"instances must be a whole number, got {value!r}", field="instances")
+    maximum = min(limits.max_instances_per_endpoint, limits.capacity)
+    if not 1 <= value <= maximum:
+        raise InvalidInput(
+            f"instances {value} is out of range: use 1 to {maximum} "
+            f"(the platform has {limits.capacity} instance slots)",
+            field="instances",
+        )
+    return value
+
+
+def _check_deployable(model: Model) -> None:
+    if model.is_base:
+        raise InvalidInput(
+            f"model '{model.name}' is a base model: base models are meant for training and "
+            "cannot be deployed to an endpoint; choose a model that is not a base model",
+            field="model",
+        )
+
+
+def slots_in_use(session: Session, excluding: str | None = None) -> int:
+    """Instance slots held by endpoints that are deployed or on their way to it."""
+    holding = [
+        EndpointState.DEPLOYING,
+        EndpointState.LIVE,
+        EndpointState.UPDATING,
+        EndpointState.STOPPING,
+        EndpointState.DELETING,
+    ]
+    query = select(func.coalesce(func.sum(Endpoint.instances), 0)).where(
+        Endpoint.state.in_(holding),
+        Endpoint.desired_state == DesiredState.RUNNING,
+        _not_deleted(),
+    )
+    if excluding is not None:
+        query = query.where(Endpoint.id != excluding)
+    return int(session.scalar(query) or 0)
+
+
+def create_endpoint(
+    session: Session,
+    principal: Principal,
+    limits: Limits,
+    *,
+    project_ref: str,
+    name: str,
+    model_ref: str,
+    instances: int,
+    description: str = "",
+    share_with_all_tenants: bool = False,
+) -> tuple[Endpoint, str]:
+    """Record a new endpoint and its first key; returns the endpoint and the key."""
+    name = normalize_name(name, field="name")
+    instances = _check_instances(instances, limits)
+    project = find_project(session, principal, project_ref)
+    model = find_model(session, principal, model_ref)
+    _check_deployable(model)
+    if share_with_all_tenants:
+        _check_sharing_allowed(session)
+    _check_unique_name(session, name, project)
+
+    now = utcnow()
+    endpoint = Endpoint(
+        id=new_id(),
+        tenant_id=project.tenant_id,
+        project_id=project.id,
+        name=name,
+        name_key=name_key(name),
+        description=description,
+        owner_id=principal.user_id,
+        model_id=model.id,
+        share_with_all_tenants=share_with_all_tenants,
+        desired_state=DesiredState.RUNNING,
+        instances=instances,
+        generation=1,
+        state=EndpointState.PENDING,
+        state_reason="queued for deployment",
+        created_at=now,
+        updated_at=now,
+        state_changed_at=now,
+        settings={},
+    )
+    session.add(endpoint)
+    key = create_first_key(session, endpoint, principal)
+    mark_changed(session, endpoint)
+    return endpoint, key
+
+
+def _check_unique_name(session: Session, name: str, project: Project) -> None:
+    # The partial unique index catches a concurrent duplicate too; the API turns that
+    # IntegrityError into 409 as well.
+    duplicate = session.scalar(
+        select(Endpoint.id).where(
+            Endpoint.project_id == project.id,
+            Endpoint.name_key == name_key(name),
+            _not_deleted(),
+        )
+    )
+    if duplicate is not None:
+        raise Conflict(
+            f"an endpoint named '{name}' already exists in project '{project.name}'; "
+            "choose another name",
+            field="name",
+        )
+
+
+def _check_sharing_allowed(session: Session) -> None:
+    from berth.db.models import OrganizationSettings
+
+    settings = session.get(OrganizationSettings, 1)
+    if settings is None or not settings.share_with_all_tenants:
+        raise InvalidInput(
+            "sharing with all tenants is turned off for this organization; "
+            "an OrgAdmin can turn it on, until then endpoints are shared with their tenant",
+            field="share_with_all_tenants",
+        )
+
+
+def update_endpoint(
+    session: Session,
+    principal: Principal,
+    limits: Limits,
+    endpoint: Endpoint,
+    change: EndpointChange,
+) -> Endpoint:
+    principal.require_manage(endpoint, "update")
+    _require_not_deleted(endpoint)
+    if change.expected_version is not None and change.expected_version != endpoint.version:
+        raise Conflict(
+            f"endpoint '{endpoint.name}' was changed by someone else (version "
+            f"{endpoint.version}, you sent {change.expected_version}); read it again and retry",
+            field="version",
+            current_version=endpoint.version,
+        )
+
+    if change.description is not None:
+        endpoint.description = change.description
+    if change.share_with_all_tenants is not None:
+        if change.share_with_all_tenants and not endpoint.share_with_all_tenants:
+            _check_sharing_allowed(session)
+        endpoint.share_with_all_tenants = change.share_with_all_tenants
+    if change.model is not None:
+        model = find_model(session, principal, change.model)
+        _check_deployable(model)
+        if model.ml_app != endpoint.model.ml_app:
+            raise InvalidInput(
+                f"model '{model.name}' is a {model.ml_app.display_name} model but endpoint "
+                f"'{endpoint.name}' serves {endpoint.model.ml_app.display_name}; "
+                "create a new endpoint for another ML App",
+                field="model",
+            )
+        if model.id != endpoint.model_id:
+            endpoint.model_id = model.id
+            endpoint.model = model
+            endpoint.generation += 1
+    if change.instances is not None:
+        instances = _check_instances(change.instances, limits)
+        _check_room_for(session, limits, endpoint, instances)
+        endpoint.instances = instances
+        if endpoint.state == EndpointState.FAILED:
+            endpoint.generation += 1
+
+    endpoint.version += 1
+    endpoint.updated_at = utcnow()
+    mark_changed(session, endpoint)
+    return endpoint
+
+
+def _check_room_for(session: Session, limits: Limits, endpoint: Endpoint, instances: int) -> None:
+    holds_slots = endpoint.state in (
+        EndpointState.DEPLOYING,
+        EndpointState.LIVE,
+        EndpointState.UPDATING,
+    )
+    if not holds_slots or instances <= endpoint.instances:
+        return
+    free = limits.capacity - slots_in_use(session, excluding=endpoint.id)
+    if instances > free:
+        raise CapacityError(
+            f"cannot scale endpoint '{endpoint.name}' to {instances} instances: only {free} of "
+            f"the platform's {limits.capacity} instance slots are free; stop another endpoint "
+            "or ask for fewer instances",
+            field="instances",
+        )
+
+
+def _require_not_deleted(endpoint: Endpoint) -> None:
+    if endpoint.deleted_at is not None:
+        raise Conflict(f"endpoint '{endpoint.name}' is being deleted")
+
+
+def stop_endpoint(session: Session, principal: Principal, endpoint: Endpoint) -> Endpoint:
+    principal.require_manage(endpoint, "stop")
+    _require_not_deleted(endpoint)
+    if endpoint.desired_state != DesiredState.STOPPED:
+        endpoint.desired_state = DesiredState.STOPPED
+        endpoint.version += 1
+        endpoint.updated_at = utcnow()
+        mark_changed(session, endpoint)
+    return endpoint
+
+
+def restart_endpoint(session: Session, principal: Principal, endpoint: Endpoint) -> Endpoint:
+    """Start a stopped or failed endpoint again; a running one gets fresh instances
+    through a rolling replacement, so requests keep being served."""
+    principal.require_manage(endpoint, "restart")
+    _require_not_deleted(endpoint)
+    endpoint.desired_state = DesiredState.RUNNING
+    endpoint.generation += 1
+    endpoint.version += 1
+    endpoint.updated_at = utcnow()
+    mark_changed(session, endpoint)
+    return endpoint
+
+
+def delete_endpoint(session: Session, principal: Principal, endpoint: Endpoint) -> Endpoint:
+    """Mark the endpoint deleted: its name is free and its keys stop working at once;
+    the reconciler ends its instances afterwards."""
+    principal.require_manage(endpoint, "delete")
+    _require_not_deleted(endpoint)
+    now = utcnow()
+    endpoint.desired_state = DesiredState.DELETED
+    endpoint.deleted_at = now
+    # Deleting is the one state a handler sets: the mark must be visible at once.
+    endpoint.state = EndpointState.DELETING
+    endpoint.state_reason = "marked for deletion"
+    endpoint.state_changed_at = now
+    endpoint.updated_at = now
+    endpoint.version += 1
+    mark_changed(session, endpoint)
+    return endpoint

@@ -1,0 +1,145 @@
+"""Endpoint API keys: the first key, adding, editing and revoking.
+
+The first key (description `FirstKey`) is created with the endpoint and can be neither
+edited nor revoked. Revocation is final. Gateways pick up every change within their
+sync interval because each change takes a new change number.
+"""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from berth.auth import Principal
+from berth.db.models import Endpoint, EndpointKey, utcnow
+from berth.errors import Conflict, InvalidInput, NotFound
+from berth.secrets import KeyVault, hash_key, new_endpoint_key
+from berth.service.common import looks_like_id, mark_changed, new_id
+from berth.states import KeyStatus
+
+FIRST_KEY_DESCRIPTION = "FirstKey"
+MAX_DESCRIPTION_LENGTH = 200
+
+# Set by the server at start-up; the service layer encrypts keys with it.
+_vault: KeyVault | None = None
+
+
+def set_vault(vault: KeyVault) -> None:
+    global _vault
+    _vault = vault
+
+
+def vault() -> KeyVault:
+    if _vault is None:
+        raise RuntimeError("the key vault is not configured; call set_vault() at start-up")
+    return _vault
+
+
+def _check_description(description: str) -> str:
+    description = description.strip()
+    if not description:
+        raise InvalidInput("description must not be empty", field="description")
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        raise InvalidInput(
+            f"description is {len(description)} characters long; "
+            f"use at most {MAX_DESCRIPTION_LENGTH}",
+            field="description",
+        )
+    return description
+
+
+def _new_key_row(
+    session: Session, endpoint: Endpoint, principal: Principal, description: str, is_first: bool
+) -> tuple[EndpointKey, str]:
+    key = new_endpoint_key()
+    row = EndpointKey(
+        id=new_id(),
+        endpoint_id=endpoint.id,
+        key_hash=hash_key(key),
+        key_encrypted=vault().encrypt(key),
+        description=description,
+        is_first=is_first,
+        owner_id=principal.user_id,
+        status=KeyStatus.ACTIVE,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    mark_changed(session, row)
+    return row, key
+
+
+def create_first_key(session: Session, endpoint: Endpoint, principal: Principal) -> str:
+    _row, key = _new_key_row(session, endpoint, principal, FIRST_KEY_DESCRIPTION, True)
+    return key
+
+
+def add_key(
+    session: Session, principal: Principal, endpoint: Endpoint, description: str
+) -> tuple[EndpointKey, str]:
+    principal.require_manage(endpoint, "add a key to")
+    if endpoint.deleted_at is not None:
+        raise Conflict(f"endpoint '{endpoint.name}' is being deleted")
+    return _new_key_row(session, endpoint, principal, _check_description(description), False)
+
+
+def list_keys(session: Session, endpoint: Endpoint) -> list[EndpointKey]:
+    return list(
+        session.scalars(
+            select(EndpointKey)
+            .where(EndpointKey.endpoint_id == endpoint.id)
+            .order_by(EndpointKey.created_at, EndpointKey.id)
+        )
+    )
+
+
+def find_key(session: Session, endpoint: Endpoint, ref: str) -> EndpointKey:
+    """Find a key of the endpoint by its ID or by the key itself."""
+    ref = ref.strip()
+    query = select(EndpointKey).where(EndpointKey.endpoint_id == endpoint.id)
+    if looks_like_id(ref):
+        query = query.where(EndpointKey.id == ref)
+    else:
+        query = query.where(EndpointKey.key_hash == hash_key(ref))
+    row = session.scalar(query)
+    if row is None:
+        shown = ref if looks_like_id(ref) else "given"
+        raise NotFound(
+            f"API key {shown} not found on endpoint '{endpoint.name}'; "
+            "`berth endpoint list-apikeys` shows its keys",
+            field="apikey",
+        )
+    return row
+
+
+def edit_key(
+    session: Session, principal: Principal, endpoint: Endpoint, row: EndpointKey, description: str
+) -> EndpointKey:
+    principal.require_manage(endpoint, "edit keys of")
+    if row.is_first:
+        raise Conflict(
+            f"the description of the first key ({FIRST_KEY_DESCRIPTION}) cannot be edited; "
+            "add a new key with the description you need",
+            field="apikey",
+        )
+    row.description = _check_description(description)
+    return row
+
+
+def revoke_key(
+    session: Session, principal: Principal, endpoint: Endpoint, row: EndpointKey
+) -> EndpointKey:
+    principal.require_manage(endpoint, "revoke keys of")
+    if row.is_first:
+        raise Conflict(
+            f"the first key ({FIRST_KEY_DESCRIPTION}) cannot be revoked; it stays valid for as "
+            "long as the endpoint exists",
+            field="apikey",
+        )
+    if row.status == KeyStatus.REVOKED:
+        return row
+    row.status = KeyStatus.REVOKED
+    row.revoked_at = utcnow()
+    mark_changed(session, row)
+    return row
+
+
+def reveal(row: EndpointKey) -> str:
+    return vault().decrypt(row.key_encrypted)

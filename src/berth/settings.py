@@ -1,0 +1,97 @@
+"""Server settings, read once at start-up from `BERTH_*` environment variables.
+
+Values that would make the server unsafe or unable to run are rejected here, with the
+variable named, instead of failing later in a request.
+"""
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path.home() / ".berth"
+MIN_ADMIN_KEY_LENGTH = 16
+
+
+def default_capacity() -> int:
+    """Instance slots when none are configured: two per CPU core, at least four."""
+    return max(4, 2 * (os.cpu_count() or 1))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BERTH_", extra="ignore")
+
+    home: Path = Field(
+        default=DEFAULT_HOME, description="folder for the database, secrets and logs"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite in the home folder when unset"
+    )
+    admin_key: str | None = Field(
+        default=None, description="platform key of the organization admin, used on first start"
+    )
+    capacity: int = Field(default_factory=default_capacity, ge=1, le=10_000)
+    max_instances_per_endpoint: int = Field(default=16, ge=1, le=1_000)
+    max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    upstream_timeout_s: float = Field(default=300.0, gt=0)
+    reconcile_interval_s: float = Field(default=0.5, gt=0, le=60)
+    sync_interval_s: float = Field(
+        default=0.2, gt=0, le=0.9, description="how often a gateway reloads keys and routes"
+    )
+    instance_start_timeout_s: float = Field(default=300.0, gt=0)
+    log_json: bool = False
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("admin_key")
+    @classmethod
+    def _strong_admin_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if len(value) < MIN_ADMIN_KEY_LENGTH:
+            raise ValueError(
+                f"BERTH_ADMIN_KEY must be at least {MIN_ADMIN_KEY_LENGTH} characters; "
+                "use a long random value such as the output of `openssl rand -hex 24`"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _known_database(self) -> "Settings":
+        url = self.resolved_database_url
+        if not url.startswith(("sqlite", "postgresql")):
+            raise ValueError(
+                f"BERTH_DATABASE_URL '{url.split(':', 1)[0]}:...' is not supported; "
+                "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'berth.db'}"
+
+    @cached_property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @cached_property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @cached_property
+    def secret_file(self) -> Path:
+        return self.home / "server-secret.key"
+
+    @property
+    def public_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"

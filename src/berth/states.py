@@ -1,0 +1,77 @@
+"""Lifecycle states and other closed sets of values, as `str` enums.
+
+Every state comparison in Berth goes through these types; the string values are
+what the REST API returns and what the database stores.
+"""
+
+from enum import StrEnum
+
+
+class EndpointState(StrEnum):
+    """Observed state of an endpoint, owned by the reconciler."""
+
+    PENDING = "Pending"
+    DEPLOYING = "Deploying"
+    LIVE = "Live"
+    UPDATING = "Updating"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+
+
+class DesiredState(StrEnum):
+    """What the user asked for; request handlers write only this."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    DELETED = "deleted"
+
+
+class InstanceState(StrEnum):
+    """State of one running copy of a model."""
+
+    STARTING = "Starting"
+    READY = "Ready"
+    UNHEALTHY = "Unhealthy"
+    DRAINING = "Draining"
+    EXITED = "Exited"
+
+
+class KeyStatus(StrEnum):
+    ACTIVE = "Active"
+    REVOKED = "Revoked"
+
+
+class Role(StrEnum):
+    TENANT_ADMIN = "TenantAdmin"
+    USER = "User"
+
+
+class MLApp(StrEnum):
+    """The kind of serving a model needs: which runtime loads it and which routes it serves."""
+
+    TEXT_GENERATION = "text-generation"
+    TEXT_EMBEDDING = "text-embedding"
+    ECHO = "echo"
+
+    @property
+    def display_name(self) -> str:
+        return _ML_APP_NAMES[self]
+
+    @classmethod
+    def parse(cls, text: str) -> "MLApp":
+        """Accept the identifier (`text-embedding`) or the display name (`Text Embedding`)."""
+        normalized = text.strip().lower().replace(" ", "-").replace("_", "-")
+        for app in cls:
+            if normalized == app.value:
+                return app
+        choices = ", ".join(f"'{app.value}'" for app in cls)
+        raise ValueError(f"unknown ML App '{text}'; choose one of {choices}")
+
+
+_ML_APP_NAMES = {
+    MLApp.TEXT_GENERATION: "Text Generation",
+    MLApp.TEXT_EMBEDDING: "Text Embedding",
+    MLApp.ECHO: "Echo",
+}

@@ -1,0 +1,184 @@
+"""Bad input to the management API: a clear error naming the value, and no change."""
+
+import httpx
+import pytest
+
+from berth.client import ApiError, Client
+from tests.support import ADMIN_KEY, BerthServer
+
+
+def endpoint_count(client: Client) -> int:
+    return int(client.list_endpoints(limit=1)["total"])
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("", "must not be empty"),
+        ("   ", "must not be empty"),
+        ("has space", "'has space' is invalid"),
+        ("-leading-dash", "'-leading-dash' is invalid"),
+        ("x" * 64, "use at most 63"),
+        ("emoji-😀", "is invalid"),
+    ],
+)
+def test_invalid_endpoint_name(client: Client, name: str, fragment: str) -> None:
+    before = endpoint_count(client)
+
+    with pytest.raises(ApiError) as error:
+        client.create_endpoint("default", name, "echo")
+
+    assert error.value.status == 422
+    assert error.value.field == "name"
+    assert fragment in error.value.message
+    assert endpoint_count(client) == before
+
+
+def test_unknown_model(client: Client) -> None:
+    before = endpoint_count(client)
+
+    with pytest.raises(ApiError) as error:
+        client.create_endpoint("default", "val-model", "no-such-model")
+
+    assert error.value.status == 404
+    assert "'no-such-model'" in error.value.message
+    assert endpoint_count(client) == before
+
+
+@pytest.mark.parametrize("instances", [0, -1, 17, 1000])
+def test_instances_out_of_range(client: Client, instances: int) -> None:
+    before = endpoint_count(client)
+
+    with pytest.raises(ApiError) as error:
+        client.create_endpoint("default", "val-instances", "echo", instances=instances)
+
+    assert error.value.status == 422
+    assert error.value.field == "instances"
+    assert str(instances) in error.value.message
+    assert endpoint_count(client) == before
+
+
+def test_instances_of_wrong_type(server: BerthServer) -> None:
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        json={"name": "val-type", "model": "echo", "instances": "two"},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "instances"
+    assert "'two'" in response.json()["error"]["message"]
+
+
+def test_base_model_cannot_be_deployed(client: Client) -> None:
+    with pytest.raises(ApiError) as error:
+        client.create_endpoint("default", "val-base", "demo-tiny-llama-base")
+
+    assert error.value.status == 422
+    assert "base model" in error.value.message
+    assert "demo-tiny-llama-base" in error.value.message
+
+
+def test_duplicate_name_in_project_is_409(client: Client) -> None:
+    client.create_endpoint("default", "val-dup", "echo")
+
+    with pytest.raises(ApiError) as error:
+        client.create_endpoint("default", "VAL-dup", "echo")
+
+    assert error.value.status == 409
+    assert "already exists" in error.value.message
+
+
+def test_unknown_project(client: Client) -> None:
+    with pytest.raises(ApiError) as error:
+        client.create_endpoint("nowhere", "val-project", "echo")
+
+    assert error.value.status == 404
+    assert "'nowhere'" in error.value.message
+
+
+def test_unknown_field_is_rejected(server: BerthServer) -> None:
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        json={"name": "val-extra", "model": "echo", "instance": 2},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "instance"
+
+
+def test_malformed_json_is_422_with_envelope(server: BerthServer) -> None:
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        content=b'{"name": ',
+        headers={"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    assert set(response.json()["error"]) >= {"code", "message"}
+
+
+def test_no_credentials_is_401(server: BerthServer) -> None:
+    response = httpx.get(f"{server.url}/api/v1/endpoints")
+
+    assert response.status_code == 401
+    assert "platform API key" in response.json()["error"]["message"]
+
+
+def test_wrong_credentials_is_401(server: BerthServer) -> None:
+    response = httpx.get(
+        f"{server.url}/api/v1/endpoints", headers={"Authorization": "Bearer berth_pk_wrong"}
+    )
+
+    assert response.status_code == 401
+
+
+def test_health_needs_no_credentials(server: BerthServer) -> None:
+    assert httpx.get(f"{server.url}/api/v1/health").json()["status"] == "ok"
+
+
+def test_openapi_schema_lists_routes(server: BerthServer) -> None:
+    schema = httpx.get(f"{server.url}/api/v1/openapi.json").json()
+
+    assert "/endpoints/{endpoint}/keys/{key}/revoke" in schema["paths"]
+    assert "/models" in schema["paths"]
+
+
+def test_stale_version_is_409(client: Client) -> None:
+    created = client.create_endpoint("default", "val-version", "echo")
+    client.update_endpoint(created["id"], description="first", version=created["version"])
+
+    with pytest.raises(ApiError) as error:
+        client.update_endpoint(created["id"], description="second", version=created["version"])
+
+    assert error.value.status == 409
+    assert client.get_endpoint(created["id"])["description"] == "first"
+
+
+def test_endpoint_found_by_name_or_id(client: Client) -> None:
+    created = client.create_endpoint("default", "val-lookup", "echo")
+
+    assert client.get_endpoint("val-lookup")["id"] == created["id"]
+    assert client.get_endpoint("VAL-LOOKUP", project="default")["id"] == created["id"]
+    assert client.get_endpoint(created["id"])["name"] == "val-lookup"
+
+
+def test_models_listed_with_filters(client: Client) -> None:
+    everything = client.list_models()
+    embedding = client.list_models(ml_app="Text Embedding")
+    base = client.list_models(base=True)
+
+    names = {model["name"] for model in everything["items"]}
+    assert {"all-MiniLM-L6-v2", "demo-tiny-llama", "echo"} <= names
+    assert [model["name"] for model in embedding["items"]] == ["all-MiniLM-L6-v2"]
+    assert embedding["total"] == 1
+    assert [model["name"] for model in base["items"]] == ["demo-tiny-llama-base"]
+
+
+def test_unknown_ml_app_filter(client: Client) -> None:
+    with pytest.raises(ApiError) as error:
+        client.list_models(ml_app="Image Magic")
+
+    assert error.value.status == 422
+    assert "Image Magic" in error.value.message

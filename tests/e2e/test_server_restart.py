@@ -1,0 +1,67 @@
+"""Berth itself restarting: endpoints come back Live with the same keys."""
+
+from berth.client import Client
+from tests.e2e.conftest import chat, create_live, ready_pids, wait_until
+from tests.support import BerthServer, pid_alive
+
+
+def test_killed_server_brings_endpoints_back(fresh_server: BerthServer) -> None:
+    fresh_server.start()
+    with fresh_server.client() as client:
+        endpoint, first_key = create_live(client, "survivor", instances=2)
+        extra = client.add_key(endpoint["id"], "second key")
+        old_pids = wait_until(lambda: ready_pids(client, endpoint["id"], 2), 30, "2 instances")
+        stopped, _key = create_live(client, "stays-stopped")
+        client.stop_endpoint(stopped["id"])
+        client.wait_for_state(stopped["id"], {"Stopped"}, timeout_s=30, poll_s=0.1)
+
+    fresh_server.kill()
+    # Instances die with the server, so none is left behind to serve stale state.
+    for pid in old_pids:
+        wait_until(lambda pid=pid: not pid_alive(pid), 10, f"orphan instance {pid} to end")
+
+    fresh_server.start()
+    with fresh_server.client() as client:
+        new_pids = wait_until(
+            lambda: ready_pids(client, endpoint["id"], 2), 60, "instances after the restart"
+        )
+        keys = {row["key"]: row["status"] for row in client.list_keys(endpoint["id"])}
+        stopped_after = client.get_endpoint(stopped["id"])
+
+    assert set(new_pids).isdisjoint(old_pids)
+    assert keys == {first_key: "Active", extra["key"]: "Active"}
+    assert chat(endpoint, first_key).status_code == 200
+    assert chat(endpoint, extra["key"]).status_code == 200
+    assert stopped_after["state"] == "Stopped"
+    assert stopped_after["instance_list"] == []
+
+
+def test_graceful_stop_ends_instances(fresh_server: BerthServer) -> None:
+    fresh_server.start()
+    with fresh_server.client() as client:
+        endpoint, _key = create_live(client, "graceful", instances=2)
+        pids = wait_until(lambda: ready_pids(client, endpoint["id"], 2), 30, "2 instances")
+
+    status = fresh_server.stop()
+
+    # uvicorn finishes its shutdown, then re-raises SIGTERM so the status tells why it ended.
+    assert status in (0, -15)
+    assert "Application shutdown complete" in fresh_server.log()
+    for pid in pids:
+        assert not pid_alive(pid)
+
+
+def test_generated_admin_key_is_printed_once(fresh_server: BerthServer) -> None:
+    del fresh_server.env["BERTH_ADMIN_KEY"]
+    fresh_server.start()
+    first_log = fresh_server.log()
+    key = next(
+        line.strip() for line in first_log.splitlines() if line.strip().startswith("berth_pk_")
+    )
+    fresh_server.stop()
+    fresh_server.start()
+    second_log = fresh_server.log()[len(first_log) :]
+
+    with Client(server=fresh_server.url, api_key=key) as client:
+        assert client.whoami()["user"]["name"] == "admin"
+    assert key not in second_log

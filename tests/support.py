@@ -1,0 +1,122 @@
+"""Helpers for tests that run a real Berth server as a child process."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from berth.client import Client
+
+T = TypeVar("T")
+ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
+SERVER_START_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], T | None], timeout_s: float, message: str, interval_s: float = 0.1
+) -> T:
+    """Poll `condition` until it returns a truthy value; fail with `message` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except Exception as exc:  # the condition may fail while things settle
+            last_error = exc
+        else:
+            if result:
+                return result
+        time.sleep(interval_s)
+    detail = f" (last error: {last_error!r})" if last_error else ""
+    raise AssertionError(f"timed out after {timeout_s:.0f} s: {message}{detail}")
+
+
+class BerthServer:
+    """A `berth up` process with its own home folder and port."""
+
+    def __init__(self, home: Path, port: int | None = None, **env: str) -> None:
+        self.home = home
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = home.parent / f"{home.name}-server.log"
+        self.env = {
+            **os.environ,
+            "BERTH_HOME": str(home),
+            "BERTH_ADMIN_KEY": ADMIN_KEY,
+            "XDG_CONFIG_HOME": str(home.parent / f"{home.name}-config"),
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "BerthServer":
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps writing to it
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "berth", "up", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        wait_until(self._healthy, SERVER_START_TIMEOUT_S, f"server on {self.url} to answer /health")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def client(self) -> Client:
+        return Client(server=self.url, api_key=ADMIN_KEY)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        """Stop gracefully (SIGTERM) and return the exit status."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers signal 0; read its state to tell.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.split(")", 1)[1].split()[0] != "Z"

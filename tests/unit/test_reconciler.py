@@ -1,0 +1,343 @@
+"""Reconcile steps driven with a fake clock, a fake backend and a fake prober.
+
+The database is real (SQLite in a temporary folder) and so is the service layer that
+records desired state, so these tests check the same transitions the server makes.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from berth.auth import authenticate
+from berth.backends.base import InstanceHandle, InstanceSpec, ProcessState, ProcessStatus
+from berth.bootstrap import bootstrap
+from berth.db.engine import Database, migrate
+from berth.db.models import Endpoint, Instance
+from berth.reconciler.loop import Placement, Reconciler, Timing
+from berth.secrets import KeyVault
+from berth.service import endpoints as service
+from berth.service.keys import set_vault
+from berth.states import EndpointState, InstanceState
+
+pytestmark = pytest.mark.anyio
+
+ADMIN_KEY = "unit-test-admin-key-0123"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class FakeProcess:
+    spec: InstanceSpec
+    pid: int
+    exit_code: int | None = None
+    terminated: bool = False
+
+
+@dataclass
+class FakeBackend:
+    processes: dict[str, FakeProcess] = field(default_factory=dict)
+    started: list[InstanceSpec] = field(default_factory=list)
+    next_pid: int = 100
+    # Exit code given to every newly started process, to simulate a model that never loads.
+    crash_on_start: int | None = None
+
+    def start(self, spec: InstanceSpec) -> InstanceHandle:
+        self.next_pid += 1
+        process = FakeProcess(spec, self.next_pid, exit_code=self.crash_on_start)
+        self.processes[spec.instance_id] = process
+        self.started.append(spec)
+        return InstanceHandle(spec.instance_id, f"127.0.0.1:{self.next_pid}", self.next_pid)
+
+    def status(self, instance_id: str) -> ProcessStatus:
+        process = self.processes.get(instance_id)
+        if process is None:
+            return ProcessStatus(ProcessState.UNKNOWN)
+        if process.exit_code is None:
+            return ProcessStatus(ProcessState.RUNNING)
+        return ProcessStatus(ProcessState.EXITED, process.exit_code, "model failed to load")
+
+    def terminate(self, instance_id: str) -> None:
+        process = self.processes[instance_id]
+        process.terminated = True
+        process.exit_code = 0
+
+    def kill(self, instance_id: str) -> None:
+        self.processes[instance_id].exit_code = -9
+
+    def forget(self, instance_id: str) -> None:
+        self.processes.pop(instance_id, None)
+
+    def end_orphan(self, instance_id: str, pid: int | None) -> bool:
+        return False
+
+    def shutdown(self, grace_s: float) -> None:
+        self.processes.clear()
+
+    def running(self) -> list[FakeProcess]:
+        return [p for p in self.processes.values() if p.exit_code is None]
+
+
+class FakeProber:
+    """Answers probes from a set of addresses that are 'ready'."""
+
+    def __init__(self, backend: FakeBackend, ready_all: bool = True) -> None:
+        self.backend = backend
+        self.ready_all = ready_all
+        self.down: set[str] = set()
+
+    async def check_many(self, targets: list[tuple[str, str]]) -> list[bool]:
+        return [self.ready_all and address not in self.down for address, _path in targets]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'berth.db'}")
+    migrate(database.engine)
+    set_vault(KeyVault.from_file(tmp_path / "secret.key"))
+    with database.session() as session:
+        bootstrap(session, ADMIN_KEY)
+    return database
+
+
+@dataclass
+class World:
+    database: Database
+    backend: FakeBackend
+    prober: FakeProber
+    clock: FakeClock
+    reconciler: Reconciler
+    capacity: int
+
+    async def step(self, times: int = 1) -> None:
+        for _ in range(times):
+            await self.reconciler.step()
+
+    def create(self, name: str, instances: int = 1, model: str = "echo") -> str:
+        with self.database.session() as session:
+            principal = authenticate(session, ADMIN_KEY, None)
+            endpoint, _key = service.create_endpoint(
+                session,
+                principal,
+                self.limits(),
+                project_ref="default",
+                name=name,
+                model_ref=model,
+                instances=instances,
+            )
+            return endpoint.id
+
+    def limits(self) -> service.Limits:
+        return service.Limits(capacity=self.capacity, max_instances_per_endpoint=16)
+
+    def change(self, endpoint_id: str, action: str, **kwargs: object) -> None:
+        with self.database.session() as session:
+            principal = authenticate(session, ADMIN_KEY, None)
+            endpoint = session.get(Endpoint, endpoint_id)
+            assert endpoint is not None
+            if action == "update":
+                change = service.EndpointChange(**kwargs)  # type: ignore[arg-type]
+                service.update_endpoint(session, principal, self.limits(), endpoint, change)
+            else:
+                getattr(service, f"{action}_endpoint")(session, principal, endpoint)
+
+    def endpoint(self, endpoint_id: str) -> Endpoint:
+        with self.database.session() as session:
+            endpoint = session.get(Endpoint, endpoint_id)
+            assert endpoint is not None
+            return endpoint
+
+    def instances(self, endpoint_id: str) -> list[Instance]:
+        with self.database.session() as session:
+            return list(
+                session.scalars(
+                    select(Instance).where(
+                        Instance.endpoint_id == endpoint_id, Instance.ended_at.is_(None)
+                    )
+                )
+            )
+
+
+def make_world(database: Database, tmp_path: Path, capacity: int = 8) -> World:
+    backend = FakeBackend()
+    prober = FakeProber(backend)
+    clock = FakeClock()
+    timing = Timing(drain_grace_s=1.0, backoff_initial_s=0.5, health_interval_s=2.0)
+    reconciler = Reconciler(
+        database,
+        backend,
+        Placement(capacity, tmp_path / "models"),
+        timing,
+        clock=clock,
+        prober=prober,  # type: ignore[arg-type]
+    )
+    return World(database, backend, prober, clock, reconciler, capacity)
+
+
+@pytest.fixture
+def world(database: Database, tmp_path: Path) -> World:
+    return make_world(database, tmp_path)
+
+
+async def test_new_endpoint_goes_live(world: World) -> None:
+    endpoint_id = world.create("two", instances=2)
+
+    await world.step()
+    # The first step admits the endpoint and starts both instances.
+    assert world.endpoint(endpoint_id).state == EndpointState.DEPLOYING
+    assert len(world.backend.running()) == 2
+
+    await world.step()
+    assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+    assert all(row.state == InstanceState.READY for row in world.instances(endpoint_id))
+
+
+async def test_crashed_instance_restarts_while_live(world: World) -> None:
+    endpoint_id = world.create("crash", instances=2)
+    await world.step(2)
+    victim = world.instances(endpoint_id)[0]
+    world.backend.processes[victim.id].exit_code = -9
+
+    await world.step()
+    # The endpoint stays Live on its other instance; the crashed one waits for backoff.
+    assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+    assert world.backend.status(victim.id).state == ProcessState.UNKNOWN
+
+    world.clock.advance(1.0)
+    await world.step(2)
+    rows = {row.id: row for row in world.instances(endpoint_id)}
+    assert rows[victim.id].restart_count == 1
+    assert rows[victim.id].state == InstanceState.READY
+    assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+
+
+async def test_instance_that_never_loads_fails_endpoint(world: World) -> None:
+    world.backend.crash_on_start = 3
+    endpoint_id = world.create("broken")
+
+    for _ in range(10):
+        await world.step()
+        world.clock.advance(5.0)
+
+    endpoint = world.endpoint(endpoint_id)
+    assert endpoint.state == EndpointState.FAILED
+    assert "model failed to load" in endpoint.state_reason
+    assert world.instances(endpoint_id) == []
+    started_before = len(world.backend.started)
+
+    # A failed endpoint is not retried on its own ...
+    await world.step(3)
+    assert len(world.backend.started) == started_before
+
+    # ... but a restart tries again.
+    world.backend.crash_on_start = None
+    world.change(endpoint_id, "restart")
+    await world.step(2)
+    assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+
+
+async def test_endpoint_waits_pending_for_capacity(database: Database, tmp_path: Path) -> None:
+    world = make_world(database, tmp_path, capacity=2)
+    first = world.create("first", instances=2)
+    await world.step(2)
+    second = world.create("second", instances=1)
+
+    await world.step()
+    endpoint = world.endpoint(second)
+    assert endpoint.state == EndpointState.PENDING
+    assert "2 of 2 in use" in endpoint.state_reason
+
+    world.change(first, "stop")
+    await world.step(2)
+    assert world.endpoint(second).state == EndpointState.LIVE
+
+
+async def test_scale_down_drains_before_ending(world: World) -> None:
+    endpoint_id = world.create("shrink", instances=2)
+    await world.step(2)
+
+    world.change(endpoint_id, "update", instances=1)
+    await world.step()
+    states = sorted(row.state for row in world.instances(endpoint_id))
+    assert states == [InstanceState.DRAINING, InstanceState.READY]
+    # Still inside the drain grace: the process has not been asked to exit yet.
+    assert not any(p.terminated for p in world.backend.processes.values())
+
+    world.clock.advance(1.5)
+    await world.step(2)
+    assert len(world.instances(endpoint_id)) == 1
+    assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+
+
+async def test_model_change_keeps_old_until_new_ready(world: World) -> None:
+    endpoint_id = world.create("swap", instances=1)
+    await world.step(2)
+    old = world.instances(endpoint_id)[0]
+    world.prober.ready_all = False
+
+    world.change(endpoint_id, "restart")
+    await world.step()
+    rows = world.instances(endpoint_id)
+    assert len(rows) == 2
+    assert world.endpoint(endpoint_id).state == EndpointState.UPDATING
+    # The old instance keeps serving while the new one is not ready.
+    assert next(row for row in rows if row.id == old.id).state == InstanceState.READY
+
+    world.prober.ready_all = True
+    await world.step(2)
+    world.clock.advance(2.0)
+    await world.step(2)
+    rows = world.instances(endpoint_id)
+    assert [row.id for row in rows] != [old.id]
+    assert len(rows) == 1
+    assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+
+
+async def test_stop_then_delete_ends_instances(world: World) -> None:
+    endpoint_id = world.create("gone", instances=2)
+    await world.step(2)
+
+    world.change(endpoint_id, "stop")
+    await world.step()
+    assert world.endpoint(endpoint_id).state == EndpointState.STOPPING
+    world.clock.advance(1.5)
+    await world.step(2)
+    assert world.endpoint(endpoint_id).state == EndpointState.STOPPED
+    assert world.backend.running() == []
+
+    world.change(endpoint_id, "delete")
+    await world.step()
+    endpoint = world.endpoint(endpoint_id)
+    assert endpoint.state == EndpointState.DELETING
+    assert endpoint.deleted_at is not None
+
+
+async def test_recovery_restarts_instances_of_live_endpoint(
+    database: Database, tmp_path: Path
+) -> None:
+    world = make_world(database, tmp_path)
+    endpoint_id = world.create("survivor", instances=2)
+    await world.step(2)
+
+    # A new server process: new backend, new reconciler, same database.
+    restarted = make_world(database, tmp_path)
+    restarted.reconciler.recover()
+    await restarted.step(2)
+
+    assert restarted.endpoint(endpoint_id).state == EndpointState.LIVE
+    assert len(restarted.backend.running()) == 2
+    assert all(row.state == InstanceState.READY for row in restarted.instances(endpoint_id))
