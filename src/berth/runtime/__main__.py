@@ -1,0 +1,209 @@
+"""Command line of the instance runtime: `python -m berth.runtime --ml-app APP ...`.
+
+Exit status: 2 for invalid arguments, 3 when the model failed to load, and 1 when
+uvicorn fails to start, for example on a port in use. On SIGTERM or SIGINT uvicorn shuts
+down gracefully and then re-raises the signal, so the process ends by that signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from berth.runtime.config import RuntimeConfig
+from berth.runtime.loading import describe_load_failure, load_model
+from berth.runtime.server import RuntimeState, build_app
+from berth.states import MLApp
+
+logger = logging.getLogger("berth.runtime")
+
+EXIT_LOAD_FAILED = 3
+
+
+def _ml_app(text: str) -> MLApp:
+    try:
+        return MLApp.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m berth.runtime",
+        description="Serve one model over HTTP with OpenAI-compatible routes.",
+    )
+    parser.add_argument(
+        "--ml-app",
+        type=_ml_app,
+        required=True,
+        help="ML App to serve: text-generation, text-embedding or echo.",
+    )
+    parser.add_argument(
+        "--model-path",
+        required=True,
+        help="Local folder with the model files. Echo ignores it, so it may be ''.",
+    )
+    parser.add_argument(
+        "--model-name",
+        required=True,
+        help="Model id reported by /v1/models and in the 'model' field of responses.",
+    )
+
+    listen = parser.add_mutually_exclusive_group(required=True)
+    listen.add_argument(
+        "--fd",
+        type=int,
+        help="File descriptor of a bound, listening TCP socket inherited from the parent.",
+    )
+    listen.add_argument("--port", type=int, help="TCP port to listen on (with --host).")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="Address to listen on with --port (default: %(default)s).",
+    )
+
+    parser.add_argument(
+        "--instance-id",
+        default=None,
+        help="Id included in every log line (default: pid-<process id>).",
+    )
+
+    parser.add_argument(
+        "--max-batch-size",
+        type=_positive_int,
+        default=32,
+        help="Text Embedding: maximum number of texts encoded together (default: %(default)s).",
+    )
+    parser.add_argument(
+        "--max-batch-wait-ms",
+        type=_non_negative_float,
+        default=2.0,
+        help="Text Embedding: maximum time in ms that a batch waits for more texts after its "
+        "first text arrived (default: %(default)s).",
+    )
+    return parser.parse_args(argv)
+
+
+class _InstanceIdFilter(logging.Filter):
+    def __init__(self, instance_id: str) -> None:
+        super().__init__()
+        self._instance_id = instance_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.instance_id = self._instance_id
+        return True
+
+
+def configure_logging(instance_id: str) -> None:
+    """Send all log records to stderr, each line tagged with the instance id."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_InstanceIdFilter(instance_id))
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s [instance %(instance_id)s] %(message)s"
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logger.setLevel(logging.INFO)
+
+
+def _load_in_background(state: RuntimeState, server: uvicorn.Server, failures: list[str]) -> None:
+    config = state.config
+    started = time.perf_counter()
+    try:
+        state.model = load_model(config)
+    except BaseException as error:  # noqa: BLE001 - any failure must end the process with status 3
+        reason = describe_load_failure(error, config)
+        logger.error("model %s failed to load: %s", config.model_name, reason, exc_info=True)
+        failures.append(reason)
+        state.load_failed = True
+        server.should_exit = True
+        return
+    logger.info(
+        "model %s (%s) loaded in %.2f s",
+        config.model_name,
+        config.ml_app.value,
+        time.perf_counter() - started,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = RuntimeConfig(
+        ml_app=args.ml_app,
+        model_path=Path(args.model_path) if args.model_path else None,
+        model_name=args.model_name,
+        instance_id=args.instance_id or f"pid-{os.getpid()}",
+        max_batch_size=args.max_batch_size,
+        max_batch_wait_ms=args.max_batch_wait_ms,
+    )
+    configure_logging(config.instance_id)
+
+    state = RuntimeState(config)
+    listen_options = (
+        {"fd": args.fd} if args.fd is not None else {"host": args.host, "port": args.port}
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(state),
+            loop="auto",
+            http="auto",
+            access_log=False,
+            log_level="warning",
+            log_config=None,
+            lifespan="on",
+            **listen_options,
+        )
+    )
+
+    where = f"fd {args.fd}" if args.fd is not None else f"{args.host}:{args.port}"
+    logger.info(
+        "starting %s runtime for model %s from %s on %s",
+        config.ml_app.value,
+        config.model_name,
+        config.model_path or "(no path)",
+        where,
+    )
+    failures: list[str] = []
+    loader = threading.Thread(
+        target=_load_in_background,
+        args=(state, server, failures),
+        name="berth-model-loader",
+        daemon=True,  # a SIGTERM during loading must not wait for the load to finish
+    )
+    loader.start()
+    server.run()
+
+    if failures:
+        # The last stderr line is the reason, for a parent that reports only the tail.
+        print(f"berth.runtime: error: {failures[0]}", file=sys.stderr, flush=True)
+        return EXIT_LOAD_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

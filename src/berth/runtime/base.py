@@ -1,0 +1,98 @@
+"""Interfaces between the HTTP routes and the loaded model of each ML App."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from berth.runtime.protocol import ChatMessage, SamplingParameters
+
+FinishReason = str  # "stop" (EOS or a stop sequence) or "length" (token limit)
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling settings of one request. max_tokens None means the generator's default."""
+
+    max_tokens: int | None
+    temperature: float
+    top_p: float
+    stop: tuple[str, ...]
+    seed: int | None
+
+    @classmethod
+    def from_request(
+        cls, request: SamplingParameters, max_tokens: int | None = None
+    ) -> GenerationParams:
+        return cls(
+            max_tokens=max_tokens if max_tokens is not None else request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=tuple(request.stop),
+            seed=request.seed,
+        )
+
+
+class TextStream(abc.ABC):
+    """Text of one running generation, as an async iterator of text deltas.
+
+    The prompt is already tokenized when the stream is returned. `finish_reason` and
+    `completion_tokens` are final once iteration has ended.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: FinishReason | None = None
+    # False for streams that finish at once, where watching for a client disconnect
+    # would only add overhead.
+    watch_disconnect: bool = True
+
+    @abc.abstractmethod
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Stop the generation early, for example because the client disconnected."""
+
+    async def collect(self) -> str:
+        """Consume the whole stream and return its text."""
+        pieces = [piece async for piece in self]
+        return "".join(pieces)
+
+
+class TextGenerator(abc.ABC):
+    @abc.abstractmethod
+    async def start_chat(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> TextStream:
+        """Start a chat completion. Raises APIError (400) for a prompt the model cannot take."""
+
+    @abc.abstractmethod
+    async def start_completion(self, prompt: str, params: GenerationParams) -> TextStream:
+        """Start a text completion. Raises APIError (400) for a prompt the model cannot take."""
+
+
+@dataclass
+class EmbeddingResult:
+    """Vectors in input order (each a float sequence or a 1-D numpy array) and the token count."""
+
+    vectors: Sequence[Sequence[float]]
+    prompt_tokens: int
+
+
+class Embedder(abc.ABC):
+    dimension: int
+
+    @abc.abstractmethod
+    async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        """Return one L2-normalized vector per text."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to serve. Each ML App fills in the capabilities its routes need."""
+
+    generator: TextGenerator | None = None
+    embedder: Embedder | None = None
+    close: Callable[[], None] = field(default=lambda: None)

@@ -1,0 +1,121 @@
+"""The Echo ML App: responds at once without a model, to measure the platform's own overhead.
+
+Chat returns the last user message, completions return the prompt, and embeddings are
+8-dimensional unit vectors derived from a SHA-256 of each text. Token counts are
+whitespace-separated words. A max_tokens the client sets cuts the reply to that many
+words, and stop sequences apply as they do for a real model.
+
+This module must not import torch, transformers or sentence_transformers, so that an
+Echo instance starts in well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import struct
+from collections.abc import AsyncIterator, Sequence
+
+from berth.runtime.base import (
+    Embedder,
+    EmbeddingResult,
+    GenerationParams,
+    LoadedModel,
+    TextGenerator,
+    TextStream,
+)
+from berth.runtime.decoding import StopSequenceMatcher
+from berth.runtime.protocol import ChatMessage
+
+ECHO_DIMENSION = 8
+_WORD_WITH_LEADING_SPACE = re.compile(r"\s*\S+")
+_FLOAT32_VECTOR = struct.Struct(f"<{ECHO_DIMENSION}f")
+_INT32_VECTOR = struct.Struct(f"<{ECHO_DIMENSION}i")
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+def split_words(text: str) -> list[str]:
+    """Split text into pieces of one word each whose concatenation is the original text."""
+    pieces = _WORD_WITH_LEADING_SPACE.findall(text)
+    trailing = text[sum(len(piece) for piece in pieces) :]
+    if trailing:
+        if pieces:
+            pieces[-1] += trailing
+        else:
+            pieces.append(trailing)
+    return pieces
+
+
+def hash_vector(text: str) -> list[float]:
+    """Return a deterministic unit vector for `text`, exactly representable as float32."""
+    components = _INT32_VECTOR.unpack(hashlib.sha256(text.encode("utf-8")).digest())
+    norm = math.sqrt(sum(value * value for value in components)) or 1.0
+    # Rounding through float32 makes the JSON floats equal to the base64 encoding.
+    return list(_FLOAT32_VECTOR.unpack(_FLOAT32_VECTOR.pack(*(v / norm for v in components))))
+
+
+class EchoStream(TextStream):
+    """Stream of a precomputed reply, one word per delta, with no delay between them."""
+
+    watch_disconnect = False
+
+    def __init__(self, reply: str, prompt_tokens: int, params: GenerationParams) -> None:
+        self.prompt_tokens = prompt_tokens
+        self._pieces, self._final_finish_reason = self._apply_limits(split_words(reply), params)
+
+    @staticmethod
+    def _apply_limits(pieces: list[str], params: GenerationParams) -> tuple[list[str], str]:
+        finish_reason = "stop"
+        if params.max_tokens is not None and len(pieces) > params.max_tokens:
+            pieces = pieces[: params.max_tokens]
+            finish_reason = "length"
+
+        matcher = StopSequenceMatcher(params.stop)
+        limited: list[str] = []
+        for piece in pieces:
+            limited.append(matcher.push(piece))
+            if matcher.stopped:
+                return limited, "stop"
+        limited.append(matcher.flush())
+        return limited, finish_reason
+
+    async def _iterate(self) -> AsyncIterator[str]:
+        for piece in self._pieces:
+            if piece:
+                yield piece
+        self.completion_tokens = count_words("".join(self._pieces))
+        self.finish_reason = self._final_finish_reason
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._iterate()
+
+    async def aclose(self) -> None:
+        return None
+
+
+class EchoGenerator(TextGenerator):
+    async def start_chat(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> TextStream:
+        reply = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        prompt_tokens = sum(count_words(message.content) for message in messages)
+        return EchoStream(reply, prompt_tokens, params)
+
+    async def start_completion(self, prompt: str, params: GenerationParams) -> TextStream:
+        return EchoStream(prompt, count_words(prompt), params)
+
+
+class EchoEmbedder(Embedder):
+    dimension = ECHO_DIMENSION
+
+    async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        vectors = [hash_vector(text) for text in texts]
+        return EmbeddingResult(vectors, sum(count_words(text) for text in texts))
+
+
+def load_echo() -> LoadedModel:
+    return LoadedModel(generator=EchoGenerator(), embedder=EchoEmbedder())

@@ -1,0 +1,259 @@
+"""Request bodies of the OpenAI-compatible routes and of /predict, validated with pydantic.
+
+Models run in strict mode, so a string is never coerced to a number or a number to a
+bool, and the client gets a 400 that names the field. Unknown fields are ignored, as
+OpenAI clients send optional fields (user, metadata, penalties) that change nothing here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from berth.runtime.errors import describe_value, from_validation_error, invalid_request
+
+MAX_COMPLETION_TOKENS = 4096
+DEFAULT_MAX_TOKENS = 64
+MAX_STOP_SEQUENCES = 4
+MAX_BATCH_INPUTS = 2048
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+_JSON_KINDS: dict[type, str] = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class SamplingParameters(_Strict):
+    """Generation settings shared by both completion routes and by /predict."""
+
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_COMPLETION_TOKENS)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = Field(default=None, ge=_INT64_MIN, le=_INT64_MAX)
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _normalize_stop(cls, value: Any) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ValueError(f"expected a string or a list of at most {MAX_STOP_SEQUENCES} strings")
+        if len(value) > MAX_STOP_SEQUENCES:
+            raise ValueError(
+                f"expected at most {MAX_STOP_SEQUENCES} stop sequences, got {len(value)}"
+            )
+        if any(item == "" for item in value):
+            raise ValueError("stop sequences must not be empty strings")
+        return value
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class _CompletionOptions(SamplingParameters):
+    model: str | None = None
+    n: int = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_COMPLETION_TOKENS)
+    logprobs: Any = None
+
+    @field_validator("n")
+    @classmethod
+    def _require_single_choice(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError("only n=1 is supported: send one request per completion")
+        return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _reject_logprobs(cls, value: Any) -> Any:
+        if value not in (None, False, 0):
+            raise ValueError("logprobs are not supported by this server")
+        return value
+
+    @property
+    def requested_max_tokens(self) -> int | None:
+        """The client's token limit: max_completion_tokens, else max_tokens, else None."""
+        if self.max_completion_tokens is not None:
+            return self.max_completion_tokens
+        return self.max_tokens
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _join_text_parts(cls, value: Any) -> str:
+        """Accept a string, or a list of {"type": "text", "text": ...} parts joined by newlines."""
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, list):
+            raise ValueError("expected a string or a list of text parts")
+        texts: list[str] = []
+        for index, part in enumerate(value):
+            is_text_part = (
+                isinstance(part, dict)
+                and part.get("type") == "text"
+                and isinstance(part.get("text"), str)
+            )
+            if not is_text_part:
+                raise ValueError(
+                    f"part {index} is {describe_value(part)}, but only "
+                    '{"type": "text", "text": "..."} parts are supported'
+                )
+            texts.append(part["text"])
+        return "\n".join(texts)
+
+
+class ChatCompletionRequest(_CompletionOptions):
+    messages: list[ChatMessage] = Field(min_length=1)
+    tools: Any = None
+
+    @field_validator("tools")
+    @classmethod
+    def _reject_tools(cls, value: Any) -> Any:
+        if value:
+            raise ValueError("tool calling is not supported by this server")
+        return value
+
+
+class CompletionRequest(_CompletionOptions):
+    prompt: str
+    echo: bool = False
+    best_of: int | None = None
+    suffix: str | None = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _single_text_prompt(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if len(value) == 1 and isinstance(value[0], str):
+                return value[0]
+            if value and all(isinstance(item, int) for item in value):
+                raise ValueError("token-id prompts are not supported: send the prompt as text")
+            raise ValueError("expected a string or a list of exactly one string")
+        return value
+
+    @field_validator("echo")
+    @classmethod
+    def _reject_echo(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("echo=true is not supported by this server")
+        return value
+
+    @field_validator("best_of")
+    @classmethod
+    def _reject_best_of(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise ValueError("only best_of=1 is supported")
+        return value
+
+    @field_validator("suffix")
+    @classmethod
+    def _reject_suffix(cls, value: str | None) -> str | None:
+        if value:
+            raise ValueError("suffix is not supported by this server")
+        return value
+
+
+class EmbeddingRequest(_Strict):
+    input: list[str]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _text_inputs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list):
+            raise ValueError("expected a string or a list of strings")
+        if not value:
+            raise ValueError("expected at least one input")
+        if len(value) > MAX_BATCH_INPUTS:
+            raise ValueError(f"expected at most {MAX_BATCH_INPUTS} inputs, got {len(value)}")
+        if all(isinstance(item, int) for item in value):
+            raise ValueError("only text input is supported, not token ids")
+        for index, item in enumerate(value):
+            if isinstance(item, str):
+                continue
+            if isinstance(item, list) and all(isinstance(token, int) for token in item):
+                raise ValueError("only text input is supported, not token ids")
+            raise ValueError(f"item {index} is {describe_value(item)}, but must be a string")
+        return value
+
+
+class PredictRequest(_Strict):
+    inputs: list[Any] = Field(min_length=1, max_length=MAX_BATCH_INPUTS)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _null_parameters(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Decode a request body, raising a 400 APIError unless it is a JSON object."""
+    if not raw.strip():
+        raise invalid_request("The request body is empty. Send a JSON object.")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise invalid_request(
+            f"The request body is not valid JSON: {error.msg} at line {error.lineno}, "
+            f"column {error.colno} (character {error.pos})."
+        ) from None
+    if not isinstance(value, dict):
+        kind = _JSON_KINDS.get(type(value), "value")
+        raise invalid_request(f"The request body must be a JSON object, not a JSON {kind}.")
+    return value
+
+
+def parse_request(model: type[RequestModel], raw: bytes) -> RequestModel:
+    """Decode and validate a request body, raising a 400 APIError that names the bad field."""
+    payload = parse_json_object(raw)
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        raise from_validation_error(error) from None
+
+
+def validate_parameters(model: type[RequestModel], parameters: dict[str, Any]) -> RequestModel:
+    """Validate the "parameters" object of /predict, naming fields as parameters.<field>."""
+    try:
+        return model.model_validate(parameters)
+    except ValidationError as error:
+        api_error = from_validation_error(error)
+        if api_error.param:
+            api_error.message = api_error.message.replace(
+                f"'{api_error.param}'", f"'parameters.{api_error.param}'", 1
+            )
+            api_error.param = f"parameters.{api_error.param}"
+        raise api_error from None

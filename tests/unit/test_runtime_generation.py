@@ -1,0 +1,332 @@
+"""The Text Generation runtime with the demo model, plus the streaming text helpers it uses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from berth.runtime.decoding import (
+    IncrementalDetokenizer,
+    LeadingWhitespaceStripper,
+    StopSequenceMatcher,
+)
+from tests.runtime_support import RuntimeProcess, wait_until
+
+MODEL_NAME = "demo-test"
+CONTEXT_LENGTH = 512  # max_position_embeddings of the demo model
+
+
+# Streaming text helpers, without a model.
+
+
+def feed(matcher: StopSequenceMatcher, deltas: Sequence[str]) -> str:
+    sent = "".join(matcher.push(delta) for delta in deltas)
+    return sent + matcher.flush()
+
+
+def test_stop_matcher_cuts_at_first_stop() -> None:
+    matcher = StopSequenceMatcher(["END", "xyz"])
+
+    assert feed(matcher, ["hello ", "wor", "ld xy", "z and END"]) == "hello world "
+    assert matcher.stopped
+
+
+def test_stop_matcher_stop_spanning_deltas() -> None:
+    matcher = StopSequenceMatcher(["\n\n"])
+
+    assert matcher.push("line one\n") == "line one"
+    assert matcher.push("\nline two") == ""
+    assert matcher.stopped
+
+
+def test_stop_matcher_releases_false_prefix() -> None:
+    matcher = StopSequenceMatcher(["STOP"])
+
+    assert matcher.push("a ST") == "a "
+    assert matcher.push("ART") == "START"
+    assert matcher.push(" ST") == " "
+    assert matcher.flush() == "ST"
+    assert not matcher.stopped
+
+
+def test_stop_matcher_without_stops_passes_text() -> None:
+    matcher = StopSequenceMatcher([])
+
+    assert matcher.push("any STOP text") == "any STOP text"
+    assert matcher.flush() == ""
+
+
+class ByteTokenizer:
+    """Tokenizer stand-in whose tokens are raw UTF-8 bytes, like byte-level BPE."""
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+def test_detokenizer_holds_partial_characters() -> None:
+    text = "añb€ ok"
+    detokenizer = IncrementalDetokenizer(ByteTokenizer(), prompt_ids=list(b"x "))
+
+    deltas = [detokenizer.push(byte) for byte in text.encode()]
+    deltas.append(detokenizer.flush())
+
+    assert "".join(deltas) == text
+    assert all("\ufffd" not in delta for delta in deltas)
+    # The two bytes of "ñ" produce one delta, sent when the second byte arrives.
+    assert deltas[1:3] == ["", "ñ"]
+
+
+def test_detokenizer_flush_drops_incomplete_tail() -> None:
+    detokenizer = IncrementalDetokenizer(ByteTokenizer(), prompt_ids=[])
+
+    assert detokenizer.push(ord("a")) == "a"
+    assert detokenizer.push("€".encode()[0]) == ""
+    assert detokenizer.flush() == ""
+
+
+def test_leading_whitespace_stripper() -> None:
+    stripper = LeadingWhitespaceStripper()
+
+    assert [stripper.push(d) for d in [" ", "  hi", " there"]] == ["", "hi", " there"]
+
+
+# The runtime as a subprocess, serving the demo model.
+
+
+@pytest.fixture(scope="module")
+def generation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+    from berth.hub.demo import build_demo_generation_model
+
+    folder = tmp_path_factory.mktemp("generation")
+    model_path = build_demo_generation_model(folder / "demo-model")
+    runtime = RuntimeProcess("text-generation", model_path, MODEL_NAME, folder / "runtime.log")
+    try:
+        runtime.wait_for("/ready", timeout_s=120)
+        yield runtime
+    finally:
+        runtime.stop()
+
+
+@pytest.fixture(scope="module")
+def client(generation: RuntimeProcess) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{generation.base_url}/v1", api_key="unused", max_retries=0, timeout=60
+    )
+
+
+USER_MESSAGE = [{"role": "user", "content": "hello world"}]
+
+
+@pytest.mark.slow
+def test_chat_completion_fields(client: openai.OpenAI) -> None:
+    response = client.chat.completions.create(
+        model="ignored", messages=USER_MESSAGE, max_tokens=8, temperature=0
+    )
+
+    assert response.object == "chat.completion"
+    assert response.model == MODEL_NAME
+    choice = response.choices[0]
+    assert choice.message.role == "assistant"
+    assert isinstance(choice.message.content, str)
+    assert choice.finish_reason in ("stop", "length")
+    usage = response.usage
+    assert usage is not None
+    # "[CLS]user: hello world\nassistant:" is 7 tokens with the demo chat template.
+    assert usage.prompt_tokens == 7
+    assert 1 <= usage.completion_tokens <= 8
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("max_tokens", [1, 5, 30])
+def test_max_tokens_is_respected(client: openai.OpenAI, max_tokens: int) -> None:
+    response = client.completions.create(
+        model=MODEL_NAME, prompt="count with me", max_tokens=max_tokens, temperature=1.0, seed=3
+    )
+
+    usage = response.usage
+    assert usage is not None
+    assert usage.completion_tokens <= max_tokens
+    if response.choices[0].finish_reason == "length":
+        assert usage.completion_tokens == max_tokens
+
+
+@pytest.mark.slow
+def test_chat_stream_matches_non_stream(client: openai.OpenAI) -> None:
+    settings = {"messages": USER_MESSAGE, "max_tokens": 24, "temperature": 0.9, "seed": 11}
+    whole = client.chat.completions.create(model=MODEL_NAME, **settings)
+    stream = client.chat.completions.create(
+        model=MODEL_NAME, stream=True, stream_options={"include_usage": True}, **settings
+    )
+    chunks = list(stream)
+
+    assert chunks[0].choices[0].delta.role == "assistant"
+    pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    assert sum(1 for piece in pieces if piece) > 1
+    assert "".join(pieces) == whole.choices[0].message.content
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finish == [whole.choices[0].finish_reason]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage == whole.usage
+
+
+@pytest.mark.slow
+def test_completion_stream_matches_non_stream(client: openai.OpenAI) -> None:
+    settings = {"prompt": "once upon a time", "max_tokens": 24, "temperature": 0.9, "seed": 5}
+    whole = client.completions.create(model=MODEL_NAME, **settings)
+    chunks = list(
+        client.completions.create(
+            model=MODEL_NAME, stream=True, stream_options={"include_usage": True}, **settings
+        )
+    )
+
+    text = "".join(chunk.choices[0].text for chunk in chunks if chunk.choices)
+    assert text == whole.choices[0].text
+    assert whole.usage is not None
+    assert whole.usage.prompt_tokens == 5
+    assert chunks[-1].usage == whole.usage
+
+
+@pytest.mark.slow
+def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:
+    settings = {"prompt": "repeat", "max_tokens": 16, "temperature": 1.0, "seed": 42}
+    first = client.completions.create(model=MODEL_NAME, **settings)
+    second = client.completions.create(model=MODEL_NAME, **settings)
+
+    assert first.choices[0].text == second.choices[0].text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True])
+def test_stop_sequence_cuts_text(client: openai.OpenAI, stream: bool) -> None:
+    settings = {"prompt": "tell a story", "max_tokens": 30, "temperature": 1.0, "seed": 7}
+    full = client.completions.create(model=MODEL_NAME, **settings).choices[0].text
+    words = full.split()
+    assert len(words) >= 6, full
+    stop = words[4]
+    expected = full[: full.find(stop)]
+
+    if stream:
+        chunks = list(
+            client.completions.create(model=MODEL_NAME, stop=[stop], stream=True, **settings)
+        )
+        text = "".join(chunk.choices[0].text for chunk in chunks if chunk.choices)
+        finish_reason = chunks[-1].choices[0].finish_reason
+    else:
+        choice = client.completions.create(model=MODEL_NAME, stop=stop, **settings).choices[0]
+        text, finish_reason = choice.text, choice.finish_reason
+
+    assert text == expected
+    assert stop not in text
+    assert finish_reason == "stop"
+
+
+@pytest.mark.slow
+def test_predict_generates_per_input(generation: RuntimeProcess) -> None:
+    body = {
+        "inputs": ["first prompt", "second prompt"],
+        "parameters": {"max_tokens": 4, "temperature": 0},
+    }
+    response = httpx.post(generation.base_url + "/predict", json=body, timeout=60)
+
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["model"] == MODEL_NAME
+    assert len(result["predictions"]) == 2
+    assert all(isinstance(text, str) for text in result["predictions"])
+
+
+@pytest.mark.slow
+def test_predict_rejects_bad_parameter(generation: RuntimeProcess) -> None:
+    body = {"inputs": ["x"], "parameters": {"max_tokens": 0}}
+    response = httpx.post(generation.base_url + "/predict", json=body)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "parameters.max_tokens"
+    assert "'parameters.max_tokens'" in error["message"]
+
+
+@pytest.mark.slow
+def test_prompt_longer_than_context_is_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model=MODEL_NAME, prompt="word " * CONTEXT_LENGTH, max_tokens=4)
+
+    assert caught.value.param == "prompt"
+    assert str(CONTEXT_LENGTH) in caught.value.message
+
+
+@pytest.mark.slow
+def test_embeddings_route_is_not_served(generation: RuntimeProcess) -> None:
+    response = httpx.post(generation.base_url + "/v1/embeddings", json={"input": "x"})
+
+    assert response.status_code == 404
+    message = response.json()["error"]["message"]
+    assert "Text Generation" in message
+    assert "POST /v1/chat/completions" in message
+
+
+@pytest.mark.slow
+def test_disconnect_stops_generation(generation: RuntimeProcess) -> None:
+    body = {"prompt": "a long story", "max_tokens": 4096, "temperature": 1.0, "stream": True}
+    with httpx.stream(
+        "POST", generation.base_url + "/v1/completions", json=body, timeout=60
+    ) as response:
+        assert response.status_code == 200
+        first_event = next(line for line in response.iter_lines() if line.startswith("data: "))
+        assert "text_completion" in orjson.loads(first_event.removeprefix("data: "))["object"]
+        # The event loop keeps serving requests while the worker thread generates.
+        assert httpx.get(generation.base_url + "/health", timeout=5).status_code == 200
+
+    pattern = re.compile(r"generation stopped after (\d+) of at most (\d+) tokens")
+    wait_until(
+        lambda: pattern.search(generation.log_text()) is not None,
+        timeout_s=30,
+        description="the log line of the stopped generation",
+    )
+    match = pattern.search(generation.log_text())
+    assert match is not None
+    generated, limit = int(match.group(1)), int(match.group(2))
+    assert generated < limit
+    # The next request is served once the worker thread is free again.
+    after = httpx.post(
+        generation.base_url + "/v1/completions",
+        json={"prompt": "next", "max_tokens": 2},
+        timeout=60,
+    )
+    assert after.status_code == 200
+
+
+@pytest.mark.slow
+def test_load_failure_exits_with_status_3(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    runtime = RuntimeProcess("text-generation", missing, "broken", tmp_path / "runtime.log")
+    try:
+        status = runtime.process.wait(timeout=60)
+    finally:
+        runtime.stop()
+
+    assert status == 3
+    last_line = runtime.log_text().strip().splitlines()[-1]
+    assert last_line == f"berth.runtime: error: model folder {missing} does not exist"
+
+
+@pytest.mark.slow
+def test_load_failure_names_missing_config(tmp_path: Path) -> None:
+    (tmp_path / "weights.bin").write_bytes(b"")
+    runtime = RuntimeProcess("text-generation", tmp_path, "broken", tmp_path / "runtime.log")
+    try:
+        status = runtime.process.wait(timeout=60)
+    finally:
+        runtime.stop()
+
+    assert status == 3
+    assert f"model folder {tmp_path} has no config.json" in runtime.log_text()
