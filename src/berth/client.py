@@ -189,7 +189,12 @@ class Client:
         poll_s: float = 0.5,
     ) -> Json:
         """Poll until the endpoint reaches one of `states`; raises TimeoutError or, when
-        the endpoint fails while waiting for another state, ApiError."""
+        the endpoint fails while waiting for another state, ApiError.
+
+        NOTE: until the reconciler acts on a restart or update, the state still reads as
+        before, so this can return a stale Live or raise on a stale Failed. The CLI's
+        `berth.cli.waiting` handles those cases.
+        """
         wanted = set(states)
         deadline = time.monotonic() + timeout_s
         while True:

@@ -24,7 +24,9 @@ def deploy_demo(server: str, api_key: str | None) -> None:
         _wait_for_server(client)
         endpoint = _find_or_create(client)
         typer.echo(f"Deploying endpoint '{DEMO_ENDPOINT}' with model {DEMO_MODEL}...")
-        live = client.wait_for_state(endpoint["id"], {"Live"}, timeout_s=600)
+        live = client.wait_for_state(
+            endpoint["id"], {"Live"}, timeout_s=600, on_progress=_report_progress
+        )
         key = next(row["key"] for row in client.list_keys(live["id"]) if row["is_first"])
     _print_usage(live, key)
 
@@ -39,6 +41,16 @@ def _wait_for_server(client: Client) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+_last_reported: list[str] = []
+
+
+def _report_progress(info: dict) -> None:  # type: ignore[type-arg]
+    line = f"  {info['state']}: {info['state_reason']}" if info["state_reason"] else ""
+    if line and _last_reported[-1:] != [line]:
+        _last_reported.append(line)
+        typer.echo(line)
 
 
 def _find_or_create(client: Client) -> dict:  # type: ignore[type-arg]

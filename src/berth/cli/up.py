@@ -1,7 +1,6 @@
 """`berth up`: start the embedded server."""
 
 import logging
-import os
 import threading
 from typing import Annotated
 
@@ -64,7 +63,7 @@ def up(
             typer.echo(f"Saved it to the CLI profile {saved} (mode 0600).\n")
 
     if demo:
-        key = admin_key or settings.admin_key or os.environ.get("BERTH_API_KEY")
+        key = admin_key or settings.admin_key
         threading.Thread(
             target=_deploy_demo, args=(settings.public_url, key), name="berth-demo", daemon=True
         ).start()

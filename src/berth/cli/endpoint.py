@@ -1,0 +1,339 @@
+"""`berth endpoint`: create, inspect, change, stop, restart and delete endpoints.
+
+The command and option names follow the `snapi endpoint` CLI, so existing scripts
+port over by changing the program name.
+"""
+
+from typing import Annotated
+
+import typer
+
+from berth.cli import apikey
+from berth.cli.connection import ApiKeyOption, ServerOption, TenantOption, connect
+from berth.cli.endpoint_options import (
+    DEFAULT_WAIT_TIMEOUT_S,
+    EndpointArgument,
+    EndpointOption,
+    ProjectOption,
+    TimeoutOption,
+    WaitOption,
+    pick_endpoint,
+)
+from berth.cli.endpoint_views import (
+    print_created,
+    print_endpoint,
+    print_endpoint_list,
+    state_text,
+)
+from berth.cli.output import (
+    BerthGroup,
+    Json,
+    OutputFormat,
+    OutputOption,
+    confirm_on_terminal,
+    print_json,
+)
+from berth.cli.waiting import FAILED, LIVE, Goal, goal_for, max_generation, wait_for_goal
+from berth.states import EndpointState
+
+app = typer.Typer(
+    cls=BerthGroup,
+    rich_markup_mode="markdown",
+    no_args_is_help=True,
+    help="Create and manage endpoints and their API keys.",
+)
+
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model-checkpoint",
+        "--model_checkpoint",
+        "--model",
+        show_default=False,
+        help="Model name or ID from the Model Hub (`berth model list`). "
+        "Also accepted as --model_checkpoint or --model.",
+    ),
+]
+DescriptionOption = Annotated[
+    str | None,
+    typer.Option("--description", show_default=False, help="Description of the endpoint."),
+]
+
+
+@app.command()
+def create(
+    name: Annotated[
+        str,
+        typer.Option(
+            "--endpoint-name",
+            "--endpoint_name",
+            show_default=False,
+            help="Name of the new endpoint, unique in its project. "
+            "Also accepted as --endpoint_name.",
+        ),
+    ],
+    model: ModelOption,
+    project: Annotated[
+        str, typer.Option("--project", "-p", help="Project name or ID for the endpoint.")
+    ] = "default",
+    instances: Annotated[int, typer.Option(help="Number of instances to run.")] = 1,
+    description: DescriptionOption = None,
+    share_with_all_tenants: Annotated[
+        bool,
+        typer.Option(
+            "--share-with-all-tenants",
+            help="Share the endpoint with every tenant instead of its own tenant only.",
+        ),
+    ] = False,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT_S,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Create an endpoint and print its URL and first API key (FirstKey).
+
+    The endpoint deploys in the background; --wait follows it until it is Live. With
+    --wait and -o json, the JSON is the endpoint once Live, with its first_key.
+    """
+    with connect(server, api_key, tenant) as client:
+        created = client.create_endpoint(
+            project, name, model, instances=instances, description=description or "",
+            share_with_all_tenants=share_with_all_tenants,
+        )
+        if wait:
+            final = wait_for_goal(client, created, Goal(LIVE), timeout)
+            created = {**final, "first_key": created["first_key"]}
+
+    if output == OutputFormat.JSON:
+        print_json(created)
+    else:
+        print_created(created)
+
+
+@app.command()
+def info(
+    endpoint_argument: EndpointArgument = None,
+    endpoint: EndpointOption = None,
+    project: ProjectOption = None,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Show an endpoint: state, model, instances, URL and owner."""
+    reference = pick_endpoint(endpoint_argument, endpoint)
+    with connect(server, api_key, tenant) as client:
+        data = client.get_endpoint(reference, project)
+    if output == OutputFormat.JSON:
+        print_json(data)
+    else:
+        print_endpoint(data)
+
+
+@app.command("list")
+def list_endpoints(
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", show_default=False, help="List only this project."),
+    ] = None,
+    state: Annotated[
+        EndpointState | None,
+        typer.Option(
+            case_sensitive=False, show_default=False, help="List only endpoints in this state."
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Maximum number of endpoints.")] = 100,
+    offset: Annotated[int, typer.Option(min=0, help="Number of endpoints to skip.")] = 0,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """List the endpoints of the tenant and those shared with all tenants."""
+    with connect(server, api_key, tenant) as client:
+        page = client.list_endpoints(project, state, limit=limit, offset=offset)
+    if output == OutputFormat.JSON:
+        print_json(page)
+    else:
+        print_endpoint_list(page)
+
+
+@app.command()
+def update(
+    endpoint_argument: EndpointArgument = None,
+    endpoint: EndpointOption = None,
+    project: ProjectOption = None,
+    description: DescriptionOption = None,
+    instances: Annotated[
+        int | None, typer.Option(show_default=False, help="New number of instances.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model-checkpoint",
+            "--model_checkpoint",
+            "--model",
+            show_default=False,
+            help="New model name or ID, of the same ML App as the current model. "
+            "Also accepted as --model_checkpoint or --model.",
+        ),
+    ] = None,
+    share_with_all_tenants: Annotated[
+        bool | None,
+        typer.Option(
+            "--share-with-all-tenants/--share-with-tenant",
+            show_default=False,
+            help="Share the endpoint with every tenant, or with its own tenant only.",
+        ),
+    ] = None,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT_S,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Change an endpoint's description, instances, model or sharing.
+
+    Running instances keep serving until their replacements are ready. --wait follows
+    the change until the endpoint is Live again, or Stopped if it was stopped.
+    """
+    reference = pick_endpoint(endpoint_argument, endpoint)
+    changes = (description, instances, model, share_with_all_tenants)
+    if all(change is None for change in changes):
+        raise typer.BadParameter(
+            "nothing to update; pass --description, --instances, --model-checkpoint "
+            "or --share-with-all-tenants"
+        )
+    with connect(server, api_key, tenant) as client:
+        before = client.get_endpoint(reference, project) if wait else None
+        data = client.update_endpoint(
+            reference, project, description=description, instances=instances, model=model,
+            share_with_all_tenants=share_with_all_tenants,
+        )
+        if before is not None:
+            data = wait_for_goal(client, data, _goal_after_update(before, data, instances), timeout)
+
+    if output == OutputFormat.JSON:
+        print_json(data)
+    else:
+        print_endpoint(data)
+
+
+def _goal_after_update(before: Json, after: Json, instances: int | None) -> Goal:
+    goal = goal_for(after)
+    if goal.state != LIVE:
+        return goal
+    model_changed = after["model"]["id"] != before["model"]["id"]
+    # The server redeploys a Failed endpoint when its instances change.
+    redeploys = model_changed or (before["state"] == FAILED and instances is not None)
+    return Goal(
+        LIVE,
+        newer_than_generation=max_generation(before) if model_changed else None,
+        failed_before_change=redeploys and before["state"] == FAILED,
+    )
+
+
+@app.command()
+def stop(
+    endpoint_argument: EndpointArgument = None,
+    endpoint: EndpointOption = None,
+    project: ProjectOption = None,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT_S,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Stop every instance of an endpoint and free their instance slots.
+
+    The endpoint and its keys remain; `berth endpoint restart` starts it again.
+    """
+    reference = pick_endpoint(endpoint_argument, endpoint)
+    with connect(server, api_key, tenant) as client:
+        data = client.stop_endpoint(reference, project)
+        if wait:
+            data = wait_for_goal(client, data, goal_for(data), timeout)
+    _print_action_result(data, "Stop", wait, output)
+
+
+@app.command()
+def restart(
+    endpoint_argument: EndpointArgument = None,
+    endpoint: EndpointOption = None,
+    project: ProjectOption = None,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT_S,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Start a stopped or failed endpoint, or replace the instances of a running one.
+
+    A running endpoint keeps serving until the new instances are ready.
+    """
+    reference = pick_endpoint(endpoint_argument, endpoint)
+    with connect(server, api_key, tenant) as client:
+        before = client.get_endpoint(reference, project) if wait else None
+        data = client.restart_endpoint(reference, project)
+        if before is not None:
+            goal = Goal(
+                LIVE,
+                newer_than_generation=max_generation(before),
+                failed_before_change=before["state"] == FAILED,
+            )
+            data = wait_for_goal(client, data, goal, timeout)
+    _print_action_result(data, "Restart", wait, output)
+
+
+def _print_action_result(data: Json, action: str, waited: bool, output: OutputFormat) -> None:
+    if output == OutputFormat.JSON:
+        print_json(data)
+    elif waited:
+        typer.echo(f"Endpoint {data['name']} is {state_text(data)}.")
+    else:
+        typer.echo(
+            f"{action} of endpoint {data['name']} requested; it is {state_text(data)} now. "
+            f"`berth endpoint info {data['name']}` shows its progress."
+        )
+
+
+@app.command()
+def delete(
+    endpoint_argument: EndpointArgument = None,
+    endpoint: EndpointOption = None,
+    project: ProjectOption = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Delete without asking for confirmation.")
+    ] = False,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Delete an endpoint. Its keys stop working at once and its instances are ended.
+
+    On a terminal, the command prompts for confirmation unless --yes is given. When stdin
+    is not a terminal, as in scripts, it deletes without asking.
+    """
+    reference = pick_endpoint(endpoint_argument, endpoint)
+    with connect(server, api_key, tenant) as client:
+        confirm_on_terminal(
+            f"Delete endpoint '{reference}'? Its API keys stop working at once.", yes
+        )
+        data = client.delete_endpoint(reference, project)
+    if output == OutputFormat.JSON:
+        print_json(data)
+    else:
+        typer.echo(f"Endpoint {data['name']} successfully marked for deletion.")
+
+
+app.command("list-apikeys")(apikey.list_apikeys)
+app.command("add-apikey")(apikey.add_apikey)
+app.command("edit-apikey")(apikey.edit_apikey)
+app.command("revoke-apikey")(apikey.revoke_apikey)
+app.command("info-apikey")(apikey.info_apikey)

@@ -1,0 +1,66 @@
+"""Options shared by the `berth endpoint` commands."""
+
+from typing import Annotated
+
+import typer
+
+DEFAULT_WAIT_TIMEOUT_S = 600.0
+
+EndpointArgument = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="ENDPOINT",
+        show_default=False,
+        help="Endpoint name or ID, as an alternative to --endpoint.",
+    ),
+]
+EndpointOption = Annotated[
+    str | None,
+    typer.Option("--endpoint", "-e", show_default=False, help="Endpoint name or ID."),
+]
+ProjectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        "-p",
+        show_default=False,
+        help="Project name or ID of the endpoint. Needed only when several projects "
+        "have an endpoint of that name.",
+    ),
+]
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="Wait until the endpoint reaches the requested state, showing its progress. "
+        "Exits with status 1 if it fails or the timeout passes.",
+    ),
+]
+TimeoutOption = Annotated[
+    float,
+    typer.Option("--timeout", min=0, help="Maximum time to wait with --wait, in seconds."),
+]
+ApiKeyIdOption = Annotated[
+    str,
+    typer.Option(
+        "--apikey",
+        show_default=False,
+        help="ID of the endpoint API key, or the key itself.",
+    ),
+]
+
+
+def pick_endpoint(argument: str | None, option: str | None) -> str:
+    """Return the endpoint named by the positional argument or by --endpoint.
+
+    Raises a usage error, exit status 2, when neither is given or the two differ.
+    """
+    if argument and option and argument != option:
+        raise typer.BadParameter(
+            f"'{option}' differs from the endpoint argument '{argument}'; give the endpoint once",
+            param_hint="'--endpoint'",
+        )
+    endpoint = argument or option
+    if not endpoint:
+        raise typer.BadParameter("an endpoint name or ID is required", param_hint="'--endpoint'")
+    return endpoint

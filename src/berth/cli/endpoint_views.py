@@ -1,0 +1,145 @@
+"""Table output of endpoints and endpoint API keys."""
+
+import json
+
+import typer
+from rich.table import Column
+
+from berth.cli.output import (
+    Json,
+    TimeStyle,
+    format_time,
+    new_table,
+    print_fields,
+    print_page_note,
+    print_table,
+)
+
+SHORT_ID_LENGTH = 8
+
+
+def state_text(endpoint: Json) -> str:
+    if endpoint["state_reason"]:
+        return f"{endpoint['state']} ({endpoint['state_reason']})"
+    return endpoint["state"]
+
+
+def print_endpoint(endpoint: Json) -> None:
+    sharing = "all tenants" if endpoint["share_with_all_tenants"] else "its tenant"
+    print_fields([
+        ("Name", endpoint["name"]),
+        ("ID", endpoint["id"]),
+        ("Project", endpoint["project"]["name"]),
+        ("Description", endpoint["description"] or "-"),
+        ("Model", endpoint["model"]["name"]),
+        ("ML App", endpoint["ml_app_name"]),
+        ("State", state_text(endpoint)),
+        ("Instances", f"{endpoint['ready_instances']} of {endpoint['instances']} ready"),
+        ("Shared with", sharing),
+        ("Owner", endpoint["owner"]["name"]),
+        ("URL", endpoint["url"]),
+        ("OpenAI base URL", endpoint["openai_base_url"]),
+        ("Version", str(endpoint["version"])),
+        ("Created", format_time(endpoint["created_at"])),
+        ("Updated", format_time(endpoint["updated_at"])),
+    ])
+    if endpoint["instance_list"]:
+        typer.echo()
+        _print_instances(endpoint["instance_list"])
+
+
+def _print_instances(instances: list[Json]) -> None:
+    table = new_table("Instance", "State", "Generation", "Restarts", "PID", "Started", "Ready")
+    for instance in instances:
+        table.add_row(
+            instance["id"][:SHORT_ID_LENGTH],
+            instance["state"],
+            str(instance["generation"]),
+            str(instance["restart_count"]),
+            str(instance["pid"] or "-"),
+            format_time(instance["started_at"], style=TimeStyle.TIME_IF_TODAY),
+            format_time(instance["ready_at"], style=TimeStyle.TIME_IF_TODAY),
+        )
+    print_table(table)
+    for instance in instances:
+        if instance["last_error"]:
+            short_id = instance["id"][:SHORT_ID_LENGTH]
+            typer.echo(f"Last error of instance {short_id}: {instance['last_error']}")
+
+
+def print_endpoint_list(page: Json) -> None:
+    if page["items"]:
+        table = new_table("Name", "Project", "Model", "State", "Ready", "Created", "Owner")
+        for endpoint in page["items"]:
+            table.add_row(
+                endpoint["name"],
+                endpoint["project"]["name"],
+                endpoint["model"]["name"],
+                endpoint["state"],
+                f"{endpoint['ready_instances']}/{endpoint['instances']}",
+                format_time(endpoint["created_at"], style=TimeStyle.MINUTES),
+                endpoint["owner"]["name"],
+            )
+        print_table(table)
+    print_page_note(page, "endpoints")
+
+
+def print_created(endpoint: Json) -> None:
+    print_fields([
+        ("Endpoint", f"{endpoint['name']} (project {endpoint['project']['name']})"),
+        ("ID", endpoint["id"]),
+        ("URL", endpoint["url"]),
+        ("State", state_text(endpoint)),
+        ("FirstKey", endpoint["first_key"]),
+    ])
+    typer.echo()
+    print_usage_example(endpoint, endpoint["first_key"])
+
+
+def print_usage_example(endpoint: Json, key: str) -> None:
+    """Print a curl command that calls the endpoint's main OpenAI-compatible route."""
+    model = endpoint["model"]["name"]
+    if endpoint["ml_app"] == "text-embedding":
+        route = "embeddings"
+        body: Json = {"model": model, "input": ["Berth serves models."]}
+    else:
+        route = "chat/completions"
+        body = {"model": model, "messages": [{"role": "user", "content": "Hello!"}]}
+    when = "" if endpoint["state"] == "Live" else " once the endpoint is Live"
+    typer.echo(f"Call it{when}, for example with curl:")
+    typer.echo()
+    typer.echo(f"  curl {endpoint['openai_base_url']}/{route} \\")
+    typer.echo(f"    -H 'Authorization: Bearer {key}' \\")
+    typer.echo("    -H 'Content-Type: application/json' \\")
+    typer.echo(f"    -d '{json.dumps(body)}'")
+    typer.echo()
+    typer.echo(
+        "Any OpenAI client works too: set its base URL to the OpenAI base URL above "
+        "and its API key to the endpoint key."
+    )
+
+
+def print_key(key: Json) -> None:
+    print_fields([
+        ("ID", key["id"]),
+        ("Key", key["key"]),
+        ("Description", key["description"] or "-"),
+        ("Status", key["status"]),
+        ("FirstKey", "yes" if key["is_first"] else "no"),
+        ("Owner", key["owner"]["name"]),
+        ("Created", format_time(key["created_at"])),
+        ("Revoked", format_time(key["revoked_at"])),
+    ])
+
+
+def print_key_list(keys: list[Json]) -> None:
+    if not keys:
+        typer.echo("No API keys found.")
+        return
+    # Keys stay on one line so that they copy whole. To fit 80 columns, the ID and the
+    # times are left out: --apikey accepts the key as well, and info-apikey shows the rest.
+    key_column = Column("Key", no_wrap=True, min_width=max(len(key["key"]) for key in keys))
+    table = new_table(key_column, "Status", "Description")
+    for key in keys:
+        table.add_row(key["key"], key["status"], key["description"])
+    print_table(table)

@@ -1,0 +1,69 @@
+"""`berth login` and `berth logout`: save or remove the CLI profile."""
+
+from typing import Annotated
+
+import typer
+
+from berth.cli.connection import ServerOption, TenantOption
+from berth.cli.output import CliError, stdin_is_terminal
+from berth.cli.profile import profile_path, save_profile
+from berth.client import ApiError, Client
+
+
+def login(
+    server: ServerOption = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="BERTH_API_KEY",
+            show_default=False,
+            help="Platform API key to save. On a terminal, the command prompts for it "
+            "when it is missing.",
+        ),
+    ] = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Check a platform API key against the server and save it in the CLI profile.
+
+    The profile is a JSON file with mode 0600 in $XDG_CONFIG_HOME/berth, or in
+    ~/.config/berth when XDG_CONFIG_HOME is not set. Later commands read the server,
+    key and tenant from it unless options or BERTH_* variables set them.
+    """
+    if not api_key:
+        if not stdin_is_terminal():
+            raise typer.BadParameter(
+                "a platform API key is required; pass it or set BERTH_API_KEY",
+                param_hint="'--api-key'",
+            )
+        api_key = typer.prompt("Platform API key", hide_input=True, err=True)
+    with Client(server=server, api_key=api_key, tenant=tenant) as client:
+        try:
+            identity = client.whoami()
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+            raise CliError(f"{exc.message}; check the key and log in again") from exc
+        resolved_server = client.server
+    try:
+        path = save_profile(resolved_server, api_key, tenant)
+    except OSError as exc:
+        raise CliError(f"cannot write the CLI profile {profile_path()}: {exc}") from exc
+    typer.echo(
+        f"Logged in to {resolved_server} as {identity['user']['name']} "
+        f"in tenant {identity['tenant']['name']}."
+    )
+    typer.echo(f"Saved the profile to {path} (mode 0600).")
+
+
+def logout() -> None:
+    """Remove the CLI profile and the platform API key saved in it."""
+    path = profile_path()
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        typer.echo(f"No profile at {path}; nothing to remove.")
+        return
+    except OSError as exc:
+        raise CliError(f"cannot remove the CLI profile {path}: {exc}") from exc
+    typer.echo(f"Removed the profile {path}.")

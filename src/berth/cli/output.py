@@ -1,0 +1,168 @@
+"""Output and error handling shared by the management commands.
+
+Tables and messages for people go to stdout, progress and errors to stderr, so that
+`-o json` leaves nothing on stdout but the API's JSON.
+"""
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Column, Table
+from rich.text import Text
+from typer.core import TyperGroup
+
+from berth.client import ApiError, ConnectionFailed
+
+Json = dict[str, Any]
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+OutputOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--output",
+        "-o",
+        case_sensitive=False,
+        help="Output format: 'table' for people, 'json' for the API's JSON and nothing else.",
+    ),
+]
+
+
+class TimeStyle(StrEnum):
+    FULL = "full"  # date and time to the second
+    MINUTES = "minutes"  # date and time to the minute, for lists
+    TIME_IF_TODAY = "time-if-today"  # time alone when it is today, else MINUTES
+
+
+class CliError(Exception):
+    """A failure found by the CLI itself, reported like an API error."""
+
+
+class BerthGroup(TyperGroup):
+    """Command group that reports API, connection and CLI errors as one line on stderr.
+
+    Every such error exits with status 1. Usage errors keep Click's status 2.
+    """
+
+    # ctx is Typer's vendored click.Context, a type that Typer does not export.
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ApiError as exc:
+            print_error(describe_api_error(exc))
+        except (ConnectionFailed, CliError) as exc:
+            print_error(str(exc))
+        raise typer.Exit(1)
+
+
+def describe_api_error(error: ApiError) -> str:
+    if error.status == 401:
+        return (
+            f"{error.message}; pass a valid key with --api-key, set BERTH_API_KEY "
+            "or run `berth login`"
+        )
+    return error.message
+
+
+def stdout_console() -> Console:
+    # Markup and emoji codes are off because table cells contain user text such as
+    # descriptions, which must print as written.
+    return Console(markup=False, emoji=False, highlight=False)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, markup=False, emoji=False, highlight=False)
+
+
+def print_error(message: str) -> None:
+    # soft_wrap keeps the message on one line, whatever the terminal width.
+    stderr_console().print(Text(f"Error: {message}", style="red"), soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def print_fields(fields: Sequence[tuple[str, str]]) -> None:
+    """Print label and value pairs as aligned plain lines.
+
+    Plain lines keep long values such as URLs and keys unbroken, so they copy whole.
+    """
+    width = max(len(label) for label, _ in fields)
+    for label, value in fields:
+        typer.echo(f"{typer.style(label.ljust(width), bold=True)}  {value}")
+
+
+def new_table(*columns: str | Column) -> Table:
+    """Create a borderless table. Values in columns given by name fold onto more lines."""
+    specs = [
+        Column(column, overflow="fold") if isinstance(column, str) else column
+        for column in columns
+    ]
+    return Table(
+        *specs,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
+    )
+
+
+def print_table(table: Table) -> None:
+    stdout_console().print(table)
+
+
+def print_page_note(page: Json, noun: str) -> None:
+    """Say which slice of the results a page shows when it does not show all of them."""
+    item_count = len(page["items"])
+    total = page["total"]
+    offset = page["offset"]
+    if total == 0:
+        typer.echo(f"No {noun} found.")
+        return
+    if item_count == 0:
+        typer.echo(f"No {noun} at offset {offset}; there are {total} in all.")
+        return
+    if item_count == total:
+        return
+
+    last = offset + item_count
+    more = f"; use --offset {last} for more" if last < total else ""
+    typer.echo(f"Showing {noun} {offset + 1} to {last} of {total}{more}.")
+
+
+def format_time(value: str | None, *, style: TimeStyle = TimeStyle.FULL) -> str:
+    """Convert an ISO 8601 time from the API to local time, or '-' when missing."""
+    if not value:
+        return "-"
+    local = datetime.fromisoformat(value).astimezone()
+    if style == TimeStyle.FULL:
+        return local.strftime("%Y-%m-%d %H:%M:%S")
+    if style == TimeStyle.TIME_IF_TODAY and local.date() == datetime.now().astimezone().date():
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M")
+
+
+def confirm_on_terminal(question: str, assume_yes: bool) -> None:
+    """Ask for confirmation when stdin is a terminal, and abort with status 1 on no.
+
+    Without a terminal the command proceeds at once, so that scripts do not block on a prompt.
+    """
+    if assume_yes or not stdin_is_terminal():
+        return
+    typer.confirm(question, abort=True, err=True)
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()

@@ -1,0 +1,112 @@
+"""`berth endpoint *-apikey` commands against a real server."""
+
+from typing import Any
+
+import pytest
+
+from berth.client import Client
+from tests.cli.conftest import RunCli, parse_json
+
+
+@pytest.fixture
+def endpoint(cli: RunCli) -> dict[str, Any]:
+    # Keys work in every endpoint state, so these tests do not wait for Live.
+    result = cli("endpoint", "create", "--endpoint-name", "keyed", "--model", "echo", "-o", "json")
+    return parse_json(result)  # type: ignore[no-any-return]
+
+
+def first_key_id(client: Client, endpoint: str) -> str:
+    return next(key["id"] for key in client.list_keys(endpoint) if key["is_first"])
+
+
+def add_key(cli: RunCli, description: str) -> dict[str, Any]:
+    result = cli("endpoint", "add-apikey", "keyed", "--description", description, "-o", "json")
+    return parse_json(result)  # type: ignore[no-any-return]
+
+
+def key_info(cli: RunCli, key_id: str) -> dict[str, Any]:
+    result = cli("endpoint", "info-apikey", "keyed", "--apikey", key_id, "-o", "json")
+    return parse_json(result)  # type: ignore[no-any-return]
+
+
+def test_list_apikeys_shows_first_key(cli: RunCli, endpoint: dict[str, Any]) -> None:
+    table = cli("endpoint", "list-apikeys", "--endpoint", "keyed")
+    as_json = cli("endpoint", "list-apikeys", "--endpoint", "keyed", "-o", "json")
+
+    assert table.exit_code == 0, table.output
+    row = next(line for line in table.stdout.splitlines() if line.startswith("berth_ek_"))
+    assert row.split() == [endpoint["first_key"], "Active", "FirstKey"]
+    keys = parse_json(as_json)
+    assert [key["key"] for key in keys] == [endpoint["first_key"]]
+    assert keys[0]["is_first"] is True
+
+
+def test_add_apikey_then_info(cli: RunCli, endpoint: dict[str, Any]) -> None:
+    added = add_key(cli, "batch jobs")
+
+    by_id = cli("endpoint", "info-apikey", "--endpoint", "keyed", "--apikey", added["id"])
+    by_key = cli("endpoint", "info-apikey", "keyed", "--apikey", added["key"], "-o", "json")
+
+    assert added["description"] == "batch jobs"
+    assert added["status"] == "Active"
+    assert by_id.exit_code == 0, by_id.output
+    assert f"Key          {added['key']}" in by_id.stdout
+    assert "Description  batch jobs" in by_id.stdout
+    assert "FirstKey     no" in by_id.stdout
+    assert parse_json(by_key) == added
+
+
+def test_edit_apikey_changes_description(cli: RunCli, endpoint: dict[str, Any]) -> None:
+    added = add_key(cli, "old")
+
+    result = cli(
+        "endpoint", "edit-apikey", "--endpoint", "keyed", "--apikey", added["id"],
+        "--description", "new",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Description  new" in result.stdout
+    assert key_info(cli, added["id"])["description"] == "new"
+
+
+def test_revoke_apikey_marks_revoked(cli: RunCli, endpoint: dict[str, Any]) -> None:
+    added = add_key(cli, "short-lived")
+
+    result = cli("endpoint", "revoke-apikey", "--endpoint", "keyed", "--apikey", added["id"])
+
+    assert result.exit_code == 0, result.output
+    assert "Status       Revoked" in result.stdout
+    info = key_info(cli, added["id"])
+    assert info["status"] == "Revoked"
+    assert info["revoked_at"] is not None
+
+
+def test_edit_first_key_rejected(cli: RunCli, client: Client, endpoint: dict[str, Any]) -> None:
+    result = cli(
+        "endpoint", "edit-apikey", "--endpoint", "keyed", "--apikey", first_key_id(client, "keyed"),
+        "--description", "renamed",
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: the description of the first key (FirstKey) cannot be edited; "
+        "add a new key with the description you need\n"
+    )
+    assert result.stdout == ""
+
+
+def test_revoke_first_key_rejected(cli: RunCli, client: Client, endpoint: dict[str, Any]) -> None:
+    result = cli(
+        "endpoint", "revoke-apikey", "keyed", "--apikey", first_key_id(client, "keyed")
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: the first key (FirstKey) cannot be revoked")
+    assert client.list_keys("keyed")[0]["status"] == "Active"
+
+
+def test_info_apikey_unknown_key(cli: RunCli, endpoint: dict[str, Any]) -> None:
+    result = cli("endpoint", "info-apikey", "keyed", "--apikey", "no-such-key")
+
+    assert result.exit_code == 1
+    assert "not found on endpoint 'keyed'" in result.stderr

@@ -1,0 +1,224 @@
+"""`berth endpoint` lifecycle commands against a real server."""
+
+import json
+
+import pytest
+
+from berth.cli import output
+from berth.client import Client
+from tests.cli.conftest import WAIT_TIMEOUT_S, RunCli, create_endpoint, parse_json, unboxed
+
+
+def test_create_underscore_flags_waits_until_live(cli: RunCli, client: Client) -> None:
+    result = cli(
+        "endpoint", "create", "--project", "default", "--endpoint_name", "underscore-flags",
+        "--model-checkpoint", "echo", "--instances", "1", "--wait", "--timeout", WAIT_TIMEOUT_S,
+    )
+
+    assert result.exit_code == 0, result.output
+    endpoint = client.get_endpoint("underscore-flags")
+    assert endpoint["state"] == "Live"
+    first_key = next(key for key in client.list_keys("underscore-flags") if key["is_first"])
+    assert endpoint["id"] in result.stdout
+    assert endpoint["url"] in result.stdout
+    assert "Live" in result.stdout
+    assert f"FirstKey  {first_key['key']}" in result.stdout
+    assert f"{endpoint['openai_base_url']}/chat/completions" in result.stdout
+    assert "Waiting for endpoint 'underscore-flags' to be Live" in result.stderr
+    assert "Live, 1 of 1 instances ready" in result.stderr
+
+
+def test_create_dashed_flags_prints_json(cli: RunCli, client: Client) -> None:
+    result = cli(
+        "endpoint", "create", "--endpoint-name", "dashed-style", "--model_checkpoint", "echo",
+        "--description", "created without waiting", "-o", "json",
+    )
+
+    created = parse_json(result)
+    assert created["name"] == "dashed-style"
+    assert created["description"] == "created without waiting"
+    assert created["project"]["name"] == "default"
+    assert created["first_key"].startswith("berth_ek_")
+    assert created["id"] == client.get_endpoint("dashed-style")["id"]
+
+
+def test_create_wait_json_has_first_key(cli: RunCli) -> None:
+    endpoint = create_endpoint(cli, "wait-json")
+
+    assert endpoint["state"] == "Live"
+    assert endpoint["ready_instances"] == 1
+    assert endpoint["first_key"].startswith("berth_ek_")
+
+
+def test_create_wait_timeout_exits_1(cli: RunCli) -> None:
+    # An echo instance needs far longer than one poll to start, so a zero timeout ends
+    # the wait before the endpoint can be Live.
+    result = cli(
+        "endpoint", "create", "--endpoint-name", "no-patience", "--model", "echo", "--wait",
+        "--timeout", "0",
+    )
+
+    assert result.exit_code == 1
+    assert "Error: timed out after 0 s waiting for endpoint 'no-patience' to be Live" in (
+        result.stderr
+    )
+    assert result.stdout == ""
+
+
+def test_info_table_and_json(cli: RunCli, client: Client) -> None:
+    create_endpoint(cli, "info-target")
+
+    by_option = cli("endpoint", "info", "--project", "default", "--endpoint", "info-target")
+    by_argument = cli("endpoint", "info", "info-target")
+    as_json = cli("endpoint", "info", "info-target", "-o", "json")
+
+    assert by_option.exit_code == 0, by_option.output
+    assert by_option.stdout == by_argument.stdout
+    assert "Name             info-target" in by_option.stdout
+    assert "Instances        1 of 1 ready" in by_option.stdout
+    assert "Ready" in by_option.stdout
+    assert parse_json(as_json) == client.get_endpoint("info-target")
+
+
+def test_info_by_id(cli: RunCli) -> None:
+    endpoint = create_endpoint(cli, "info-by-id")
+
+    result = cli("endpoint", "info", endpoint["id"], "-o", "json")
+
+    assert parse_json(result)["name"] == "info-by-id"
+
+
+def test_list_table_and_json(cli: RunCli, client: Client) -> None:
+    create_endpoint(cli, "listed")
+
+    table = cli("endpoint", "list")
+    as_json = cli("endpoint", "list", "-o", "json")
+    live_only = cli("endpoint", "list", "--state", "Live", "-o", "json")
+
+    assert table.exit_code == 0, table.output
+    row = next(line for line in table.stdout.splitlines() if line.startswith("listed "))
+    assert "echo" in row
+    assert "Live" in row
+    assert "1/1" in row
+    assert all(len(line) <= 80 for line in table.stdout.splitlines())
+    page = parse_json(as_json)
+    assert "listed" in [endpoint["name"] for endpoint in page["items"]]
+    assert page["total"] == client.list_endpoints()["total"]
+    assert {endpoint["state"] for endpoint in parse_json(live_only)["items"]} == {"Live"}
+
+
+def test_update_instances_waits_until_ready(cli: RunCli) -> None:
+    create_endpoint(cli, "scaled")
+
+    result = cli(
+        "endpoint", "update", "--endpoint", "scaled", "--instances", "2",
+        "--description", "two now", "--wait", "--timeout", WAIT_TIMEOUT_S, "-o", "json",
+    )
+
+    endpoint = parse_json(result)
+    assert endpoint["state"] == "Live"
+    assert endpoint["instances"] == 2
+    assert endpoint["ready_instances"] == 2
+    assert endpoint["description"] == "two now"
+
+
+def test_update_without_changes_is_usage_error(cli: RunCli) -> None:
+    result = cli("endpoint", "update", "--endpoint", "anything")
+
+    assert result.exit_code == 2
+    assert "nothing to update" in unboxed(result.output)
+
+
+def test_stop_and_restart_with_wait(cli: RunCli, client: Client) -> None:
+    created = create_endpoint(cli, "stop-start")
+    first_generation = created["instance_list"][0]["generation"]
+
+    stopped = cli("endpoint", "stop", "-e", "stop-start", "--wait", "--timeout", WAIT_TIMEOUT_S)
+    assert stopped.exit_code == 0, stopped.output
+    assert stopped.stdout.strip() == "Endpoint stop-start is Stopped."
+    assert client.get_endpoint("stop-start")["instance_list"] == []
+
+    restarted = cli(
+        "endpoint", "restart", "--endpoint", "stop-start", "--wait", "--timeout", WAIT_TIMEOUT_S,
+    )
+    assert restarted.exit_code == 0, restarted.output
+    assert restarted.stdout.strip() == "Endpoint stop-start is Live."
+    endpoint = client.get_endpoint("stop-start")
+    assert endpoint["ready_instances"] == 1
+    assert endpoint["instance_list"][0]["generation"] > first_generation
+
+
+def test_restart_live_waits_for_new_instances(cli: RunCli) -> None:
+    created = create_endpoint(cli, "rolling")
+    old_instance = created["instance_list"][0]
+
+    result = cli(
+        "endpoint", "restart", "rolling", "--wait", "--timeout", WAIT_TIMEOUT_S, "-o", "json"
+    )
+
+    endpoint = parse_json(result)
+    assert endpoint["state"] == "Live"
+    assert [instance["id"] for instance in endpoint["instance_list"]] != [old_instance["id"]]
+    assert all(
+        instance["generation"] > old_instance["generation"]
+        for instance in endpoint["instance_list"]
+    )
+
+
+def test_stop_without_wait_reports_request(cli: RunCli) -> None:
+    create_endpoint(cli, "stop-no-wait")
+
+    result = cli("endpoint", "stop", "stop-no-wait")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Stop of endpoint stop-no-wait requested; it is ")
+
+
+def test_delete_prints_message(cli: RunCli, client: Client) -> None:
+    cli("endpoint", "create", "--endpoint-name", "doomed", "--model", "echo")
+
+    result = cli("endpoint", "delete", "--project", "default", "--endpoint", "doomed")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Endpoint doomed successfully marked for deletion.\n"
+    after = cli("endpoint", "info", "doomed")
+    assert after.exit_code == 1
+    assert "not found" in after.stderr
+
+
+def test_delete_json_is_api_response(cli: RunCli) -> None:
+    cli("endpoint", "create", "--endpoint-name", "doomed-json", "--model", "echo")
+
+    result = cli("endpoint", "delete", "doomed-json", "-o", "json")
+
+    deleted = json.loads(result.stdout)
+    assert deleted["name"] == "doomed-json"
+    assert deleted["state"] == "Deleting"
+
+
+@pytest.mark.parametrize(("reply", "deleted"), [("n\n", False), ("y\n", True)])
+def test_delete_on_terminal_asks_first(
+    cli: RunCli, client: Client, monkeypatch: pytest.MonkeyPatch, reply: str, deleted: bool
+) -> None:
+    name = f"confirm-{'yes' if deleted else 'no'}"
+    cli("endpoint", "create", "--endpoint-name", name, "--model", "echo")
+    monkeypatch.setattr(output, "stdin_is_terminal", lambda: True)
+
+    result = cli("endpoint", "delete", name, input=reply)
+
+    assert f"Delete endpoint '{name}'?" in result.stderr
+    assert result.exit_code == (0 if deleted else 1)
+    names = [endpoint["name"] for endpoint in client.list_endpoints()["items"]]
+    assert (name not in names) == deleted
+
+
+def test_delete_yes_skips_question_on_terminal(
+    cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli("endpoint", "create", "--endpoint-name", "confirm-flag", "--model", "echo")
+    monkeypatch.setattr(output, "stdin_is_terminal", lambda: True)
+
+    result = cli("endpoint", "delete", "confirm-flag", "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert "Delete endpoint" not in result.stderr

@@ -1,0 +1,95 @@
+"""How the CLI reports API, connection and usage errors."""
+
+from tests.cli.conftest import RunCli, unboxed
+from tests.support import free_port
+
+
+def assert_one_line_error(output: str) -> None:
+    assert output.startswith("Error: ")
+    assert output.count("\n") == 1
+    assert "Traceback" not in output
+
+
+def test_unknown_endpoint(cli: RunCli) -> None:
+    result = cli("endpoint", "info", "--endpoint", "no-such-endpoint")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr)
+    assert "endpoint 'no-such-endpoint' not found" in result.stderr
+    assert result.stdout == ""
+
+
+def test_unknown_endpoint_json_leaves_stdout_empty(cli: RunCli) -> None:
+    result = cli("endpoint", "info", "no-such-endpoint", "-o", "json")
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+
+
+def test_server_down(cli: RunCli) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+
+    result = cli("endpoint", "list", BERTH_SERVER=url)
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr)
+    assert f"cannot reach the Berth server at {url}" in result.stderr
+
+
+def test_server_url_without_scheme(cli: RunCli) -> None:
+    result = cli("model", "list", "--server", "127.0.0.1:9")
+
+    assert result.exit_code == 1
+    assert "invalid server URL '127.0.0.1:9'" in result.stderr
+
+
+def test_invalid_endpoint_name(cli: RunCli) -> None:
+    result = cli("endpoint", "create", "--endpoint-name", "bad name!", "--model", "echo")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr)
+    assert "name 'bad name!' is invalid" in result.stderr
+
+
+def test_unknown_model(cli: RunCli) -> None:
+    result = cli("endpoint", "create", "--endpoint-name", "fine", "--model", "no-such-model")
+
+    assert result.exit_code == 1
+    assert "model 'no-such-model' not found" in result.stderr
+
+
+def test_missing_api_key(cli: RunCli) -> None:
+    result = cli("endpoint", "list", BERTH_API_KEY=None)
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr)
+    assert "run `berth login`" in result.stderr
+    assert "BERTH_API_KEY" in result.stderr
+
+
+def test_invalid_api_key(cli: RunCli) -> None:
+    result = cli("endpoint", "list", "--api-key", "not-a-valid-key")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr)
+    assert "invalid platform API key" in result.stderr
+
+
+def test_missing_endpoint_is_usage_error(cli: RunCli) -> None:
+    result = cli("endpoint", "info")
+
+    assert result.exit_code == 2
+    assert "an endpoint name or ID is required" in unboxed(result.output)
+
+
+def test_endpoint_given_twice_differently(cli: RunCli) -> None:
+    result = cli("endpoint", "stop", "one", "--endpoint", "other")
+
+    assert result.exit_code == 2
+    assert "'other' differs from the endpoint argument 'one'" in unboxed(result.output)
+
+
+def test_invalid_output_format(cli: RunCli) -> None:
+    result = cli("model", "list", "-o", "yaml")
+
+    assert result.exit_code == 2

@@ -1,0 +1,67 @@
+"""`berth login` and `berth logout`."""
+
+import json
+import stat
+from pathlib import Path
+
+from tests.cli.conftest import RunCli, unboxed
+from tests.support import ADMIN_KEY, BerthServer
+
+
+def profile_file(config_home: Path) -> Path:
+    return config_home / "berth" / "profile.json"
+
+
+def test_login_writes_private_profile(cli: RunCli, server: BerthServer, config_home: Path) -> None:
+    result = cli(
+        "login", "--server", server.url, "--api-key", ADMIN_KEY, "--tenant", "default",
+        BERTH_SERVER=None, BERTH_API_KEY=None,
+    )
+
+    assert result.exit_code == 0, result.output
+    path = profile_file(config_home)
+    assert str(path) in result.stdout
+    assert "as admin in tenant default" in result.stdout
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text()) == {
+        "server": server.url, "api_key": ADMIN_KEY, "tenant": "default",
+    }
+
+
+def test_commands_use_saved_profile(cli: RunCli, server: BerthServer) -> None:
+    cli("login", "--server", server.url, "--api-key", ADMIN_KEY)
+
+    result = cli("project", "list", "-o", "json", BERTH_SERVER=None, BERTH_API_KEY=None)
+
+    assert result.exit_code == 0, result.output
+    assert "default" in [project["name"] for project in json.loads(result.stdout)["items"]]
+
+
+def test_login_invalid_key_saves_nothing(
+    cli: RunCli, server: BerthServer, config_home: Path
+) -> None:
+    result = cli("login", "--server", server.url, "--api-key", "wrong-key-0123456789")
+
+    assert result.exit_code == 1
+    assert "invalid platform API key" in result.stderr
+    assert not profile_file(config_home).exists()
+
+
+def test_login_without_key_off_terminal(cli: RunCli, config_home: Path) -> None:
+    result = cli("login", BERTH_API_KEY=None)
+
+    assert result.exit_code == 2
+    assert "a platform API key is required" in unboxed(result.output)
+    assert not profile_file(config_home).exists()
+
+
+def test_logout_removes_profile(cli: RunCli, server: BerthServer, config_home: Path) -> None:
+    cli("login", "--server", server.url, "--api-key", ADMIN_KEY)
+
+    first = cli("logout")
+    second = cli("logout")
+
+    assert first.exit_code == 0, first.output
+    assert not profile_file(config_home).exists()
+    assert second.exit_code == 0
+    assert "nothing to remove" in second.stdout

@@ -1,0 +1,134 @@
+"""Tests of when `--wait` counts a change as done or failed, on made-up endpoint JSON.
+
+On a real server these cases are races: right after a change request, the state still
+reads what it read before, until the reconciler acts.
+"""
+
+from typing import Any
+
+import pytest
+
+from berth.cli import waiting
+from berth.cli.output import CliError
+from berth.cli.waiting import LIVE, STOPPED, Goal, is_reached, wait_for_goal
+
+
+def endpoint_json(
+    state: str,
+    ready: int = 0,
+    instances: int = 1,
+    generations: tuple[int, ...] = (),
+    reason: str = "",
+) -> dict[str, Any]:
+    return {
+        "id": "endpoint-id",
+        "name": "made-up",
+        "state": state,
+        "state_reason": reason,
+        "desired_state": "stopped" if state in ("Stopping", "Stopped") else "running",
+        "instances": instances,
+        "ready_instances": ready,
+        "instance_list": [{"generation": generation} for generation in generations],
+    }
+
+
+class ScriptedClient:
+    """Stand-in for Client whose get_endpoint returns the prepared endpoints in order,
+    then the last one again."""
+
+    def __init__(self, *responses: dict[str, Any]) -> None:
+        self.responses = list(responses)
+        self.calls = 0
+
+    def get_endpoint(self, endpoint: str, project: str | None = None) -> dict[str, Any]:
+        response = self.responses[min(self.calls, len(self.responses) - 1)]
+        self.calls += 1
+        return response
+
+
+@pytest.fixture(autouse=True)
+def no_poll_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waiting, "POLL_INTERVAL_S", 0.0)
+
+
+def run_wait(client: ScriptedClient, goal: Goal, timeout_s: float = 5.0) -> dict[str, Any]:
+    return wait_for_goal(client, endpoint_json("Pending"), goal, timeout_s)  # type: ignore[arg-type]
+
+
+def test_live_with_old_generation_not_reached() -> None:
+    goal = Goal(LIVE, newer_than_generation=1)
+
+    assert not is_reached(endpoint_json(LIVE, ready=1, generations=(1,)), goal)
+    assert not is_reached(endpoint_json(LIVE, ready=2, instances=2, generations=(1, 2)), goal)
+    assert is_reached(endpoint_json(LIVE, ready=1, generations=(2,)), goal)
+
+
+def test_live_before_scaling_not_reached() -> None:
+    scale_up = endpoint_json(LIVE, ready=1, instances=2, generations=(1,))
+    scale_down = endpoint_json(LIVE, ready=2, instances=1, generations=(1, 1))
+
+    assert not is_reached(scale_up, Goal(LIVE))
+    assert not is_reached(scale_down, Goal(LIVE))
+
+
+def test_stopped_goal_reached() -> None:
+    assert is_reached(endpoint_json(STOPPED), Goal(STOPPED))
+    assert not is_reached(endpoint_json("Stopping"), Goal(STOPPED))
+
+
+def test_stale_failure_ignored_until_redeploy() -> None:
+    client = ScriptedClient(
+        endpoint_json("Failed", reason="old failure"),
+        endpoint_json("Deploying"),
+        endpoint_json(LIVE, ready=1, generations=(3,)),
+    )
+
+    result = run_wait(client, Goal(LIVE, failed_before_change=True))
+
+    assert result["state"] == LIVE
+    assert client.calls == 3
+
+
+def test_failure_after_redeploy_raises() -> None:
+    client = ScriptedClient(
+        endpoint_json("Failed", reason="old failure"),
+        endpoint_json("Deploying"),
+        endpoint_json("Failed", reason="exited with status 1"),
+    )
+
+    with pytest.raises(CliError, match="endpoint 'made-up' failed: exited with status 1"):
+        run_wait(client, Goal(LIVE, failed_before_change=True))
+
+
+def test_fresh_failure_raises_at_once() -> None:
+    client = ScriptedClient(endpoint_json("Failed", reason="no such model file"))
+
+    with pytest.raises(CliError, match="failed: no such model file"):
+        run_wait(client, Goal(LIVE))
+    assert client.calls == 1
+
+
+def test_deleted_while_waiting_raises() -> None:
+    client = ScriptedClient(endpoint_json("Deleting", reason="marked for deletion"))
+
+    with pytest.raises(CliError, match="was deleted while waiting"):
+        run_wait(client, Goal(LIVE))
+
+
+def test_stop_goal_waits_through_failed() -> None:
+    client = ScriptedClient(endpoint_json("Failed", reason="crashed"), endpoint_json(STOPPED))
+
+    result = run_wait(client, Goal(STOPPED))
+
+    assert result["state"] == STOPPED
+
+
+def test_timeout_names_state_and_reason() -> None:
+    client = ScriptedClient(endpoint_json("Pending", reason="waiting for 2 free instance slots"))
+
+    with pytest.raises(CliError) as raised:
+        run_wait(client, Goal(LIVE), timeout_s=0)
+
+    message = str(raised.value)
+    assert message.startswith("timed out after 0 s waiting for endpoint 'made-up' to be Live")
+    assert "Pending (waiting for 2 free instance slots)" in message
