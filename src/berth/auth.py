@@ -1,9 +1,12 @@
 """Who is calling, and what they may see and do.
 
-The rules: an endpoint is visible to every member of its tenant, to every user when it
-is shared with all tenants, and to OrgAdmins. Its owner, a TenantAdmin of its tenant
-and OrgAdmins may change it and its keys. A resource the caller cannot see is reported
-as not found, so its existence does not leak.
+A caller is a user acting in one active tenant. The rules:
+
+- An endpoint or project is visible to members acting in its tenant, to everyone when
+  the endpoint is shared with all tenants, and to OrgAdmins.
+- Its owner, a TenantAdmin of its tenant and OrgAdmins may change it and its keys.
+- A resource the caller cannot see is reported as not found, never as forbidden, so
+  its existence does not leak.
 """
 
 from dataclasses import dataclass, field
@@ -11,11 +14,21 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from berth.db.models import Endpoint, Membership, PlatformKey, Tenant, User
+from berth.db.models import (
+    Endpoint,
+    Membership,
+    Model,
+    PlatformKey,
+    Tenant,
+    User,
+    WebSession,
+    utcnow,
+)
 from berth.errors import Forbidden, NotFound, Unauthenticated
 from berth.names import name_key
 from berth.secrets import hash_key
-from berth.states import Role
+from berth.service.common import looks_like_id
+from berth.states import ModelSharing, Role
 
 
 @dataclass
@@ -23,22 +36,36 @@ class Principal:
     user_id: str
     username: str
     is_org_admin: bool
-    tenant_id: str
+    # The active tenant; None only for a user who belongs to no tenant.
+    tenant_id: str | None
     tenant_name: str
-    # Role per tenant id, for every tenant the user belongs to.
+    # Role per tenant ID, for every tenant the user belongs to.
     roles: dict[str, Role] = field(default_factory=dict)
+    # Client address of the request, recorded in the audit log.
+    source_address: str = ""
+
+    @property
+    def active_tenant_id(self) -> str:
+        """The active tenant's ID; raises Forbidden for a user of no tenant."""
+        if self.tenant_id is None:
+            raise Forbidden(
+                f"user '{self.username}' is not a member of any tenant; "
+                "ask a TenantAdmin or an OrgAdmin to add you to one"
+            )
+        return self.tenant_id
+
+    def is_tenant_admin(self, tenant_id: str) -> bool:
+        return self.is_org_admin or self.roles.get(tenant_id) == Role.TENANT_ADMIN
 
     def can_view_endpoint(self, endpoint: Endpoint) -> bool:
         return (
-            self.is_org_admin or endpoint.tenant_id in self.roles or endpoint.share_with_all_tenants
+            self.is_org_admin
+            or endpoint.tenant_id == self.tenant_id
+            or endpoint.share_with_all_tenants
         )
 
     def can_manage_endpoint(self, endpoint: Endpoint) -> bool:
-        return (
-            self.is_org_admin
-            or endpoint.owner_id == self.user_id
-            or self.roles.get(endpoint.tenant_id) == Role.TENANT_ADMIN
-        )
+        return endpoint.owner_id == self.user_id or self.is_tenant_admin(endpoint.tenant_id)
 
     def require_manage(self, endpoint: Endpoint, action: str) -> None:
         if not self.can_manage_endpoint(endpoint):
@@ -47,13 +74,39 @@ class Principal:
                 "TenantAdmin of its tenant or an OrgAdmin may",
             )
 
+    def can_view_model(self, model: Model) -> bool:
+        return (
+            self.is_org_admin
+            or model.is_builtin
+            or model.owner_id == self.user_id
+            or model.sharing == ModelSharing.ALL_TENANTS
+            or (model.sharing == ModelSharing.TENANT and model.tenant_id == self.tenant_id)
+        )
 
-def authenticate(session: Session, key: str | None, tenant_ref: str | None) -> Principal:
-    """Resolve a platform key and the requested active tenant into a Principal."""
+    def can_manage_model(self, model: Model) -> bool:
+        if model.is_builtin:
+            return False
+        if model.owner_id == self.user_id or self.is_org_admin:
+            return True
+        return model.tenant_id is not None and self.is_tenant_admin(model.tenant_id)
+
+    def require_tenant_admin(self, tenant_id: str, action: str) -> None:
+        if not self.is_tenant_admin(tenant_id):
+            raise Forbidden(f"only a TenantAdmin of the tenant or an OrgAdmin may {action}")
+
+    def require_org_admin(self, action: str) -> None:
+        if not self.is_org_admin:
+            raise Forbidden(f"only an OrgAdmin may {action}")
+
+
+def authenticate_key(
+    session: Session, key: str | None, tenant_ref: str | None, source_address: str = ""
+) -> Principal:
+    """Resolve a platform API key and the requested active tenant into a Principal."""
     if not key:
         raise Unauthenticated(
-            "missing platform API key: send it as 'Authorization: Bearer <key>' "
-            "(the CLI reads BERTH_API_KEY or --api-key)"
+            "missing credentials: send a platform API key as 'Authorization: Bearer <key>' "
+            "(the CLI reads BERTH_API_KEY, --api-key or the profile of `berth login`)"
         )
     row = session.scalar(
         select(PlatformKey).where(
@@ -62,8 +115,26 @@ def authenticate(session: Session, key: str | None, tenant_ref: str | None) -> P
     )
     if row is None or row.user.disabled:
         raise Unauthenticated("invalid platform API key")
-    user: User = row.user
+    return principal_for(session, row.user, tenant_ref, source_address)
 
+
+def authenticate_session(
+    session: Session, token: str, tenant_ref: str | None, source_address: str = ""
+) -> Principal:
+    """Resolve a web session cookie; the session's own tenant applies unless one is asked."""
+    row = session.scalar(select(WebSession).where(WebSession.token_hash == hash_key(token)))
+    if row is None or row.expires_at <= utcnow() or row.user.disabled:
+        raise Unauthenticated("your session has ended; sign in again")
+    return principal_for(session, row.user, tenant_ref or row.tenant_id, source_address)
+
+
+# Kept for callers that only have a key: tests and scripts.
+authenticate = authenticate_key
+
+
+def principal_for(
+    session: Session, user: User, tenant_ref: str | None, source_address: str = ""
+) -> Principal:
     memberships = session.scalars(select(Membership).where(Membership.user_id == user.id)).all()
     roles = {membership.tenant_id: membership.role for membership in memberships}
     tenant = _active_tenant(session, user, roles, tenant_ref)
@@ -71,26 +142,39 @@ def authenticate(session: Session, key: str | None, tenant_ref: str | None) -> P
         user_id=user.id,
         username=user.username,
         is_org_admin=user.is_org_admin,
-        tenant_id=tenant.id,
-        tenant_name=tenant.name,
+        tenant_id=tenant.id if tenant else None,
+        tenant_name=tenant.name if tenant else "",
         roles=roles,
+        source_address=source_address,
     )
 
 
 def _active_tenant(
     session: Session, user: User, roles: dict[str, Role], tenant_ref: str | None
-) -> Tenant:
+) -> Tenant | None:
     if tenant_ref:
-        tenant = session.scalar(
-            select(Tenant).where(
-                (Tenant.id == tenant_ref) | (Tenant.name_key == name_key(tenant_ref))
-            )
-        )
+        tenant = find_tenant_row(session, tenant_ref)
         if tenant is None or (tenant.id not in roles and not user.is_org_admin):
             raise NotFound(f"tenant '{tenant_ref}' not found", field="tenant")
+        if tenant.disabled and not user.is_org_admin:
+            raise Forbidden(f"tenant '{tenant.name}' is disabled; an OrgAdmin can enable it")
         return tenant
 
-    if not roles:
-        raise Forbidden(f"user '{user.username}' is not a member of any tenant")
-    tenants = session.scalars(select(Tenant).where(Tenant.id.in_(roles))).all()
-    return min(tenants, key=lambda tenant: tenant.created_at)
+    candidates = [
+        tenant
+        for tenant in session.scalars(select(Tenant).where(Tenant.id.in_(roles))).all()
+        if not tenant.disabled
+    ]
+    if not candidates:
+        return None
+    for tenant in candidates:
+        if tenant.id == user.default_tenant_id:
+            return tenant
+    return min(candidates, key=lambda tenant: (tenant.created_at, tenant.name))
+
+
+def find_tenant_row(session: Session, ref: str) -> Tenant | None:
+    ref = ref.strip()
+    if looks_like_id(ref):
+        return session.get(Tenant, ref)
+    return session.scalar(select(Tenant).where(Tenant.name_key == name_key(ref)))

@@ -12,7 +12,8 @@ from berth.db.models import Membership, Model, PlatformKey, Project, Tenant, Use
 from berth.hub.builtin import BUILTIN_MODELS
 from berth.names import name_key
 from berth.secrets import hash_key, new_platform_key
-from berth.states import Role
+from berth.service.users import KEY_PREFIX_LENGTH
+from berth.states import ModelSharing, Role
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,11 @@ def bootstrap(session: Session, admin_key: str | None) -> BootstrapResult:
 
 
 def _register_builtin_models(session: Session) -> None:
-    existing = set(session.scalars(select(Model.name_key).where(Model.is_builtin.is_(True))))
+    existing = set(
+        session.scalars(
+            select(Model.name_key).where(Model.is_builtin.is_(True), Model.deleted_at.is_(None))
+        )
+    )
     for builtin in BUILTIN_MODELS:
         if name_key(builtin.name) in existing:
             continue
@@ -98,6 +103,7 @@ def _register_builtin_models(session: Session) -> None:
                 field_of_application=builtin.field_of_application,
                 is_base=builtin.is_base,
                 is_builtin=True,
+                sharing=ModelSharing.ALL_TENANTS,
                 is_demo=builtin.is_demo,
                 artifact=builtin.artifact,
             )

@@ -48,6 +48,14 @@ class Role(StrEnum):
     USER = "User"
 
 
+class ModelSharing(StrEnum):
+    """Who may see and deploy a model of the hub (built-in models are seen by all)."""
+
+    PRIVATE = "private"
+    TENANT = "tenant"
+    ALL_TENANTS = "all_tenants"
+
+
 class MLApp(StrEnum):
     """The kind of serving a model needs: which runtime loads it and which routes it serves."""
 

@@ -7,10 +7,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from berth import __version__
-from berth.api.routes import endpoints, health, models, projects
+from berth.api.routes import access, audit, endpoints, health, models, projects, tenants, users
 from berth.errors import BerthError
+from berth.service.sessions import LoginLimiter, TooManyAttempts
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,10 @@ def _field_path(location: tuple[object, ...] | list[object]) -> str:
 
 async def _berth_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BerthError)
-    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+    headers = None
+    if isinstance(exc, TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -68,12 +73,41 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unexpected error in %s %s", request.method, request.url.path)
-    return JSONResponse(
-        error_body("internal_error", "internal server error; the server log has the details"),
-        status_code=500,
-    )
+class CatchUnexpectedErrors:
+    """Answer 500 with the JSON envelope for any error no handler took, and log it.
+
+    Starlette's own last-resort handler re-raises after answering, which makes the
+    server close the connection; this one ends the request cleanly instead.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_and_track(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_track)
+        except Exception:
+            logger.exception("unexpected error in %s %s", scope["method"], scope["path"])
+            if started:
+                raise
+            response = JSONResponse(
+                error_body(
+                    "internal_error", "internal server error; the server log has the details"
+                ),
+                status_code=500,
+            )
+            await response(scope, receive, send)
 
 
 def create_api() -> FastAPI:
@@ -85,11 +119,22 @@ def create_api() -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
-    for router in (health.router, projects.router, models.router, endpoints.router):
+    routers = (
+        health.router,
+        access.router,
+        tenants.router,
+        users.router,
+        projects.router,
+        models.router,
+        endpoints.router,
+        audit.router,
+    )
+    for router in routers:
         api.include_router(router)
+    api.state.login_limiter = LoginLimiter()
     api.add_exception_handler(BerthError, _berth_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
     api.add_exception_handler(IntegrityError, _integrity_error)
-    api.add_exception_handler(Exception, _unexpected_error)
+    api.add_middleware(CatchUnexpectedErrors)
     return api

@@ -1,20 +1,93 @@
 """Conversion of ORM rows into API bodies."""
 
 from berth.api.schemas import (
+    AuditEntryOut,
     EndpointOut,
     InstanceOut,
     KeyOut,
+    MembershipOut,
     ModelOut,
+    PlatformKeyOut,
     ProjectOut,
     Reference,
+    TenantOut,
+    UserOut,
 )
-from berth.db.models import Endpoint, EndpointKey, Model, Project, User
+from berth.auth import Principal
+from berth.db.models import (
+    AuditEntry,
+    Endpoint,
+    EndpointKey,
+    Membership,
+    Model,
+    PlatformKey,
+    Project,
+    Tenant,
+    User,
+)
 from berth.service.keys import reveal
 from berth.states import InstanceState
 
 
 def user_ref(user: User) -> Reference:
     return Reference(id=user.id, name=user.username)
+
+
+def tenant_out(tenant: Tenant, principal: Principal) -> TenantOut:
+    return TenantOut(
+        id=tenant.id,
+        name=tenant.name,
+        disabled=tenant.disabled,
+        created_at=tenant.created_at,
+        role=principal.roles.get(tenant.id),
+    )
+
+
+def membership_out(membership: Membership) -> MembershipOut:
+    return MembershipOut(
+        user=user_ref(membership.user),
+        tenant=Reference(id=membership.tenant.id, name=membership.tenant.name),
+        role=membership.role,
+    )
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        username=user.username,
+        is_org_admin=user.is_org_admin,
+        disabled=user.disabled,
+        has_password=user.password_hash is not None,
+        default_tenant_id=user.default_tenant_id,
+        memberships=[membership_out(membership) for membership in user.memberships],
+        created_at=user.created_at,
+    )
+
+
+def platform_key_out(row: PlatformKey) -> PlatformKeyOut:
+    return PlatformKeyOut(
+        id=row.id,
+        prefix=row.key_prefix,
+        description=row.description,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def audit_out(entry: AuditEntry) -> AuditEntryOut:
+    actor = Reference(id=entry.actor_id, name=entry.actor_name) if entry.actor_id else None
+    return AuditEntryOut(
+        id=entry.id,
+        created_at=entry.created_at,
+        actor=actor,
+        tenant_id=entry.tenant_id,
+        action=entry.action,
+        resource_type=entry.resource_type,
+        resource_id=entry.resource_id,
+        resource_name=entry.resource_name,
+        source_address=entry.source_address,
+        details=entry.details,
+    )
 
 
 def project_out(project: Project) -> ProjectOut:
@@ -41,6 +114,8 @@ def model_out(model: Model) -> ModelOut:
         is_base=model.is_base,
         is_builtin=model.is_builtin,
         is_demo=model.is_demo,
+        sharing=model.sharing,
+        tenant_id=model.tenant_id,
         created_at=model.created_at,
     )
 

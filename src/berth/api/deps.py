@@ -6,8 +6,9 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
-from berth.auth import Principal, authenticate
+from berth.auth import Principal, authenticate_key, authenticate_session
 from berth.db.engine import Database
+from berth.errors import Forbidden
 from berth.service.endpoints import Limits
 from berth.settings import Settings
 
@@ -25,17 +26,39 @@ def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterato
         yield session
 
 
+SESSION_COOKIE = "berth_session"
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 def get_principal(
+    request: Request,
     session: Annotated[Session, Depends(get_session)],
     authorization: Annotated[str | None, Header()] = None,
     x_berth_tenant: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    key = None
+    """Authenticate by platform key (Authorization: Bearer) or by the web session cookie."""
+    address = request.client.host if request.client else ""
     if authorization:
         scheme, _, value = authorization.partition(" ")
-        if scheme.lower() == "bearer":
-            key = value.strip()
-    return authenticate(session, key, x_berth_tenant)
+        key = value.strip() if scheme.lower() == "bearer" else None
+        return authenticate_key(session, key, x_berth_tenant, address)
+
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        _check_same_origin(request)
+        return authenticate_session(session, token, x_berth_tenant, address)
+    return authenticate_key(session, None, x_berth_tenant, address)
+
+
+def _check_same_origin(request: Request) -> None:
+    # The cookie is SameSite=Strict; this also refuses a changing request that a page of
+    # another origin sends with it.
+    origin = request.headers.get("origin")
+    if request.method in _SAFE_METHODS or origin is None:
+        return
+    expected = f"{request.url.scheme}://{request.url.netloc}"
+    if origin.rstrip("/") != expected:
+        raise Forbidden(f"requests from origin {origin} may not use the session cookie")
 
 
 def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> Limits:

@@ -5,7 +5,15 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from berth.states import DesiredState, EndpointState, InstanceState, KeyStatus, MLApp
+from berth.states import (
+    DesiredState,
+    EndpointState,
+    InstanceState,
+    KeyStatus,
+    MLApp,
+    ModelSharing,
+    Role,
+)
 
 Item = TypeVar("Item")
 
@@ -63,6 +71,8 @@ class ModelOut(BaseModel):
     is_base: bool
     is_builtin: bool
     is_demo: bool
+    sharing: ModelSharing
+    tenant_id: str | None
     created_at: datetime
 
 
@@ -141,3 +151,136 @@ class KeyUpdate(StrictBody):
 
 class EndpointCreated(EndpointOut):
     first_key: str = Field(description="the endpoint's first API key (FirstKey)")
+
+
+class TenantOut(BaseModel):
+    id: str
+    name: str
+    disabled: bool
+    created_at: datetime
+    # The caller's role there; None for an OrgAdmin who is not a member.
+    role: Role | None = None
+
+
+class TenantCreate(StrictBody):
+    name: str
+
+
+class TenantUpdate(StrictBody):
+    name: str | None = None
+    disabled: bool | None = None
+
+
+class MembershipOut(BaseModel):
+    user: Reference
+    tenant: Reference
+    role: Role
+
+
+class MembershipSet(StrictBody):
+    role: Role
+
+
+class UserOut(BaseModel):
+    id: str
+    username: str
+    is_org_admin: bool
+    disabled: bool
+    has_password: bool
+    default_tenant_id: str | None
+    memberships: list[MembershipOut]
+    created_at: datetime
+
+
+class UserCreate(StrictBody):
+    username: str
+    password: str | None = Field(default=None, description="for web sign-in; 10 characters or more")
+    is_org_admin: bool = False
+    tenant: str | None = Field(default=None, description="tenant to add the user to")
+    role: Role = Role.USER
+    create_key: bool = Field(default=False, description="also create a platform API key")
+
+
+class UserCreated(UserOut):
+    api_key: str | None = Field(description="the new platform API key, shown only now")
+
+
+class UserUpdate(StrictBody):
+    username: str | None = None
+    disabled: bool | None = None
+    is_org_admin: bool | None = None
+    password: str | None = None
+    default_tenant: str | None = None
+
+
+class PlatformKeyOut(BaseModel):
+    id: str
+    prefix: str
+    description: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class PlatformKeyCreate(StrictBody):
+    description: str = Field(default="", max_length=200)
+
+
+class PlatformKeyCreated(PlatformKeyOut):
+    key: str = Field(description="the key, shown only now")
+
+
+class SignIn(StrictBody):
+    username: str
+    password: str
+    tenant: str | None = None
+
+
+class OrganizationOut(BaseModel):
+    share_with_all_tenants: bool
+
+
+class OrganizationUpdate(StrictBody):
+    share_with_all_tenants: bool
+    unshare_existing: bool = Field(
+        default=False,
+        description="when turning sharing off, also move shared endpoints and models back "
+        "to their own tenant",
+    )
+
+
+class SharingChange(OrganizationOut):
+    message: str
+    endpoints_shared: list[Reference] = Field(
+        description="endpoints that were shared with all tenants when sharing was turned off"
+    )
+    models_shared: list[Reference]
+    unshared: bool
+
+
+class AuditEntryOut(BaseModel):
+    id: str
+    created_at: datetime
+    actor: Reference | None
+    tenant_id: str | None
+    action: str
+    resource_type: str
+    resource_id: str
+    resource_name: str
+    source_address: str
+    details: dict[str, object]
+
+
+class ModelCreate(StrictBody):
+    name: str
+    ml_app: str = Field(description="ML App identifier or name, e.g. 'text-embedding'")
+    path: str = Field(default="", description="folder of the model files on the Berth server")
+    architecture: str = Field(default="", max_length=100)
+    field_of_application: str = Field(default="", max_length=100)
+    description: str = Field(default="", max_length=2000)
+    is_base: bool = False
+    sharing: ModelSharing = ModelSharing.PRIVATE
+
+
+class ModelUpdate(StrictBody):
+    description: str | None = Field(default=None, max_length=2000)
+    sharing: ModelSharing | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    MetaData,
     Boolean,
     DateTime,
     Enum,
@@ -25,7 +26,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from berth.states import DesiredState, EndpointState, InstanceState, KeyStatus, MLApp, Role
+from berth.states import (
+    DesiredState,
+    EndpointState,
+    InstanceState,
+    KeyStatus,
+    MLApp,
+    ModelSharing,
+    Role,
+)
 
 
 def utcnow() -> datetime:
@@ -64,7 +73,15 @@ def _enum(enum_type: type[StrEnum]) -> Enum:
 
 
 class Base(DeclarativeBase):
-    pass
+    # Named constraints, so later migrations can drop or change them on every database.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
 
 
 class Counter(Base):
@@ -100,6 +117,9 @@ class User(Base):
     is_org_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # argon2 hash for web sign-in; None for users who use platform keys only.
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    default_tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"))
 
     memberships: Mapped[list["Membership"]] = relationship(back_populates="user")
 
@@ -123,11 +143,48 @@ class PlatformKey(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
     key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    # The first characters of the key, enough to recognize it in a list.
+    key_prefix: Mapped[str] = mapped_column(String(20), nullable=False, default="")
     description: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship()
+
+
+class WebSession(Base):
+    """A signed-in browser; the cookie holds the token, the table only its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    user: Mapped[User] = relationship()
+
+
+class AuditEntry(Base):
+    """One management action: who did what to which resource, when and from where."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_tenant_time", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    actor_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    actor_name: Mapped[str] = mapped_column(String(63), nullable=False, default="")
+    # The tenant the resource belongs to; None for organization-wide actions.
+    tenant_id: Mapped[str | None] = mapped_column(String(36))
+    action: Mapped[str] = mapped_column(String(63), nullable=False, index=True)
+    resource_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    resource_id: Mapped[str] = mapped_column(String(36), nullable=False, default="")
+    resource_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    source_address: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
 
 
 class Project(Base):
@@ -157,13 +214,28 @@ class Project(Base):
 
 
 class Model(Base):
-    """An entry of the Model Hub: an artifact on disk plus what is known about it."""
+    """An entry of the Model Hub: an artifact on disk plus what is known about it.
+
+    Names are unique within the owner's tenant; built-in models have no tenant and
+    their names are kept apart by the start-up code.
+    """
 
     __tablename__ = "models"
+    __table_args__ = (
+        Index(
+            "uq_models_tenant_name",
+            "tenant_id",
+            "name_key",
+            unique=True,
+            sqlite_where=text("tenant_id IS NOT NULL AND deleted_at IS NULL"),
+            postgresql_where=text("tenant_id IS NOT NULL AND deleted_at IS NULL"),
+        ),
+        Index("ix_models_name_key", "name_key"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(63), nullable=False)
-    name_key: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
+    name_key: Mapped[str] = mapped_column(String(63), nullable=False)
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     ml_app: Mapped[MLApp] = mapped_column(_enum(MLApp), nullable=False)
     architecture: Mapped[str] = mapped_column(String(100), nullable=False, default="")
@@ -173,10 +245,15 @@ class Model(Base):
     is_base: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     is_builtin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     is_demo: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    sharing: Mapped[ModelSharing] = mapped_column(
+        _enum(ModelSharing), nullable=False, default=ModelSharing.PRIVATE
+    )
     # Where the artifact lives: a folder path, or "builtin:NAME" for models that Berth
     # locates or builds itself on first use.
     artifact: Mapped[str] = mapped_column(Text, nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # Deleted models stay as rows because deleted endpoints still refer to them.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     owner: Mapped[User | None] = relationship()
 

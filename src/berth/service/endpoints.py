@@ -13,6 +13,7 @@ from berth.auth import Principal
 from berth.db.models import Endpoint, Model, Project, utcnow
 from berth.errors import CapacityError, Conflict, InvalidInput, NotFound
 from berth.names import name_key, normalize_name
+from berth.service import audit, organization
 from berth.service.common import looks_like_id, mark_changed, new_id
 from berth.service.keys import create_first_key
 from berth.service.models import find_model
@@ -59,7 +60,7 @@ def find_endpoint(
 
     query = select(Endpoint).where(
         _not_deleted(),
-        Endpoint.tenant_id == principal.tenant_id,
+        Endpoint.tenant_id == principal.active_tenant_id,
         Endpoint.name_key == name_key(ref),
     )
     if project_ref:
@@ -93,7 +94,8 @@ def list_endpoints(
     """List the endpoints of the active tenant, plus those shared with all tenants."""
     conditions = [
         _not_deleted(),
-        (Endpoint.tenant_id == principal.tenant_id) | Endpoint.share_with_all_tenants.is_(True),
+        (Endpoint.tenant_id == principal.active_tenant_id)
+        | Endpoint.share_with_all_tenants.is_(True),
     ]
     if project_ref:
         conditions.append(Endpoint.project_id == find_project(session, principal, project_ref).id)
@@ -197,6 +199,18 @@ def create_endpoint(
     session.add(endpoint)
     key = create_first_key(session, endpoint, principal)
     mark_changed(session, endpoint)
+    audit.record(
+        session,
+        principal,
+        "endpoint.created",
+        "endpoint",
+        endpoint.id,
+        name,
+        endpoint.tenant_id,
+        project=project.name,
+        model=model.name,
+        instances=instances,
+    )
     return endpoint, key
 
 
@@ -219,10 +233,7 @@ def _check_unique_name(session: Session, name: str, project: Project) -> None:
 
 
 def _check_sharing_allowed(session: Session) -> None:
-    from berth.db.models import OrganizationSettings
-
-    settings = session.get(OrganizationSettings, 1)
-    if settings is None or not settings.share_with_all_tenants:
+    if not organization.get_settings(session).share_with_all_tenants:
         raise InvalidInput(
             "sharing with all tenants is turned off for this organization; "
             "an OrgAdmin can turn it on, until then endpoints are shared with their tenant",
@@ -247,12 +258,15 @@ def update_endpoint(
             current_version=endpoint.version,
         )
 
+    changed: dict[str, object] = {}
     if change.description is not None:
         endpoint.description = change.description
+        changed["description"] = change.description
     if change.share_with_all_tenants is not None:
         if change.share_with_all_tenants and not endpoint.share_with_all_tenants:
             _check_sharing_allowed(session)
         endpoint.share_with_all_tenants = change.share_with_all_tenants
+        changed["share_with_all_tenants"] = change.share_with_all_tenants
     if change.model is not None:
         model = find_model(session, principal, change.model)
         _check_deployable(model)
@@ -267,17 +281,35 @@ def update_endpoint(
             endpoint.model_id = model.id
             endpoint.model = model
             endpoint.generation += 1
+            changed["model"] = model.name
     if change.instances is not None:
         instances = _check_instances(change.instances, limits)
         _check_room_for(session, limits, endpoint, instances)
         endpoint.instances = instances
+        changed["instances"] = instances
         if endpoint.state == EndpointState.FAILED:
             endpoint.generation += 1
 
     endpoint.version += 1
     endpoint.updated_at = utcnow()
     mark_changed(session, endpoint)
+    _record(session, principal, "endpoint.updated", endpoint, **changed)
     return endpoint
+
+
+def _record(
+    session: Session, principal: Principal, action: str, endpoint: Endpoint, **details: object
+) -> None:
+    audit.record(
+        session,
+        principal,
+        action,
+        "endpoint",
+        endpoint.id,
+        endpoint.name,
+        endpoint.tenant_id,
+        **details,
+    )
 
 
 def _check_room_for(session: Session, limits: Limits, endpoint: Endpoint, instances: int) -> None:
@@ -311,6 +343,7 @@ def stop_endpoint(session: Session, principal: Principal, endpoint: Endpoint) ->
         endpoint.version += 1
         endpoint.updated_at = utcnow()
         mark_changed(session, endpoint)
+        _record(session, principal, "endpoint.stopped", endpoint)
     return endpoint
 
 
@@ -324,6 +357,7 @@ def restart_endpoint(session: Session, principal: Principal, endpoint: Endpoint)
     endpoint.version += 1
     endpoint.updated_at = utcnow()
     mark_changed(session, endpoint)
+    _record(session, principal, "endpoint.restarted", endpoint)
     return endpoint
 
 

@@ -12,6 +12,7 @@ from berth.auth import Principal
 from berth.db.models import Endpoint, EndpointKey, utcnow
 from berth.errors import Conflict, InvalidInput, NotFound
 from berth.secrets import KeyVault, hash_key, new_endpoint_key
+from berth.service import audit
 from berth.service.common import looks_like_id, mark_changed, new_id
 from berth.states import KeyStatus
 
@@ -77,7 +78,26 @@ def add_key(
     principal.require_manage(endpoint, "add a key to")
     if endpoint.deleted_at is not None:
         raise Conflict(f"endpoint '{endpoint.name}' is being deleted")
-    return _new_key_row(session, endpoint, principal, _check_description(description), False)
+    row, key = _new_key_row(session, endpoint, principal, _check_description(description), False)
+    _record(session, principal, "key.added", endpoint, row)
+    return row, key
+
+
+def _record(
+    session: Session, principal: Principal, action: str, endpoint: Endpoint, row: EndpointKey
+) -> None:
+    # The key itself never goes into the audit log; its ID and description identify it.
+    audit.record(
+        session,
+        principal,
+        action,
+        "endpoint_key",
+        row.id,
+        row.description,
+        endpoint.tenant_id,
+        endpoint=endpoint.name,
+        endpoint_id=endpoint.id,
+    )
 
 
 def list_keys(session: Session, endpoint: Endpoint) -> list[EndpointKey]:
@@ -120,6 +140,7 @@ def edit_key(
             field="apikey",
         )
     row.description = _check_description(description)
+    _record(session, principal, "key.edited", endpoint, row)
     return row
 
 
@@ -138,6 +159,7 @@ def revoke_key(
     row.status = KeyStatus.REVOKED
     row.revoked_at = utcnow()
     mark_changed(session, row)
+    _record(session, principal, "key.revoked", endpoint, row)
     return row
 
 

@@ -7,13 +7,14 @@ from berth.auth import Principal
 from berth.db.models import Project
 from berth.errors import Conflict, NotFound
 from berth.names import name_key, normalize_name
+from berth.service import audit
 from berth.service.common import looks_like_id, new_id
 
 
 def find_project(session: Session, principal: Principal, ref: str) -> Project:
     """Find a project of the active tenant by name or ID."""
     query = select(Project).where(
-        Project.tenant_id == principal.tenant_id, Project.deleted_at.is_(None)
+        Project.tenant_id == principal.active_tenant_id, Project.deleted_at.is_(None)
     )
     if looks_like_id(ref):
         query = query.where(Project.id == ref)
@@ -32,7 +33,7 @@ def find_project(session: Session, principal: Principal, ref: str) -> Project:
 def list_projects(
     session: Session, principal: Principal, limit: int, offset: int
 ) -> tuple[list[Project], int]:
-    condition = (Project.tenant_id == principal.tenant_id) & Project.deleted_at.is_(None)
+    condition = (Project.tenant_id == principal.active_tenant_id) & Project.deleted_at.is_(None)
     total = session.scalar(select(func.count()).select_from(Project).where(condition)) or 0
     rows = session.scalars(
         select(Project).where(condition).order_by(Project.created_at).limit(limit).offset(offset)
@@ -44,7 +45,7 @@ def create_project(session: Session, principal: Principal, name: str, descriptio
     name = normalize_name(name, field="name")
     duplicate = session.scalar(
         select(Project.id).where(
-            Project.tenant_id == principal.tenant_id,
+            Project.tenant_id == principal.active_tenant_id,
             Project.name_key == name_key(name),
             Project.deleted_at.is_(None),
         )
@@ -56,11 +57,14 @@ def create_project(session: Session, principal: Principal, name: str, descriptio
         )
     project = Project(
         id=new_id(),
-        tenant_id=principal.tenant_id,
+        tenant_id=principal.active_tenant_id,
         name=name,
         name_key=name_key(name),
         description=description,
         owner_id=principal.user_id,
     )
     session.add(project)
+    audit.record(
+        session, principal, "project.created", "project", project.id, name, project.tenant_id
+    )
     return project

@@ -2,11 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, status
 
 from berth.api.convert import model_out
-from berth.api.deps import PrincipalDep, SessionDep
-from berth.api.schemas import ModelOut, Page
+from berth.api.deps import PrincipalDep, SessionDep, commit_and_notify
+from berth.api.schemas import ModelCreate, ModelOut, ModelUpdate, Page
 from berth.errors import InvalidInput
 from berth.service import models as service
 from berth.service.common import MAX_PAGE_SIZE
@@ -15,29 +15,38 @@ from berth.states import MLApp
 router = APIRouter(prefix="/models", tags=["models"])
 
 
+def _parse_ml_app(text: str, field: str) -> MLApp:
+    try:
+        return MLApp.parse(text)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field=field) from exc
+
+
 @router.get("", response_model=Page[ModelOut])
 def list_models(
     session: SessionDep,
     principal: PrincipalDep,
+    group: Annotated[
+        service.ModelGroup,
+        Query(description="mine, shared (with the active tenant), berth (built-in) or all"),
+    ] = service.ModelGroup.ALL,
     ml_app: Annotated[str | None, Query(description="ML App identifier or name")] = None,
     architecture: str | None = None,
     field_of_application: str | None = None,
+    owner: Annotated[str | None, Query(description="owner's user name, or 'berth'")] = None,
     base: Annotated[bool | None, Query(description="only base models, or only others")] = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page[ModelOut]:
-    """List models of the hub, filtered and paginated; `total` counts every match."""
-    app = None
-    if ml_app:
-        try:
-            app = MLApp.parse(ml_app)
-        except ValueError as exc:
-            raise InvalidInput(str(exc), field="ml_app") from exc
+    """List the models the caller can see, filtered and paginated; `total` counts every
+    match, on every page."""
     filters = service.ModelFilter(
-        ml_app=app,
+        group=group,
+        ml_app=_parse_ml_app(ml_app, "ml_app") if ml_app else None,
         architecture=architecture,
         field_of_application=field_of_application,
+        owner=owner,
         is_base=base,
         search=search,
     )
@@ -45,7 +54,48 @@ def list_models(
     return Page(items=[model_out(row) for row in rows], total=total, limit=limit, offset=offset)
 
 
+@router.post("", response_model=ModelOut, status_code=status.HTTP_201_CREATED)
+def register_model(
+    body: ModelCreate, request: Request, session: SessionDep, principal: PrincipalDep
+) -> ModelOut:
+    """Add a model whose files are already on the server to the hub of the active tenant."""
+    new = service.NewModel(
+        name=body.name,
+        ml_app=_parse_ml_app(body.ml_app, "ml_app"),
+        path=body.path,
+        architecture=body.architecture,
+        field_of_application=body.field_of_application,
+        description=body.description,
+        is_base=body.is_base,
+        sharing=body.sharing,
+    )
+    model = service.register_model(session, principal, new)
+    commit_and_notify(session, request)
+    return model_out(model)
+
+
 @router.get("/{model}", response_model=ModelOut)
 def get_model(model: str, session: SessionDep, principal: PrincipalDep) -> ModelOut:
     """Show one model, named by name or ID."""
     return model_out(service.find_model(session, principal, model))
+
+
+@router.patch("/{model}", response_model=ModelOut)
+def update_model(
+    model: str, body: ModelUpdate, request: Request, session: SessionDep, principal: PrincipalDep
+) -> ModelOut:
+    """Change a model's description or sharing."""
+    row = service.find_model(session, principal, model)
+    service.update_model(session, principal, row, body.description, body.sharing)
+    commit_and_notify(session, request)
+    return model_out(row)
+
+
+@router.delete("/{model}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_model(
+    model: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> None:
+    """Remove a model from the hub; refused while an endpoint uses it."""
+    row = service.find_model(session, principal, model)
+    service.delete_model(session, principal, row)
+    commit_and_notify(session, request)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 20:12:48.148425
+Create Date: 2026-12-04 20:36:00.620935
 """
 
 from collections.abc import Sequence
@@ -18,16 +18,36 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
+        "audit_log",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor_id", sa.String(length=36), nullable=True),
+        sa.Column("actor_name", sa.String(length=63), nullable=False),
+        sa.Column("tenant_id", sa.String(length=36), nullable=True),
+        sa.Column("action", sa.String(length=63), nullable=False),
+        sa.Column("resource_type", sa.String(length=32), nullable=False),
+        sa.Column("resource_id", sa.String(length=36), nullable=False),
+        sa.Column("resource_name", sa.String(length=200), nullable=False),
+        sa.Column("source_address", sa.String(length=64), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
+    )
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_log_action"), ["action"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_log_actor_id"), ["actor_id"], unique=False)
+        batch_op.create_index("ix_audit_log_tenant_time", ["tenant_id", "created_at"], unique=False)
+
+    op.create_table(
         "counters",
         sa.Column("name", sa.String(length=32), nullable=False),
         sa.Column("value", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("name"),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_counters")),
     )
     op.create_table(
         "organization_settings",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("share_with_all_tenants", sa.Boolean(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_organization_settings")),
     )
     op.create_table(
         "tenants",
@@ -36,8 +56,8 @@ def upgrade() -> None:
         sa.Column("name_key", sa.String(length=63), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("name_key"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),
+        sa.UniqueConstraint("name_key", name=op.f("uq_tenants_name_key")),
     )
     op.create_table(
         "users",
@@ -47,23 +67,28 @@ def upgrade() -> None:
         sa.Column("is_org_admin", sa.Boolean(), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("username_key"),
+        sa.Column("password_hash", sa.String(length=200), nullable=True),
+        sa.Column("default_tenant_id", sa.String(length=36), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["default_tenant_id"], ["tenants.id"], name=op.f("fk_users_default_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+        sa.UniqueConstraint("username_key", name=op.f("uq_users_username_key")),
     )
     op.create_table(
         "memberships",
         sa.Column("user_id", sa.String(length=36), nullable=False),
         sa.Column("tenant_id", sa.String(length=36), nullable=False),
-        sa.Column("role", sa.String(length=11), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"],
-            ["tenants.id"],
+        sa.Column(
+            "role", sa.Enum("TenantAdmin", "User", name="role", native_enum=False), nullable=False
         ),
         sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_memberships_tenant_id_tenants")
         ),
-        sa.PrimaryKeyConstraint("user_id", "tenant_id"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_memberships_user_id_users")
+        ),
+        sa.PrimaryKeyConstraint("user_id", "tenant_id", name=op.f("pk_memberships")),
     )
     op.create_table(
         "models",
@@ -71,7 +96,11 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=63), nullable=False),
         sa.Column("name_key", sa.String(length=63), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
-        sa.Column("ml_app", sa.String(length=15), nullable=False),
+        sa.Column(
+            "ml_app",
+            sa.Enum("text-generation", "text-embedding", "echo", name="mlapp", native_enum=False),
+            nullable=False,
+        ),
         sa.Column("architecture", sa.String(length=100), nullable=False),
         sa.Column("field_of_application", sa.String(length=100), nullable=False),
         sa.Column("owner_id", sa.String(length=36), nullable=True),
@@ -79,33 +108,44 @@ def upgrade() -> None:
         sa.Column("is_base", sa.Boolean(), nullable=False),
         sa.Column("is_builtin", sa.Boolean(), nullable=False),
         sa.Column("is_demo", sa.Boolean(), nullable=False),
+        sa.Column(
+            "sharing",
+            sa.Enum("private", "tenant", "all_tenants", name="modelsharing", native_enum=False),
+            nullable=False,
+        ),
         sa.Column("artifact", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["owner_id"], ["users.id"], name=op.f("fk_models_owner_id_users")),
         sa.ForeignKeyConstraint(
-            ["owner_id"],
-            ["users.id"],
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_models_tenant_id_tenants")
         ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"],
-            ["tenants.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("name_key"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_models")),
     )
+    with op.batch_alter_table("models", schema=None) as batch_op:
+        batch_op.create_index("ix_models_name_key", ["name_key"], unique=False)
+        batch_op.create_index(
+            "uq_models_tenant_name",
+            ["tenant_id", "name_key"],
+            unique=True,
+            sqlite_where=sa.text("tenant_id IS NOT NULL AND deleted_at IS NULL"),
+            postgresql_where=sa.text("tenant_id IS NOT NULL AND deleted_at IS NULL"),
+        )
+
     op.create_table(
         "platform_keys",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("user_id", sa.String(length=36), nullable=False),
         sa.Column("key_hash", sa.String(length=64), nullable=False),
+        sa.Column("key_prefix", sa.String(length=20), nullable=False),
         sa.Column("description", sa.String(length=200), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
+            ["user_id"], ["users.id"], name=op.f("fk_platform_keys_user_id_users")
         ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("key_hash"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_platform_keys")),
+        sa.UniqueConstraint("key_hash", name=op.f("uq_platform_keys_key_hash")),
     )
     with op.batch_alter_table("platform_keys", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_platform_keys_user_id"), ["user_id"], unique=False)
@@ -121,14 +161,12 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["owner_id"],
-            ["users.id"],
+            ["owner_id"], ["users.id"], name=op.f("fk_projects_owner_id_users")
         ),
         sa.ForeignKeyConstraint(
-            ["tenant_id"],
-            ["tenants.id"],
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_projects_tenant_id_tenants")
         ),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_projects")),
     )
     with op.batch_alter_table("projects", schema=None) as batch_op:
         batch_op.create_index(
@@ -138,6 +176,26 @@ def upgrade() -> None:
             sqlite_where=sa.text("deleted_at IS NULL"),
             postgresql_where=sa.text("deleted_at IS NULL"),
         )
+
+    op.create_table(
+        "web_sessions",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.String(length=36), nullable=False),
+        sa.Column("tenant_id", sa.String(length=36), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_web_sessions_tenant_id_tenants")
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_web_sessions_user_id_users")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_web_sessions")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_web_sessions_token_hash")),
+    )
+    with op.batch_alter_table("web_sessions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_web_sessions_user_id"), ["user_id"], unique=False)
 
     op.create_table(
         "endpoints",
@@ -150,12 +208,31 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.String(length=36), nullable=False),
         sa.Column("model_id", sa.String(length=36), nullable=False),
         sa.Column("share_with_all_tenants", sa.Boolean(), nullable=False),
-        sa.Column("desired_state", sa.String(length=7), nullable=False),
+        sa.Column(
+            "desired_state",
+            sa.Enum("running", "stopped", "deleted", name="desiredstate", native_enum=False),
+            nullable=False,
+        ),
         sa.Column("instances", sa.Integer(), nullable=False),
         sa.Column("generation", sa.Integer(), nullable=False),
         sa.Column("settings", sa.JSON(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("state", sa.String(length=9), nullable=False),
+        sa.Column(
+            "state",
+            sa.Enum(
+                "Pending",
+                "Deploying",
+                "Live",
+                "Updating",
+                "Stopping",
+                "Stopped",
+                "Failed",
+                "Deleting",
+                name="endpointstate",
+                native_enum=False,
+            ),
+            nullable=False,
+        ),
         sa.Column("state_reason", sa.Text(), nullable=False),
         sa.Column("observed_generation", sa.Integer(), nullable=False),
         sa.Column("observed_instances", sa.Integer(), nullable=False),
@@ -165,22 +242,18 @@ def upgrade() -> None:
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["model_id"],
-            ["models.id"],
+            ["model_id"], ["models.id"], name=op.f("fk_endpoints_model_id_models")
         ),
         sa.ForeignKeyConstraint(
-            ["owner_id"],
-            ["users.id"],
+            ["owner_id"], ["users.id"], name=op.f("fk_endpoints_owner_id_users")
         ),
         sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["projects.id"],
+            ["project_id"], ["projects.id"], name=op.f("fk_endpoints_project_id_projects")
         ),
         sa.ForeignKeyConstraint(
-            ["tenant_id"],
-            ["tenants.id"],
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_endpoints_tenant_id_tenants")
         ),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_endpoints")),
     )
     with op.batch_alter_table("endpoints", schema=None) as batch_op:
         batch_op.create_index("ix_endpoints_seq", ["seq"], unique=False)
@@ -202,20 +275,22 @@ def upgrade() -> None:
         sa.Column("description", sa.String(length=200), nullable=False),
         sa.Column("is_first", sa.Boolean(), nullable=False),
         sa.Column("owner_id", sa.String(length=36), nullable=False),
-        sa.Column("status", sa.String(length=7), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum("Active", "Revoked", name="keystatus", native_enum=False),
+            nullable=False,
+        ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["endpoint_id"],
-            ["endpoints.id"],
+            ["endpoint_id"], ["endpoints.id"], name=op.f("fk_endpoint_keys_endpoint_id_endpoints")
         ),
         sa.ForeignKeyConstraint(
-            ["owner_id"],
-            ["users.id"],
+            ["owner_id"], ["users.id"], name=op.f("fk_endpoint_keys_owner_id_users")
         ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("key_hash"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_endpoint_keys")),
+        sa.UniqueConstraint("key_hash", name=op.f("uq_endpoint_keys_key_hash")),
     )
     with op.batch_alter_table("endpoint_keys", schema=None) as batch_op:
         batch_op.create_index(
@@ -228,7 +303,19 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("endpoint_id", sa.String(length=36), nullable=False),
         sa.Column("generation", sa.Integer(), nullable=False),
-        sa.Column("state", sa.String(length=9), nullable=False),
+        sa.Column(
+            "state",
+            sa.Enum(
+                "Starting",
+                "Ready",
+                "Unhealthy",
+                "Draining",
+                "Exited",
+                name="instancestate",
+                native_enum=False,
+            ),
+            nullable=False,
+        ),
         sa.Column("address", sa.String(length=200), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=True),
         sa.Column("restart_count", sa.Integer(), nullable=False),
@@ -239,10 +326,9 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["endpoint_id"],
-            ["endpoints.id"],
+            ["endpoint_id"], ["endpoints.id"], name=op.f("fk_instances_endpoint_id_endpoints")
         ),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_instances")),
     )
     with op.batch_alter_table("instances", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_instances_endpoint_id"), ["endpoint_id"], unique=False)
@@ -283,6 +369,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_endpoints_seq")
 
     op.drop_table("endpoints")
+    with op.batch_alter_table("web_sessions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_web_sessions_user_id"))
+
+    op.drop_table("web_sessions")
     with op.batch_alter_table("projects", schema=None) as batch_op:
         batch_op.drop_index(
             "uq_projects_tenant_name",
@@ -295,9 +385,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_platform_keys_user_id"))
 
     op.drop_table("platform_keys")
+    with op.batch_alter_table("models", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_models_tenant_name",
+            sqlite_where=sa.text("tenant_id IS NOT NULL AND deleted_at IS NULL"),
+            postgresql_where=sa.text("tenant_id IS NOT NULL AND deleted_at IS NULL"),
+        )
+        batch_op.drop_index("ix_models_name_key")
+
     op.drop_table("models")
     op.drop_table("memberships")
     op.drop_table("users")
     op.drop_table("tenants")
     op.drop_table("organization_settings")
     op.drop_table("counters")
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.drop_index("ix_audit_log_tenant_time")
+        batch_op.drop_index(batch_op.f("ix_audit_log_actor_id"))
+        batch_op.drop_index(batch_op.f("ix_audit_log_action"))
+
+    op.drop_table("audit_log")

@@ -1,0 +1,101 @@
+"""Tenants and their members."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from berth.api.convert import membership_out, tenant_out
+from berth.api.deps import PrincipalDep, SessionDep, commit_and_notify
+from berth.api.schemas import (
+    MembershipOut,
+    MembershipSet,
+    Page,
+    TenantCreate,
+    TenantOut,
+    TenantUpdate,
+)
+from berth.service import tenants as service
+from berth.service.common import MAX_PAGE_SIZE
+from berth.service.users import find_user_for_membership
+
+router = APIRouter(prefix="/tenants", tags=["tenants"])
+
+
+@router.get("", response_model=Page[TenantOut])
+def list_tenants(
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[TenantOut]:
+    """List the caller's tenants (every tenant for an OrgAdmin)."""
+    rows, total = service.list_tenants(session, principal, limit, offset)
+    items = [tenant_out(row, principal) for row in rows]
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.post("", response_model=TenantOut, status_code=status.HTTP_201_CREATED)
+def create_tenant(
+    body: TenantCreate, request: Request, session: SessionDep, principal: PrincipalDep
+) -> TenantOut:
+    """Create a tenant with a `default` project (OrgAdmin only)."""
+    tenant = service.create_tenant(session, principal, body.name)
+    commit_and_notify(session, request)
+    return tenant_out(tenant, principal)
+
+
+@router.get("/{tenant}", response_model=TenantOut)
+def get_tenant(tenant: str, session: SessionDep, principal: PrincipalDep) -> TenantOut:
+    """Show one tenant, named by name or ID."""
+    return tenant_out(service.find_tenant(session, principal, tenant), principal)
+
+
+@router.patch("/{tenant}", response_model=TenantOut)
+def update_tenant(
+    tenant: str,
+    body: TenantUpdate,
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> TenantOut:
+    """Rename, disable or enable a tenant (OrgAdmin only)."""
+    row = service.find_tenant(session, principal, tenant)
+    service.update_tenant(session, principal, row, body.name, body.disabled)
+    commit_and_notify(session, request)
+    return tenant_out(row, principal)
+
+
+@router.get("/{tenant}/members", response_model=list[MembershipOut])
+def list_members(tenant: str, session: SessionDep, principal: PrincipalDep) -> list[MembershipOut]:
+    """List the members of a tenant and their roles."""
+    row = service.find_tenant(session, principal, tenant)
+    members = service.list_members(session, principal, row)
+    return [membership_out(membership) for membership, _user in members]
+
+
+@router.put("/{tenant}/members/{user}", response_model=MembershipOut)
+def set_member(
+    tenant: str,
+    user: str,
+    body: MembershipSet,
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> MembershipOut:
+    """Add a user to the tenant or change their role (TenantAdmin or OrgAdmin)."""
+    row = service.find_tenant(session, principal, tenant)
+    member = find_user_for_membership(session, principal, row, user)
+    membership = service.set_membership(session, principal, row, member, body.role)
+    commit_and_notify(session, request)
+    return membership_out(membership)
+
+
+@router.delete("/{tenant}/members/{user}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_member(
+    tenant: str, user: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> None:
+    """Remove a user from the tenant (TenantAdmin or OrgAdmin)."""
+    row = service.find_tenant(session, principal, tenant)
+    member = find_user_for_membership(session, principal, row, user)
+    service.remove_membership(session, principal, row, member)
+    commit_and_notify(session, request)

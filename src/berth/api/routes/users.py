@@ -1,0 +1,120 @@
+"""Users and their platform API keys. `me` names the caller wherever a user is named."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from berth.api.convert import platform_key_out, user_out
+from berth.api.deps import PrincipalDep, SessionDep, commit_and_notify
+from berth.api.schemas import (
+    Page,
+    PlatformKeyCreate,
+    PlatformKeyCreated,
+    PlatformKeyOut,
+    UserCreate,
+    UserCreated,
+    UserOut,
+    UserUpdate,
+)
+from berth.service import tenants
+from berth.service import users as service
+from berth.service.common import MAX_PAGE_SIZE
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("", response_model=Page[UserOut])
+def list_users(
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[UserOut]:
+    """List users: all of them for an OrgAdmin, the active tenant's members for others."""
+    rows, total = service.list_users(session, principal, limit, offset)
+    return Page(items=[user_out(row) for row in rows], total=total, limit=limit, offset=offset)
+
+
+@router.post("", response_model=UserCreated, status_code=status.HTTP_201_CREATED)
+def create_user(
+    body: UserCreate, request: Request, session: SessionDep, principal: PrincipalDep
+) -> UserCreated:
+    """Create a user (OrgAdmin only), optionally with a tenant role and a platform key."""
+    tenant = tenants.find_tenant(session, principal, body.tenant) if body.tenant else None
+    new = service.NewUser(
+        username=body.username,
+        password=body.password,
+        is_org_admin=body.is_org_admin,
+        create_key=body.create_key,
+    )
+    user, key = service.create_user(session, principal, new)
+    if tenant is not None:
+        tenants.set_membership(session, principal, tenant, user, body.role)
+    commit_and_notify(session, request)
+    session.refresh(user)
+    return UserCreated(**user_out(user).model_dump(), api_key=key)
+
+
+@router.get("/{user}", response_model=UserOut)
+def get_user(user: str, session: SessionDep, principal: PrincipalDep) -> UserOut:
+    """Show one user, named by name, ID or `me`."""
+    return user_out(service.find_user(session, principal, user))
+
+
+@router.patch("/{user}", response_model=UserOut)
+def update_user(
+    user: str, body: UserUpdate, request: Request, session: SessionDep, principal: PrincipalDep
+) -> UserOut:
+    """Rename, disable or promote a user (OrgAdmin), or set a password or default tenant
+    (the user or an OrgAdmin)."""
+    row = service.find_user(session, principal, user)
+    default_tenant = (
+        tenants.find_tenant(session, principal, body.default_tenant)
+        if body.default_tenant
+        else None
+    )
+    service.update_user(
+        session,
+        principal,
+        row,
+        username=body.username,
+        disabled=body.disabled,
+        is_org_admin=body.is_org_admin,
+        password=body.password,
+        default_tenant=default_tenant,
+    )
+    commit_and_notify(session, request)
+    return user_out(row)
+
+
+@router.get("/{user}/keys", response_model=list[PlatformKeyOut])
+def list_keys(user: str, session: SessionDep, principal: PrincipalDep) -> list[PlatformKeyOut]:
+    """List a user's platform API keys (the keys themselves are never shown again)."""
+    row = service.find_user(session, principal, user)
+    return [platform_key_out(key) for key in service.list_platform_keys(session, principal, row)]
+
+
+@router.post("/{user}/keys", response_model=PlatformKeyCreated, status_code=status.HTTP_201_CREATED)
+def create_key(
+    user: str,
+    body: PlatformKeyCreate,
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> PlatformKeyCreated:
+    """Create a platform API key; the answer is the only time the key is shown."""
+    row = service.find_user(session, principal, user)
+    key_row, key = service.create_platform_key(session, principal, row, body.description)
+    commit_and_notify(session, request)
+    return PlatformKeyCreated(**platform_key_out(key_row).model_dump(), key=key)
+
+
+@router.post("/{user}/keys/{key}/revoke", response_model=PlatformKeyOut)
+def revoke_key(
+    user: str, key: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> PlatformKeyOut:
+    """Revoke a platform API key for good."""
+    row = service.find_user(session, principal, user)
+    key_row = service.revoke_platform_key(session, principal, row, key)
+    commit_and_notify(session, request)
+    return platform_key_out(key_row)

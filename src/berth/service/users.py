@@ -1,0 +1,275 @@
+"""Users, their platform API keys and their passwords."""
+
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from berth.auth import Principal
+from berth.db.models import Membership, PlatformKey, Tenant, User, utcnow
+from berth.errors import Conflict, Forbidden, InvalidInput, NotFound
+from berth.names import name_key, normalize_name
+from berth.secrets import hash_key, new_platform_key
+from berth.service import audit
+from berth.service.common import looks_like_id, new_id
+
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 256
+KEY_PREFIX_LENGTH = 14
+ME = "me"
+
+_hasher = PasswordHasher()
+
+
+def find_user(session: Session, principal: Principal, ref: str) -> User:
+    """Find a user by name or ID. Others than OrgAdmins see themselves and the members
+    of their active tenant."""
+    ref = ref.strip()
+    if ref == ME:
+        user = session.get(User, principal.user_id)
+    elif looks_like_id(ref):
+        user = session.get(User, ref)
+    else:
+        user = session.scalar(select(User).where(User.username_key == name_key(ref)))
+    if user is None or not _can_see(session, principal, user):
+        raise NotFound(f"user '{ref}' not found", field="user")
+    return user
+
+
+def find_user_for_membership(
+    session: Session, principal: Principal, tenant: Tenant, ref: str
+) -> User:
+    """Find any user by name or ID, for a TenantAdmin of `tenant` who adds members."""
+    principal.require_tenant_admin(tenant.id, "change members of a tenant")
+    ref = ref.strip()
+    if looks_like_id(ref):
+        user = session.get(User, ref)
+    else:
+        user = session.scalar(select(User).where(User.username_key == name_key(ref)))
+    if user is None:
+        raise NotFound(f"user '{ref}' not found", field="user")
+    return user
+
+
+def _can_see(session: Session, principal: Principal, user: User) -> bool:
+    if principal.is_org_admin or user.id == principal.user_id:
+        return True
+    if principal.tenant_id is None:
+        return False
+    return session.get(Membership, (user.id, principal.tenant_id)) is not None
+
+
+def list_users(
+    session: Session, principal: Principal, limit: int, offset: int
+) -> tuple[list[User], int]:
+    query = select(User)
+    if not principal.is_org_admin:
+        members = select(Membership.user_id).where(
+            Membership.tenant_id == principal.active_tenant_id
+        )
+        query = query.where(User.id.in_(members))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(User.username_key).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def _check_password(password: str) -> str:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters long",
+            field="password",
+        )
+    return password
+
+
+@dataclass
+class NewUser:
+    username: str
+    password: str | None = None
+    is_org_admin: bool = False
+    # Tenant (name or ID) and role to add the user to at once.
+    tenant: Tenant | None = None
+    role: str | None = None
+    create_key: bool = False
+
+
+def create_user(session: Session, principal: Principal, new: NewUser) -> tuple[User, str | None]:
+    """Create a user; returns the user and, when asked, a first platform key (shown once)."""
+    principal.require_org_admin("create users")
+    username = normalize_name(new.username, field="username")
+    if session.scalar(select(User.id).where(User.username_key == name_key(username))):
+        raise Conflict(f"a user named '{username}' already exists", field="username")
+    user = User(
+        id=new_id(),
+        username=username,
+        username_key=name_key(username),
+        is_org_admin=new.is_org_admin,
+        password_hash=_hasher.hash(_check_password(new.password)) if new.password else None,
+    )
+    session.add(user)
+    session.flush()
+    audit.record(
+        session,
+        principal,
+        "user.created",
+        "user",
+        user.id,
+        username,
+        is_org_admin=new.is_org_admin,
+    )
+
+    key = None
+    if new.create_key:
+        _row, key = create_platform_key(session, principal, user, "created with the user")
+    return user, key
+
+
+def update_user(
+    session: Session,
+    principal: Principal,
+    user: User,
+    *,
+    username: str | None = None,
+    disabled: bool | None = None,
+    is_org_admin: bool | None = None,
+    password: str | None = None,
+    default_tenant: Tenant | None = None,
+) -> User:
+    is_self = user.id == principal.user_id
+    if (username is not None or disabled is not None or is_org_admin is not None) and not (
+        principal.is_org_admin
+    ):
+        raise Forbidden("only an OrgAdmin may rename, disable or promote users")
+    if (password is not None or default_tenant is not None) and not (
+        is_self or principal.is_org_admin
+    ):
+        raise Forbidden("you may change only your own password and default tenant")
+    if is_self and (disabled or is_org_admin is False):
+        raise InvalidInput(
+            "you cannot disable yourself or drop your own OrgAdmin flag; ask another OrgAdmin",
+            field="disabled" if disabled else "is_org_admin",
+        )
+
+    if username is not None:
+        username = normalize_name(username, field="username")
+        clash = session.scalar(
+            select(User.id).where(User.username_key == name_key(username), User.id != user.id)
+        )
+        if clash:
+            raise Conflict(f"a user named '{username}' already exists", field="username")
+        if username != user.username:
+            audit.record(
+                session,
+                principal,
+                "user.renamed",
+                "user",
+                user.id,
+                username,
+                old_name=user.username,
+            )
+            user.username, user.username_key = username, name_key(username)
+    if disabled is not None and disabled != user.disabled:
+        user.disabled = disabled
+        action = "user.disabled" if disabled else "user.enabled"
+        audit.record(session, principal, action, "user", user.id, user.username)
+    if is_org_admin is not None and is_org_admin != user.is_org_admin:
+        user.is_org_admin = is_org_admin
+        audit.record(
+            session,
+            principal,
+            "user.org_admin_changed",
+            "user",
+            user.id,
+            user.username,
+            is_org_admin=is_org_admin,
+        )
+    if password is not None:
+        user.password_hash = _hasher.hash(_check_password(password))
+        audit.record(session, principal, "user.password_changed", "user", user.id, user.username)
+    if default_tenant is not None:
+        if session.get(Membership, (user.id, default_tenant.id)) is None:
+            raise InvalidInput(
+                f"user '{user.username}' is not a member of tenant '{default_tenant.name}'",
+                field="default_tenant",
+            )
+        user.default_tenant_id = default_tenant.id
+    return user
+
+
+def verify_password(user: User, password: str) -> bool:
+    if not user.password_hash:
+        return False
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# -- platform API keys ------------------------------------------------------------
+
+
+def _require_self_or_org_admin(principal: Principal, user: User, action: str) -> None:
+    if user.id != principal.user_id and not principal.is_org_admin:
+        raise Forbidden(f"you may {action} only your own platform API keys")
+
+
+def create_platform_key(
+    session: Session, principal: Principal, user: User, description: str
+) -> tuple[PlatformKey, str]:
+    _require_self_or_org_admin(principal, user, "create")
+    description = description.strip()
+    if len(description) > 200:
+        raise InvalidInput("description is longer than 200 characters", field="description")
+    key = new_platform_key()
+    row = PlatformKey(
+        id=new_id(),
+        user_id=user.id,
+        key_hash=hash_key(key),
+        key_prefix=key[:KEY_PREFIX_LENGTH],
+        description=description,
+    )
+    session.add(row)
+    audit.record(
+        session,
+        principal,
+        "platform_key.created",
+        "platform_key",
+        row.id,
+        description,
+        owner=user.username,
+    )
+    return row, key
+
+
+def list_platform_keys(session: Session, principal: Principal, user: User) -> list[PlatformKey]:
+    _require_self_or_org_admin(principal, user, "list")
+    return list(
+        session.scalars(
+            select(PlatformKey)
+            .where(PlatformKey.user_id == user.id)
+            .order_by(PlatformKey.created_at, PlatformKey.id)
+        )
+    )
+
+
+def revoke_platform_key(
+    session: Session, principal: Principal, user: User, key_id: str
+) -> PlatformKey:
+    _require_self_or_org_admin(principal, user, "revoke")
+    row = session.get(PlatformKey, key_id.strip()) if looks_like_id(key_id.strip()) else None
+    if row is None or row.user_id != user.id:
+        raise NotFound(f"platform API key {key_id} not found", field="key")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        audit.record(
+            session,
+            principal,
+            "platform_key.revoked",
+            "platform_key",
+            row.id,
+            row.description,
+            owner=user.username,
+        )
+    return row
