@@ -75,12 +75,11 @@ class Principal:
             )
 
     def can_view_model(self, model: Model) -> bool:
-        return (
-            self.is_org_admin
-            or model.is_builtin
-            or model.owner_id == self.user_id
-            or model.sharing == ModelSharing.ALL_TENANTS
-            or (model.sharing == ModelSharing.TENANT and model.tenant_id == self.tenant_id)
+        if self.is_org_admin or model.is_builtin or model.sharing == ModelSharing.ALL_TENANTS:
+            return True
+        in_tenant = model.tenant_id == self.tenant_id
+        return in_tenant and (
+            model.sharing == ModelSharing.TENANT or model.owner_id == self.user_id
         )
 
     def can_manage_model(self, model: Model) -> bool:

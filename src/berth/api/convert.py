@@ -2,6 +2,7 @@
 
 from berth.api.schemas import (
     AuditEntryOut,
+    CheckpointOut,
     EndpointOut,
     InstanceOut,
     KeyOut,
@@ -116,6 +117,19 @@ def model_out(model: Model) -> ModelOut:
         is_demo=model.is_demo,
         sharing=model.sharing,
         tenant_id=model.tenant_id,
+        checkpoints=[
+            CheckpointOut(
+                id=row.id,
+                name=row.name,
+                format=row.format,
+                size_bytes=row.size_bytes,
+                checksum=row.checksum,
+                linked=row.linked,
+                created_at=row.created_at,
+            )
+            for row in model.checkpoints
+            if row.deleted_at is None
+        ],
         created_at=model.created_at,
     )
 
@@ -130,6 +144,11 @@ def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
         project=Reference(id=endpoint.project.id, name=endpoint.project.name),
         tenant_id=endpoint.tenant_id,
         model=Reference(id=endpoint.model.id, name=endpoint.model.name),
+        checkpoint=(
+            Reference(id=endpoint.checkpoint.id, name=endpoint.checkpoint.name)
+            if endpoint.checkpoint
+            else None
+        ),
         ml_app=endpoint.model.ml_app,
         ml_app_name=endpoint.model.ml_app.display_name,
         instances=endpoint.instances,
@@ -151,6 +170,9 @@ def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
         state_reason=endpoint.state_reason,
         desired_state=endpoint.desired_state,
         share_with_all_tenants=endpoint.share_with_all_tenants,
+        generation=endpoint.generation,
+        observed_generation=endpoint.observed_generation,
+        observed_instances=endpoint.observed_instances,
         owner=user_ref(endpoint.owner),
         url=url,
         openai_base_url=f"{url}/v1",

@@ -6,6 +6,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from berth.states import (
+    CheckpointFormat,
     DesiredState,
     EndpointState,
     InstanceState,
@@ -59,6 +60,16 @@ class ProjectCreate(StrictBody):
     description: str = Field(default="", max_length=2000)
 
 
+class CheckpointOut(BaseModel):
+    id: str
+    name: str
+    format: CheckpointFormat
+    size_bytes: int
+    checksum: str
+    linked: bool = Field(description="true when the files stay where they were imported from")
+    created_at: datetime
+
+
 class ModelOut(BaseModel):
     id: str
     name: str
@@ -73,6 +84,7 @@ class ModelOut(BaseModel):
     is_demo: bool
     sharing: ModelSharing
     tenant_id: str | None
+    checkpoints: list[CheckpointOut] = Field(description="oldest first; the last is the default")
     created_at: datetime
 
 
@@ -94,6 +106,7 @@ class EndpointOut(BaseModel):
     project: Reference
     tenant_id: str
     model: Reference
+    checkpoint: Reference | None
     ml_app: MLApp
     ml_app_name: str
     instances: int = Field(description="number of instances asked for")
@@ -103,6 +116,12 @@ class EndpointOut(BaseModel):
     state_reason: str
     desired_state: DesiredState
     share_with_all_tenants: bool
+    generation: int = Field(description="raised by each change that needs new instances")
+    observed_generation: int = Field(
+        description="the generation the state describes; below `generation` while the "
+        "reconciler has not acted on the latest change"
+    )
+    observed_instances: int = Field(description="the instance count last reached")
     owner: Reference
     url: str
     openai_base_url: str
@@ -284,3 +303,14 @@ class ModelCreate(StrictBody):
 class ModelUpdate(StrictBody):
     description: str | None = Field(default=None, max_length=2000)
     sharing: ModelSharing | None = None
+
+
+class ModelImport(StrictBody):
+    path: str = Field(description="model folder, Hugging Face cache folder or .gguf file")
+    name: str = Field(description="model name; an existing model of yours gets a new checkpoint")
+    ml_app: str | None = Field(default=None, description="detected from the files when left out")
+    is_base: bool = False
+    link: bool = Field(default=False, description="leave the files in place instead of copying")
+    checkpoint: str = Field(default="main", description="name of the new checkpoint")
+    description: str = Field(default="", max_length=2000)
+    sharing: ModelSharing = ModelSharing.PRIVATE

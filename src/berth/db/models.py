@@ -12,13 +12,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    MetaData,
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Text,
     TypeDecorator,
@@ -27,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from berth.states import (
+    CheckpointFormat,
     DesiredState,
     EndpointState,
     InstanceState,
@@ -256,6 +258,43 @@ class Model(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     owner: Mapped[User | None] = relationship()
+    checkpoints: Mapped[list["Checkpoint"]] = relationship(
+        back_populates="model", order_by="Checkpoint.created_at"
+    )
+
+
+class Checkpoint(Base):
+    """One version of a model's files. `Model.artifact` mirrors the newest checkpoint,
+    which is what an endpoint gets when it names only the model."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (
+        Index(
+            "uq_checkpoints_model_name",
+            "model_id",
+            "name_key",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), nullable=False, index=True)
+    name: Mapped[str] = mapped_column(String(63), nullable=False)
+    name_key: Mapped[str] = mapped_column(String(63), nullable=False)
+    # A folder or file path, or "builtin:NAME" for files that Berth locates or builds.
+    artifact: Mapped[str] = mapped_column(Text, nullable=False)
+    format: Mapped[CheckpointFormat] = mapped_column(_enum(CheckpointFormat), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # "sha256:<hex>" over the relative paths and contents of every file, in path order.
+    checksum: Mapped[str] = mapped_column(String(80), nullable=False, default="")
+    # True when the files were left in place instead of copied into Berth's storage.
+    linked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    model: Mapped[Model] = relationship(back_populates="checkpoints")
 
 
 class Endpoint(Base):
@@ -281,6 +320,7 @@ class Endpoint(Base):
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), nullable=False)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), nullable=False)
+    checkpoint_id: Mapped[str | None] = mapped_column(ForeignKey("checkpoints.id"))
     share_with_all_tenants: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     # Desired state, written by request handlers.
@@ -311,12 +351,20 @@ class Endpoint(Base):
     project: Mapped[Project] = relationship()
     owner: Mapped[User] = relationship()
     model: Mapped[Model] = relationship()
+    checkpoint: Mapped[Checkpoint | None] = relationship()
     keys: Mapped[list["EndpointKey"]] = relationship(
         back_populates="endpoint", order_by="EndpointKey.created_at"
     )
     instance_rows: Mapped[list["Instance"]] = relationship(
         back_populates="endpoint", order_by="Instance.created_at"
     )
+
+    @property
+    def artifact(self) -> str:
+        """Where the files this endpoint serves live: its checkpoint's, else the model's."""
+        if self.checkpoint is not None:
+            return self.checkpoint.artifact
+        return self.model.artifact
 
 
 class Instance(Base):

@@ -10,15 +10,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from berth.auth import Principal
-from berth.db.models import Endpoint, Model, Project, utcnow
+from berth.db.models import Checkpoint, Endpoint, Model, Project, utcnow
 from berth.errors import CapacityError, Conflict, InvalidInput, NotFound
 from berth.names import name_key, normalize_name
 from berth.service import audit, organization
 from berth.service.common import looks_like_id, mark_changed, new_id
 from berth.service.keys import create_first_key
-from berth.service.models import find_model
+from berth.service.models import find_checkpoint
 from berth.service.projects import find_project
-from berth.states import DesiredState, EndpointState
+from berth.states import CheckpointFormat, DesiredState, EndpointState
 
 
 @dataclass
@@ -125,11 +125,19 @@ def _check_instances(value: int, limits: Limits) -> int:
     return value
 
 
-def _check_deployable(model: Model) -> None:
+def _check_deployable(model: Model, checkpoint: Checkpoint | None) -> None:
     if model.is_base:
         raise InvalidInput(
             f"model '{model.name}' is a base model: base models are meant for training and "
             "cannot be deployed to an endpoint; choose a model that is not a base model",
+            field="model",
+        )
+    if checkpoint is not None and checkpoint.format == CheckpointFormat.GGUF:
+        # NOTE: no runtime serves GGUF files yet; llama.cpp support is planned as an
+        # optional extra, so GGUF models can be imported but not deployed.
+        raise InvalidInput(
+            f"model '{model.name}' is a GGUF model, and this Berth has no runtime for GGUF "
+            "files yet; import the model as a Hugging Face folder to deploy it",
             field="model",
         )
 
@@ -169,8 +177,8 @@ def create_endpoint(
     name = normalize_name(name, field="name")
     instances = _check_instances(instances, limits)
     project = find_project(session, principal, project_ref)
-    model = find_model(session, principal, model_ref)
-    _check_deployable(model)
+    model, checkpoint = find_checkpoint(session, principal, model_ref)
+    _check_deployable(model, checkpoint)
     if share_with_all_tenants:
         _check_sharing_allowed(session)
     _check_unique_name(session, name, project)
@@ -185,6 +193,7 @@ def create_endpoint(
         description=description,
         owner_id=principal.user_id,
         model_id=model.id,
+        checkpoint_id=checkpoint.id if checkpoint else None,
         share_with_all_tenants=share_with_all_tenants,
         desired_state=DesiredState.RUNNING,
         instances=instances,
@@ -268,8 +277,8 @@ def update_endpoint(
         endpoint.share_with_all_tenants = change.share_with_all_tenants
         changed["share_with_all_tenants"] = change.share_with_all_tenants
     if change.model is not None:
-        model = find_model(session, principal, change.model)
-        _check_deployable(model)
+        model, checkpoint = find_checkpoint(session, principal, change.model)
+        _check_deployable(model, checkpoint)
         if model.ml_app != endpoint.model.ml_app:
             raise InvalidInput(
                 f"model '{model.name}' is a {model.ml_app.display_name} model but endpoint "
@@ -277,11 +286,15 @@ def update_endpoint(
                 "create a new endpoint for another ML App",
                 field="model",
             )
-        if model.id != endpoint.model_id:
+        checkpoint_id = checkpoint.id if checkpoint else None
+        if model.id != endpoint.model_id or checkpoint_id != endpoint.checkpoint_id:
             endpoint.model_id = model.id
             endpoint.model = model
+            endpoint.checkpoint_id = checkpoint_id
+            endpoint.checkpoint = checkpoint
             endpoint.generation += 1
             changed["model"] = model.name
+            changed["checkpoint"] = checkpoint.name if checkpoint else None
     if change.instances is not None:
         instances = _check_instances(change.instances, limits)
         _check_room_for(session, limits, endpoint, instances)

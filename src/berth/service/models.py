@@ -1,11 +1,13 @@
 """The Model Hub: queries in the guide's four groups, registration and sharing.
 
-A model is visible to its owner, to the members of its tenant when shared with the
-tenant, to everyone when shared with all tenants, and (built-in models) to everyone.
+A model is visible to its owner and, when shared with the tenant, to the members of its
+tenant, in both cases while they act in that tenant; to everyone when shared with all
+tenants; and (built-in models) to everyone.
 Lists apply the same rule to OrgAdmins, so the hub of the active tenant stays readable;
 an OrgAdmin may still open any model by ID.
 """
 
+import shutil
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -14,15 +16,20 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from berth.auth import Principal
-from berth.db.models import Endpoint, Model, User, utcnow
+from berth.db.models import Checkpoint, Endpoint, Model, User, utcnow
 from berth.errors import Conflict, Forbidden, InvalidInput, NotFound
+from berth.hub import importer
 from berth.hub.builtin import BUILTIN_MODELS
 from berth.names import name_key, normalize_name
 from berth.service import audit, organization
 from berth.service.common import looks_like_id, new_id
-from berth.states import MLApp, ModelSharing
+from berth.states import CheckpointFormat, MLApp, ModelSharing
 
 _BUILTIN_NAMES = {name_key(builtin.name) for builtin in BUILTIN_MODELS}
+DEFAULT_CHECKPOINT = "main"
+ECHO_ARTIFACT = "builtin:echo"
+# Separates model and checkpoint in a reference such as "my-model:v2"; names never hold it.
+CHECKPOINT_SEPARATOR = ":"
 
 
 class ModelGroup(StrEnum):
@@ -50,9 +57,11 @@ def _visible(principal: Principal) -> ColumnElement[bool]:
         Model.deleted_at.is_(None),
         or_(
             Model.is_builtin.is_(True),
-            Model.owner_id == principal.user_id,
             Model.sharing == ModelSharing.ALL_TENANTS,
-            and_(Model.sharing == ModelSharing.TENANT, Model.tenant_id == principal.tenant_id),
+            and_(
+                Model.tenant_id == principal.tenant_id,
+                or_(Model.sharing == ModelSharing.TENANT, Model.owner_id == principal.user_id),
+            ),
         ),
     )
 
@@ -139,6 +148,40 @@ def list_models(
     return list(rows), total
 
 
+@dataclass
+class ModelFacets:
+    """Distinct values among the models a caller can see, offered as Model Hub filters."""
+
+    ml_apps: list[MLApp]
+    architectures: list[str]
+    fields_of_application: list[str]
+    # User names of model owners; built-in models have no owner and match the 'berth' filter.
+    owners: list[str]
+    has_builtin: bool
+
+
+def model_facets(session: Session, principal: Principal) -> ModelFacets:
+    visible = _visible(principal)
+
+    def distinct(column: ColumnElement[str]) -> list[str]:
+        values = session.scalars(select(column).where(visible).distinct())
+        return sorted({value for value in values if value}, key=str.lower)
+
+    owners = session.scalars(
+        select(User.username).join(Model, Model.owner_id == User.id).where(visible).distinct()
+    )
+    has_builtin = session.scalar(
+        select(func.count()).select_from(Model).where(visible, Model.is_builtin.is_(True))
+    )
+    return ModelFacets(
+        ml_apps=[app for app in MLApp if app in set(distinct(Model.ml_app))],
+        architectures=distinct(Model.architecture),
+        fields_of_application=distinct(Model.field_of_application),
+        owners=sorted(owners, key=str.lower),
+        has_builtin=bool(has_builtin),
+    )
+
+
 def _owner_condition(owner: str) -> ColumnElement[bool]:
     owner = owner.strip().lower()
     if owner in ("berth", "builtin"):
@@ -164,7 +207,7 @@ class NewModel:
 
 
 def register_model(session: Session, principal: Principal, new: NewModel) -> Model:
-    """Add a model whose files are already on this machine to the hub."""
+    """Add a model whose files stay where they are on this machine (import copies them)."""
     tenant_id = principal.active_tenant_id
     name = normalize_name(new.name, field="name")
     if name_key(name) in _BUILTIN_NAMES:
@@ -181,16 +224,14 @@ def register_model(session: Session, principal: Principal, new: NewModel) -> Mod
             f"a model named '{name}' already exists in tenant '{principal.tenant_name}'",
             field="name",
         )
-    if new.ml_app != MLApp.ECHO:
-        path = Path(new.path).expanduser()
-        if not new.path or not path.exists():
-            raise InvalidInput(
-                f"model path '{new.path}' does not exist on the Berth server", field="path"
-            )
-        artifact = str(path.resolve())
-    else:
-        artifact = "builtin:echo"
     _check_sharing(session, new.sharing)
+    if new.ml_app == MLApp.ECHO:
+        artifact, file_format, size, checksum = ECHO_ARTIFACT, CheckpointFormat.BUILTIN, 0, ""
+    else:
+        inspection = importer.inspect_path(new.path)
+        _check_ml_app(inspection, new.ml_app)
+        size, checksum = importer.digest_files(importer.source_root(inspection), inspection.files)
+        artifact, file_format = str(inspection.source.resolve()), inspection.format
 
     model = Model(
         id=new_id(),
@@ -207,6 +248,7 @@ def register_model(session: Session, principal: Principal, new: NewModel) -> Mod
         artifact=artifact,
     )
     session.add(model)
+    _add_checkpoint(session, model, DEFAULT_CHECKPOINT, artifact, file_format, size, checksum, True)
     audit.record(
         session,
         principal,
@@ -219,6 +261,44 @@ def register_model(session: Session, principal: Principal, new: NewModel) -> Mod
         sharing=new.sharing.value,
     )
     return model
+
+
+def _add_checkpoint(
+    session: Session,
+    model: Model,
+    name: str,
+    artifact: str,
+    file_format: CheckpointFormat,
+    size: int,
+    checksum: str,
+    linked: bool,
+) -> Checkpoint:
+    checkpoint = Checkpoint(
+        id=new_id(),
+        model_id=model.id,
+        name=name,
+        name_key=name_key(name),
+        artifact=artifact,
+        format=file_format,
+        size_bytes=size,
+        checksum=checksum,
+        linked=linked,
+        created_at=utcnow(),
+    )
+    session.add(checkpoint)
+    model.checkpoints.append(checkpoint)
+    # The model's artifact follows its newest checkpoint, the default for new endpoints.
+    model.artifact = artifact
+    return checkpoint
+
+
+def _check_ml_app(inspection: importer.Inspection, ml_app: MLApp) -> None:
+    if inspection.ml_app is not None and inspection.ml_app != ml_app:
+        raise InvalidInput(
+            f"the files at '{inspection.source}' hold a {inspection.architecture} model, "
+            f"which serves {inspection.ml_app.display_name}, not {ml_app.display_name}",
+            field="ml_app",
+        )
 
 
 def _check_sharing(session: Session, sharing: ModelSharing) -> None:
@@ -282,3 +362,169 @@ def delete_model(session: Session, principal: Principal, model: Model) -> None:
     audit.record(
         session, principal, "model.deleted", "model", model.id, model.name, model.tenant_id
     )
+
+
+# -- checkpoints and import ---------------------------------------------------------
+
+
+def find_checkpoint(
+    session: Session, principal: Principal, ref: str
+) -> tuple[Model, Checkpoint | None]:
+    """Resolve "MODEL" or "MODEL:CHECKPOINT" (names or IDs) to a model and a checkpoint.
+
+    Without a checkpoint the model's newest one is chosen; models without checkpoints
+    (none are left after start-up) give None.
+    """
+    model_ref, _, checkpoint_ref = ref.strip().partition(CHECKPOINT_SEPARATOR)
+    model = find_model(session, principal, model_ref)
+    live = [row for row in model.checkpoints if row.deleted_at is None]
+    if not checkpoint_ref:
+        return model, (max(live, key=lambda row: row.created_at) if live else None)
+    for row in live:
+        if row.id == checkpoint_ref or row.name_key == name_key(checkpoint_ref):
+            return model, row
+    names = ", ".join(row.name for row in live) or "none"
+    raise NotFound(
+        f"checkpoint '{checkpoint_ref}' of model '{model.name}' not found; "
+        f"its checkpoints: {names}",
+        field="model",
+    )
+
+
+@dataclass
+class ImportRequest:
+    path: str
+    name: str
+    ml_app: MLApp | None = None
+    is_base: bool = False
+    link: bool = False
+    checkpoint: str = DEFAULT_CHECKPOINT
+    description: str = ""
+    sharing: ModelSharing = ModelSharing.PRIVATE
+
+
+def import_model(
+    session: Session, principal: Principal, request: ImportRequest, models_dir: Path
+) -> tuple[Model, Checkpoint]:
+    """Import files as a new model, or as a new checkpoint of a model of the same name.
+
+    Every check runs before anything is written, and copied files are removed again
+    if recording them fails, so a failed import leaves the hub as it was.
+    """
+    tenant_id = principal.active_tenant_id
+    name = normalize_name(request.name, field="name")
+    checkpoint_name = normalize_name(request.checkpoint, field="checkpoint")
+    inspection = importer.inspect_path(request.path)
+    ml_app = request.ml_app or inspection.ml_app
+    if ml_app is None:
+        raise InvalidInput(
+            f"cannot tell which ML App serves architecture '{inspection.architecture}'; "
+            "name it with --ml-app (text-generation or text-embedding)",
+            field="ml_app",
+        )
+    _check_ml_app(inspection, ml_app)
+    model = _model_for_import(session, principal, tenant_id, name, ml_app, checkpoint_name)
+    _check_sharing(session, request.sharing)
+
+    model_id = model.id if model is not None else new_id()
+    checkpoint_id = new_id()
+    root = importer.source_root(inspection)
+    size, checksum = importer.digest_files(root, inspection.files)
+    if request.link:
+        artifact = str(inspection.source.resolve())
+        stored: Path | None = None
+    else:
+        stored = models_dir / "imported" / model_id / checkpoint_id
+        artifact = str(importer.store_files(inspection, stored))
+
+    try:
+        if model is None:
+            model = Model(
+                id=model_id,
+                name=name,
+                name_key=name_key(name),
+                description=request.description,
+                ml_app=ml_app,
+                architecture=inspection.architecture,
+                field_of_application=inspection.field_of_application,
+                owner_id=principal.user_id,
+                tenant_id=tenant_id,
+                is_base=request.is_base,
+                sharing=request.sharing,
+                artifact=artifact,
+            )
+            session.add(model)
+        checkpoint = _add_checkpoint(
+            session,
+            model,
+            checkpoint_name,
+            artifact,
+            inspection.format,
+            size,
+            checksum,
+            request.link,
+        )
+        checkpoint.id = checkpoint_id
+        session.flush()
+    except BaseException:
+        if stored is not None:
+            shutil.rmtree(stored, ignore_errors=True)
+        raise
+    audit.record(
+        session,
+        principal,
+        "model.imported",
+        "model",
+        model.id,
+        model.name,
+        tenant_id,
+        checkpoint=checkpoint_name,
+        size_bytes=size,
+        checksum=checksum,
+        linked=request.link,
+    )
+    return model, checkpoint
+
+
+def _model_for_import(
+    session: Session,
+    principal: Principal,
+    tenant_id: str,
+    name: str,
+    ml_app: MLApp,
+    checkpoint_name: str,
+) -> Model | None:
+    """Return the existing model that a new checkpoint joins, or None for a new model."""
+    if name_key(name) in _BUILTIN_NAMES:
+        raise Conflict(f"'{name}' is the name of a built-in model; choose another", field="name")
+    model = session.scalar(
+        select(Model).where(
+            Model.tenant_id == tenant_id,
+            Model.name_key == name_key(name),
+            Model.deleted_at.is_(None),
+        )
+    )
+    if model is None:
+        return None
+    if not principal.can_manage_model(model):
+        raise Conflict(
+            f"a model named '{name}' already exists in tenant '{principal.tenant_name}' "
+            "and belongs to someone else; choose another name",
+            field="name",
+        )
+    if model.ml_app != ml_app:
+        raise Conflict(
+            f"model '{name}' serves {model.ml_app.display_name}; a checkpoint for "
+            f"{ml_app.display_name} needs a model of its own",
+            field="ml_app",
+        )
+    if any(
+        row.name_key == name_key(checkpoint_name) and row.deleted_at is None
+        for row in model.checkpoints
+    ):
+        raise Conflict(
+            f"model '{name}' already has a checkpoint named '{checkpoint_name}'; "
+            "name the new one with --checkpoint",
+            field="checkpoint",
+        )
+    return model

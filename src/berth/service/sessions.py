@@ -99,3 +99,20 @@ def sign_in(
 
 def sign_out(session: Session, token: str) -> None:
     session.execute(delete(WebSession).where(WebSession.token_hash == hash_key(token)))
+
+
+def switch_tenant(
+    session: Session, token: str, tenant_ref: str | None, address: str = ""
+) -> Principal:
+    """Make `tenant_ref` the active tenant of the web session with this cookie token.
+
+    Every later request of that browser, to the web UI and to the API, acts in that
+    tenant without sending X-Berth-Tenant. `None` selects the user's default tenant, which
+    is how a session leaves a tenant that was disabled or that the user was removed from.
+    """
+    row = session.scalar(select(WebSession).where(WebSession.token_hash == hash_key(token)))
+    if row is None or row.expires_at <= utcnow() or row.user.disabled:
+        raise Unauthenticated("your session has ended; sign in again")
+    principal = principal_for(session, row.user, tenant_ref, address)
+    row.tenant_id = principal.tenant_id
+    return principal

@@ -44,7 +44,9 @@ def find_user_for_membership(
     """Find any user by name or ID, for a TenantAdmin of `tenant` who adds members."""
     principal.require_tenant_admin(tenant.id, "change members of a tenant")
     ref = ref.strip()
-    if looks_like_id(ref):
+    if ref == ME:
+        user = session.get(User, principal.user_id)
+    elif looks_like_id(ref):
         user = session.get(User, ref)
     else:
         user = session.scalar(select(User).where(User.username_key == name_key(ref)))

