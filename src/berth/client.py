@@ -5,13 +5,15 @@
     endpoint = client.create_endpoint("default", "my-embeddings", "all-MiniLM-L6-v2")
     client.wait_for_state(endpoint["id"], {"Live"})
 
-Every method returns the decoded JSON of the API's answer. Errors raise `ApiError`
-with the status code and the server's message.
+Every method returns the decoded JSON of the API's response, or None where the API
+returns 204 No Content. Errors raise `ApiError` with the status code and the server's
+message. Methods that name a user accept `me` for the caller.
 """
 
 import os
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -90,6 +92,8 @@ class Client:
             ) from exc
         if response.status_code >= 400:
             raise _api_error(response)
+        if response.status_code == 204:
+            return None
         try:
             return response.json()
         except ValueError as exc:
@@ -123,6 +127,44 @@ class Client:
 
     def get_model(self, model: str) -> Json:
         return self._call("GET", f"/models/{_segment(model)}")  # type: ignore[no-any-return]
+
+    def register_model(
+        self,
+        name: str,
+        ml_app: str,
+        path: str = "",
+        *,
+        architecture: str = "",
+        field_of_application: str = "",
+        description: str = "",
+        is_base: bool = False,
+        sharing: str = "private",
+    ) -> Json:
+        """Add a model to the hub whose files are already at `path` on the server.
+
+        The model belongs to the active tenant. `sharing` is private, tenant or all_tenants.
+        """
+        body = {
+            "name": name,
+            "ml_app": ml_app,
+            "path": path,
+            "architecture": architecture,
+            "field_of_application": field_of_application,
+            "description": description,
+            "is_base": is_base,
+            "sharing": sharing,
+        }
+        return self._call("POST", "/models", json=body)  # type: ignore[no-any-return]
+
+    def update_model(
+        self, model: str, *, description: str | None = None, sharing: str | None = None
+    ) -> Json:
+        body = _without_none(description=description, sharing=sharing)
+        return self._call("PATCH", f"/models/{_segment(model)}", json=body)  # type: ignore[no-any-return]
+
+    def delete_model(self, model: str) -> None:
+        """Remove a model from the hub. The server rejects this while an endpoint uses it."""
+        self._call("DELETE", f"/models/{_segment(model)}")
 
     # -- endpoints -----------------------------------------------------------------
 
@@ -172,9 +214,9 @@ class Client:
         return self._call("POST", f"/endpoints/{_segment(endpoint)}/stop", params=_project(project))  # type: ignore[no-any-return]
 
     def restart_endpoint(self, endpoint: str, project: str | None = None) -> Json:
-        return self._call(
+        return self._call(  # type: ignore[no-any-return]
             "POST", f"/endpoints/{_segment(endpoint)}/restart", params=_project(project)
-        )  # type: ignore[no-any-return]
+        )
 
     def delete_endpoint(self, endpoint: str, project: str | None = None) -> Json:
         return self._call("DELETE", f"/endpoints/{_segment(endpoint)}", params=_project(project))  # type: ignore[no-any-return]
@@ -191,9 +233,9 @@ class Client:
         """Poll until the endpoint reaches one of `states`; raises TimeoutError or, when
         the endpoint fails while waiting for another state, ApiError.
 
-        NOTE: until the reconciler acts on a restart or update, the state still reads as
-        before, so this can return a stale Live or raise on a stale Failed. The CLI's
-        `berth.cli.waiting` handles those cases.
+        Live and Failed count only once the reconciler has acted on the latest change
+        (`observed_generation` caught up), so a state left from before a restart or an
+        update is not taken for its outcome.
         """
         wanted = set(states)
         deadline = time.monotonic() + timeout_s
@@ -201,9 +243,13 @@ class Client:
             info = self.get_endpoint(endpoint, project)
             if on_progress is not None:
                 on_progress(info)
-            if info["state"] in wanted:
+            acted = info.get("observed_generation") == info.get("generation")
+            settled = info["state"] not in ("Live", "Failed") or acted
+            if info["state"] == "Live":
+                settled = settled and info.get("observed_instances") == info["instances"]
+            if info["state"] in wanted and settled:
                 return info
-            if info["state"] == "Failed":
+            if info["state"] == "Failed" and settled:
                 raise ApiError(409, "endpoint_failed", f"endpoint failed: {info['state_reason']}")
             if time.monotonic() >= deadline:
                 raise TimeoutError(
@@ -245,6 +291,165 @@ class Client:
             f"/endpoints/{_segment(endpoint)}/keys/{_segment(key)}/revoke",
             params=_project(project),
         )
+
+    # -- tenants and their members ---------------------------------------------------
+
+    def list_tenants(self, limit: int = 100, offset: int = 0) -> Json:
+        """List the caller's tenants, or every tenant for an OrgAdmin."""
+        return self._call("GET", "/tenants", params={"limit": limit, "offset": offset})  # type: ignore[no-any-return]
+
+    def get_tenant(self, tenant: str) -> Json:
+        return self._call("GET", f"/tenants/{_segment(tenant)}")  # type: ignore[no-any-return]
+
+    def create_tenant(self, name: str) -> Json:
+        """Create a tenant with a `default` project; the caller becomes its TenantAdmin."""
+        return self._call("POST", "/tenants", json={"name": name})  # type: ignore[no-any-return]
+
+    def update_tenant(
+        self, tenant: str, *, name: str | None = None, disabled: bool | None = None
+    ) -> Json:
+        body = _without_none(name=name, disabled=disabled)
+        return self._call("PATCH", f"/tenants/{_segment(tenant)}", json=body)  # type: ignore[no-any-return]
+
+    def list_members(self, tenant: str) -> list[Json]:
+        return self._call("GET", f"/tenants/{_segment(tenant)}/members")  # type: ignore[no-any-return]
+
+    def set_member(self, tenant: str, user: str, role: str) -> Json:
+        """Add a user to a tenant with `role` (TenantAdmin or User), or change their role."""
+        return self._call(  # type: ignore[no-any-return]
+            "PUT",
+            f"/tenants/{_segment(tenant)}/members/{_segment(user)}",
+            json={"role": role},
+        )
+
+    def remove_member(self, tenant: str, user: str) -> None:
+        self._call("DELETE", f"/tenants/{_segment(tenant)}/members/{_segment(user)}")
+
+    # -- users -----------------------------------------------------------------------
+
+    def list_users(self, limit: int = 100, offset: int = 0) -> Json:
+        """List every user for an OrgAdmin, or the members of the active tenant."""
+        return self._call("GET", "/users", params={"limit": limit, "offset": offset})  # type: ignore[no-any-return]
+
+    def get_user(self, user: str = "me") -> Json:
+        return self._call("GET", f"/users/{_segment(user)}")  # type: ignore[no-any-return]
+
+    def create_user(
+        self,
+        username: str,
+        *,
+        password: str | None = None,
+        is_org_admin: bool = False,
+        tenant: str | None = None,
+        role: str = "User",
+        create_key: bool = False,
+    ) -> Json:
+        """Create a user; with `tenant`, also make them a member there with `role`.
+
+        With `create_key`, the response's `api_key` contains a new platform API key, which
+        the server shows only this once.
+        """
+        body: Json = {
+            "username": username,
+            "password": password,
+            "is_org_admin": is_org_admin,
+            "create_key": create_key,
+        }
+        if tenant:
+            body["tenant"] = tenant
+            body["role"] = role
+        return self._call("POST", "/users", json=body)  # type: ignore[no-any-return]
+
+    def update_user(
+        self,
+        user: str,
+        *,
+        username: str | None = None,
+        disabled: bool | None = None,
+        is_org_admin: bool | None = None,
+        password: str | None = None,
+        default_tenant: str | None = None,
+    ) -> Json:
+        """Change the fields that are not None.
+
+        Renaming, disabling and the OrgAdmin flag need an OrgAdmin. Users may set their
+        own password and default tenant.
+        """
+        body = _without_none(
+            username=username,
+            disabled=disabled,
+            is_org_admin=is_org_admin,
+            password=password,
+            default_tenant=default_tenant,
+        )
+        return self._call("PATCH", f"/users/{_segment(user)}", json=body)  # type: ignore[no-any-return]
+
+    # -- platform API keys -------------------------------------------------------------
+
+    def list_platform_keys(self, user: str = "me") -> list[Json]:
+        """List a user's platform API keys: ID, prefix and description, never the key."""
+        return self._call("GET", f"/users/{_segment(user)}/keys")  # type: ignore[no-any-return]
+
+    def create_platform_key(self, description: str = "", user: str = "me") -> Json:
+        """Create a platform API key; the response's `key` is the only copy the server returns."""
+        return self._call(  # type: ignore[no-any-return]
+            "POST", f"/users/{_segment(user)}/keys", json={"description": description}
+        )
+
+    def revoke_platform_key(self, key_id: str, user: str = "me") -> Json:
+        return self._call(  # type: ignore[no-any-return]
+            "POST", f"/users/{_segment(user)}/keys/{_segment(key_id)}/revoke"
+        )
+
+    # -- organization and audit log ----------------------------------------------------
+
+    def get_organization(self) -> Json:
+        return self._call("GET", "/organization")  # type: ignore[no-any-return]
+
+    def set_sharing(self, enabled: bool, unshare_existing: bool = False) -> Json:
+        """Turn sharing with all tenants on or off (OrgAdmin only).
+
+        Turning it off leaves shared endpoints and models shared unless `unshare_existing`
+        is true. The response lists them either way.
+        """
+        body = {"share_with_all_tenants": enabled, "unshare_existing": unshare_existing}
+        return self._call("PATCH", "/organization", json=body)  # type: ignore[no-any-return]
+
+    def list_audit(
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        action: str | None = None,
+        actor: str | None = None,
+        resource_id: str | None = None,
+        resource_type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        tenant: str | None = None,
+    ) -> Json:
+        """List audit entries, newest first.
+
+        `action` matches as a prefix ("endpoint." for every endpoint action). `since` is
+        inclusive and `until` exclusive; the server reads a time without a zone as UTC.
+        `tenant` (OrgAdmins only) is a tenant name or ID, or "all".
+        """
+        params = _without_none(
+            action=action,
+            actor=actor,
+            resource_id=resource_id,
+            resource_type=resource_type,
+            since=since.isoformat() if isinstance(since, datetime) else since,
+            until=until.isoformat() if isinstance(until, datetime) else until,
+            tenant=tenant,
+        )
+        return self._call(  # type: ignore[no-any-return]
+            "GET", "/audit", params={**params, "limit": limit, "offset": offset}
+        )
+
+
+def _without_none(**values: Any) -> Json:
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _segment(value: str) -> str:

@@ -1,6 +1,7 @@
 """A Berth server for the CLI tests, and a runner that calls the `berth` app in-process."""
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,14 @@ def unboxed(text: str) -> str:
     """Return Typer's boxed usage error as one line, with box characters and wrapping removed."""
     without_box = "".join(" " if character in "│╭╮╰╯─" else character for character in text)
     return " ".join(without_box.split())
+
+
+def unique(name: str) -> str:
+    """Return `name` with a random suffix, since every test shares one server."""
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+def new_user(client: Client, name: str, tenant: str | None = None, role: str = "User") -> str:
+    """Create a user with a platform API key through the SDK and return the key."""
+    created = client.create_user(name, tenant=tenant, role=role, create_key=True)
+    return str(created["api_key"])

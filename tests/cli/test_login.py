@@ -4,7 +4,8 @@ import json
 import stat
 from pathlib import Path
 
-from tests.cli.conftest import RunCli, unboxed
+from berth.client import Client
+from tests.cli.conftest import RunCli, unboxed, unique
 from tests.support import ADMIN_KEY, BerthServer
 
 
@@ -65,3 +66,35 @@ def test_logout_removes_profile(cli: RunCli, server: BerthServer, config_home: P
     assert not profile_file(config_home).exists()
     assert second.exit_code == 0
     assert "nothing to remove" in second.stdout
+
+
+def test_login_tenant_becomes_default(
+    cli: RunCli, server: BerthServer, client: Client, config_home: Path
+) -> None:
+    tenant = unique("login")
+    client.create_tenant(tenant)
+
+    result = cli("login", "--server", server.url, "--api-key", ADMIN_KEY, "--tenant", tenant)
+    projects = cli("project", "list", "-o", "json", BERTH_SERVER=None, BERTH_API_KEY=None)
+    overridden = cli(
+        "project", "list", "--tenant", "default", "-o", "json",
+        BERTH_SERVER=None, BERTH_API_KEY=None,
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"in tenant {tenant}" in result.stdout
+    assert json.loads(profile_file(config_home).read_text())["tenant"] == tenant
+    assert {row["tenant"]["name"] for row in json.loads(projects.stdout)["items"]} == {tenant}
+    assert {row["tenant"]["name"] for row in json.loads(overridden.stdout)["items"]} == {
+        "default"
+    }
+
+
+def test_login_unknown_tenant_saves_nothing(
+    cli: RunCli, server: BerthServer, config_home: Path
+) -> None:
+    result = cli("login", "--server", server.url, "--api-key", ADMIN_KEY, "--tenant", "nowhere")
+
+    assert result.exit_code == 1
+    assert result.stderr == "Error: tenant 'nowhere' not found\n"
+    assert not profile_file(config_home).exists()

@@ -2,7 +2,7 @@
 
 import typer
 
-from berth.cli import endpoint, model, project
+from berth.cli import audit, endpoint, model, org, platform_key, project, tenant, user
 from berth.cli.login import login, logout
 from berth.cli.output import BerthGroup
 from berth.cli.up import up
@@ -21,6 +21,11 @@ app.command("logout")(logout)
 app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(model.app, name="model")
 app.add_typer(project.app, name="project")
+app.add_typer(tenant.app, name="tenant")
+app.add_typer(user.app, name="user")
+app.add_typer(platform_key.app, name="platform-key")
+app.add_typer(org.app, name="org")
+app.add_typer(audit.app, name="audit")
 
 
 @app.callback()

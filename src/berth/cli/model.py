@@ -1,5 +1,7 @@
-"""`berth model`: browse the Model Hub."""
+"""`berth model`: browse the Model Hub, and register, change and delete models."""
 
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +12,7 @@ from berth.cli.output import (
     Json,
     OutputFormat,
     OutputOption,
+    confirm_on_terminal,
     format_time,
     new_table,
     print_fields,
@@ -17,13 +20,47 @@ from berth.cli.output import (
     print_page_note,
     print_table,
 )
+from berth.states import ModelSharing
 
 app = typer.Typer(
     cls=BerthGroup,
     rich_markup_mode="markdown",
     no_args_is_help=True,
-    help="Browse the models of the Model Hub.",
+    help="Browse the Model Hub, and register, change and delete models.",
 )
+
+
+class ModelGroup(StrEnum):
+    """The groups of the Model Hub, as the API's `group` filter names them."""
+
+    MINE = "mine"
+    SHARED = "shared"
+    BERTH = "berth"
+    ALL = "all"
+
+
+_SHARING_TEXT = {
+    ModelSharing.PRIVATE: "private (its owner only)",
+    ModelSharing.TENANT: "its tenant",
+    ModelSharing.ALL_TENANTS: "all tenants",
+}
+
+ModelArgument = Annotated[str, typer.Argument(show_default=False, help="Model name or ID.")]
+SharingOption = Annotated[
+    ModelSharing | None,
+    typer.Option(
+        "--sharing",
+        case_sensitive=False,
+        show_default=False,
+        help="Who may see and deploy the model: private (its owner), tenant (the members "
+        "of its tenant) or all_tenants (everyone; an OrgAdmin must allow this with "
+        "`berth org set-sharing --on`).",
+    ),
+]
+DescriptionOption = Annotated[
+    str | None,
+    typer.Option("--description", show_default=False, help="Description of the model."),
+]
 
 
 @app.command("list")
@@ -63,6 +100,22 @@ def list_models(
             help="List only models whose name or description contains this text.",
         ),
     ] = None,
+    group: Annotated[
+        ModelGroup,
+        typer.Option(
+            case_sensitive=False,
+            help="List only your models (mine), models that others share with you "
+            "(shared), the built-in models (berth), or all of them.",
+        ),
+    ] = ModelGroup.ALL,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            show_default=False,
+            help="List only models of this owner: a user name, 'me' for yours, or "
+            "'berth' for the built-in models.",
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="Maximum number of models.")] = 100,
     offset: Annotated[int, typer.Option(min=0, help="Number of models to skip.")] = 0,
     output: OutputOption = OutputFormat.TABLE,
@@ -70,17 +123,20 @@ def list_models(
     api_key: ApiKeyOption = None,
     tenant: TenantOption = None,
 ) -> None:
-    """List the models of the Model Hub, with optional filters."""
+    """List the models of the Model Hub that you can see, with optional filters."""
     with connect(server, api_key, tenant) as client:
+        if owner is not None and owner.strip().lower() == "me":
+            owner = client.whoami()["user"]["name"]
         page = client.list_models(
             limit=limit, offset=offset, ml_app=ml_app, architecture=architecture,
             field_of_application=field_of_application, base=base, search=search,
+            group=group.value, owner=owner,
         )
     if output == OutputFormat.JSON:
         print_json(page)
         return
     if page["items"]:
-        table = new_table("Name", "ML App", "Architecture", "Field", "Base")
+        table = new_table("Name", "ML App", "Architecture", "Field", "Base", "Owner")
         for model in page["items"]:
             table.add_row(
                 model["name"],
@@ -88,6 +144,7 @@ def list_models(
                 model["architecture"],
                 model["field_of_application"],
                 "yes" if model["is_base"] else "no",
+                model["owner"]["name"] if model["owner"] else "berth",
             )
         print_table(table)
     print_page_note(page, "models")
@@ -95,7 +152,7 @@ def list_models(
 
 @app.command()
 def info(
-    model: Annotated[str, typer.Argument(show_default=False, help="Model name or ID.")],
+    model: ModelArgument,
     output: OutputOption = OutputFormat.TABLE,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
@@ -110,6 +167,126 @@ def info(
         _print_model(data)
 
 
+@app.command()
+def register(
+    name: Annotated[
+        str, typer.Argument(show_default=False, help="Name of the model, unique in the tenant.")
+    ],
+    ml_app: Annotated[
+        str,
+        typer.Option(
+            "--ml-app",
+            show_default=False,
+            help="ML App that serves the model: text-generation, text-embedding or echo.",
+        ),
+    ],
+    path: Annotated[
+        str,
+        typer.Option(
+            help="Folder of the model files on the Berth server. A relative path is taken "
+            "from the current folder. Not needed for echo.",
+        ),
+    ] = "",
+    architecture: Annotated[
+        str, typer.Option(help="Model architecture, such as LlamaForCausalLM.")
+    ] = "",
+    field_of_application: Annotated[
+        str, typer.Option(help="Field of application, such as Language or Vision.")
+    ] = "",
+    description: Annotated[str, typer.Option(help="Description of the model.")] = "",
+    base: Annotated[
+        bool,
+        typer.Option(
+            "--base", help="Mark the model as a base model, for training only: it cannot "
+            "be deployed to an endpoint."
+        ),
+    ] = False,
+    sharing: SharingOption = ModelSharing.PRIVATE,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Add a model whose files are already on the Berth server to the Model Hub.
+
+    The model belongs to you and to the tenant you act in. Berth checks that the path
+    exists on the server, not what the files contain.
+    """
+    if path and not path.startswith("~") and not Path(path).is_absolute():
+        # The server would resolve a relative path against its own working folder.
+        path = str(Path.cwd() / path)
+    with connect(server, api_key, tenant) as client:
+        data = client.register_model(
+            name,
+            ml_app,
+            path,
+            architecture=architecture,
+            field_of_application=field_of_application,
+            description=description,
+            is_base=base,
+            sharing=(sharing or ModelSharing.PRIVATE).value,
+        )
+    if output == OutputFormat.JSON:
+        print_json(data)
+        return
+    typer.echo(f"Registered model {data['name']} in the Model Hub.")
+    typer.echo()
+    _print_model(data)
+
+
+@app.command()
+def update(
+    model: ModelArgument,
+    description: DescriptionOption = None,
+    sharing: SharingOption = None,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Change a model's description or sharing.
+
+    Only the model's owner, a TenantAdmin of its tenant or an OrgAdmin may.
+    """
+    if description is None and sharing is None:
+        raise typer.BadParameter("nothing to update; pass --description or --sharing")
+    with connect(server, api_key, tenant) as client:
+        data = client.update_model(
+            model, description=description, sharing=sharing.value if sharing else None
+        )
+    if output == OutputFormat.JSON:
+        print_json(data)
+    else:
+        _print_model(data)
+
+
+@app.command()
+def delete(
+    model: ModelArgument,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Delete without asking for confirmation.")
+    ] = False,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Remove a model from the Model Hub. The server rejects this while an endpoint uses it.
+
+    The model's files stay on the server. On a terminal, the command prompts for
+    confirmation unless --yes is given. With -o json it prints the model as it was
+    before the deletion.
+    """
+    with connect(server, api_key, tenant) as client:
+        data = client.get_model(model)
+        confirm_on_terminal(f"Delete model '{data['name']}' from the Model Hub?", yes)
+        client.delete_model(data["id"])
+    if output == OutputFormat.JSON:
+        print_json(data)
+    else:
+        typer.echo(f"Deleted model {data['name']} from the Model Hub.")
+
+
 def _print_model(model: Json) -> None:
     owner = model["owner"]["name"] if model["owner"] else "built in"
     print_fields([
@@ -117,9 +294,10 @@ def _print_model(model: Json) -> None:
         ("ID", model["id"]),
         ("Description", model["description"] or "-"),
         ("ML App", f"{model['ml_app_name']} ({model['ml_app']})"),
-        ("Architecture", model["architecture"]),
-        ("Field", model["field_of_application"]),
+        ("Architecture", model["architecture"] or "-"),
+        ("Field", model["field_of_application"] or "-"),
         ("Base model", "yes, for training only" if model["is_base"] else "no"),
         ("Owner", owner),
+        ("Shared with", "everyone" if model["is_builtin"] else _SHARING_TEXT[model["sharing"]]),
         ("Created", format_time(model["created_at"])),
     ])

@@ -77,6 +77,16 @@ def list_users(
     return list(rows), total
 
 
+def _check_username(username: str) -> str:
+    username = normalize_name(username, field="username")
+    if name_key(username) == ME:
+        raise InvalidInput(
+            f"user name '{username}' is reserved: '{ME}' names the caller; choose another",
+            field="username",
+        )
+    return username
+
+
 def _check_password(password: str) -> str:
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise InvalidInput(
@@ -100,7 +110,7 @@ class NewUser:
 def create_user(session: Session, principal: Principal, new: NewUser) -> tuple[User, str | None]:
     """Create a user; returns the user and, when asked, a first platform key (shown once)."""
     principal.require_org_admin("create users")
-    username = normalize_name(new.username, field="username")
+    username = _check_username(new.username)
     if session.scalar(select(User.id).where(User.username_key == name_key(username))):
         raise Conflict(f"a user named '{username}' already exists", field="username")
     user = User(
@@ -155,7 +165,7 @@ def update_user(
         )
 
     if username is not None:
-        username = normalize_name(username, field="username")
+        username = _check_username(username)
         clash = session.scalar(
             select(User.id).where(User.username_key == name_key(username), User.id != user.id)
         )
