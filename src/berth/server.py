@@ -21,6 +21,7 @@ from berth.reconciler.loop import Placement, Reconciler, ReconcilerThread, Timin
 from berth.secrets import KeyVault
 from berth.service.keys import set_vault
 from berth.settings import Settings
+from berth.ui import UI_PREFIX, create_ui
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +93,14 @@ def create_app(settings: Settings, database: Database) -> Starlette:
             database.dispose()
 
     async def root(_request: Request) -> Response:
-        return RedirectResponse(f"{API_PREFIX}/docs")
+        return RedirectResponse(f"{UI_PREFIX}/")
 
     return Starlette(
         routes=[
             Route("/", root),
             Route("/endpoints/{endpoint_id}/{path:path}", gateway.handle, methods=["GET", "POST"]),
             Mount(API_PREFIX, app=api),
+            Mount(UI_PREFIX, app=create_ui(settings, database)),
         ],
         lifespan=lifespan,
     )

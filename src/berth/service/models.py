@@ -1,8 +1,8 @@
 """The Model Hub: queries in the guide's four groups, registration and sharing.
 
-A model is visible to its owner and, when shared with the tenant, to the members of its
-tenant, in both cases while they act in that tenant; to everyone when shared with all
-tenants; and (built-in models) to everyone.
+A model is visible to its owner while the owner acts in the model's tenant. A model
+shared with the tenant is visible to every member acting in it. Models shared with all
+tenants, and built-in models, are visible to everyone.
 Lists apply the same rule to OrgAdmins, so the hub of the active tenant stays readable;
 an OrgAdmin may still open any model by ID.
 """
@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from berth.auth import Principal
 from berth.db.models import Checkpoint, Endpoint, Model, User, utcnow
@@ -163,22 +163,23 @@ class ModelFacets:
 def model_facets(session: Session, principal: Principal) -> ModelFacets:
     visible = _visible(principal)
 
-    def distinct(column: ColumnElement[str]) -> list[str]:
+    def distinct(column: InstrumentedAttribute[str]) -> list[str]:
         values = session.scalars(select(column).where(visible).distinct())
         return sorted({value for value in values if value}, key=str.lower)
 
+    apps = set(session.scalars(select(Model.ml_app).where(visible).distinct()))
     owners = session.scalars(
         select(User.username).join(Model, Model.owner_id == User.id).where(visible).distinct()
     )
-    has_builtin = session.scalar(
+    builtin_count = session.scalar(
         select(func.count()).select_from(Model).where(visible, Model.is_builtin.is_(True))
     )
     return ModelFacets(
-        ml_apps=[app for app in MLApp if app in set(distinct(Model.ml_app))],
+        ml_apps=[app for app in MLApp if app in apps],
         architectures=distinct(Model.architecture),
         fields_of_application=distinct(Model.field_of_application),
         owners=sorted(owners, key=str.lower),
-        has_builtin=bool(has_builtin),
+        has_builtin=bool(builtin_count),
     )
 
 
@@ -312,6 +313,11 @@ def _check_sharing(session: Session, sharing: ModelSharing) -> None:
         )
 
 
+def _require_not_builtin(model: Model, action: str) -> None:
+    if model.is_builtin:
+        raise Forbidden(f"model '{model.name}' is built into Berth; it cannot be {action}")
+
+
 def update_model(
     session: Session,
     principal: Principal,
@@ -319,6 +325,7 @@ def update_model(
     description: str | None,
     sharing: ModelSharing | None,
 ) -> Model:
+    _require_not_builtin(model, "changed")
     if not principal.can_manage_model(model):
         raise Forbidden(
             f"you may not change model '{model.name}': only its owner, a TenantAdmin of "
@@ -343,6 +350,7 @@ def update_model(
 
 
 def delete_model(session: Session, principal: Principal, model: Model) -> None:
+    _require_not_builtin(model, "deleted")
     if not principal.can_manage_model(model):
         raise Forbidden(
             f"you may not delete model '{model.name}': only its owner, a TenantAdmin of "

@@ -11,8 +11,6 @@ from berth.api.schemas import (
     SignIn,
     WhoAmI,
 )
-from berth.auth import principal_for
-from berth.db.models import User
 from berth.service import organization, sessions
 from berth.service.sessions import SESSION_LIFETIME
 
@@ -26,9 +24,8 @@ def sign_in(body: SignIn, request: Request, response: Response, session: Session
     limiter: sessions.LoginLimiter = request.app.state.login_limiter
     token, principal = sessions.sign_in(session, limiter, body.username, body.password, address)
     if body.tenant:
-        user = session.get(User, principal.user_id)
-        assert user is not None
-        principal = principal_for(session, user, body.tenant, address)
+        # Stored on the session, so later requests with the cookie act in this tenant.
+        principal = sessions.switch_tenant(session, token, body.tenant, address)
     session.commit()
     response.set_cookie(
         SESSION_COOKIE,

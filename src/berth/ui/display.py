@@ -1,0 +1,119 @@
+"""Endpoint summaries, model picker groups and poll intervals for the templates."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from berth.api.convert import endpoint_out, model_out
+from berth.api.schemas import EndpointOut, ModelOut
+from berth.auth import Principal
+from berth.db.models import Endpoint
+from berth.service import models
+from berth.service.common import MAX_PAGE_SIZE
+from berth.states import DesiredState, EndpointState
+
+# Poll intervals of the parts of a page that show endpoint states, in milliseconds:
+# while one of their endpoints changes state, and while none does.
+SETTLING_POLL_MS = 1000
+SETTLED_POLL_MS = 10000
+
+_SETTLED_STATES = (EndpointState.LIVE, EndpointState.STOPPED, EndpointState.FAILED)
+
+
+@dataclass
+class EndpointView:
+    """An endpoint as a page shows it, with what the viewer may do to it."""
+
+    out: EndpointOut
+    tenant_name: str
+    can_manage: bool
+    settling: bool
+    # What the browser needs to fill the update, stop and delete dialogs.
+    dialog_data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actions_allowed(self) -> bool:
+        """Tell whether the viewer may change the endpoint and it still exists."""
+        return self.can_manage and self.out.state != EndpointState.DELETING
+
+    @property
+    def can_stop(self) -> bool:
+        return self.out.desired_state == DesiredState.RUNNING and (
+            self.out.state != EndpointState.FAILED
+        )
+
+
+def is_settling(out: EndpointOut) -> bool:
+    """Tell whether the reconciler has yet to reach what the user last asked for."""
+    if out.state not in _SETTLED_STATES:
+        return True
+    if out.observed_generation < out.generation:
+        return True
+    if out.desired_state == DesiredState.STOPPED:
+        return out.state == EndpointState.LIVE
+    if out.state == EndpointState.LIVE:
+        # A changed instance count, or an instance that is being replaced after a crash.
+        return out.observed_instances != out.instances or out.ready_instances != out.instances
+    return out.state == EndpointState.STOPPED
+
+
+def endpoint_view(endpoint: Endpoint, principal: Principal, server_url: str) -> EndpointView:
+    out = endpoint_out(endpoint, server_url)
+    dialog_data = {
+        "id": out.id,
+        "name": out.name,
+        "description": out.description,
+        "instances": out.instances,
+        "model_id": out.model.id,
+        "model_name": out.model.name,
+        "ml_app": out.ml_app.value,
+        "ml_app_name": out.ml_app_name,
+        "share_with_all_tenants": out.share_with_all_tenants,
+        "version": out.version,
+        "state": out.state.value,
+        "instance_list": [{"id": row.id, "state": row.state.value} for row in out.instance_list],
+        "project_name": out.project.name,
+    }
+    return EndpointView(
+        out=out,
+        tenant_name=endpoint.project.tenant.name,
+        can_manage=principal.can_manage_endpoint(endpoint),
+        settling=is_settling(out),
+        dialog_data=dialog_data,
+    )
+
+
+def poll_interval_ms(views: list[EndpointView]) -> int:
+    return SETTLING_POLL_MS if any(view.settling for view in views) else SETTLED_POLL_MS
+
+
+def mask_key(key: str) -> str:
+    """Shorten a key for display: its prefix, an ellipsis and its last four characters."""
+    if len(key) <= 16:
+        return key
+    return f"{key[:12]}…{key[-4:]}"
+
+
+@dataclass
+class ModelGroupView:
+    label: str
+    models: list[ModelOut]
+
+
+def model_picker_groups(session: Session, principal: Principal) -> list[ModelGroupView]:
+    """List the deployable models of the picker's first three groups.
+
+    The fourth group is the Model Hub browser, which also lists base models.
+    """
+    groups = (
+        ("My models", models.ModelGroup.MINE),
+        ("Shared models", models.ModelGroup.SHARED),
+        ("Berth models", models.ModelGroup.BERTH),
+    )
+    views = []
+    for label, group in groups:
+        query = models.ModelFilter(group=group, is_base=False)
+        rows, _total = models.list_models(session, principal, query, MAX_PAGE_SIZE, 0)
+        views.append(ModelGroupView(label, [model_out(row) for row in rows]))
+    return views

@@ -1,0 +1,343 @@
+// Endpoints on the project window and the endpoint window: the add and update dialogs
+// with their model picker and Model Hub browser, and stop, restart and delete.
+
+import {
+  ApiError,
+  UI,
+  api,
+  fillDialog,
+  openDialog,
+  refreshAllParts,
+  showAlert,
+  showMessage,
+  showMessageNext,
+  submitting,
+} from "./core.js";
+
+const HUB_CHOICE = "hub:browse";
+const SEARCH_DELAY_MS = 250;
+
+// The model picker: a select with the groups My models, Shared models and Berth models,
+// and an entry that opens the Model Hub browser.
+
+/** Show only the picker's models of `mlApp` (all when empty); clear a hidden choice. */
+function limitPickerToApp(picker, mlApp) {
+  picker.querySelectorAll("option[data-ml-app]").forEach((option) => {
+    const hide = Boolean(mlApp) && option.dataset.mlApp !== mlApp;
+    option.hidden = hide;
+    option.disabled = hide;
+  });
+  if (picker.selectedOptions[0]?.disabled) picker.value = "";
+  picker.dataset.previous = picker.value;
+}
+
+function choosePickerModel(picker, model) {
+  let option = [...picker.options].find((candidate) => candidate.value === model.id);
+  if (!option) {
+    // The hub lists models beyond the picker's groups; keep such a choice in a group of its own.
+    const group = document.createElement("optgroup");
+    group.label = picker.dataset.hubGroupLabel;
+    option = new Option(model.name, model.id);
+    option.dataset.mlApp = model.mlApp;
+    group.append(option);
+    picker.append(group);
+  }
+  option.hidden = false;
+  option.disabled = false;
+  picker.value = model.id;
+  picker.dataset.previous = model.id;
+}
+
+/** Make the picker's hub entry open the Model Hub browser; `onChoice` runs for every choice. */
+function wirePicker(picker, { mlAppOf, onChoice = () => {} }) {
+  picker.dataset.previous = picker.value;
+  picker.addEventListener("change", () => {
+    if (picker.value !== HUB_CHOICE) {
+      picker.dataset.previous = picker.value;
+      const option = picker.selectedOptions[0];
+      if (option?.dataset.mlApp) onChoice({ id: option.value, name: option.dataset.name, mlApp: option.dataset.mlApp });
+      return;
+    }
+    picker.value = picker.dataset.previous || "";
+    openModelHub(picker, mlAppOf(), onChoice);
+  });
+}
+
+// The Model Hub browser, filled from the server's list of models that match the filters.
+
+const hubDialog = document.getElementById("model-hub-dialog");
+const hubFilters = document.getElementById("model-hub-filters");
+const hubResults = document.getElementById("model-hub-results");
+let hubPicker = null;
+let hubOnUse = null;
+let hubSearchTimer = 0;
+let hubRequest = 0;
+
+async function loadHubResults() {
+  const request = ++hubRequest;
+  const query = new URLSearchParams(new FormData(hubFilters));
+  hubResults.setAttribute("aria-busy", "true");
+  try {
+    const response = await fetch(`${hubFilters.dataset.url}?${query}`, { headers: { Accept: "text/html" } });
+    const text = await response.text();
+    if (request !== hubRequest) return;
+    if (response.ok) {
+      // Keep the person's choice when the list is refreshed and still shows that model.
+      const chosen = hubResults.querySelector('input[name="hub-model"]:checked')?.value;
+      hubResults.innerHTML = text;
+      const again = chosen && hubResults.querySelector(`input[name="hub-model"][value="${CSS.escape(chosen)}"]`);
+      if (again && !again.disabled) again.checked = true;
+    } else {
+      hubResults.textContent = `The Model Hub could not be listed: ${text}`;
+    }
+  } catch {
+    if (request === hubRequest) hubResults.textContent = "Berth did not respond. Try again in a moment.";
+  } finally {
+    if (request === hubRequest) hubResults.removeAttribute("aria-busy");
+  }
+}
+
+function openModelHub(picker, mlApp, onUse = null) {
+  hubPicker = picker;
+  hubOnUse = onUse;
+  hubFilters.reset();
+  hubFilters.elements.ml_app.value = mlApp || "";
+  hubResults.textContent = "";
+  openDialog(hubDialog);
+  loadHubResults();
+}
+
+if (hubDialog) {
+  hubFilters.addEventListener("change", loadHubResults);
+  hubFilters.addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadHubResults();
+  });
+  hubFilters.elements.search.addEventListener("input", () => {
+    clearTimeout(hubSearchTimer);
+    hubSearchTimer = setTimeout(loadHubResults, SEARCH_DELAY_MS);
+  });
+  hubDialog.querySelector("[data-use-model]").addEventListener("click", () => {
+    const chosen = hubResults.querySelector('input[name="hub-model"]:checked');
+    const slot = hubDialog.querySelector('[data-error-for="form"]');
+    if (!chosen) {
+      slot.textContent = "Choose a model in the list first.";
+      return;
+    }
+    const model = { id: chosen.value, name: chosen.dataset.name, mlApp: chosen.dataset.mlApp };
+    choosePickerModel(hubPicker, model);
+    if (hubOnUse) hubOnUse(model);
+    hubDialog.close();
+    hubPicker.focus();
+  });
+}
+
+// Add an endpoint.
+
+const addDialog = document.getElementById("add-endpoint-dialog");
+
+if (addDialog) {
+  const form = document.getElementById("add-endpoint-form");
+  const picker = form.elements.model;
+  const appFilter = form.elements.ml_app;
+
+  wirePicker(picker, {
+    mlAppOf: () => appFilter.value,
+    onChoice: (model) => {
+      // A model of another ML App than the one selected changes the ML App to match.
+      if (appFilter.value && appFilter.value !== model.mlApp) {
+        appFilter.value = model.mlApp;
+        limitPickerToApp(picker, model.mlApp);
+        choosePickerModel(picker, model);
+      }
+    },
+  });
+  appFilter.addEventListener("change", () => limitPickerToApp(picker, appFilter.value));
+
+  document.querySelectorAll("[data-open-add-endpoint]").forEach((button) => {
+    button.addEventListener("click", () => {
+      form.reset();
+      limitPickerToApp(picker, "");
+      openDialog(addDialog);
+      form.elements.name.focus();
+    });
+  });
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitting(form, async () => {
+      if (!picker.value) throw new ApiError(0, "Choose a model for the endpoint.", "model");
+      const body = {
+        project: form.dataset.projectId,
+        name: form.elements.name.value,
+        model: picker.value,
+        instances: parseInstances(form.elements.instances.value),
+        share_with_all_tenants: form.elements.share?.value === "all",
+      };
+      const created = await api("POST", "/endpoints", body);
+      showMessageNext(`Endpoint ${created.name} was created and queued for deployment.`);
+      location.assign(`${UI}/endpoints/${created.id}`);
+    });
+  });
+}
+
+/** Read the instance count as a number; the API explains any value that is not whole. */
+function parseInstances(text) {
+  const trimmed = text.trim();
+  if (!trimmed) throw new ApiError(0, "Enter the number of instances.", "instances");
+  return Number(trimmed);
+}
+
+// Update the endpoint.
+
+const updateDialog = document.getElementById("update-endpoint-dialog");
+let updating = null;
+
+if (updateDialog) {
+  const form = document.getElementById("update-endpoint-form");
+  wirePicker(form.elements.model, { mlAppOf: () => updating?.ml_app });
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitting(form, async () => {
+      const endpoint = updating;
+      if (!form.elements.model.value) throw new ApiError(0, "Choose a model for the endpoint.", "model");
+      const body = {
+        description: form.elements.description.value,
+        model: form.elements.model.value,
+        instances: parseInstances(form.elements.instances.value),
+        version: endpoint.version,
+      };
+      if (form.elements.share) body.share_with_all_tenants = form.elements.share.value === "all";
+      await api("PATCH", `/endpoints/${endpoint.id}`, body);
+      updateDialog.close();
+      showMessage(`Endpoint ${endpoint.name} was updated. New settings apply as its instances change.`);
+      refreshAllParts();
+    });
+  });
+}
+
+function openUpdateDialog(endpoint) {
+  const form = document.getElementById("update-endpoint-form");
+  updating = endpoint;
+  form.reset();
+  fillDialog(updateDialog, endpoint);
+  form.elements.description.value = endpoint.description;
+  form.elements.instances.value = endpoint.instances;
+  if (form.elements.share) form.elements.share.value = endpoint.share_with_all_tenants ? "all" : "tenant";
+  limitPickerToApp(form.elements.model, endpoint.ml_app);
+  choosePickerModel(form.elements.model, {
+    id: endpoint.model_id,
+    name: endpoint.model_name,
+    mlApp: endpoint.ml_app,
+  });
+  openDialog(updateDialog);
+  form.elements.description.focus();
+}
+
+// Stop, restart and delete.
+
+const stopDialog = document.getElementById("stop-endpoint-dialog");
+const deleteDialog = document.getElementById("delete-endpoint-dialog");
+let confirming = null;
+
+function runningItems(endpoint) {
+  const count = endpoint.instance_list.length;
+  const items = [`Model ${endpoint.model_name} (${endpoint.ml_app_name}) on ${count} instance${count === 1 ? "" : "s"}`];
+  endpoint.instance_list.forEach((instance) => {
+    items.push(`Instance ${instance.id.slice(0, 8)}, now ${instance.state}`);
+  });
+  if (count === 0) items[0] = `Model ${endpoint.model_name} (${endpoint.ml_app_name}); no instance is running yet`;
+  return items;
+}
+
+function openStopDialog(endpoint) {
+  confirming = endpoint;
+  fillDialog(stopDialog, endpoint);
+  const list = stopDialog.querySelector('[data-fill-list="running"]');
+  list.replaceChildren(
+    ...runningItems(endpoint).map((text) => {
+      const item = document.createElement("li");
+      item.textContent = text;
+      return item;
+    }),
+  );
+  openDialog(stopDialog);
+}
+
+function openDeleteDialog(endpoint) {
+  confirming = endpoint;
+  fillDialog(deleteDialog, endpoint);
+  openDialog(deleteDialog);
+}
+
+async function restart(endpoint) {
+  try {
+    await api("POST", `/endpoints/${endpoint.id}/restart`);
+    showMessage(`Endpoint ${endpoint.name} is restarting. Its status shows the progress.`);
+    refreshAllParts();
+  } catch (error) {
+    showAlert(error.message);
+  }
+}
+
+function wireConfirmation(dialog, action) {
+  if (!dialog) return;
+  const form = dialog.querySelector("form");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitting(form, async () => {
+      await action(confirming);
+      dialog.close();
+    });
+  });
+}
+
+wireConfirmation(stopDialog, async (endpoint) => {
+  await api("POST", `/endpoints/${endpoint.id}/stop`);
+  showMessage(`Endpoint ${endpoint.name} is stopping.`);
+  refreshAllParts();
+});
+
+wireConfirmation(deleteDialog, async (endpoint) => {
+  await api("DELETE", `/endpoints/${endpoint.id}`);
+  const message = `Endpoint ${endpoint.name} was marked for deletion; its keys no longer work.`;
+  const head = document.getElementById("endpoint-head");
+  if (head) {
+    showMessageNext(message);
+    location.assign(head.dataset.afterDelete);
+    return;
+  }
+  showMessage(message);
+  refreshAllParts();
+});
+
+document.addEventListener("click", (event) => {
+  const button = event.target instanceof Element ? event.target.closest("[data-endpoint-action]") : null;
+  if (!button) return;
+  const holder = button.closest("[data-endpoint]");
+  const endpoint = JSON.parse(holder.dataset.endpoint);
+  const action = button.dataset.endpointAction;
+  if (action === "edit") openUpdateDialog(endpoint);
+  else if (action === "stop") openStopDialog(endpoint);
+  else if (action === "restart") restart(endpoint);
+  else if (action === "delete") openDeleteDialog(endpoint);
+});
+
+// Tell screen-reader users when the endpoint window's status changes by itself.
+document.addEventListener("berth:part-updated", (event) => {
+  const fresh = event.target;
+  if (fresh.id !== "endpoint-details") return;
+  const before = event.detail.previous.querySelector("#endpoint-status")?.dataset.state;
+  const after = fresh.querySelector("#endpoint-status")?.dataset.state;
+  if (before && after && before !== after) {
+    const name = JSON.parse(fresh.dataset.endpoint).name;
+    document.getElementById("announcer").textContent = `Endpoint ${name} is now ${after}.`;
+  }
+});
+
+document.addEventListener("berth:part-failed", (event) => {
+  if (event.target.id === "endpoint-details" && event.detail.status === 404) {
+    showAlert("This endpoint no longer exists; it was deleted.");
+  }
+});

@@ -1,0 +1,32 @@
+// The sign-in form: checks the user name and password with the API, which sets the
+// session cookie, then opens the page the person asked for.
+
+import { ApiError, UI, api, submitting } from "./core.js";
+
+const form = document.getElementById("sign-in-form");
+
+/** Return the page to open after signing in: a page of the UI, never another site. */
+function nextPage() {
+  const next = new URLSearchParams(location.search).get("next") || "";
+  const safe = next.startsWith(`${UI}/`) && !next.startsWith("//") && !next.includes("\\");
+  return safe ? next : `${UI}/`;
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  submitting(form, async () => {
+    const username = form.elements.username.value.trim();
+    const password = form.elements.password.value;
+    if (!username) throw new ApiError(0, "Enter your user name.", "username");
+    if (!password) throw new ApiError(0, "Enter your password.", "password");
+    try {
+      await api("POST", "/auth/login", { username, password }, { signInOn401: false });
+    } catch (error) {
+      if (error.status === 401) throw new ApiError(401, "Wrong user name or password.");
+      throw error;
+    }
+    location.assign(nextPage());
+  });
+});
+
+form.elements.username.focus();
