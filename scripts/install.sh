@@ -28,5 +28,13 @@ fi
 
 target="."
 [ -n "$extras" ] && target=".[$extras]"
+
+# Skip the install when pyproject.toml and the extras are as at the last install.
+stamp=".venv/.berth-installed"
+wanted="$(sha256sum pyproject.toml | cut -d' ' -f1) ${extras:-none}"
+if [ -f "$stamp" ] && grep -qxF "$wanted" "$stamp"; then
+    exit 0
+fi
 echo "Installing Berth${extras:+ with extras: $extras} ..."
 "${pip[@]}" -e "$target"
+echo "$wanted" >> "$stamp"

@@ -1,4 +1,4 @@
-"""Who is calling, and what they may see and do.
+"""Callers of the management API and the rules of what they may see and do.
 
 A caller is a user acting in one active tenant. The rules:
 
@@ -175,5 +175,5 @@ def _active_tenant(
 def find_tenant_row(session: Session, ref: str) -> Tenant | None:
     ref = ref.strip()
     if looks_like_id(ref):
-        return session.get(Tenant, ref)
+        return session.get(Tenant, ref.lower())
     return session.scalar(select(Tenant).where(Tenant.name_key == name_key(ref)))

@@ -6,6 +6,7 @@ runs in the API, the CLI and the UI, so a name valid in one is valid in all.
 """
 
 import re
+import uuid
 
 from berth.errors import InvalidInput
 
@@ -26,6 +27,12 @@ def normalize_name(value: str, *, field: str = "name") -> str:
             f"use at most {MAX_NAME_LENGTH}",
             field=field,
         )
+    if _looks_like_uuid(name):
+        raise InvalidInput(
+            f"{field} '{name}' has the form of an ID, which would make it unreachable "
+            "by name; choose another",
+            field=field,
+        )
     if not _NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             f"{field} '{name}' is invalid: start with a letter or digit and use only "
@@ -38,3 +45,11 @@ def normalize_name(value: str, *, field: str = "name") -> str:
 def name_key(name: str) -> str:
     """Return the form under which names are unique (case-insensitive)."""
     return name.strip().lower()
+
+
+def _looks_like_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

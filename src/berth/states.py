@@ -21,7 +21,7 @@ class EndpointState(StrEnum):
 
 
 class DesiredState(StrEnum):
-    """What the user asked for; request handlers write only this."""
+    """Desired state as the user set it; request handlers write nothing else."""
 
     RUNNING = "running"
     STOPPED = "stopped"
@@ -49,7 +49,7 @@ class Role(StrEnum):
 
 
 class ModelSharing(StrEnum):
-    """Who may see and deploy a model of the hub (built-in models are seen by all)."""
+    """Visibility of a model of the hub; built-in models are visible to everyone."""
 
     PRIVATE = "private"
     TENANT = "tenant"

@@ -174,4 +174,4 @@ def test_model_delete_builtin_rejected(cli: RunCli) -> None:
     result = cli("model", "delete", "echo", "--yes")
 
     assert result.exit_code == 1
-    assert "you may not delete model 'echo'" in result.stderr
+    assert "model 'echo' is built into Berth; it cannot be deleted" in result.stderr

@@ -182,3 +182,47 @@ def test_unknown_ml_app_filter(client: Client) -> None:
 
     assert error.value.status == 422
     assert "Image Magic" in error.value.message
+
+
+def test_name_shaped_like_an_id_is_rejected(client: Client) -> None:
+    with pytest.raises(ApiError) as error:
+        client.create_endpoint("default", "0186cdbd-1111-4222-8333-444455556666", "echo")
+
+    assert error.value.status == 422
+    assert "form of an ID" in error.value.message
+
+
+def test_id_in_upper_case_is_found(client: Client) -> None:
+    created = client.create_endpoint("default", "val-upper-id", "echo")
+
+    assert client.get_endpoint(created["id"].upper())["id"] == created["id"]
+
+
+def test_boolean_instances_are_rejected(server: BerthServer) -> None:
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        json={"name": "val-bool", "model": "echo", "instances": True},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "instances"
+
+
+def test_malformed_json_names_the_body(server: BerthServer) -> None:
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        content=b'{"name": "x",',
+        headers={"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"},
+    )
+
+    assert response.json()["error"]["field"] == "body"
+    assert "not valid JSON" in response.json()["error"]["message"]
+
+
+def test_empty_update_changes_nothing(client: Client) -> None:
+    created = client.create_endpoint("default", "val-empty-patch", "echo")
+
+    updated = client.update_endpoint(created["id"])
+
+    assert updated["version"] == created["version"]

@@ -55,7 +55,9 @@ def _browser_missing_reason() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API marks an event loop as running in the main thread
+# until it stops, which breaks every async test that pytest runs after the UI tests.
+@pytest.fixture(scope="package")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     reason = _browser_missing_reason()
     if reason is not None:

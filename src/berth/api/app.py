@@ -43,6 +43,9 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = []
     for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            problems.append(("body", f"request body is not valid JSON: {error.get('msg')}"))
+            continue
         field = _field_path(error.get("loc", ()))
         value = error.get("input")
         shown = "" if isinstance(value, dict) or value is None else f" (got {value!r:.60})"
@@ -74,7 +77,7 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 class CatchUnexpectedErrors:
-    """Answer 500 with the JSON envelope for any error no handler took, and log it.
+    """Return 500 with the JSON envelope for any error that no handler took, and log it.
 
     Starlette's own last-resort handler re-raises after answering, which makes the
     server close the connection; this one ends the request cleanly instead.

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from berth.states import (
     CheckpointFormat,
@@ -134,14 +134,14 @@ class EndpointCreate(StrictBody):
     project: str = Field(default="default", description="project name or ID")
     name: str = Field(description="endpoint name, unique in the project")
     model: str = Field(description="model name or ID from the Model Hub")
-    instances: int = Field(default=1, description="number of instances to run")
+    instances: StrictInt = Field(default=1, description="number of instances to run")
     description: str = Field(default="", max_length=2000)
     share_with_all_tenants: bool = False
 
 
 class EndpointUpdate(StrictBody):
     description: str | None = Field(default=None, max_length=2000)
-    instances: int | None = None
+    instances: StrictInt | None = None
     model: str | None = None
     share_with_all_tenants: bool | None = None
     version: int | None = Field(

@@ -13,14 +13,19 @@ HEALTH_TIMEOUT_S = 60.0
 
 
 def deploy_demo(server: str, api_key: str | None) -> None:
-    if not api_key:
-        typer.secho(
-            "--demo needs the admin's platform key: set BERTH_API_KEY or BERTH_ADMIN_KEY",
-            fg="red",
-            err=True,
-        )
-        return
+    """Create (or reuse) the demo endpoint, wait until it is Live and print how to call it.
+
+    Without `api_key` the client falls back to BERTH_API_KEY or the CLI profile, which
+    the first start wrote.
+    """
     with Client(server=server, api_key=api_key) as client:
+        if not client.api_key:
+            typer.secho(
+                "--demo needs a platform API key: set BERTH_API_KEY or run `berth login`",
+                fg="red",
+                err=True,
+            )
+            return
         _wait_for_server(client)
         endpoint = _find_or_create(client)
         typer.echo(f"Deploying endpoint '{DEMO_ENDPOINT}' with model {DEMO_MODEL}...")
@@ -82,5 +87,9 @@ def _print_usage(endpoint: dict, key: str) -> None:  # type: ignore[type-arg]
         f'      model="{DEMO_MODEL}", input=["a cat sits on the mat"]\n'
         "  )\n"
         "  print(len(result.data[0].embedding))\n"
+    )
+    typer.echo(
+        f"Web UI: {endpoint['url'].split('/endpoints/')[0]}/ui/ (user 'admin'; set its "
+        "password first with `berth user set-password`)\n"
     )
     typer.echo("Press Ctrl+C to stop Berth.\n")

@@ -155,7 +155,7 @@ class PlatformKey(Base):
 
 
 class WebSession(Base):
-    """A signed-in browser; the cookie holds the token, the table only its SHA-256."""
+    """A signed-in browser. The cookie carries the token; the table stores only its SHA-256."""
 
     __tablename__ = "web_sessions"
 
@@ -338,7 +338,7 @@ class Endpoint(Base):
     # The generation that `state` describes; a Failed endpoint is retried only once a
     # restart or an update raises `generation` past it.
     observed_generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    # The instance count that was last reached; with `observed_generation` it tells a
+    # The instance count that was last reached. With `observed_generation` it separates a
     # Live endpoint that restarts a crashed instance from one that is being changed.
     observed_instances: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -1,8 +1,8 @@
 """Inspection and storage of model files brought into the Model Hub.
 
 `inspect_path` reads a Hugging Face model folder, a folder in the Hugging Face cache
-layout (`models--ORG--NAME/snapshots/<revision>/`) or a GGUF file; it finds the
-format, architecture and ML App, and checks that the files are complete and readable
+layout (`models--ORG--NAME/snapshots/<revision>/`) or a GGUF file. It finds the format,
+architecture and ML App, and it checks that the files are complete and readable
 without loading the model. `store_files` copies them into Berth's storage (or leaves
 them in place), and `digest_files` gives their size and a content checksum.
 """

@@ -8,6 +8,8 @@ from berth.db.engine import next_seq
 from berth.db.models import Endpoint, EndpointKey, Instance
 
 MAX_PAGE_SIZE = 500
+# Largest row offset a list accepts: SQLite and PostgreSQL take 64-bit signed offsets.
+MAX_OFFSET = 2**63 - 1
 
 
 def new_id() -> str:

@@ -6,7 +6,7 @@ the reconciler moves the observed `state` and starts and stops instances.
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from berth.auth import Principal
@@ -51,7 +51,7 @@ def find_endpoint(
     """
     ref = ref.strip()
     if looks_like_id(ref):
-        endpoint = session.get(Endpoint, ref)
+        endpoint = session.get(Endpoint, ref.lower())
         if endpoint is None or not principal.can_view_endpoint(endpoint):
             raise NotFound(f"endpoint '{ref}' not found", field="endpoint")
         if endpoint.deleted_at is not None and not _has_open_instances(endpoint):
@@ -250,6 +250,23 @@ def _check_sharing_allowed(session: Session) -> None:
         )
 
 
+def lock_for_change(session: Session, endpoint: Endpoint) -> None:
+    """Lock the endpoint's row for this transaction and reload it.
+
+    The UPDATE changes nothing but takes the row lock on PostgreSQL and the database's
+    write lock on SQLite. Concurrent changes of one endpoint therefore run one after
+    another, each on top of the one before, so no version or generation bump is lost and
+    the optimistic `version` check compares with the latest version.
+    """
+    session.execute(
+        update(Endpoint)
+        .where(Endpoint.id == endpoint.id)
+        .values(version=Endpoint.version)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(endpoint)
+
+
 def update_endpoint(
     session: Session,
     principal: Principal,
@@ -258,6 +275,7 @@ def update_endpoint(
     change: EndpointChange,
 ) -> Endpoint:
     principal.require_manage(endpoint, "update")
+    lock_for_change(session, endpoint)
     _require_not_deleted(endpoint)
     if change.expected_version is not None and change.expected_version != endpoint.version:
         raise Conflict(
@@ -303,6 +321,8 @@ def update_endpoint(
         if endpoint.state == EndpointState.FAILED:
             endpoint.generation += 1
 
+    if not changed:
+        return endpoint
     endpoint.version += 1
     endpoint.updated_at = utcnow()
     mark_changed(session, endpoint)
@@ -350,6 +370,7 @@ def _require_not_deleted(endpoint: Endpoint) -> None:
 
 def stop_endpoint(session: Session, principal: Principal, endpoint: Endpoint) -> Endpoint:
     principal.require_manage(endpoint, "stop")
+    lock_for_change(session, endpoint)
     _require_not_deleted(endpoint)
     if endpoint.desired_state != DesiredState.STOPPED:
         endpoint.desired_state = DesiredState.STOPPED
@@ -364,6 +385,7 @@ def restart_endpoint(session: Session, principal: Principal, endpoint: Endpoint)
     """Start a stopped or failed endpoint again; a running one gets fresh instances
     through a rolling replacement, so requests keep being served."""
     principal.require_manage(endpoint, "restart")
+    lock_for_change(session, endpoint)
     _require_not_deleted(endpoint)
     endpoint.desired_state = DesiredState.RUNNING
     endpoint.generation += 1
@@ -378,6 +400,7 @@ def delete_endpoint(session: Session, principal: Principal, endpoint: Endpoint) 
     """Mark the endpoint deleted: its name is free and its keys stop working at once;
     the reconciler ends its instances afterwards."""
     principal.require_manage(endpoint, "delete")
+    lock_for_change(session, endpoint)
     _require_not_deleted(endpoint)
     now = utcnow()
     endpoint.desired_state = DesiredState.DELETED

@@ -115,12 +115,13 @@ def find_key(session: Session, endpoint: Endpoint, ref: str) -> EndpointKey:
     ref = ref.strip()
     query = select(EndpointKey).where(EndpointKey.endpoint_id == endpoint.id)
     if looks_like_id(ref):
-        query = query.where(EndpointKey.id == ref)
+        query = query.where(EndpointKey.id == ref.lower())
     else:
         query = query.where(EndpointKey.key_hash == hash_key(ref))
     row = session.scalar(query)
     if row is None:
-        shown = ref if looks_like_id(ref) else "given"
+        # A value that is not an ID may be the key itself, which must not be echoed.
+        shown = f"'{ref}'" if looks_like_id(ref) else "with the value given"
         raise NotFound(
             f"API key {shown} not found on endpoint '{endpoint.name}'; "
             "`berth endpoint list-apikeys` shows its keys",

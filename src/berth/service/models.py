@@ -82,7 +82,7 @@ def _group(principal: Principal, group: ModelGroup) -> ColumnElement[bool] | Non
 def find_model(session: Session, principal: Principal, ref: str) -> Model:
     ref = ref.strip()
     if looks_like_id(ref):
-        model = session.get(Model, ref)
+        model = session.get(Model, ref.lower())
         if model is None or model.deleted_at is not None or not principal.can_view_model(model):
             raise NotFound(f"model '{ref}' not found in the Model Hub", field="model")
         return model

@@ -17,7 +17,7 @@ def find_project(session: Session, principal: Principal, ref: str) -> Project:
         Project.tenant_id == principal.active_tenant_id, Project.deleted_at.is_(None)
     )
     if looks_like_id(ref):
-        query = query.where(Project.id == ref)
+        query = query.where(Project.id == ref.lower())
     else:
         query = query.where(Project.name_key == name_key(ref))
     project = session.scalar(query)

@@ -30,7 +30,7 @@ def find_user(session: Session, principal: Principal, ref: str) -> User:
     if ref == ME:
         user = session.get(User, principal.user_id)
     elif looks_like_id(ref):
-        user = session.get(User, ref)
+        user = session.get(User, ref.lower())
     else:
         user = session.scalar(select(User).where(User.username_key == name_key(ref)))
     if user is None or not _can_see(session, principal, user):
@@ -47,7 +47,7 @@ def find_user_for_membership(
     if ref == ME:
         user = session.get(User, principal.user_id)
     elif looks_like_id(ref):
-        user = session.get(User, ref)
+        user = session.get(User, ref.lower())
     else:
         user = session.scalar(select(User).where(User.username_key == name_key(ref)))
     if user is None:
@@ -270,7 +270,8 @@ def revoke_platform_key(
     session: Session, principal: Principal, user: User, key_id: str
 ) -> PlatformKey:
     _require_self_or_org_admin(principal, user, "revoke")
-    row = session.get(PlatformKey, key_id.strip()) if looks_like_id(key_id.strip()) else None
+    key_ref = key_id.strip().lower()
+    row = session.get(PlatformKey, key_ref) if looks_like_id(key_ref) else None
     if row is None or row.user_id != user.id:
         raise NotFound(f"platform API key {key_id} not found", field="key")
     if row.revoked_at is None:

@@ -9,7 +9,7 @@ from berth.api.convert import audit_out
 from berth.api.deps import PrincipalDep, SessionDep
 from berth.api.schemas import AuditEntryOut, Page
 from berth.service import audit as service
-from berth.service.common import MAX_PAGE_SIZE
+from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 from berth.service.tenants import find_tenant
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -29,7 +29,7 @@ def list_audit(
         str | None, Query(description="OrgAdmins: a tenant name or ID, or 'all'")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Page[AuditEntryOut]:
     """List audit entries, newest first. OrgAdmins see every tenant's, TenantAdmins their
     active tenant's, other users their own."""

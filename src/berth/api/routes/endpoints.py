@@ -24,7 +24,7 @@ from berth.api.schemas import (
 )
 from berth.service import endpoints as service
 from berth.service import keys as key_service
-from berth.service.common import MAX_PAGE_SIZE
+from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 from berth.states import EndpointState
 
 router = APIRouter(prefix="/endpoints", tags=["endpoints"])
@@ -42,7 +42,7 @@ def list_endpoints(
     project: ProjectQuery = None,
     state: EndpointState | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Page[EndpointOut]:
     """List endpoints of the active tenant and those shared with all tenants."""
     rows, total = service.list_endpoints(session, principal, project, state, limit, offset)

@@ -9,7 +9,7 @@ from berth.api.deps import PrincipalDep, SessionDep, SettingsDep, commit_and_not
 from berth.api.schemas import ModelCreate, ModelImport, ModelOut, ModelUpdate, Page
 from berth.errors import InvalidInput
 from berth.service import models as service
-from berth.service.common import MAX_PAGE_SIZE
+from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 from berth.states import MLApp
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -37,7 +37,7 @@ def list_models(
     base: Annotated[bool | None, Query(description="only base models, or only others")] = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Page[ModelOut]:
     """List the models the caller can see, filtered and paginated; `total` counts every
     match, on every page."""

@@ -8,7 +8,7 @@ from berth.api.convert import project_out
 from berth.api.deps import PrincipalDep, SessionDep, commit_and_notify
 from berth.api.schemas import Page, ProjectCreate, ProjectOut
 from berth.service import projects as service
-from berth.service.common import MAX_PAGE_SIZE
+from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 
@@ -18,7 +18,7 @@ def list_projects(
     session: SessionDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Page[ProjectOut]:
     """List the projects of the active tenant."""
     rows, total = service.list_projects(session, principal, limit, offset)

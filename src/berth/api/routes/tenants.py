@@ -15,7 +15,7 @@ from berth.api.schemas import (
     TenantUpdate,
 )
 from berth.service import tenants as service
-from berth.service.common import MAX_PAGE_SIZE
+from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 from berth.service.users import find_user_for_membership
 from berth.states import Role
 
@@ -27,7 +27,7 @@ def list_tenants(
     session: SessionDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Page[TenantOut]:
     """List the caller's tenants (every tenant for an OrgAdmin)."""
     rows, total = service.list_tenants(session, principal, limit, offset)

@@ -18,7 +18,7 @@ from berth.api.schemas import (
 )
 from berth.service import tenants
 from berth.service import users as service
-from berth.service.common import MAX_PAGE_SIZE
+from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -28,7 +28,7 @@ def list_users(
     session: SessionDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Page[UserOut]:
     """List users: all of them for an OrgAdmin, the active tenant's members for others."""
     rows, total = service.list_users(session, principal, limit, offset)
