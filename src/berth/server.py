@@ -1,23 +1,32 @@
-"""The embedded server: management API, gateway and reconciler in one process."""
+"""The embedded server: management API, gateway and reconciler.
+
+With one worker (the default) everything runs in one process. With `--workers N` each
+of N worker processes serves the API and the gateway from `create_app(...,
+run_reconciler=False)`, and the supervising process runs the reconciler and owns the
+instances (see `berth.workers`).
+"""
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from berth.api.app import API_PREFIX, create_api
-from berth.backends.local import LocalBackend
+from berth.backends.local import LocalBackend, RuntimeOptions
 from berth.bootstrap import BootstrapResult, bootstrap
 from berth.db.engine import Database, migrate
-from berth.gateway.proxy import Gateway
+from berth.gateway.errors import openai_error
+from berth.gateway.proxy import METHODS, Gateway
 from berth.gateway.table import RoutingTable
 from berth.reconciler.loop import Placement, Reconciler, ReconcilerThread, Timing
+from berth.reconciler.probes import Prober
 from berth.secrets import KeyVault
 from berth.service.keys import set_vault
 from berth.settings import Settings
@@ -25,7 +34,11 @@ from berth.ui import UI_PREFIX, create_ui
 
 logger = logging.getLogger(__name__)
 
+# Time that instances get to exit after SIGTERM when the whole server stops. They have
+# no requests left by then, because the HTTP server drained them first.
 BACKEND_SHUTDOWN_GRACE_S = 10.0
+# Time beyond an instance's own shutdown timeout before the reconciler kills it.
+EXIT_MARGIN_S = 2.0
 
 
 @dataclass
@@ -46,26 +59,74 @@ def prepare(settings: Settings) -> Prepared:
     return Prepared(database, result)
 
 
-def create_app(settings: Settings, database: Database) -> Starlette:
-    table = RoutingTable(database, settings.sync_interval_s)
-    gateway = Gateway(table, settings.max_request_bytes, settings.upstream_timeout_s)
-    backend = LocalBackend(settings.logs_dir)
+def create_backend(settings: Settings) -> LocalBackend:
+    options = RuntimeOptions(
+        shutdown_timeout_s=settings.drain_timeout_s,
+        stall_timeout_s=settings.resolved_stall_timeout_s,
+    )
+    return LocalBackend(settings.logs_dir, options=options, owner=str(settings.home))
+
+
+def create_reconciler(
+    settings: Settings,
+    database: Database,
+    backend: LocalBackend,
+    on_change: Callable[[], None] | None,
+) -> ReconcilerThread:
+    """Build the reconciler on its own thread; instance exits wake it at once."""
     timing = Timing(
         interval_s=settings.reconcile_interval_s,
+        health_interval_s=settings.health_interval_s,
+        unhealthy_after=settings.unhealthy_after,
         start_timeout_s=settings.instance_start_timeout_s,
+        drain_grace_s=settings.drain_grace_s,
+        drain_timeout_s=settings.drain_timeout_s + EXIT_MARGIN_S,
+        delete_drain_timeout_s=settings.delete_drain_timeout_s,
     )
     reconciler = Reconciler(
         database,
         backend,
         Placement(settings.capacity, settings.models_dir),
         timing,
-        on_change=table.refresh_now_threadsafe,
+        on_change=on_change,
+        prober=Prober(timeout_s=settings.health_timeout_s),
     )
-    reconciler_thread = ReconcilerThread(reconciler)
+    thread = ReconcilerThread(reconciler)
+    backend.set_exit_listener(thread.wake)
+    return thread
+
+
+def create_app(
+    settings: Settings,
+    database: Database,
+    *,
+    run_reconciler: bool = True,
+    worker_label: str | None = None,
+    wake_reconciler: Callable[[], None] | None = None,
+) -> Starlette:
+    """Assemble the API and the gateway; with `run_reconciler`, also the reconciler and
+    the instances, which then live as long as this app."""
+    table = RoutingTable(database, settings.sync_interval_s)
+    gateway = Gateway(
+        table,
+        settings.max_request_bytes,
+        settings.upstream_timeout_s,
+        no_instance_wait_s=settings.no_instance_wait_s,
+        worker_label=worker_label,
+    )
+    backend: LocalBackend | None = None
+    reconciler_thread: ReconcilerThread | None = None
+    if run_reconciler:
+        backend = create_backend(settings)
+        reconciler_thread = create_reconciler(
+            settings, database, backend, on_change=table.refresh_now_threadsafe
+        )
+        wake_reconciler = reconciler_thread.wake
 
     def on_change() -> None:
         table.refresh_now_threadsafe()
-        reconciler_thread.wake()
+        if wake_reconciler is not None:
+            wake_reconciler()
 
     api = create_api()
     api.state.settings = settings
@@ -74,21 +135,27 @@ def create_app(settings: Settings, database: Database) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if reconciler_thread is not None:
+            # Recovery marks the previous run's instances as exited; load the routes
+            # only after it, or the gateway would route to their stale addresses.
+            await asyncio.to_thread(reconciler_thread.start)
         table.bind_loop(asyncio.get_running_loop())
         await table.refresh()
         stopping = asyncio.Event()
         sync_task = asyncio.create_task(table.run(stopping), name="berth-gateway-sync")
-        reconciler_thread.start()
         logger.info("Berth is serving on %s", settings.public_url)
         try:
             yield
         finally:
-            logger.info("stopping: ending instances")
+            # uvicorn runs this after requests in flight have finished (or after its
+            # graceful-shutdown timeout), so ending the instances now cuts nothing.
             stopping.set()
             table.refresh_soon()
             await sync_task
-            await asyncio.to_thread(reconciler_thread.stop)
-            await asyncio.to_thread(backend.shutdown, BACKEND_SHUTDOWN_GRACE_S)
+            if reconciler_thread is not None and backend is not None:
+                logger.info("stopping: ending instances")
+                await asyncio.to_thread(reconciler_thread.stop)
+                await asyncio.to_thread(backend.shutdown, BACKEND_SHUTDOWN_GRACE_S)
             await gateway.close()
             database.dispose()
 
@@ -98,9 +165,29 @@ def create_app(settings: Settings, database: Database) -> Starlette:
     return Starlette(
         routes=[
             Route("/", root),
-            Route("/endpoints/{endpoint_id}/{path:path}", gateway.handle, methods=["GET", "POST"]),
+            Route("/endpoints/{endpoint_id}", gateway.handle, methods=METHODS),
+            Route("/endpoints/{endpoint_id}/{path:path}", gateway.handle, methods=METHODS),
             Mount(API_PREFIX, app=api),
             Mount(UI_PREFIX, app=create_ui(settings, database)),
         ],
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
         lifespan=lifespan,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Return routing errors outside the API (unknown paths) in the gateway's error shape."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    headers = dict(exc.headers) if exc.headers else None
+    return openai_error(exc.status_code, str(exc.detail), code=code, headers=headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    logger.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
+    return openai_error(
+        500,
+        "internal server error; the server log has the details",
+        code="internal_error",
+        error_type="server_error",
     )

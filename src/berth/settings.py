@@ -44,6 +44,61 @@ class Settings(BaseSettings):
     )
     instance_start_timeout_s: float = Field(default=300.0, gt=0)
     log_json: bool = False
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="gateway and API worker processes; the reconciler runs once, in the "
+        "supervising process, when there are more than one",
+    )
+    drain_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds that requests in flight on a removed instance (scale-down, "
+        "model change, stop) get to finish before the instance is killed",
+    )
+    delete_drain_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="the same as drain_timeout_s for the instances of a deleted endpoint",
+    )
+    health_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="seconds between health checks of an instance"
+    )
+    health_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="seconds an instance gets to respond to a health check",
+    )
+    unhealthy_after: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="failed health checks in a row after which an instance is restarted",
+    )
+    stall_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds without response data, while requests are in flight, after "
+        "which an instance counts as hung; unset means upstream_timeout_s",
+    )
+    no_instance_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=600,
+        description="seconds a request waits for a ready instance of a Live endpoint "
+        "before the gateway answers 503",
+    )
+    shutdown_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="on SIGTERM, seconds that requests in flight get to finish before the "
+        "server stops",
+    )
 
     @field_validator("home", mode="after")
     @classmethod
@@ -90,6 +145,22 @@ class Settings(BaseSettings):
     @cached_property
     def secret_file(self) -> Path:
         return self.home / "server-secret.key"
+
+    @property
+    def resolved_stall_timeout_s(self) -> float:
+        # A request without response data for longer than the gateway waits has failed
+        # already, so this default never declares an instance hung that could still respond.
+        return self.stall_timeout_s or self.upstream_timeout_s
+
+    @property
+    def drain_grace_s(self) -> float:
+        """Seconds between taking an instance out of routing and sending it SIGTERM.
+
+        Every gateway process reloads its routes every sync_interval_s. A refresh that
+        started just before the change misses it, so a gateway can route to the instance
+        for up to two intervals plus the time its queries take.
+        """
+        return 2 * self.sync_interval_s + 0.6
 
     @property
     def public_url(self) -> str:

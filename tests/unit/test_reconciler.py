@@ -4,6 +4,7 @@ The database is real (SQLite in a temporary folder) and so is the service layer 
 records desired state, so these tests check the same transitions the server makes.
 """
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,8 @@ class FakeBackend:
     next_pid: int = 100
     # Exit code given to every newly started process, to simulate a model that never loads.
     crash_on_start: int | None = None
+    # Processes that go on running after SIGTERM, to simulate requests that never finish.
+    ignore_terminate: bool = False
 
     def start(self, spec: InstanceSpec) -> InstanceHandle:
         self.next_pid += 1
@@ -71,7 +74,8 @@ class FakeBackend:
     def terminate(self, instance_id: str) -> None:
         process = self.processes[instance_id]
         process.terminated = True
-        process.exit_code = 0
+        if not self.ignore_terminate:
+            process.exit_code = 0
 
     def kill(self, instance_id: str) -> None:
         self.processes[instance_id].exit_code = -9
@@ -82,6 +86,12 @@ class FakeBackend:
     def end_orphan(self, instance_id: str, pid: int | None) -> bool:
         return False
 
+    def end_strays(self) -> int:
+        return 0
+
+    def set_exit_listener(self, listener: object) -> None:
+        pass
+
     def shutdown(self, grace_s: float) -> None:
         self.processes.clear()
 
@@ -90,7 +100,7 @@ class FakeBackend:
 
 
 class FakeProber:
-    """Answers probes from a set of addresses that are 'ready'."""
+    """Returns probe results: every address is ready unless it is in `down`."""
 
     def __init__(self, backend: FakeBackend, ready_all: bool = True) -> None:
         self.backend = backend
@@ -341,3 +351,116 @@ async def test_recovery_restarts_instances_of_live_endpoint(
     assert restarted.endpoint(endpoint_id).state == EndpointState.LIVE
     assert len(restarted.backend.running()) == 2
     assert all(row.state == InstanceState.READY for row in restarted.instances(endpoint_id))
+
+
+async def test_unhealthy_instance_is_killed_and_restarted(world: World) -> None:
+    endpoint_id = world.create("sick", instances=2)
+    await world.step(2)
+    victim = world.instances(endpoint_id)[0]
+    world.prober.down.add(victim.address)
+
+    # Two failed health checks leave it in routing; the third takes it out and kills it.
+    for _ in range(2):
+        world.clock.advance(2.0)
+        await world.step()
+    assert {row.id: row for row in world.instances(endpoint_id)}[victim.id].state == (
+        InstanceState.READY
+    )
+    world.clock.advance(2.0)
+    await world.step()
+    rows = {row.id: row for row in world.instances(endpoint_id)}
+    assert rows[victim.id].state == InstanceState.UNHEALTHY
+    assert "health checks" in rows[victim.id].last_error
+    assert world.backend.processes[victim.id].exit_code == -9
+
+    await world.step()
+    # Restarted after the backoff, at a new address.
+    world.clock.advance(1.0)
+    await world.step(2)
+    rows = {row.id: row for row in world.instances(endpoint_id)}
+    assert rows[victim.id].state == InstanceState.READY
+    assert rows[victim.id].restart_count == 1
+    assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+
+
+class HangingProber(FakeProber):
+    """Never returns from probes of the addresses in `hung`, like a stopped process."""
+
+    def __init__(self, backend: FakeBackend) -> None:
+        super().__init__(backend)
+        self.hung: set[str] = set()
+        self.release = asyncio.Event()
+
+    async def check_many(self, targets: list[tuple[str, str]]) -> list[bool]:
+        if any(address in self.hung for address, _path in targets):
+            await self.release.wait()
+            return [False] * len(targets)
+        return await super().check_many(targets)
+
+
+async def test_hung_probe_does_not_hold_up_steps(database: Database, tmp_path: Path) -> None:
+    world = make_world(database, tmp_path)
+    prober = HangingProber(world.backend)
+    world.reconciler._prober = prober  # type: ignore[assignment]
+    endpoint_id = world.create("frozen", instances=2)
+    await world.step(2)
+    victim, other = world.instances(endpoint_id)
+    prober.hung.add(victim.address)
+
+    world.clock.advance(2.0)
+    await asyncio.wait_for(world.step(), timeout=5)
+    # Meanwhile another change goes through at once.
+    world.change(endpoint_id, "update", instances=3)
+    await asyncio.wait_for(world.step(2), timeout=5)
+    assert len(world.instances(endpoint_id)) == 3
+
+    prober.release.set()
+    for _ in range(3):
+        world.clock.advance(2.0)
+        await world.step()
+        prober.release = asyncio.Event()
+        prober.release.set()
+    states = {row.id: row.state for row in world.instances(endpoint_id)}
+    assert states[victim.id] in (InstanceState.UNHEALTHY, InstanceState.EXITED)
+    assert states[other.id] == InstanceState.READY
+
+
+async def test_delete_kills_after_short_drain(world: World) -> None:
+    world.backend.ignore_terminate = True
+    endpoint_id = world.create("doomed", instances=1)
+    await world.step(2)
+    (row,) = world.instances(endpoint_id)
+
+    world.change(endpoint_id, "delete")
+    await world.step()
+    world.clock.advance(1.5)
+    await world.step()
+    assert world.backend.processes[row.id].terminated
+    assert world.backend.processes[row.id].exit_code is None
+
+    # The delete drain (5 s) ends the process long before the 30 s drain of a scale-down.
+    world.clock.advance(5.5)
+    await world.step()
+    assert world.backend.status(row.id).state == ProcessState.EXITED
+    await world.step()
+    assert world.instances(endpoint_id) == []
+
+
+async def test_scale_down_waits_for_drain_timeout(world: World) -> None:
+    world.backend.ignore_terminate = True
+    endpoint_id = world.create("slow-drain", instances=2)
+    await world.step(2)
+
+    world.change(endpoint_id, "update", instances=1)
+    await world.step()
+    (draining,) = [r for r in world.instances(endpoint_id) if r.state == InstanceState.DRAINING]
+    world.clock.advance(1.5)
+    await world.step()
+    world.clock.advance(10.0)
+    await world.step()
+    # Requests in flight on it may go on for the whole drain timeout.
+    assert world.backend.processes[draining.id].exit_code is None
+
+    world.clock.advance(25.0)
+    await world.step(2)
+    assert [r.id for r in world.instances(endpoint_id) if r.id == draining.id] == []

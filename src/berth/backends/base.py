@@ -1,5 +1,6 @@
 """The seam between the reconciler and whatever runs instances."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -63,6 +64,17 @@ class Backend(Protocol):
 
     def end_orphan(self, instance_id: str, pid: int | None) -> bool:
         """End a process left by an earlier server run; True if one was found."""
+        ...
+
+    def end_strays(self) -> int:
+        """End this installation's instance processes that this backend did not start.
+
+        Such processes belong to a server run that was killed. Returns how many were ended.
+        """
+        ...
+
+    def set_exit_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (from any thread) as soon as an instance process exits."""
         ...
 
     def shutdown(self, grace_s: float) -> None:

@@ -4,6 +4,10 @@ The parent binds a listening socket on 127.0.0.1 and hands its file descriptor t
 child, so the address is known before the child starts and no port can be taken in
 between. Children die with the server (PR_SET_PDEATHSIG) and run in their own session
 so a Ctrl-C in the terminal reaches only the server, which then stops them in order.
+
+Each child carries its installation's home folder in `BERTH_INSTANCE_OWNER`, so a server
+that starts after a crash can find and end the children of the run before it. A watcher
+thread per child reports its exit at once, instead of at the reconciler's next poll.
 """
 
 import contextlib
@@ -16,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -31,14 +36,29 @@ LOG_TAIL_BYTES = 4096
 # Variables that must not reach instance processes: they hold platform secrets.
 _SECRET_VARIABLES = ("BERTH_ADMIN_KEY", "BERTH_API_KEY", "BERTH_SECRET_KEY")
 _PR_SET_PDEATHSIG = 1
+OWNER_VARIABLE = "BERTH_INSTANCE_OWNER"
+# Endpoint settings that become runtime command-line options of the same name.
+_RUNTIME_SETTINGS = ("max_batch_size", "max_batch_wait_ms", "echo_delay_ms")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Ask the kernel to send this process SIGTERM when its parent thread ends (Linux)."""
     # NOTE: the signal fires when the thread that started the child exits, so instances
     # must be started from a thread that lives as long as the server (the reconciler's).
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Server-wide options given to every instance's runtime."""
+
+    # Time that requests in flight get after SIGTERM before the runtime cancels them.
+    shutdown_timeout_s: float = 30.0
+    # Time without response data, while requests are in flight, after which the runtime
+    # reports itself unhealthy; None turns the check off.
+    stall_timeout_s: float | None = None
 
 
 @dataclass
@@ -49,11 +69,24 @@ class _Child:
 
 
 class LocalBackend:
-    def __init__(self, logs_dir: Path, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        logs_dir: Path,
+        python: str = sys.executable,
+        options: RuntimeOptions | None = None,
+        owner: str | None = None,
+    ) -> None:
         self._logs_dir = logs_dir
         self._python = python
+        self._options = options or RuntimeOptions()
+        # Marks this installation's children; the logs folder is unique to a home folder.
+        self._owner = owner or str(logs_dir.resolve())
         self._children: dict[str, _Child] = {}
         self._lock = threading.Lock()
+        self._exit_listener: Callable[[], None] | None = None
+
+    def set_exit_listener(self, listener: Callable[[], None]) -> None:
+        self._exit_listener = listener
 
     def start(self, spec: InstanceSpec) -> InstanceHandle:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -69,6 +102,12 @@ class LocalBackend:
 
         with self._lock:
             self._children[spec.instance_id] = child
+        threading.Thread(
+            target=self._watch,
+            args=(spec.instance_id, child.process),
+            name=f"berth-watch-{spec.instance_id[:8]}",
+            daemon=True,
+        ).start()
         logger.info(
             "started instance %s of endpoint %s: pid %d on 127.0.0.1:%d",
             spec.instance_id,
@@ -93,13 +132,18 @@ class LocalBackend:
             spec.instance_id,
             "--fd",
             str(fd),
+            "--shutdown-timeout-s",
+            str(self._options.shutdown_timeout_s),
+            "--stall-timeout-s",
+            str(self._options.stall_timeout_s or 0),
         ]
-        for option in ("max_batch_size", "max_batch_wait_ms"):
+        for option in _RUNTIME_SETTINGS:
             if option in spec.settings:
                 command += ["--" + option.replace("_", "-"), str(spec.settings[option])]
 
         env = {name: value for name, value in os.environ.items() if name not in _SECRET_VARIABLES}
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+        env[OWNER_VARIABLE] = self._owner
 
         log_dir = self._logs_dir / "instances" / spec.endpoint_id
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -113,9 +157,19 @@ class LocalBackend:
             env=env,
             pass_fds=(fd,),
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         return _Child(process, log_path, log_file)
+
+    def _watch(self, instance_id: str, process: subprocess.Popen[bytes]) -> None:
+        process.wait()
+        logger.debug("instance %s exited with %s", instance_id, process.returncode)
+        listener = self._exit_listener
+        if listener is not None:
+            try:
+                listener()
+            except Exception:
+                logger.exception("the exit listener failed for instance %s", instance_id)
 
     def status(self, instance_id: str) -> ProcessStatus:
         with self._lock:
@@ -160,6 +214,28 @@ class LocalBackend:
             return False
         logger.info("ended orphan process %d of instance %s", pid, instance_id)
         return True
+
+    def end_strays(self) -> int:
+        with self._lock:
+            own = {child.process.pid for child in self._children.values()}
+        strays = []
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            cmdline = process.info.get("cmdline") or []
+            if process.pid in own or "berth.runtime" not in cmdline:
+                continue
+            try:
+                if process.environ().get(OWNER_VARIABLE) != self._owner:
+                    continue
+                process.kill()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            strays.append(process)
+        _gone, alive = psutil.wait_procs(strays, timeout=10)
+        for process in strays:
+            logger.warning("ended instance process %d left by an earlier server run", process.pid)
+        for process in alive:
+            logger.error("instance process %d did not end after SIGKILL", process.pid)
+        return len(strays)
 
     def shutdown(self, grace_s: float) -> None:
         with self._lock:

@@ -1,6 +1,7 @@
 """`berth up`: start the embedded server."""
 
 import logging
+import math
 import threading
 from typing import Annotated
 
@@ -43,12 +44,19 @@ def up(
             "print how to call it",
         ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="number of processes serving the API and the gateway; the reconciler runs "
+            "once, in the supervising process [default: $BERTH_WORKERS or 1]",
+        ),
+    ] = None,
 ) -> None:
     """Start Berth: management API, gateway and reconciler in one server."""
     from berth.cli.profile import save_profile_if_missing
     from berth.server import create_app, prepare
 
-    settings = load_settings(host=host, port=port, home=home)
+    settings = load_settings(host=host, port=port, home=home, workers=workers)
     configure_logging(settings.log_json)
     prepared = prepare(settings)
 
@@ -68,13 +76,21 @@ def up(
             target=_deploy_demo, args=(settings.public_url, key), name="berth-demo", daemon=True
         ).start()
 
+    if settings.workers > 1:
+        from berth.workers import serve_with_workers
+
+        serve_with_workers(settings, prepared.database)
+        return
+
     config = uvicorn.Config(
         create_app(settings, prepared.database),
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=30,
+        # On SIGTERM uvicorn stops accepting connections and lets requests in flight
+        # finish for this long, in whole seconds. The app's shutdown then ends the instances.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
     )
     uvicorn.Server(config).run()
 

@@ -1,16 +1,22 @@
 """The gateway's request path: key check, input checks, instance choice, forwarding.
 
-A request that could not be delivered (the connection was refused or failed before any
-byte was sent) is tried once more on another instance. A request that reached an
-instance is never sent again, because the model may already have acted on it.
+A request that could not be delivered (the connection was refused or could not be set
+up) is tried once more on another instance. A request that reached an instance is never
+sent again, because the model may already have acted on it: if that instance fails, the
+caller gets a 502, or an error event when a stream had already begun.
+
+While a Live or Updating endpoint has no ready instance (all of them are restarting,
+or the server has just started), a request waits up to `no_instance_wait_s` for one
+before the gateway returns 503.
 """
 
+import asyncio
 import hashlib
 import logging
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import orjson
-from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
@@ -28,8 +34,23 @@ ROUTES = {
     "v1/models": "GET",
     "predict": "POST",
 }
+# Every method the gateway route accepts, so that a wrong one gets a JSON 405 from the
+# gateway instead of the router's plain-text response.
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Endpoint states in which requests are forwarded. An Updating endpoint is changing its
+# model or instance count and serves from its ready instances meanwhile.
+SERVING_STATES = frozenset({EndpointState.LIVE, EndpointState.UPDATING})
 NOT_LIVE_RETRY_AFTER_S = "5"
 NO_INSTANCE_RETRY_AFTER_S = "1"
+# Connection attempts per request: the first instance and one other.
+MAX_DELIVERY_ATTEMPTS = 2
+# How long this gateway skips an instance that refused a connection.
+UNREACHABLE_HOLD_S = 2.0
+# Idle connections to instances are closed before the instances' own keep-alive timeout
+# (75 s in berth.runtime), so an instance never closes one that a request is about to use.
+KEEPALIVE_EXPIRY_S = 30.0
+CONNECT_TIMEOUT_S = 5.0
+WAIT_SLICE_S = 0.5
 
 
 class BodyTooLarge(Exception):
@@ -37,21 +58,41 @@ class BodyTooLarge(Exception):
 
 
 class Gateway:
-    def __init__(self, table: RoutingTable, max_body_bytes: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        table: RoutingTable,
+        max_body_bytes: int,
+        timeout_s: float,
+        no_instance_wait_s: float = 10.0,
+        worker_label: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._table = table
         self._max_body = max_body_bytes
+        self._no_instance_wait_s = no_instance_wait_s
+        self._worker_headers = {"x-berth-worker": worker_label} if worker_label else {}
         self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=5.0),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
+            timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+            limits=httpx.Limits(
+                max_connections=None,
+                max_keepalive_connections=512,
+                keepalive_expiry=KEEPALIVE_EXPIRY_S,
+            ),
             trust_env=False,
+            transport=transport,
         )
 
     async def close(self) -> None:
         await self._client.aclose()
 
     async def handle(self, request: Request) -> Response:
+        response = await self._handle(request)
+        response.headers.update(self._worker_headers)
+        return response
+
+    async def _handle(self, request: Request) -> Response:
         endpoint_id: str = request.path_params["endpoint_id"]
-        path: str = request.path_params["path"].strip("/")
+        path: str = request.path_params.get("path", "").strip("/")
 
         denied = self._check_key(request, endpoint_id)
         if denied is not None:
@@ -69,15 +110,10 @@ class Gateway:
                 405,
                 f"/{path} accepts {method} requests, not {request.method}",
                 code="method_not_allowed",
+                headers={"Allow": method},
             )
-        if route.state != EndpointState.LIVE:
-            return openai_error(
-                503,
-                f"the endpoint is {route.state}, not Live; try again once it is Live",
-                code="endpoint_not_live",
-                error_type="service_unavailable",
-                headers={"Retry-After": NOT_LIVE_RETRY_AFTER_S},
-            )
+        if route.state not in SERVING_STATES:
+            return _not_live(route)
 
         body = b""
         if method == "POST":
@@ -127,6 +163,10 @@ class Gateway:
             )
         except ClientDisconnect:
             return Response(status_code=400)
+        if not body.strip():
+            return openai_error(
+                400, "request body is empty; send a JSON object", code="invalid_json"
+            )
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -134,14 +174,15 @@ class Gateway:
         if not isinstance(parsed, dict):
             return openai_error(
                 400,
-                f"request body must be a JSON object, not {type(parsed).__name__}",
+                f"request body must be a JSON object, not {_json_kind(parsed)}",
                 code="invalid_json",
             )
         return body
 
     async def _read_limited(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+        declared = request.headers.get("content-length", "").strip()
+        # isascii() first: str.isdigit() also accepts digits such as '²' that int() rejects.
+        if declared.isascii() and declared.isdigit() and int(declared) > self._max_body:
             raise BodyTooLarge
         chunks = []
         size = 0
@@ -153,45 +194,43 @@ class Gateway:
         return b"".join(chunks)
 
     async def _forward(self, request: Request, route: Route, path: str, body: bytes) -> Response:
-        tried: set[str] = set()
-        for _attempt in range(2):
+        tried: set[tuple[str, str]] = set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._no_instance_wait_s
+        while len(tried) < MAX_DELIVERY_ATTEMPTS:
             upstream = route.pick(tried)
             if upstream is None:
-                break
-            tried.add(upstream.instance_id)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                # Wake on a table change, or after a slice, when an instance that refused
+                # a connection may be tried again.
+                await self._table.wait_for_change(min(remaining, WAIT_SLICE_S))
+                current = self._table.routes.get(route.endpoint_id)
+                if current is None or current.deleted or current.state not in SERVING_STATES:
+                    return _not_live(current or route)
+                route = current
+                continue
+
+            tried.add((upstream.instance_id, upstream.address))
             upstream.in_flight += 1
             try:
-                return await self._send(request.method, upstream, path, body)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+                response = await self._send(request.method, upstream, path, body)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # Nothing reached the instance, so another one may take the request.
                 upstream.in_flight -= 1
+                upstream.mark_unreachable(UNREACHABLE_HOLD_S)
                 logger.warning(
-                    "instance %s of endpoint %s refused the connection; trying another",
+                    "instance %s of endpoint %s could not be reached (%s); trying another",
                     upstream.instance_id,
                     route.endpoint_id,
+                    type(exc).__name__,
                 )
                 continue
-            except httpx.TimeoutException:
-                upstream.in_flight -= 1
-                return openai_error(
-                    504,
-                    "the instance did not answer in time",
-                    code="instance_timeout",
-                    error_type="server_error",
-                )
             except httpx.HTTPError as exc:
                 upstream.in_flight -= 1
-                logger.warning(
-                    "request to instance %s of endpoint %s failed: %s",
-                    upstream.instance_id,
-                    route.endpoint_id,
-                    exc,
-                )
-                return openai_error(
-                    502,
-                    "the instance failed while handling the request",
-                    code="instance_failed",
-                    error_type="server_error",
-                )
+                return _upstream_failure(exc, upstream, route)
+            return await self._relay(response, upstream, route)
 
         if tried:
             message = "no instance of the endpoint could be reached"
@@ -205,30 +244,37 @@ class Gateway:
             headers={"Retry-After": NO_INSTANCE_RETRY_AFTER_S},
         )
 
-    async def _send(self, method: str, upstream: Upstream, path: str, body: bytes) -> Response:
+    async def _send(
+        self, method: str, upstream: Upstream, path: str, body: bytes
+    ) -> httpx.Response:
         upstream_request = self._client.build_request(
             method,
             f"http://{upstream.address}/{path}",
             content=body if method == "POST" else None,
             headers={"content-type": "application/json"} if method == "POST" else None,
         )
-        response = await self._client.send(upstream_request, stream=True)
+        return await self._client.send(upstream_request, stream=True)
+
+    async def _relay(self, response: httpx.Response, upstream: Upstream, route: Route) -> Response:
+        """Pass the instance's response on; releases the instance's in-flight count once."""
+        release = _release_once(upstream)
         headers = {"x-berth-instance": upstream.instance_id}
         media_type = response.headers.get("content-type", "application/json")
 
         if media_type.startswith("text/event-stream"):
             return StreamingResponse(
-                response.aiter_raw(),
+                _relay_events(response, upstream, route, release),
                 status_code=response.status_code,
                 media_type=media_type,
                 headers={**headers, "cache-control": "no-cache"},
-                background=BackgroundTask(_finish_stream, response, upstream),
             )
         try:
             content = await response.aread()
+        except httpx.HTTPError as exc:
+            return _upstream_failure(exc, upstream, route)
         finally:
             await response.aclose()
-            upstream.in_flight -= 1
+            release()
         if "retry-after" in response.headers:
             headers["retry-after"] = response.headers["retry-after"]
         return Response(
@@ -236,9 +282,95 @@ class Gateway:
         )
 
 
-async def _finish_stream(response: httpx.Response, upstream: Upstream) -> None:
-    await response.aclose()
-    upstream.in_flight -= 1
+async def _relay_events(
+    response: httpx.Response, upstream: Upstream, route: Route, release: Callable[[], None]
+) -> AsyncIterator[bytes]:
+    """Yield a stream's bytes; if the instance fails midway, end with an error event."""
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except httpx.HTTPError as exc:
+        logger.warning(
+            "stream from instance %s of endpoint %s broke off: %s",
+            upstream.instance_id,
+            route.endpoint_id,
+            exc,
+        )
+        error = {
+            "error": {
+                "message": "the instance failed while streaming the response",
+                "type": "server_error",
+                "param": None,
+                "code": "instance_failed",
+            }
+        }
+        yield b"\n\ndata: " + orjson.dumps(error) + b"\n\n"
+    finally:
+        await response.aclose()
+        release()
+
+
+def _release_once(upstream: Upstream) -> Callable[[], None]:
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            upstream.in_flight -= 1
+
+    return release
+
+
+def _upstream_failure(exc: httpx.HTTPError, upstream: Upstream, route: Route) -> Response:
+    if isinstance(exc, httpx.TimeoutException):
+        logger.warning(
+            "instance %s of endpoint %s timed out: %s",
+            upstream.instance_id,
+            route.endpoint_id,
+            type(exc).__name__,
+        )
+        return openai_error(
+            504,
+            "the instance did not answer in time",
+            code="instance_timeout",
+            error_type="server_error",
+        )
+    logger.warning(
+        "request to instance %s of endpoint %s failed: %s: %s",
+        upstream.instance_id,
+        route.endpoint_id,
+        type(exc).__name__,
+        exc,
+    )
+    return openai_error(
+        502,
+        "the instance failed while handling the request",
+        code="instance_failed",
+        error_type="server_error",
+    )
+
+
+def _not_live(route: Route) -> Response:
+    return openai_error(
+        503,
+        f"the endpoint is {route.state}, not Live; try again once it is Live",
+        code="endpoint_not_live",
+        error_type="service_unavailable",
+        headers={"Retry-After": NOT_LIVE_RETRY_AFTER_S},
+    )
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null"
 
 
 def _extract_key(request: Request) -> str | None:

@@ -34,6 +34,12 @@ class Upstream:
     # "host:port" of the instance's runtime server.
     address: str
     in_flight: int = 0
+    # time.monotonic() until which this gateway skips the instance, because it refused a
+    # connection; the database may not show its exit yet.
+    unreachable_until: float = 0.0
+
+    def mark_unreachable(self, hold_s: float) -> None:
+        self.unreachable_until = time.monotonic() + hold_s
 
 
 @dataclass
@@ -46,9 +52,18 @@ class Route:
     # Round-robin position, to spread ties between equally busy instances.
     turn: int = 0
 
-    def pick(self, exclude: set[str]) -> Upstream | None:
-        """Choose the ready instance with the fewest requests in flight."""
-        candidates = [up for up in self.upstreams.values() if up.instance_id not in exclude]
+    def pick(self, exclude: set[tuple[str, str]]) -> Upstream | None:
+        """Choose the reachable ready instance with the fewest requests in flight.
+
+        `exclude` contains the (instance ID, address) pairs already tried. An instance
+        that was restarted at a new address counts as a new one.
+        """
+        now = time.monotonic()
+        candidates = [
+            up
+            for up in self.upstreams.values()
+            if (up.instance_id, up.address) not in exclude and up.unreachable_until <= now
+        ]
         if not candidates:
             return None
         self.turn += 1
@@ -78,9 +93,20 @@ class RoutingTable:
         # would bring back a revoked key.
         self._refresh_lock = asyncio.Lock()
         self.last_sync: float = 0.0
+        # Set, and then replaced, whenever a refresh changes any route or instance.
+        self._changed = asyncio.Event()
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+
+    async def wait_for_change(self, timeout_s: float) -> bool:
+        """Wait until a refresh changes routes or instances; False on timeout."""
+        changed = self._changed
+        try:
+            await asyncio.wait_for(changed.wait(), timeout=timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def refresh_soon(self) -> None:
         """Ask for a refresh now instead of at the next tick (same process only)."""
@@ -115,6 +141,9 @@ class RoutingTable:
             self._apply(changes)
             self._seq = changes.seq
             self.last_sync = time.monotonic()
+            if changes.endpoints or changes.instances:
+                self._changed.set()
+                self._changed = asyncio.Event()
 
     def _load_changes(self, since: int) -> _Changes:
         with self._database.session() as session:

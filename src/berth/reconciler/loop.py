@@ -1,10 +1,14 @@
 """The reconcile loop: compares each endpoint's desired state with its instances and
 acts through the backend until they match.
 
-One step is idempotent and may be repeated at any time; the loop runs steps on a timer
-and whenever a request handler records a change. The loop must never stop while the
-server runs, so a failing step is logged with its traceback and the endpoint ID, and
-the next step tries again.
+One step is idempotent and may be repeated at any time. The loop runs steps on a timer,
+whenever a request handler records a change, and whenever an instance process exits. The
+loop must never stop while the server runs, so a failing step is logged with its
+traceback and the endpoint ID, and the next step tries again.
+
+A step does its slow work (health probes, locating model files) before it opens the
+write transactions, so that a hung instance or a model being built never holds the
+database's write lock while API requests wait for it.
 """
 
 import asyncio
@@ -13,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -45,12 +50,16 @@ class Timing:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     slow_step_s: float = 5.0
+    # Time between SIGTERM and SIGKILL for the instances of a deleted endpoint.
+    delete_drain_timeout_s: float = 5.0
+    # How long a step waits for the probes it started; slower ones are read next step.
+    probe_wait_s: float = 0.2
 
 
 @dataclass
 class Placement:
     capacity: int
-    models_dir: object  # pathlib.Path; kept loose to avoid importing settings here
+    models_dir: Path
 
 
 @dataclass
@@ -65,7 +74,26 @@ class _Track:
     restart_at: float = 0.0
     drain_started: float | None = None
     terminated_at: float | None = None
+    drain_timeout_s: float | None = None
     ready_probe: bool = field(default=False)
+
+
+@dataclass(frozen=True)
+class _ProbeTarget:
+    instance_id: str
+    address: str
+    path: str
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The endpoints and open instances that a step reads before it acts."""
+
+    endpoint_ids: list[str]
+    # (instance ID, state, address) of every open instance.
+    instances: list[tuple[str, InstanceState, str]]
+    # Model artifacts of endpoints that may start an instance in this step.
+    artifacts: set[str]
 
 
 class Reconciler:
@@ -88,14 +116,21 @@ class Reconciler:
         self._tracks: dict[str, _Track] = {}
         self._prober = prober or Prober()
         self._changed = False
+        # Probes still running, by instance ID, and results that no step has applied yet.
+        self._probing: dict[str, asyncio.Task[bool]] = {}
+        self._probe_results: dict[str, tuple[_ProbeTarget, bool]] = {}
+        # Model folders located in this step, or the error that locating one raised.
+        self._artifacts: dict[str, Path | None | Exception] = {}
 
     # -- start-up ---------------------------------------------------------------------
 
     def recover(self) -> None:
         """End processes left by an earlier server run and mark their instances for restart.
 
-        Instances of that run were children of the old server; they are gone or orphaned,
-        so each open instance row is restarted in place by the next steps.
+        Instances of that run were children of the old server, so they are gone or
+        orphaned, and the next steps restart each open instance row in place. The backend
+        also finds and ends processes that no row names, because the old server died
+        between starting one and recording it, so that no instance runs twice.
         """
         with self._database.session() as session:
             rows = session.scalars(select(Instance).where(Instance.ended_at.is_(None))).all()
@@ -112,6 +147,9 @@ class Reconciler:
                 mark_changed(session, row)
             if rows:
                 logger.info("recovering %d instances left by the previous server run", len(rows))
+        strays = self._backend.end_strays()
+        if strays:
+            logger.warning("ended %d instance processes that no instance record named", strays)
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -130,45 +168,138 @@ class Reconciler:
             except TimeoutError:
                 pass
             wake.clear()
+        for task in self._probing.values():
+            task.cancel()
         await self._prober.close()
 
     async def step(self) -> None:
         """Reconcile every endpoint that is not deleted or still has instances."""
-        with self._database.session() as session:
-            open_ids = select(Instance.endpoint_id).where(Instance.ended_at.is_(None))
-            endpoint_ids = session.scalars(
-                select(Endpoint.id)
-                .where(or_(Endpoint.deleted_at.is_(None), Endpoint.id.in_(open_ids)))
-                .order_by(Endpoint.created_at, Endpoint.id)
-            ).all()
+        snapshot = self._read_snapshot()
+        await self._probe(snapshot)
+        await self._locate_artifacts(snapshot.artifacts)
 
         self._changed = False
-        for endpoint_id in endpoint_ids:
+        for endpoint_id in snapshot.endpoint_ids:
             try:
                 with self._database.session() as session:
-                    endpoint = session.get(Endpoint, endpoint_id)
+                    # Lock the endpoint row before any other write, because every write
+                    # also locks the change counter's row. API handlers lock in the same
+                    # order, so on PostgreSQL the two cannot deadlock.
+                    endpoint = session.get(Endpoint, endpoint_id, with_for_update=True)
                     if endpoint is not None:
-                        await self._reconcile(session, endpoint)
+                        self._reconcile(session, endpoint)
             except Exception:
                 logger.exception("reconciling endpoint %s failed", endpoint_id)
         if self._changed:
             self._on_change()
 
-    async def _reconcile(self, session: Session, endpoint: Endpoint) -> None:
+    def _read_snapshot(self) -> _Snapshot:
+        with self._database.session() as session:
+            open_ids = select(Instance.endpoint_id).where(Instance.ended_at.is_(None))
+            endpoints = session.scalars(
+                select(Endpoint)
+                .where(or_(Endpoint.deleted_at.is_(None), Endpoint.id.in_(open_ids)))
+                .order_by(Endpoint.created_at, Endpoint.id)
+            ).all()
+            instances = session.execute(
+                select(Instance.id, Instance.state, Instance.address).where(
+                    Instance.ended_at.is_(None)
+                )
+            ).all()
+            artifacts = {
+                endpoint.artifact for endpoint in endpoints if self._may_launch(endpoint)
+            }
+            return _Snapshot(
+                endpoint_ids=[endpoint.id for endpoint in endpoints],
+                instances=[(row[0], InstanceState(row[1]), row[2]) for row in instances],
+                artifacts=artifacts,
+            )
+
+    @staticmethod
+    def _may_launch(endpoint: Endpoint) -> bool:
+        if endpoint.deleted_at is not None or endpoint.desired_state != DesiredState.RUNNING:
+            return False
+        serving = [
+            row
+            for row in endpoint.instance_rows
+            if row.ended_at is None
+            and row.generation == endpoint.generation
+            and row.state not in (InstanceState.DRAINING, InstanceState.EXITED)
+        ]
+        return len(serving) < endpoint.instances
+
+    # -- probing, outside any transaction ---------------------------------------------
+
+    async def _probe(self, snapshot: _Snapshot) -> None:
+        """Start the readiness and health probes that are due, and wait briefly for them.
+
+        A probe of a hung instance runs into its timeout; the step does not wait for it,
+        and a later step applies its result.
+        """
+        now = self._clock()
+        for instance_id, state, address in snapshot.instances:
+            if instance_id in self._probing or not address:
+                continue
+            if state == InstanceState.STARTING:
+                path = "/ready"
+            elif state == InstanceState.READY:
+                track = self._tracks.setdefault(instance_id, _Track(started=now))
+                if now - track.last_health_check < self._timing.health_interval_s:
+                    continue
+                track.last_health_check = now
+                path = "/health"
+            else:
+                continue
+            target = _ProbeTarget(instance_id, address, path)
+            task = asyncio.ensure_future(self._run_probe(target))
+            self._probing[instance_id] = task
+
+        if self._probing:
+            await asyncio.wait(set(self._probing.values()), timeout=self._timing.probe_wait_s)
+        for instance_id, task in list(self._probing.items()):
+            if task.done():
+                del self._probing[instance_id]
+        # Results for instances that ended meanwhile would never be read.
+        open_ids = {instance_id for instance_id, _state, _address in snapshot.instances}
+        for instance_id in set(self._probe_results) - open_ids:
+            del self._probe_results[instance_id]
+
+    async def _run_probe(self, target: _ProbeTarget) -> bool:
+        try:
+            (ok,) = await self._prober.check_many([(target.address, target.path)])
+        except Exception:
+            logger.exception("probing instance %s failed", target.instance_id)
+            ok = False
+        self._probe_results[target.instance_id] = (target, ok)
+        return ok
+
+    async def _locate_artifacts(self, artifacts: set[str]) -> None:
+        """Find (or build) the model folders that instances of this step may need."""
+        self._artifacts = {}
+        for artifact in artifacts:
+            try:
+                self._artifacts[artifact] = await asyncio.to_thread(
+                    resolve_artifact, artifact, self._placement.models_dir
+                )
+            except Exception as exc:
+                self._artifacts[artifact] = exc
+
+    # -- reconciling one endpoint, inside its transaction -----------------------------
+
+    def _reconcile(self, session: Session, endpoint: Endpoint) -> None:
         instances = [row for row in endpoint.instance_rows if row.ended_at is None]
-        await self._observe(session, endpoint, instances)
+        self._observe(session, endpoint, instances)
         instances = [row for row in instances if row.ended_at is None]
 
         if endpoint.deleted_at is not None or endpoint.desired_state != DesiredState.RUNNING:
             self._wind_down(session, endpoint, instances)
         else:
-            await self._converge(session, endpoint, instances)
+            self._converge(session, endpoint, instances)
 
     # -- observing instances ----------------------------------------------------------
 
-    async def _observe(self, session: Session, endpoint: Endpoint, rows: list[Instance]) -> None:
+    def _observe(self, session: Session, endpoint: Endpoint, rows: list[Instance]) -> None:
         now = self._clock()
-        probes: list[tuple[Instance, str]] = []
         for row in rows:
             track = self._tracks.setdefault(row.id, _Track(started=now))
             status = self._backend.status(row.id)
@@ -198,25 +329,24 @@ class Reconciler:
                         f"did not become ready within {self._timing.start_timeout_s:.0f} s"
                     )
                     self._backend.kill(row.id)
-                else:
-                    probes.append((row, "/ready"))
-            elif row.state == InstanceState.READY:
-                if now - track.last_health_check >= self._timing.health_interval_s:
-                    track.last_health_check = now
-                    probes.append((row, "/health"))
+            elif row.state == InstanceState.UNHEALTHY:
+                # Killed already; repeat it until the process is gone.
+                self._backend.kill(row.id)
             elif row.state == InstanceState.DRAINING:
                 self._advance_drain(row, track, now)
 
-        results = await self._prober.check_many([(row.address, path) for row, path in probes])
-        for (row, path), ok in zip(probes, results, strict=True):
-            self._apply_probe(session, endpoint, row, path, ok)
+            result = self._probe_results.pop(row.id, None)
+            if result is not None:
+                target, ok = result
+                if target.address == row.address:
+                    self._apply_probe(session, endpoint, row, target.path, ok)
 
     def _apply_probe(
         self, session: Session, endpoint: Endpoint, row: Instance, path: str, ok: bool
     ) -> None:
         track = self._tracks[row.id]
         if path == "/ready":
-            if ok:
+            if ok and row.state == InstanceState.STARTING:
                 row.state = InstanceState.READY
                 row.ready_at = utcnow()
                 row.last_error = ""
@@ -229,10 +359,19 @@ class Reconciler:
                 logger.info("instance %s of endpoint %s is ready", row.id, endpoint.id)
             return
 
+        if row.state != InstanceState.READY:
+            return
         if ok:
             track.health_failures = 0
             return
         track.health_failures += 1
+        logger.info(
+            "instance %s of endpoint %s failed health check %d of %d",
+            row.id,
+            endpoint.id,
+            track.health_failures,
+            self._timing.unhealthy_after,
+        )
         if track.health_failures >= self._timing.unhealthy_after:
             row.state = InstanceState.UNHEALTHY
             row.last_error = f"failed {track.health_failures} health checks in a row; restarting it"
@@ -250,8 +389,12 @@ class Reconciler:
             if now - track.drain_started >= self._timing.drain_grace_s:
                 self._backend.terminate(row.id)
                 track.terminated_at = now
-        elif now - track.terminated_at >= self._timing.drain_timeout_s:
-            logger.warning("instance %s did not exit after draining; killing it", row.id)
+            return
+        timeout = track.drain_timeout_s or self._timing.drain_timeout_s
+        if now - track.terminated_at >= timeout:
+            logger.warning(
+                "instance %s did not exit within %.0f s of draining; killing it", row.id, timeout
+            )
             self._backend.kill(row.id)
 
     def _mark_exited(self, session: Session, row: Instance, track: _Track, reason: str) -> None:
@@ -279,8 +422,12 @@ class Reconciler:
         self._backend.forget(row.id)
         self._changed = True
 
-    def _drain(self, session: Session, row: Instance) -> None:
-        """Take an instance out of routing; it is asked to exit after the drain grace."""
+    def _drain(self, session: Session, row: Instance, timeout_s: float | None = None) -> None:
+        """Take an instance out of routing and schedule its end.
+
+        SIGTERM follows after the drain grace, and SIGKILL `timeout_s` (default: the drain
+        timeout) after that if the process is still running.
+        """
         if row.state == InstanceState.DRAINING:
             return
         if self._backend.status(row.id).state != ProcessState.RUNNING:
@@ -289,17 +436,27 @@ class Reconciler:
         row.state = InstanceState.DRAINING
         track = self._tracks.setdefault(row.id, _Track())
         track.drain_started = self._clock()
+        track.drain_timeout_s = timeout_s
         mark_changed(session, row)
         self._changed = True
 
     # -- stopping and deleting --------------------------------------------------------
 
     def _wind_down(self, session: Session, endpoint: Endpoint, rows: list[Instance]) -> None:
+        deleted = endpoint.deleted_at is not None
+        timeout = self._timing.delete_drain_timeout_s if deleted else None
         for row in rows:
-            self._drain(session, row)
+            self._drain(session, row, timeout)
+            if deleted and row.state == InstanceState.DRAINING:
+                # A delete shortens the drain of instances that were already draining.
+                track = self._tracks.setdefault(row.id, _Track())
+                track.drain_timeout_s = min(
+                    track.drain_timeout_s or self._timing.drain_timeout_s,
+                    self._timing.delete_drain_timeout_s,
+                )
         remaining = [row for row in rows if row.ended_at is None]
 
-        if endpoint.deleted_at is not None:
+        if deleted:
             reason = f"ending {len(remaining)} instances" if remaining else "deleted"
             self._set_state(session, endpoint, EndpointState.DELETING, reason)
         elif remaining:
@@ -311,7 +468,7 @@ class Reconciler:
 
     # -- converging a running endpoint ------------------------------------------------
 
-    async def _converge(self, session: Session, endpoint: Endpoint, rows: list[Instance]) -> None:
+    def _converge(self, session: Session, endpoint: Endpoint, rows: list[Instance]) -> None:
         if (
             endpoint.state == EndpointState.FAILED
             and endpoint.observed_generation == endpoint.generation
@@ -332,7 +489,7 @@ class Reconciler:
             self._drain(session, row)
             current.remove(row)
         while len(current) < endpoint.instances:
-            row = await self._start_new(session, endpoint)
+            row = self._start_new(session, endpoint)
             if row is None:
                 return
             current.append(row)
@@ -341,7 +498,7 @@ class Reconciler:
                 row.state == InstanceState.EXITED
                 and self._clock() >= self._tracks[row.id].restart_at
             ):
-                if not await self._restart(session, endpoint, row):
+                if not self._restart(session, endpoint, row):
                     return
 
         if self._deploy_failed(session, endpoint, current, old):
@@ -385,7 +542,7 @@ class Reconciler:
         )
         return ranked[: len(current) - wanted]
 
-    async def _start_new(self, session: Session, endpoint: Endpoint) -> Instance | None:
+    def _start_new(self, session: Session, endpoint: Endpoint) -> Instance | None:
         row = Instance(
             id=new_id(),
             endpoint_id=endpoint.id,
@@ -395,11 +552,11 @@ class Reconciler:
         )
         session.add(row)
         endpoint.instance_rows.append(row)
-        if not await self._launch(session, endpoint, row):
+        if not self._launch(session, endpoint, row):
             return None
         return row
 
-    async def _restart(self, session: Session, endpoint: Endpoint, row: Instance) -> bool:
+    def _restart(self, session: Session, endpoint: Endpoint, row: Instance) -> bool:
         row.restart_count += 1
         logger.info(
             "restarting instance %s of endpoint %s (restart %d)",
@@ -407,20 +564,28 @@ class Reconciler:
             endpoint.id,
             row.restart_count,
         )
-        return await self._launch(session, endpoint, row)
+        return self._launch(session, endpoint, row)
 
-    async def _launch(self, session: Session, endpoint: Endpoint, row: Instance) -> bool:
+    def _launch(self, session: Session, endpoint: Endpoint, row: Instance) -> bool:
         model = endpoint.model
-        try:
-            path = await asyncio.to_thread(
-                resolve_artifact, model.artifact, self._placement.models_dir
-            )
-        except Exception as exc:
-            logger.exception("model files of endpoint %s are unavailable", endpoint.id)
+        # The endpoint's checkpoint decides the files; the model only names them.
+        artifact = endpoint.artifact
+        located = self._artifacts.get(artifact)
+        if artifact not in self._artifacts:
+            # Not located before the transaction (the endpoint changed since the step's
+            # snapshot); locate it now rather than wait a step.
+            try:
+                located = resolve_artifact(artifact, self._placement.models_dir)
+            except Exception as exc:
+                located = exc
+            self._artifacts[artifact] = located
+        if isinstance(located, Exception):
+            logger.error("model files of endpoint %s are unavailable: %s", endpoint.id, located)
             self._fail(
-                session, endpoint, f"the files of model '{model.name}' are unavailable: {exc}"
+                session, endpoint, f"the files of model '{model.name}' are unavailable: {located}"
             )
             return False
+        path = located
 
         spec = InstanceSpec(
             instance_id=row.id,
@@ -516,7 +681,9 @@ class ReconcilerThread:
     """Runs the reconciler on its own thread and event loop, apart from request handling.
 
     Instances are started from this thread, which lives as long as the server, because
-    the local backend ties each child's life to the thread that started it.
+    the local backend ties each child's life to the thread that started it. `start`
+    returns once the previous run's instances are recovered, so that a gateway loading
+    its routes afterwards does not see their stale addresses as ready.
     """
 
     def __init__(self, reconciler: Reconciler) -> None:
@@ -527,9 +694,14 @@ class ReconcilerThread:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="berth-reconciler", daemon=True)
 
-    def start(self) -> None:
+    def start(self, recover_timeout_s: float = 60.0) -> None:
         self._thread.start()
-        self._ready.wait(timeout=10)
+        if not self._ready.wait(timeout=recover_timeout_s):
+            logger.warning(
+                "recovering the previous run's instances takes longer than %.0f s; "
+                "serving meanwhile",
+                recover_timeout_s,
+            )
 
     def _main(self) -> None:
         asyncio.run(self._run())
@@ -538,16 +710,22 @@ class ReconcilerThread:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._ready.set()
         try:
             self._reconciler.recover()
         except Exception:
             logger.exception("recovering instances of the previous run failed")
+        finally:
+            self._ready.set()
         await self._reconciler.run(self._wake, self._stopping)
 
     def wake(self) -> None:
+        """Run a step soon. Any thread may call this; it does nothing once the loop ended."""
         if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+            try:
+                self._loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:
+                # The loop has closed: the server is stopping and no step will run again.
+                pass
 
     def stop(self, timeout: float = 30.0) -> None:
         if self._loop is not None and self._stopping is not None:

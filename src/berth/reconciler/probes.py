@@ -8,8 +8,14 @@ PROBE_TIMEOUT_S = 2.0
 
 
 class Prober:
-    def __init__(self) -> None:
-        self._client = httpx.AsyncClient(timeout=PROBE_TIMEOUT_S, trust_env=False)
+    def __init__(self, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+        # A new connection per probe, so each probe also checks that the instance still
+        # accepts connections. At one probe per second per instance that costs little.
+        self._client = httpx.AsyncClient(
+            timeout=timeout_s,
+            trust_env=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
 
     async def check(self, address: str, path: str) -> bool:
         """Return True when the runtime answers 200 at `path`."""

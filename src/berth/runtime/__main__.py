@@ -1,8 +1,10 @@
 """Command line of the instance runtime: `python -m berth.runtime --ml-app APP ...`.
 
 Exit status: 2 for invalid arguments, 3 when the model failed to load, and 1 when
-uvicorn fails to start, for example on a port in use. On SIGTERM or SIGINT uvicorn shuts
-down gracefully and then re-raises the signal, so the process ends by that signal.
+uvicorn fails to start, for example on a port in use. On SIGTERM or SIGINT uvicorn stops
+listening at once (new connections are refused, so a gateway tries another instance),
+lets requests in flight finish for up to --shutdown-timeout-s, and then re-raises the
+signal, so the process ends by that signal.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import logging
 import math
 import os
+import socket
 import sys
 import threading
 import time
@@ -26,6 +29,9 @@ from berth.states import MLApp
 logger = logging.getLogger("berth.runtime")
 
 EXIT_LOAD_FAILED = 3
+# Longer than the gateway keeps an idle connection open, so the gateway, not the
+# instance, closes idle connections and never sends a request on one being closed.
+KEEP_ALIVE_TIMEOUT_S = 75
 
 
 def _ml_app(text: str) -> MLApp:
@@ -45,6 +51,15 @@ def _positive_int(text: str) -> int:
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
+    return value
+
+
+def _optional_positive_float(text: str) -> float | None:
+    value = float(text)
+    if value == 0:
+        return None
+    if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
     return value
 
@@ -103,6 +118,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Text Embedding: maximum time in ms that a batch waits for more texts after its "
         "first text arrived (default: %(default)s).",
     )
+    parser.add_argument(
+        "--echo-delay-ms",
+        type=_non_negative_float,
+        default=0.0,
+        help="Echo: pause in ms before each streamed word and before each embedding reply, "
+        "to imitate a model's generation time (default: %(default)s).",
+    )
+    parser.add_argument(
+        "--shutdown-timeout-s",
+        type=_non_negative_float,
+        default=30.0,
+        help="After SIGTERM, maximum time in s that requests in flight, streams included, "
+        "get to finish before they are cancelled (default: %(default)s).",
+    )
+    parser.add_argument(
+        "--stall-timeout-s",
+        type=_optional_positive_float,
+        default=None,
+        help="Report the instance unhealthy on /health when requests are in flight and no "
+        "response data was sent for this many seconds; 0 turns the check off (default: off).",
+    )
     return parser.parse_args(argv)
 
 
@@ -160,13 +196,20 @@ def main(argv: list[str] | None = None) -> int:
         instance_id=args.instance_id or f"pid-{os.getpid()}",
         max_batch_size=args.max_batch_size,
         max_batch_wait_ms=args.max_batch_wait_ms,
+        echo_delay_ms=args.echo_delay_ms,
+        stall_timeout_s=args.stall_timeout_s,
     )
     configure_logging(config.instance_id)
 
     state = RuntimeState(config)
-    listen_options = (
-        {"fd": args.fd} if args.fd is not None else {"host": args.host, "port": args.port}
-    )
+    sockets: list[socket.socket] | None = None
+    listen_options: dict[str, object] = {"host": args.host, "port": args.port}
+    if args.fd is not None:
+        # Take ownership of the inherited descriptor instead of passing fd= to uvicorn.
+        # uvicorn would listen on a duplicate and close only that at shutdown, so the
+        # original would stay open and queue connections that are never accepted.
+        sockets = [socket.socket(fileno=args.fd)]
+        listen_options = {}
     server = uvicorn.Server(
         uvicorn.Config(
             build_app(state),
@@ -176,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
             log_level="warning",
             log_config=None,
             lifespan="on",
-            **listen_options,
+            timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S,
+            # uvicorn takes whole seconds.
+            timeout_graceful_shutdown=math.ceil(args.shutdown_timeout_s),
+            **listen_options,  # type: ignore[arg-type]
         )
     )
 
@@ -196,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         daemon=True,  # a SIGTERM during loading must not wait for the load to finish
     )
     loader.start()
-    server.run()
+    server.run(sockets=sockets)
 
     if failures:
         # The last stderr line is the reason, for a parent that reports only the tail.

@@ -3,7 +3,9 @@
 Chat returns the last user message, completions return the prompt, and embeddings are
 8-dimensional unit vectors derived from a SHA-256 of each text. Token counts are
 whitespace-separated words. A max_tokens the client sets cuts the reply to that many
-words, and stop sequences apply as they do for a real model.
+words, and stop sequences apply as they do for a real model. An optional delay before each
+streamed word (and once before an embedding reply) makes requests last long
+enough to be in flight while tests change or break the platform.
 
 This module must not import torch, transformers or sentence_transformers, so that an
 Echo instance starts in well under a second.
@@ -11,6 +13,7 @@ Echo instance starts in well under a second.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import re
@@ -61,11 +64,15 @@ def hash_vector(text: str) -> list[float]:
 class EchoStream(TextStream):
     """Stream of a precomputed reply, one word per delta, with no delay between them."""
 
-    watch_disconnect = False
-
-    def __init__(self, reply: str, prompt_tokens: int, params: GenerationParams) -> None:
+    def __init__(
+        self, reply: str, prompt_tokens: int, params: GenerationParams, delay_s: float = 0.0
+    ) -> None:
         self.prompt_tokens = prompt_tokens
         self._pieces, self._final_finish_reason = self._apply_limits(split_words(reply), params)
+        self._delay_s = delay_s
+        # Without a delay the reply is complete at once, so watching for a disconnect
+        # would only add overhead.
+        self.watch_disconnect = delay_s > 0
 
     @staticmethod
     def _apply_limits(pieces: list[str], params: GenerationParams) -> tuple[list[str], str]:
@@ -86,6 +93,8 @@ class EchoStream(TextStream):
     async def _iterate(self) -> AsyncIterator[str]:
         for piece in self._pieces:
             if piece:
+                if self._delay_s:
+                    await asyncio.sleep(self._delay_s)
                 yield piece
         self.completion_tokens = count_words("".join(self._pieces))
         self.finish_reason = self._final_finish_reason
@@ -98,24 +107,33 @@ class EchoStream(TextStream):
 
 
 class EchoGenerator(TextGenerator):
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self._delay_s = delay_s
+
     async def start_chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> TextStream:
         reply = next((m.content for m in reversed(messages) if m.role == "user"), "")
         prompt_tokens = sum(count_words(message.content) for message in messages)
-        return EchoStream(reply, prompt_tokens, params)
+        return EchoStream(reply, prompt_tokens, params, self._delay_s)
 
     async def start_completion(self, prompt: str, params: GenerationParams) -> TextStream:
-        return EchoStream(prompt, count_words(prompt), params)
+        return EchoStream(prompt, count_words(prompt), params, self._delay_s)
 
 
 class EchoEmbedder(Embedder):
     dimension = ECHO_DIMENSION
 
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self._delay_s = delay_s
+
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
+        if self._delay_s:
+            await asyncio.sleep(self._delay_s)
         vectors = [hash_vector(text) for text in texts]
         return EmbeddingResult(vectors, sum(count_words(text) for text in texts))
 
 
-def load_echo() -> LoadedModel:
-    return LoadedModel(generator=EchoGenerator(), embedder=EchoEmbedder())
+def load_echo(delay_s: float = 0.0) -> LoadedModel:
+    """Return the Echo model; `delay_s` is the pause before each streamed word."""
+    return LoadedModel(generator=EchoGenerator(delay_s), embedder=EchoEmbedder(delay_s))

@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from berth.runtime.base import LoadedModel
 from berth.runtime.config import RuntimeConfig
@@ -28,6 +30,63 @@ from berth.runtime.routes import (
 logger = logging.getLogger("berth.runtime")
 
 _INFO_ROUTES = ("GET /health", "GET /ready", "GET /v1/models")
+_PROBE_PATHS = frozenset({"/health", "/ready"})
+
+
+class ProgressTracker:
+    """Counts requests in flight and remembers when response bytes were last sent.
+
+    An instance whose requests are in flight but which sends nothing for a long time is
+    stuck (a deadlocked model thread, for example) even though /health itself answers.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.in_flight = 0
+        self.last_progress = clock()
+
+    def started(self) -> None:
+        if self.in_flight == 0:
+            # Time spent idle is not a stall.
+            self.last_progress = self._clock()
+        self.in_flight += 1
+
+    def progressed(self) -> None:
+        self.last_progress = self._clock()
+
+    def finished(self) -> None:
+        self.in_flight -= 1
+        self.last_progress = self._clock()
+
+    def stalled_for(self) -> float:
+        """Seconds without response bytes while requests are in flight; 0 when idle."""
+        if self.in_flight <= 0:
+            return 0.0
+        return self._clock() - self.last_progress
+
+
+class ProgressMiddleware:
+    """Feeds a ProgressTracker from every request except the probes."""
+
+    def __init__(self, app: ASGIApp, tracker: ProgressTracker) -> None:
+        self._app = app
+        self._tracker = tracker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _PROBE_PATHS:
+            await self._app(scope, receive, send)
+            return
+
+        async def tracked_send(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                self._tracker.progressed()
+            await send(message)
+
+        self._tracker.started()
+        try:
+            await self._app(scope, receive, tracked_send)
+        finally:
+            self._tracker.finished()
 
 
 class RuntimeState:
@@ -38,6 +97,7 @@ class RuntimeState:
         self.started_at = int(time.time())
         self.model: LoadedModel | None = None
         self.load_failed = False
+        self.progress = ProgressTracker()
 
 
 def build_app(state: RuntimeState) -> Starlette:
@@ -45,6 +105,17 @@ def build_app(state: RuntimeState) -> Starlette:
     served = SERVED_ROUTES[config.ml_app]
 
     async def health(request: Request) -> Response:
+        stalled_s = state.progress.stalled_for()
+        limit = config.stall_timeout_s
+        if limit is not None and stalled_s > limit:
+            return JSONResponse(
+                {
+                    "status": "stalled",
+                    "detail": f"{state.progress.in_flight} requests in flight and no response "
+                    f"data sent for {stalled_s:.0f} s (limit {limit:g} s)",
+                },
+                status_code=503,
+            )
         return JSONResponse({"status": "ok"})
 
     async def ready(request: Request) -> Response:
@@ -94,6 +165,7 @@ def build_app(state: RuntimeState) -> Starlette:
 
     return Starlette(
         routes=routes,
+        middleware=[Middleware(ProgressMiddleware, tracker=state.progress)],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
