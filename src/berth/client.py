@@ -156,6 +156,35 @@ class Client:
         }
         return self._call("POST", "/models", json=body)  # type: ignore[no-any-return]
 
+    def import_model(
+        self,
+        path: str,
+        name: str,
+        *,
+        ml_app: str | None = None,
+        is_base: bool = False,
+        link: bool = False,
+        checkpoint: str = "main",
+        description: str = "",
+        sharing: str = "private",
+        timeout_s: float = 1800.0,
+    ) -> Json:
+        """Import model files at `path` on the server: a Hugging Face folder, a folder in
+        the Hugging Face cache layout or a GGUF file. An existing model of the same name
+        gets a new checkpoint. Copying and checksumming large files takes a while, hence
+        the long default timeout."""
+        body = {
+            "path": path,
+            "name": name,
+            "ml_app": ml_app,
+            "is_base": is_base,
+            "link": link,
+            "checkpoint": checkpoint,
+            "description": description,
+            "sharing": sharing,
+        }
+        return self._call("POST", "/models/import", json=body, timeout=timeout_s)  # type: ignore[no-any-return]
+
     def update_model(
         self, model: str, *, description: str | None = None, sharing: str | None = None
     ) -> Json:

@@ -175,3 +175,34 @@ def test_model_delete_builtin_rejected(cli: RunCli) -> None:
 
     assert result.exit_code == 1
     assert "model 'echo' is built into Berth; it cannot be deleted" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from berth.hub.demo import build_demo_generation_model
+
+    return build_demo_generation_model(tmp_path_factory.mktemp("cli-import") / "tiny-lm")
+
+
+def test_model_import_and_new_checkpoint(
+    cli: RunCli, registered: list[str], tiny_lm: Path
+) -> None:
+    name = unique("imported")
+
+    first = cli("model", "import", str(tiny_lm), "--name", name, "--link", "-o", "json")
+    model = parse_json(first)
+    registered.append(model["id"])
+    second = cli("model", "import", str(tiny_lm), "--name", name, "--checkpoint", "v2", "--link")
+
+    assert first.exit_code == 0
+    assert model["ml_app"] == "text-generation"
+    assert model["architecture"] == "LlamaForCausalLM"
+    assert second.exit_code == 0
+    assert f"Imported checkpoint v2 of model {name}" in second.stdout
+
+
+def test_model_import_missing_path(cli: RunCli) -> None:
+    result = cli("model", "import", "/no/such/model", "--name", unique("ghost"))
+
+    assert result.exit_code == 1
+    assert "'/no/such/model' does not exist on the Berth server" in result.stderr

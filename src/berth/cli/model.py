@@ -128,9 +128,15 @@ def list_models(
         if owner is not None and owner.strip().lower() == "me":
             owner = client.whoami()["user"]["name"]
         page = client.list_models(
-            limit=limit, offset=offset, ml_app=ml_app, architecture=architecture,
-            field_of_application=field_of_application, base=base, search=search,
-            group=group.value, owner=owner,
+            limit=limit,
+            offset=offset,
+            ml_app=ml_app,
+            architecture=architecture,
+            field_of_application=field_of_application,
+            base=base,
+            search=search,
+            group=group.value,
+            owner=owner,
         )
     if output == OutputFormat.JSON:
         print_json(page)
@@ -197,8 +203,9 @@ def register(
     base: Annotated[
         bool,
         typer.Option(
-            "--base", help="Mark the model as a base model, for training only: it cannot "
-            "be deployed to an endpoint."
+            "--base",
+            help="Mark the model as a base model, for training only: it cannot "
+            "be deployed to an endpoint.",
         ),
     ] = False,
     sharing: SharingOption = ModelSharing.PRIVATE,
@@ -209,8 +216,9 @@ def register(
 ) -> None:
     """Add a model whose files are already on the Berth server to the Model Hub.
 
-    The model belongs to you and to the tenant you act in. Berth checks that the path
-    exists on the server, not what the files contain.
+    The model belongs to you and to the tenant you act in. Berth checks the files as
+    `berth model import` does but leaves them where they are; `import` also detects the
+    ML App and architecture and can copy the files into Berth's storage.
     """
     if path and not path.startswith("~") and not Path(path).is_absolute():
         # The server would resolve a relative path against its own working folder.
@@ -230,6 +238,82 @@ def register(
         print_json(data)
         return
     typer.echo(f"Registered model {data['name']} in the Model Hub.")
+    typer.echo()
+    _print_model(data)
+
+
+@app.command("import")
+def import_model(
+    path: Annotated[
+        str,
+        typer.Argument(
+            show_default=False,
+            help="Model folder, Hugging Face cache folder (models--ORG--NAME) or .gguf file "
+            "on the Berth server. A relative path is taken from the current folder.",
+        ),
+    ],
+    name: Annotated[
+        str,
+        typer.Option(
+            "--name",
+            show_default=False,
+            help="Model name. If you already have a model of that name, the files become "
+            "a new checkpoint of it.",
+        ),
+    ],
+    ml_app: Annotated[
+        str | None,
+        typer.Option("--ml-app", help="ML App, when it cannot be detected from the files."),
+    ] = None,
+    checkpoint: Annotated[str, typer.Option(help="Name of the new checkpoint.")] = "main",
+    link: Annotated[
+        bool,
+        typer.Option("--link", help="Leave the files where they are instead of copying them."),
+    ] = False,
+    base: Annotated[
+        bool,
+        typer.Option(
+            "--base",
+            help="Mark the model as a base model, for training only: it cannot "
+            "be deployed to an endpoint.",
+        ),
+    ] = False,
+    description: Annotated[str, typer.Option(help="Description of the model.")] = "",
+    sharing: SharingOption = ModelSharing.PRIVATE,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Import model files into the Model Hub.
+
+    Berth detects the format, architecture and ML App, checks that the weights are
+    complete, records the size and a checksum, and copies the files into its storage
+    (or links them with --link). Deploy a checkpoint other than the newest one with
+    `--model-checkpoint MODEL:CHECKPOINT`.
+    """
+    if not path.startswith("~") and not Path(path).is_absolute():
+        # The server would resolve a relative path against its own working folder.
+        path = str(Path.cwd() / path)
+    with connect(server, api_key, tenant) as client:
+        data = client.import_model(
+            path,
+            name,
+            ml_app=ml_app,
+            is_base=base,
+            link=link,
+            checkpoint=checkpoint,
+            description=description,
+            sharing=(sharing or ModelSharing.PRIVATE).value,
+        )
+    if output == OutputFormat.JSON:
+        print_json(data)
+        return
+    newest = data["checkpoints"][-1]
+    typer.echo(
+        f"Imported checkpoint {newest['name']} of model {data['name']} "
+        f"({newest['size_bytes']} bytes, {newest['checksum']})."
+    )
     typer.echo()
     _print_model(data)
 
@@ -289,15 +373,17 @@ def delete(
 
 def _print_model(model: Json) -> None:
     owner = model["owner"]["name"] if model["owner"] else "built in"
-    print_fields([
-        ("Name", model["name"]),
-        ("ID", model["id"]),
-        ("Description", model["description"] or "-"),
-        ("ML App", f"{model['ml_app_name']} ({model['ml_app']})"),
-        ("Architecture", model["architecture"] or "-"),
-        ("Field", model["field_of_application"] or "-"),
-        ("Base model", "yes, for training only" if model["is_base"] else "no"),
-        ("Owner", owner),
-        ("Shared with", "everyone" if model["is_builtin"] else _SHARING_TEXT[model["sharing"]]),
-        ("Created", format_time(model["created_at"])),
-    ])
+    print_fields(
+        [
+            ("Name", model["name"]),
+            ("ID", model["id"]),
+            ("Description", model["description"] or "-"),
+            ("ML App", f"{model['ml_app_name']} ({model['ml_app']})"),
+            ("Architecture", model["architecture"] or "-"),
+            ("Field", model["field_of_application"] or "-"),
+            ("Base model", "yes, for training only" if model["is_base"] else "no"),
+            ("Owner", owner),
+            ("Shared with", "everyone" if model["is_builtin"] else _SHARING_TEXT[model["sharing"]]),
+            ("Created", format_time(model["created_at"])),
+        ]
+    )
