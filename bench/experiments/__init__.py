@@ -1,0 +1,101 @@
+"""Proposed changes to Berth, applied at run time to measure what they would gain.
+
+An experiment either patches Berth in memory (a module with an `apply()`) or sets the
+environment variables that the changed code would set. No file under src/ changes.
+`python -m bench run NAME --experiment EXPERIMENT` adds a "Berth + EXPERIMENT" variant
+to the benchmarks that the experiment affects, measured in the same alternating rounds
+as Berth as it is.
+
+`python -m bench.experiments NAME [NAME ...] -- MODULE ARGS` applies the named patches
+and then runs MODULE (`berth` or `berth.runtime`) as `python -m` would. Instances that a
+patched `berth up` starts are not patched. Environment variables do reach them, because
+Berth passes its environment on to instances.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from dataclasses import dataclass, field
+from importlib import import_module
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    summary: str
+    # Benchmarks that add a variant for this experiment.
+    benchmarks: tuple[str, ...]
+    # Module with an apply() that patches the Berth server process, if any.
+    patch: str | None = None
+    # Variables set for the Berth server (and so its instances) and for bare runtimes.
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def patches(self) -> tuple[str, ...]:
+        return (self.name,) if self.patch else ()
+
+
+EXPERIMENTS = {
+    experiment.name: experiment
+    for experiment in (
+        Experiment(
+            "gateway-aiohttp",
+            "the gateway forwards with an aiohttp client session instead of httpx",
+            ("gateway", "generation"),
+            patch="bench.experiments.gateway_aiohttp",
+        ),
+        Experiment(
+            "batcher-no-wait",
+            "the embedding batcher encodes what is queued as soon as its encoder is idle, "
+            "instead of waiting up to max_batch_wait_ms for more texts",
+            ("batching",),
+            patch="bench.experiments.batcher_no_wait",
+        ),
+        Experiment(
+            "reconciler-skip-settled",
+            "the reconciler leaves out endpoints that are Stopped, meant to stay stopped and "
+            "have no open instance",
+            ("control-plane",),
+            patch="bench.experiments.reconciler_skip_settled",
+        ),
+        Experiment(
+            "omp-passive",
+            "instances run with OMP_WAIT_POLICY=PASSIVE, so idle OpenMP threads sleep "
+            "instead of spinning",
+            ("batching", "generation", "instances"),
+            env={"OMP_WAIT_POLICY": "PASSIVE"},
+        ),
+        Experiment(
+            "reconcile-50ms",
+            "the reconciler runs every 50 ms instead of every 500 ms, an upper bound for "
+            "probing starting instances sooner",
+            ("time-to-live",),
+            env={"BERTH_RECONCILE_INTERVAL_S": "0.05"},
+        ),
+    )
+}
+MODULES = ("berth", "berth.runtime")
+
+
+def apply(names: list[str]) -> None:
+    for name in names:
+        experiment = EXPERIMENTS.get(name)
+        if experiment is None or experiment.patch is None:
+            raise SystemExit(
+                f"unknown patch {name!r}; choose from "
+                f"{', '.join(sorted(e.name for e in EXPERIMENTS.values() if e.patch))}"
+            )
+        import_module(experiment.patch).apply()
+
+
+def main(argv: list[str]) -> None:
+    if "--" not in argv or argv.index("--") + 1 >= len(argv):
+        raise SystemExit("usage: python -m bench.experiments NAME [NAME ...] -- MODULE ARGS")
+    split = argv.index("--")
+    module = argv[split + 1]
+    if module not in MODULES:
+        raise SystemExit(f"MODULE must be one of {', '.join(MODULES)}, got {module!r}")
+    apply(argv[:split])
+    sys.argv = [module, *argv[split + 2 :]]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -1,0 +1,5 @@
+import sys
+
+from bench.experiments import main
+
+main(sys.argv[1:])
