@@ -114,7 +114,7 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie still answers signal 0; read its state to tell.
+    # A zombie still accepts signal 0, so read its state from /proc.
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:

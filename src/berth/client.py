@@ -80,7 +80,7 @@ class Client:
             ) from exc
         except httpx.TimeoutException as exc:
             raise ConnectionFailed(
-                f"the Berth server at {self.server} did not answer in time"
+                f"the Berth server at {self.server} did not respond in time"
             ) from exc
         except httpx.UnsupportedProtocol as exc:
             raise ConnectionFailed(

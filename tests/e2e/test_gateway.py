@@ -75,7 +75,7 @@ def test_unknown_endpoint_with_valid_key_is_401(echo: tuple[dict, str]) -> None:
 
     response = chat(missing, key)
 
-    # The same answer as for a wrong endpoint, so endpoint IDs cannot be probed.
+    # The same response as for a wrong endpoint, so endpoint IDs cannot be probed.
     assert response.status_code == 401
 
 

@@ -32,7 +32,8 @@ def test_first_key_cannot_be_edited_or_revoked(client: Client) -> None:
         client.revoke_key(created["id"], first["id"])
 
     assert edit_error.value.status == 409
-    assert "FirstKey" in edit_error.value.message and "cannot be edited" in edit_error.value.message
+    assert "FirstKey" in edit_error.value.message
+    assert "cannot be edited" in edit_error.value.message
     assert revoke_error.value.status == 409
     assert "cannot be revoked" in revoke_error.value.message
     assert client.get_key(created["id"], first["id"])["description"] == "FirstKey"

@@ -90,8 +90,8 @@ def world(server: BerthServer) -> Iterator[World]:
         client.close()
 
 
-# Each action gets a fresh endpoint (and a fresh extra key), so rows never depend on
-# one another; it returns the HTTP status the caller got.
+# Each action gets a fresh endpoint and a fresh extra key, so rows never depend on one
+# another. An action returns the HTTP status the caller got.
 Action = Callable[[httpx.Client, dict, str], int]
 
 ACTIONS: dict[str, Action] = {

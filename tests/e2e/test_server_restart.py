@@ -44,7 +44,7 @@ def test_graceful_stop_ends_instances(fresh_server: BerthServer) -> None:
 
     status = fresh_server.stop()
 
-    # uvicorn finishes its shutdown, then re-raises SIGTERM so the status tells why it ended.
+    # uvicorn finishes its shutdown, then re-raises SIGTERM so the exit status shows why it ended.
     assert status in (0, -15)
     assert "Application shutdown complete" in fresh_server.log()
     for pid in pids:

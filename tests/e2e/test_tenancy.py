@@ -2,7 +2,6 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -84,9 +83,11 @@ def test_other_tenant_sees_no_endpoint(tenancy: Tenancy) -> None:
         by_state = client.get("/endpoints", params={"state": "Stopped"}).json()
         paged = client.get("/endpoints", params={"offset": 1, "limit": 1}).json()
 
-        assert listed["total"] == 0 and listed["items"] == []
+        assert listed["total"] == 0
+        assert listed["items"] == []
         assert by_state["total"] == 0
-        assert paged["total"] == 0 and paged["items"] == []
+        assert paged["total"] == 0
+        assert paged["items"] == []
         assert client.get(f"/endpoints/{tenancy.endpoint_a['id']}").status_code == 404
         assert client.get("/endpoints/alpha-private").status_code == 404
         assert client.get(f"/endpoints/{tenancy.endpoint_a['id']}/keys").status_code == 404
@@ -218,7 +219,8 @@ def test_password_sign_in_and_session_cookie(tenancy: Tenancy) -> None:
 
     cookie = signed_in.headers["set-cookie"].lower()
     assert signed_in.status_code == 200
-    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
     assert whoami.json()["user"]["name"] == "bella"
     assert whoami.json()["tenant"]["name"] == "beta"
     assert foreign.status_code == 403
@@ -289,7 +291,7 @@ def test_duplicate_tenant_and_user_names(tenancy: Tenancy) -> None:
     assert tenancy.admin.post("/users", json={"username": "Olivia"}).status_code == 409
 
 
-def test_sharing_setting_off_keeps_shared_endpoints(fresh_server: BerthServer, tmp_path: Path) -> None:
+def test_sharing_off_keeps_shared_endpoints(fresh_server: BerthServer) -> None:
     fresh_server.start()
     with api(fresh_server, ADMIN_KEY) as admin:
         refused = admin.post(

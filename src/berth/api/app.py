@@ -79,7 +79,7 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
 class CatchUnexpectedErrors:
     """Return 500 with the JSON envelope for any error that no handler took, and log it.
 
-    Starlette's own last-resort handler re-raises after answering, which makes the
+    Starlette's own last-resort handler re-raises after responding, which makes the
     server close the connection; this one ends the request cleanly instead.
     """
 

@@ -97,7 +97,7 @@ class LocalBackend:
             port = listener.getsockname()[1]
             child = self._spawn(spec, listener.fileno())
         finally:
-            # The child holds its own copy of the descriptor now.
+            # The child has its own copy of the descriptor now.
             listener.close()
 
         with self._lock:
@@ -144,7 +144,7 @@ class LocalBackend:
         env = {name: value for name, value in os.environ.items() if name not in _SECRET_VARIABLES}
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
         # Idle OpenMP threads of torch spin by default, so instances sharing cores wait
-        # on each other; passive waiting gave 3 to 5 times the throughput in bench/.
+        # on each other. Passive waiting gave 3 to 5 times the throughput in bench/.
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         env[OWNER_VARIABLE] = self._owner
 

@@ -217,8 +217,8 @@ def register(
     """Add a model whose files are already on the Berth server to the Model Hub.
 
     The model belongs to you and to the tenant you act in. Berth checks the files as
-    `berth model import` does but leaves them where they are; `import` also detects the
-    ML App and architecture and can copy the files into Berth's storage.
+    `berth model import` does but leaves them where they are. `import` also detects the
+    ML App and architecture, and it can copy the files into Berth's storage.
     """
     if path and not path.startswith("~") and not Path(path).is_absolute():
         # The server would resolve a relative path against its own working folder.

@@ -23,7 +23,7 @@ def load_profile() -> dict[str, Any]:
 
 
 def save_profile(server: str, api_key: str, tenant: str | None = None) -> Path:
-    """Write the profile with mode 0600, since it holds a platform key."""
+    """Write the profile with mode 0600, since it contains a platform key."""
     path = profile_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data: dict[str, Any] = {"server": server, "api_key": api_key}

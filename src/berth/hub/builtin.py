@@ -78,7 +78,7 @@ class ArtifactError(BerthError):
 
 
 def resolve_artifact(artifact: str, models_dir: Path) -> Path | None:
-    """Return the local folder that holds a model's files, building it if needed.
+    """Return the local folder that contains a model's files, building it if needed.
 
     Returns None for models that need no files (Echo). Runs in the reconciler before an
     instance starts, so a missing package shows up as the endpoint's failure reason.

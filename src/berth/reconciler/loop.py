@@ -64,7 +64,7 @@ class Placement:
 
 @dataclass
 class _Track:
-    """What the reconciler remembers of one instance between steps (not persisted)."""
+    """In-memory record of one instance between reconcile steps; it is not persisted."""
 
     started: float = 0.0
     last_health_check: float = 0.0

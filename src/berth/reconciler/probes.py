@@ -18,7 +18,7 @@ class Prober:
         )
 
     async def check(self, address: str, path: str) -> bool:
-        """Return True when the runtime answers 200 at `path`."""
+        """Return True when the runtime responds 200 at `path`."""
         try:
             response = await self._client.get(f"http://{address}{path}")
         except (httpx.HTTPError, OSError):

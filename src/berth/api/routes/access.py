@@ -69,7 +69,7 @@ def update_organization(
     """Turn sharing with all tenants on or off (OrgAdmin only).
 
     Turning it off leaves shared endpoints and models shared unless `unshare_existing`
-    is set; the answer lists them either way."""
+    is set; the response lists them either way."""
     report = organization.set_sharing(
         session, principal, body.share_with_all_tenants, body.unshare_existing
     )

@@ -11,7 +11,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health", response_model=Health)
 def health() -> Health:
-    """Answer without credentials once the server is ready."""
+    """Return the server status, without credentials, once the server is ready."""
     return Health(status="ok", version=__version__)
 
 

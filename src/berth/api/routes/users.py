@@ -102,7 +102,7 @@ def create_key(
     session: SessionDep,
     principal: PrincipalDep,
 ) -> PlatformKeyCreated:
-    """Create a platform API key; the answer is the only time the key is shown."""
+    """Create a platform API key; the response is the only time the key is shown."""
     row = service.find_user(session, principal, user)
     key_row, key = service.create_platform_key(session, principal, row, body.description)
     commit_and_notify(session, request)
