@@ -40,31 +40,12 @@ EXPERIMENTS = {
     experiment.name: experiment
     for experiment in (
         Experiment(
-            "gateway-aiohttp",
-            "the gateway forwards with an aiohttp client session instead of httpx",
-            ("gateway", "generation"),
-            patch="bench.experiments.gateway_aiohttp",
-        ),
-        Experiment(
-            "batcher-no-wait",
-            "the embedding batcher encodes what is queued as soon as its encoder is idle, "
-            "instead of waiting up to max_batch_wait_ms for more texts",
-            ("batching",),
-            patch="bench.experiments.batcher_no_wait",
-        ),
-        Experiment(
-            "reconciler-skip-settled",
-            "the reconciler leaves out endpoints that are Stopped, meant to stay stopped and "
-            "have no open instance",
-            ("control-plane",),
-            patch="bench.experiments.reconciler_skip_settled",
-        ),
-        Experiment(
-            "omp-passive",
-            "instances run with OMP_WAIT_POLICY=PASSIVE, so idle OpenMP threads sleep "
-            "instead of spinning",
+            "one-thread",
+            "instances (and the bare runtimes and plain baselines of the same variant) run "
+            "torch with one intra-op thread (OMP_NUM_THREADS=1), so two instances on two "
+            "cores do not compete for the same cores",
             ("batching", "generation", "instances"),
-            env={"OMP_WAIT_POLICY": "PASSIVE"},
+            env={"OMP_NUM_THREADS": "1"},
         ),
         Experiment(
             "reconcile-50ms",

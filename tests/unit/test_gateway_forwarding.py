@@ -1,21 +1,22 @@
-"""The gateway's forwarding rules, with instances replaced by an httpx mock transport.
+"""The gateway's forwarding rules, against small HTTP servers on 127.0.0.1 that stand in
+for instances and misbehave on request.
 
 A request that never reached an instance is retried once on another. A request that
-reached an instance is never sent again, and a stream that breaks off ends with an
-error event.
+reached an instance is never sent again, a stream that breaks off ends with an error
+event, and a caller that leaves a stream closes the connection to the instance.
 """
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+import json
+import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Route as StarletteRoute
 
-from berth.gateway.proxy import METHODS, Gateway
+from berth.gateway.proxy import Gateway
 from berth.gateway.table import KeyEntry, Route, RoutingTable, Upstream, _Changes
 from berth.states import EndpointState, InstanceState, KeyStatus, MLApp
 
@@ -23,51 +24,113 @@ pytestmark = pytest.mark.anyio
 
 KEY = "berth_ek_unit-test-key"
 ENDPOINT = "00000000-0000-0000-0000-0000000000e1"
-FIRST = "127.0.0.1:1001"
-SECOND = "127.0.0.1:1002"
+OTHER_ENDPOINT = "00000000-0000-0000-0000-0000000000e2"
+OTHER_KEY = "berth_ek_other-endpoint-key"
 
 
-class BrokenStream(httpx.AsyncByteStream):
-    """An event stream that sends one event and then loses its connection."""
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield b'data: {"choices": []}\n\n'
-        raise httpx.ReadError("connection reset by peer")
+
+def _free_port() -> int:
+    """A port that nothing listens on, so connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @dataclass
-class Instances:
-    """What each fake instance address does with a request, and what each one received."""
+class FakeInstance:
+    """A minimal HTTP/1.1 server whose response `behaviour` selects.
 
-    behaviour: dict[str, str] = field(default_factory=dict)
-    attempts: list[str] = field(default_factory=list)
+    ok: 200 with the address that served. drop: closes the connection without a response.
+    break-stream: sends one event of a stream, then closes. endless-stream: sends an
+    event every 10 ms until the connection closes.
+    """
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        address = f"{request.url.host}:{request.url.port}"
-        self.attempts.append(address)
-        behaviour = self.behaviour.get(address, "ok")
-        if behaviour == "refuse":
-            raise httpx.ConnectError("connection refused", request=request)
-        if behaviour == "drop":
-            raise httpx.RemoteProtocolError(
-                "Server disconnected without sending a response.", request=request
+    behaviour: str = "ok"
+    attempts: int = 0
+    closed_streams: int = 0
+    address: str = ""
+    server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        self.address = f"127.0.0.1:{port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                self.attempts += 1
+                if not await self._answer(writer):
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _answer(self, writer: asyncio.StreamWriter) -> bool:
+        """Write the response; return whether the connection stays open."""
+        if self.behaviour == "drop":
+            return False
+        if self.behaviour in ("break-stream", "endless-stream"):
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"transfer-encoding: chunked\r\n\r\n"
             )
-        if behaviour == "break-stream":
-            return httpx.Response(
-                200, headers={"content-type": "text/event-stream"}, stream=BrokenStream()
-            )
-        return httpx.Response(200, json={"served_by": address})
+            event = b'data: {"choices": []}\n\n'
+            chunk = b"%x\r\n%s\r\n" % (len(event), event)
+            writer.write(chunk)
+            await writer.drain()
+            if self.behaviour == "break-stream":
+                return False
+            try:
+                while True:
+                    await asyncio.sleep(0.01)
+                    writer.write(chunk)
+                    await writer.drain()
+            except ConnectionError:
+                self.closed_streams += 1
+            return False
+        body = json.dumps({"served_by": self.address}).encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        return True
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
 
 
 @dataclass
 class Setup:
     table: RoutingTable
-    instances: Instances
+    gateway: Gateway
     client: httpx.AsyncClient
+    first: FakeInstance
+    second: FakeInstance
+    refused_address: str = field(default_factory=lambda: f"127.0.0.1:{_free_port()}")
 
     @property
     def route(self) -> Route:
         return self.table.routes[ENDPOINT]
+
+    def set_upstreams(self, *addresses: str) -> None:
+        self.route.upstreams = {
+            f"i{index}": Upstream(f"i{index}", address) for index, address in enumerate(addresses)
+        }
 
     async def post(self, path: str = "v1/chat/completions", **kwargs: object) -> httpx.Response:
         return await self.client.post(
@@ -79,69 +142,71 @@ class Setup:
 
 
 @pytest.fixture
-def setup() -> Iterator[Setup]:
+async def setup() -> AsyncIterator[Setup]:
+    first, second = FakeInstance(), FakeInstance()
+    await first.start()
+    await second.start()
     table = RoutingTable(database=None, sync_interval_s=0.2)  # type: ignore[arg-type]
-    table.keys[hashlib.sha256(KEY.encode()).hexdigest()] = KeyEntry(
-        "key-1", ENDPOINT, KeyStatus.ACTIVE
-    )
-    table.routes[ENDPOINT] = Route(
-        ENDPOINT,
-        EndpointState.LIVE,
-        MLApp.ECHO,
-        deleted=False,
-        upstreams={"a": Upstream("a", FIRST), "b": Upstream("b", SECOND)},
-    )
-    instances = Instances()
-    gateway = Gateway(
-        table,
-        max_body_bytes=4096,
-        timeout_s=5,
-        no_instance_wait_s=0.5,
-        transport=httpx.MockTransport(instances.handle),
-    )
-    app = Starlette(
-        routes=[
-            StarletteRoute("/endpoints/{endpoint_id}/{path:path}", gateway.handle, methods=METHODS)
-        ]
-    )
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway")
-    yield Setup(table, instances, client)
+    for key, endpoint_id in ((KEY, ENDPOINT), (OTHER_KEY, OTHER_ENDPOINT)):
+        table.keys[hashlib.sha256(key.encode()).hexdigest()] = KeyEntry(
+            f"key-{endpoint_id[-2:]}", endpoint_id, KeyStatus.ACTIVE
+        )
+        table.routes[endpoint_id] = Route(endpoint_id, EndpointState.LIVE, MLApp.ECHO, False)
+    gateway = Gateway(table, max_body_bytes=4096, timeout_s=5, no_instance_wait_s=0.5)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(gateway), base_url="http://gw")
+    result = Setup(table, gateway, client, first, second)
+    result.set_upstreams(first.address, second.address)
+    try:
+        yield result
+    finally:
+        await client.aclose()
+        await gateway.close()
+        await first.stop()
+        await second.stop()
+
+
+async def test_requests_are_forwarded_and_spread(setup: Setup) -> None:
+    responses = [await setup.post() for _ in range(4)]
+
+    assert [response.status_code for response in responses] == [200] * 4
+    served = {response.json()["served_by"] for response in responses}
+    assert served == {setup.first.address, setup.second.address}
+    assert {response.headers["x-berth-instance"] for response in responses} == {"i0", "i1"}
 
 
 async def test_refused_connection_retried_elsewhere(setup: Setup) -> None:
-    setup.instances.behaviour[FIRST] = "refuse"
-    # Round-robin position that makes the first request pick FIRST.
+    setup.set_upstreams(setup.refused_address, setup.second.address)
+    # Round-robin position that makes the first request pick the refusing address.
     setup.route.turn = 1
 
     responses = [await setup.post() for _ in range(4)]
 
     assert [response.status_code for response in responses] == [200] * 4
-    assert all(response.json()["served_by"] == SECOND for response in responses)
-    assert setup.instances.attempts[:2] == [FIRST, SECOND]
-    # The refusing instance is then skipped for a while.
-    assert setup.instances.attempts.count(FIRST) == 1
+    assert all(r.json()["served_by"] == setup.second.address for r in responses)
+    # The refusing instance is then skipped for a while: the second one got every request.
+    assert setup.second.attempts == 4
+    assert setup.route.upstreams["i0"].unreachable_until > 0
 
 
 async def test_delivered_request_not_replayed(setup: Setup) -> None:
-    setup.instances.behaviour[FIRST] = "drop"
-    setup.instances.behaviour[SECOND] = "drop"
+    setup.first.behaviour = setup.second.behaviour = "drop"
 
     response = await setup.post()
 
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "instance_failed"
-    assert len(setup.instances.attempts) == 1
+    assert setup.first.attempts + setup.second.attempts == 1
 
 
 async def test_two_refusals_give_503(setup: Setup) -> None:
-    setup.instances.behaviour[FIRST] = "refuse"
-    setup.instances.behaviour[SECOND] = "refuse"
+    setup.set_upstreams(setup.refused_address, f"127.0.0.1:{_free_port()}")
 
     response = await setup.post()
 
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
-    assert sorted(setup.instances.attempts) == [FIRST, SECOND]
+    assert response.json()["error"]["code"] == "no_ready_instance"
+    assert all(up.unreachable_until > 0 for up in setup.route.upstreams.values())
 
 
 async def test_updating_endpoint_is_served(setup: Setup) -> None:
@@ -159,6 +224,17 @@ async def test_stopping_endpoint_is_not_served(setup: Setup) -> None:
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "endpoint_not_live"
+    assert "try again once it is Live" in response.json()["error"]["message"]
+    assert setup.first.attempts + setup.second.attempts == 0
+
+
+async def test_stopped_endpoint_names_the_fix(setup: Setup) -> None:
+    setup.route.state = EndpointState.STOPPED
+
+    response = await setup.post()
+
+    assert response.status_code == 503
+    assert "berth endpoint restart" in response.json()["error"]["message"]
 
 
 async def test_request_waits_for_a_ready_instance(setup: Setup) -> None:
@@ -170,7 +246,7 @@ async def test_request_waits_for_a_ready_instance(setup: Setup) -> None:
             seq=1,
             keys=[],
             endpoints=[],
-            instances=[("c", ENDPOINT, InstanceState.READY, SECOND, False)],
+            instances=[("c", ENDPOINT, InstanceState.READY, setup.second.address, False)],
         )
         setup.table._apply(changes)
         setup.table._changed.set()
@@ -178,7 +254,7 @@ async def test_request_waits_for_a_ready_instance(setup: Setup) -> None:
     response, _none = await asyncio.gather(setup.post(), instance_becomes_ready())
 
     assert response.status_code == 200
-    assert response.json()["served_by"] == SECOND
+    assert response.json()["served_by"] == setup.second.address
 
 
 async def test_no_ready_instance_gives_503_after_wait(setup: Setup) -> None:
@@ -194,15 +270,56 @@ async def test_no_ready_instance_gives_503_after_wait(setup: Setup) -> None:
 
 
 async def test_broken_stream_ends_with_error_event(setup: Setup) -> None:
-    setup.instances.behaviour[FIRST] = "break-stream"
-    setup.instances.behaviour[SECOND] = "break-stream"
+    setup.first.behaviour = setup.second.behaviour = "break-stream"
 
     response = await setup.post()
 
     assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
     events = [line for line in response.text.splitlines() if line.startswith("data: ")]
     assert events[0] == 'data: {"choices": []}'
     assert '"code":"instance_failed"' in events[-1]
+    assert all(upstream.in_flight == 0 for upstream in setup.route.upstreams.values())
+
+
+async def test_leaving_a_stream_closes_the_instance_connection(setup: Setup) -> None:
+    # httpx's ASGI transport waits for the whole body, so this test speaks ASGI itself.
+    setup.first.behaviour = setup.second.behaviour = "endless-stream"
+    instances = (setup.first, setup.second)
+    first_chunk = asyncio.Event()
+    sent: list[dict[str, object]] = []
+    body = json.dumps({"messages": [], "stream": True}).encode()
+    incoming = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        if incoming:
+            return incoming.pop()
+        await first_chunk.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and message.get("body"):
+            first_chunk.set()
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": f"/endpoints/{ENDPOINT}/v1/chat/completions",
+        "headers": [
+            (b"authorization", f"Bearer {KEY}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
+    await asyncio.wait_for(setup.gateway(scope, receive, send), timeout=5)
+
+    async def closed() -> None:
+        while sum(instance.closed_streams for instance in instances) < 1:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(closed(), timeout=5)
+    assert sent[0]["status"] == 200
     assert all(upstream.in_flight == 0 for upstream in setup.route.upstreams.values())
 
 
@@ -218,3 +335,50 @@ async def test_odd_content_length_is_not_a_server_error(setup: Setup) -> None:
     )
 
     assert response.status_code < 500
+
+
+async def test_unknown_endpoint_with_a_valid_key_is_named(setup: Setup) -> None:
+    response = await setup.client.post(
+        "/endpoints/00000000-0000-0000-0000-00000000dead/v1/embeddings",
+        json={"input": "x"},
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert error["code"] == "unknown_endpoint"
+    assert "00000000-0000-0000-0000-00000000dead" in error["message"]
+
+
+async def test_key_of_another_endpoint_is_rejected(setup: Setup) -> None:
+    response = await setup.client.post(
+        f"/endpoints/{ENDPOINT}/v1/embeddings",
+        json={"input": "x"},
+        headers={"Authorization": f"Bearer {OTHER_KEY}"},
+    )
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "wrong_endpoint_key"
+    assert OTHER_KEY not in response.text
+
+
+async def test_unknown_route_lists_what_the_ml_app_serves(setup: Setup) -> None:
+    setup.route.ml_app = MLApp.TEXT_EMBEDDING
+
+    response = await setup.post("v1/images/generations")
+
+    assert response.status_code == 404
+    message = response.json()["error"]["message"]
+    assert "/v1/embeddings" in message
+    assert "/v1/chat/completions" not in message
+
+
+async def test_oversized_body_gives_413(setup: Setup) -> None:
+    response = await setup.client.post(
+        f"/endpoints/{ENDPOINT}/v1/embeddings",
+        json={"input": "x" * 5000},
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+
+    assert response.status_code == 413
+    assert "4096" in response.json()["error"]["message"]

@@ -1,5 +1,11 @@
 """The gateway's request path: key check, input checks, instance choice, forwarding.
 
+The gateway is a plain ASGI application that the server calls for every path under
+`/endpoints/`, ahead of the Starlette router: each prediction request pays only for the
+work below, not for routing, request objects or middleware. It forwards with one aiohttp
+client session per process, whose connection pool keeps idle connections to instances
+open for reuse.
+
 A request that could not be delivered (the connection was refused or could not be set
 up) is tried once more on another instance. A request that reached an instance is never
 sent again, because the model may already have acted on it: if that instance fails, the
@@ -13,19 +19,26 @@ before the gateway returns 503.
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
 
-import httpx
+import aiohttp
 import orjson
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
 
-from berth.gateway.errors import openai_error
+from berth.gateway.errors import openai_error_body
 from berth.gateway.table import Route, RoutingTable, Upstream
+from berth.runtime.routes import SERVED_ROUTES
 from berth.states import EndpointState, KeyStatus
 
 logger = logging.getLogger(__name__)
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PATH_PREFIX = "/endpoints/"
 # Prediction routes and the HTTP method each accepts.
 ROUTES = {
     "v1/chat/completions": "POST",
@@ -34,12 +47,11 @@ ROUTES = {
     "v1/models": "GET",
     "predict": "POST",
 }
-# Every method the gateway route accepts, so that a wrong one gets a JSON 405 from the
-# gateway instead of the router's plain-text response.
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Endpoint states in which requests are forwarded. An Updating endpoint is changing its
 # model or instance count and serves from its ready instances meanwhile.
 SERVING_STATES = frozenset({EndpointState.LIVE, EndpointState.UPDATING})
+# States that need a person to act before the endpoint serves again.
+SETTLED_STATES = frozenset({EndpointState.STOPPED, EndpointState.FAILED})
 NOT_LIVE_RETRY_AFTER_S = "5"
 NO_INSTANCE_RETRY_AFTER_S = "1"
 # Connection attempts per request: the first instance and one other.
@@ -52,9 +64,72 @@ KEEPALIVE_EXPIRY_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
 WAIT_SLICE_S = 0.5
 
+_JSON = b"application/json"
+_FORWARD_HEADERS = {"content-type": "application/json"}
+_STREAM_FAILED = (
+    b"\n\ndata: "
+    + openai_error_body(
+        "the instance failed while streaming the response",
+        code="instance_failed",
+        error_type="server_error",
+    )
+    + b"\n\n"
+)
 
-class BodyTooLarge(Exception):
-    pass
+
+class ClientGone(Exception):
+    """The caller disconnected before its request body arrived."""
+
+
+@dataclass(slots=True)
+class Reply:
+    """A complete response: status, body and the headers beyond content type and length."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    content_type: bytes = _JSON
+
+
+def error_reply(
+    status: int,
+    message: str,
+    *,
+    code: str,
+    error_type: str = "invalid_request_error",
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    body = openai_error_body(message, code=code, error_type=error_type)
+    extra = [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
+    return Reply(status, body, extra)
+
+
+@dataclass(slots=True)
+class _Incoming:
+    """The request headers that the gateway reads, taken from the ASGI scope in one pass."""
+
+    key: str | None = None
+    content_type: str = ""
+    content_length: str = ""
+
+    @classmethod
+    def read(cls, raw_headers: list[tuple[bytes, bytes]]) -> "_Incoming":
+        incoming = cls()
+        authorization_key = None
+        header_key = None
+        for name, value in raw_headers:
+            if name == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and token.strip():
+                    authorization_key = token.strip()
+            elif name == b"key":
+                header_key = value.decode("latin-1").strip() or None
+            elif name == b"content-type":
+                incoming.content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                incoming.content_length = value.decode("latin-1").strip()
+        incoming.key = authorization_key or header_key
+        return incoming
 
 
 class Gateway:
@@ -65,135 +140,195 @@ class Gateway:
         timeout_s: float,
         no_instance_wait_s: float = 10.0,
         worker_label: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._table = table
         self._max_body = max_body_bytes
         self._no_instance_wait_s = no_instance_wait_s
-        self._worker_headers = {"x-berth-worker": worker_label} if worker_label else {}
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
-            limits=httpx.Limits(
-                max_connections=None,
-                max_keepalive_connections=512,
-                keepalive_expiry=KEEPALIVE_EXPIRY_S,
-            ),
-            trust_env=False,
-            transport=transport,
+        self._common_headers = [(b"x-berth-worker", worker_label.encode())] if worker_label else []
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=timeout_s
         )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the server's event loop.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_EXPIRY_S),
+                timeout=self._timeout,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                trust_env=False,
+            )
+        return self._session
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-    async def handle(self, request: Request) -> Response:
-        response = await self._handle(request)
-        response.headers.update(self._worker_headers)
-        return response
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
 
-    async def _handle(self, request: Request) -> Response:
-        endpoint_id: str = request.path_params["endpoint_id"]
-        path: str = request.path_params.get("path", "").strip("/")
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
 
-        denied = self._check_key(request, endpoint_id)
+        try:
+            await self._serve(scope, receive, tracked_send)
+        except ClientGone:
+            pass
+        except Exception:
+            logger.exception("unexpected error in %s %s", scope["method"], scope["path"])
+            if not started:
+                await self._send_reply(
+                    send,
+                    error_reply(
+                        500,
+                        "internal server error; the server log has the details",
+                        code="internal_error",
+                        error_type="server_error",
+                    ),
+                )
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint_id, _, rest = scope["path"][len(PATH_PREFIX) :].partition("/")
+        path = rest.strip("/")
+        incoming = _Incoming.read(scope["headers"])
+
+        checked = self._check_request(incoming, endpoint_id, path, scope["method"])
+        if isinstance(checked, Reply):
+            await self._send_reply(send, checked)
+            return
+        route, method = checked
+
+        body = b""
+        if method == "POST":
+            read = await self._read_json_body(incoming, receive)
+            if isinstance(read, Reply):
+                await self._send_reply(send, read)
+                return
+            body = read
+        await self._forward(route, method, path, body, receive, send)
+
+    def _check_request(
+        self, incoming: _Incoming, endpoint_id: str, path: str, method: str
+    ) -> Reply | tuple[Route, str]:
+        """Check the key, route and method; return the route and the route's method."""
+        denied = self._check_key(incoming.key, endpoint_id)
         if denied is not None:
             return denied
         route = self._table.routes[endpoint_id]
 
-        method = ROUTES.get(path)
-        if method is None:
-            known = ", ".join("/" + name for name in ROUTES)
-            return openai_error(
-                404, f"unknown route '/{path}'; this endpoint serves {known}", code="unknown_route"
+        expected = ROUTES.get(path)
+        if expected is None:
+            # The instance rejects routes that its runtime does not serve. The gateway
+            # rejects only paths that no runtime serves.
+            served = [*SERVED_ROUTES.get(route.ml_app, ()), "/v1/models"]
+            return error_reply(
+                404,
+                f"unknown route '/{path}'; this endpoint's {route.ml_app.display_name} "
+                f"model serves {', '.join(served)}",
+                code="unknown_route",
             )
-        if request.method != method:
-            return openai_error(
+        if method != expected:
+            return error_reply(
                 405,
-                f"/{path} accepts {method} requests, not {request.method}",
+                f"/{path} accepts {expected} requests, not {method}",
                 code="method_not_allowed",
-                headers={"Allow": method},
+                headers={"Allow": expected},
             )
         if route.state not in SERVING_STATES:
             return _not_live(route)
+        return route, expected
 
-        body = b""
-        if method == "POST":
-            checked = await self._read_json_body(request)
-            if isinstance(checked, Response):
-                return checked
-            body = checked
-        return await self._forward(request, route, path, body)
-
-    def _check_key(self, request: Request, endpoint_id: str) -> Response | None:
-        key = _extract_key(request)
+    def _check_key(self, key: str | None, endpoint_id: str) -> Reply | None:
         if not key:
-            return openai_error(
+            return error_reply(
                 401,
                 "missing API key: send the endpoint's key as 'Authorization: Bearer <key>' "
                 "or in a 'key' header",
                 code="missing_api_key",
             )
         entry = self._table.keys.get(hashlib.sha256(key.encode("utf-8")).hexdigest())
-        route = self._table.routes.get(entry.endpoint_id) if entry else None
-        if entry is None or route is None or route.deleted:
-            return openai_error(401, "invalid API key", code="invalid_api_key")
+        key_route = self._table.routes.get(entry.endpoint_id) if entry else None
+        if entry is None or key_route is None or key_route.deleted:
+            return error_reply(401, "invalid API key", code="invalid_api_key")
         if entry.status != KeyStatus.ACTIVE:
-            return openai_error(401, "this API key was revoked", code="revoked_api_key")
+            return error_reply(401, "this API key was revoked", code="revoked_api_key")
         if entry.endpoint_id != endpoint_id:
-            return openai_error(
+            route = self._table.routes.get(endpoint_id)
+            if route is None or route.deleted:
+                # The caller has a valid key, so naming the mistake reveals nothing.
+                return error_reply(
+                    401,
+                    f"no endpoint has the ID '{endpoint_id}'; this API key belongs to "
+                    f"endpoint {entry.endpoint_id}",
+                    code="unknown_endpoint",
+                )
+            return error_reply(
                 401, "this API key belongs to another endpoint", code="wrong_endpoint_key"
             )
         return None
 
-    async def _read_json_body(self, request: Request) -> bytes | Response:
-        content_type = request.headers.get("content-type", "")
+    async def _read_json_body(self, incoming: _Incoming, receive: Receive) -> bytes | Reply:
+        content_type = incoming.content_type
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
             shown = content_type or "none"
-            return openai_error(
+            return error_reply(
                 415,
                 f"content type '{shown}' is not supported; send 'application/json'",
                 code="unsupported_media_type",
             )
-        try:
-            body = await self._read_limited(request)
-        except BodyTooLarge:
-            return openai_error(
+        declared = incoming.content_length
+        # isascii() first: str.isdigit() also accepts digits such as '²' that int() rejects.
+        too_large = declared.isascii() and declared.isdigit() and int(declared) > self._max_body
+        body = None if too_large else await self._read_limited(receive)
+        if body is None:
+            return error_reply(
                 413,
                 f"request body is larger than the limit of {self._max_body} bytes",
                 code="request_too_large",
             )
-        except ClientDisconnect:
-            return Response(status_code=400)
         if not body.strip():
-            return openai_error(
+            return error_reply(
                 400, "request body is empty; send a JSON object", code="invalid_json"
             )
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return openai_error(400, f"request body is not valid JSON: {exc}", code="invalid_json")
+            return error_reply(400, f"request body is not valid JSON: {exc}", code="invalid_json")
         if not isinstance(parsed, dict):
-            return openai_error(
+            return error_reply(
                 400,
                 f"request body must be a JSON object, not {_json_kind(parsed)}",
                 code="invalid_json",
             )
         return body
 
-    async def _read_limited(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length", "").strip()
-        # isascii() first: str.isdigit() also accepts digits such as '²' that int() rejects.
-        if declared.isascii() and declared.isdigit() and int(declared) > self._max_body:
-            raise BodyTooLarge
-        chunks = []
+    async def _read_limited(self, receive: Receive) -> bytes | None:
+        """Return the request body, or None once it exceeds the limit."""
+        chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max_body:
-                raise BodyTooLarge
+                return None
+            more = message.get("more_body", False)
+            if not chunks and not more:
+                return chunk
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not more:
+                return b"".join(chunks)
 
-    async def _forward(self, request: Request, route: Route, path: str, body: bytes) -> Response:
+    async def _forward(
+        self, route: Route, method: str, path: str, body: bytes, receive: Receive, send: Send
+    ) -> None:
         tried: set[tuple[str, str]] = set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._no_instance_wait_s
@@ -208,15 +343,16 @@ class Gateway:
                 await self._table.wait_for_change(min(remaining, WAIT_SLICE_S))
                 current = self._table.routes.get(route.endpoint_id)
                 if current is None or current.deleted or current.state not in SERVING_STATES:
-                    return _not_live(current or route)
+                    await self._send_reply(send, _not_live(current or route))
+                    return
                 route = current
                 continue
 
             tried.add((upstream.instance_id, upstream.address))
             upstream.in_flight += 1
             try:
-                response = await self._send(request.method, upstream, path, body)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                response = await self._open(method, upstream, path, body)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # Nothing reached the instance, so another one may take the request.
                 upstream.in_flight -= 1
                 upstream.mark_unreachable(UNREACHABLE_HOLD_S)
@@ -227,110 +363,152 @@ class Gateway:
                     type(exc).__name__,
                 )
                 continue
-            except httpx.HTTPError as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 upstream.in_flight -= 1
-                return _upstream_failure(exc, upstream, route)
-            return await self._relay(response, upstream, route)
+                await self._send_reply(send, _upstream_failure(exc, upstream, route))
+                return
+            try:
+                await self._relay(response, upstream, route, receive, send)
+            finally:
+                upstream.in_flight -= 1
+            return
 
         if tried:
             message = "no instance of the endpoint could be reached"
         else:
             message = "the endpoint has no ready instance right now"
-        return openai_error(
-            503,
-            message,
-            code="no_ready_instance",
-            error_type="service_unavailable",
-            headers={"Retry-After": NO_INSTANCE_RETRY_AFTER_S},
+        await self._send_reply(
+            send,
+            error_reply(
+                503,
+                message,
+                code="no_ready_instance",
+                error_type="service_unavailable",
+                headers={"Retry-After": NO_INSTANCE_RETRY_AFTER_S},
+            ),
         )
 
-    async def _send(
+    async def _open(
         self, method: str, upstream: Upstream, path: str, body: bytes
-    ) -> httpx.Response:
-        upstream_request = self._client.build_request(
-            method,
-            f"http://{upstream.address}/{path}",
-            content=body if method == "POST" else None,
-            headers={"content-type": "application/json"} if method == "POST" else None,
-        )
-        return await self._client.send(upstream_request, stream=True)
-
-    async def _relay(self, response: httpx.Response, upstream: Upstream, route: Route) -> Response:
-        """Pass the instance's response on; releases the instance's in-flight count once."""
-        release = _release_once(upstream)
-        headers = {"x-berth-instance": upstream.instance_id}
-        media_type = response.headers.get("content-type", "application/json")
-
-        if media_type.startswith("text/event-stream"):
-            return StreamingResponse(
-                _relay_events(response, upstream, route, release),
-                status_code=response.status_code,
-                media_type=media_type,
-                headers={**headers, "cache-control": "no-cache"},
+    ) -> aiohttp.ClientResponse:
+        url = f"http://{upstream.address}/{path}"
+        if method == "POST":
+            return await self._client().request(
+                "POST", url, data=body, headers=_FORWARD_HEADERS, allow_redirects=False
             )
+        return await self._client().request(method, url, allow_redirects=False)
+
+    async def _relay(
+        self,
+        response: aiohttp.ClientResponse,
+        upstream: Upstream,
+        route: Route,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Pass the instance's response on to the caller."""
+        content_type = response.headers.get("content-type", "application/json")
+        headers = [(b"x-berth-instance", upstream.instance_id.encode())]
+        if content_type.startswith("text/event-stream"):
+            headers.append((b"cache-control", b"no-cache"))
+            await self._relay_events(response, upstream, route, headers, receive, send)
+            return
         try:
-            content = await response.aread()
-        except httpx.HTTPError as exc:
-            return _upstream_failure(exc, upstream, route)
-        finally:
-            await response.aclose()
-            release()
-        if "retry-after" in response.headers:
-            headers["retry-after"] = response.headers["retry-after"]
-        return Response(
-            content, status_code=response.status_code, media_type=media_type, headers=headers
-        )
+            content = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            response.close()
+            await self._send_reply(send, _upstream_failure(exc, upstream, route))
+            return
+        response.release()
+        retry_after = response.headers.get("retry-after")
+        if retry_after is not None:
+            headers.append((b"retry-after", retry_after.encode("latin-1")))
+        reply = Reply(response.status, content, headers, content_type.encode("latin-1"))
+        await self._send_reply(send, reply)
 
-
-async def _relay_events(
-    response: httpx.Response, upstream: Upstream, route: Route, release: Callable[[], None]
-) -> AsyncIterator[bytes]:
-    """Yield a stream's bytes; if the instance fails midway, end with an error event."""
-    try:
-        async for chunk in response.aiter_raw():
-            yield chunk
-    except httpx.HTTPError as exc:
-        logger.warning(
-            "stream from instance %s of endpoint %s broke off: %s",
-            upstream.instance_id,
-            route.endpoint_id,
-            exc,
-        )
-        error = {
-            "error": {
-                "message": "the instance failed while streaming the response",
-                "type": "server_error",
-                "param": None,
-                "code": "instance_failed",
+    async def _relay_events(
+        self,
+        response: aiohttp.ClientResponse,
+        upstream: Upstream,
+        route: Route,
+        headers: list[tuple[bytes, bytes]],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Pass a stream on as it arrives; if the instance fails midway, end with an error
+        event. If the caller disconnects, close the connection so the instance stops."""
+        content_type = response.headers.get("content-type", "text/event-stream")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    (b"content-type", content_type.encode("latin-1")),
+                    *headers,
+                    *self._common_headers,
+                ],
             }
-        }
-        yield b"\n\ndata: " + orjson.dumps(error) + b"\n\n"
-    finally:
-        await response.aclose()
-        release()
+        )
+
+        async def pump() -> None:
+            try:
+                async for chunk in response.content.iter_any():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                logger.warning(
+                    "stream from instance %s of endpoint %s broke off: %s",
+                    upstream.instance_id,
+                    route.endpoint_id,
+                    exc or type(exc).__name__,
+                )
+                await send(
+                    {"type": "http.response.body", "body": _STREAM_FAILED, "more_body": True}
+                )
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        relay = asyncio.ensure_future(pump())
+        watcher = asyncio.ensure_future(watch_disconnect())
+        try:
+            await asyncio.wait((relay, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not relay.done():
+                relay.cancel()
+                response.close()
+            else:
+                response.release()
+        if not relay.cancelled():
+            relay.result()
+
+    async def _send_reply(self, send: Send, reply: Reply) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": reply.status,
+                "headers": [
+                    (b"content-type", reply.content_type),
+                    (b"content-length", str(len(reply.body)).encode()),
+                    *reply.headers,
+                    *self._common_headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": reply.body})
 
 
-def _release_once(upstream: Upstream) -> Callable[[], None]:
-    released = False
-
-    def release() -> None:
-        nonlocal released
-        if not released:
-            released = True
-            upstream.in_flight -= 1
-
-    return release
-
-
-def _upstream_failure(exc: httpx.HTTPError, upstream: Upstream, route: Route) -> Response:
-    if isinstance(exc, httpx.TimeoutException):
+def _upstream_failure(exc: BaseException, upstream: Upstream, route: Route) -> Reply:
+    if isinstance(exc, TimeoutError):
         logger.warning(
             "instance %s of endpoint %s timed out: %s",
             upstream.instance_id,
             route.endpoint_id,
             type(exc).__name__,
         )
-        return openai_error(
+        return error_reply(
             504,
             "the instance did not answer in time",
             code="instance_timeout",
@@ -343,7 +521,7 @@ def _upstream_failure(exc: httpx.HTTPError, upstream: Upstream, route: Route) ->
         type(exc).__name__,
         exc,
     )
-    return openai_error(
+    return error_reply(
         502,
         "the instance failed while handling the request",
         code="instance_failed",
@@ -351,10 +529,18 @@ def _upstream_failure(exc: httpx.HTTPError, upstream: Upstream, route: Route) ->
     )
 
 
-def _not_live(route: Route) -> Response:
-    return openai_error(
+def _not_live(route: Route) -> Reply:
+    if route.state in SETTLED_STATES:
+        # Waiting alone will not bring it back, so the message names the fix.
+        message = (
+            f"the endpoint is {route.state}, so it serves no requests until its owner "
+            "restarts it (berth endpoint restart, or Restart in the web UI)"
+        )
+    else:
+        message = f"the endpoint is {route.state}, not Live; try again once it is Live"
+    return error_reply(
         503,
-        f"the endpoint is {route.state}, not Live; try again once it is Live",
+        message,
         code="endpoint_not_live",
         error_type="service_unavailable",
         headers={"Retry-After": NOT_LIVE_RETRY_AFTER_S},
@@ -371,13 +557,3 @@ def _json_kind(value: object) -> str:
     if isinstance(value, int | float):
         return "a number"
     return "null"
-
-
-def _extract_key(request: Request) -> str | None:
-    authorization = request.headers.get("authorization")
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    key = request.headers.get("key")
-    return key.strip() if key else None
