@@ -427,7 +427,7 @@ def import_model(
     if ml_app is None:
         raise InvalidInput(
             f"cannot tell which ML App serves architecture '{inspection.architecture}'; "
-            "name it with --ml-app (text-generation or text-embedding)",
+            "name the ML App (text-generation or text-embedding, --ml-app in the CLI)",
             field="ml_app",
         )
     _check_ml_app(inspection, ml_app)
@@ -532,7 +532,7 @@ def _model_for_import(
     ):
         raise Conflict(
             f"model '{name}' already has a checkpoint named '{checkpoint_name}'; "
-            "name the new one with --checkpoint",
+            "choose another checkpoint name (--checkpoint in the CLI)",
             field="checkpoint",
         )
     return model

@@ -19,8 +19,9 @@ from berth.api.app import API_PREFIX
 from berth.db.engine import Database
 from berth.errors import BerthError
 from berth.settings import Settings
-from berth.ui import views
+from berth.ui import model_hub, views
 from berth.ui.access import SignInRequired, sign_in_url
+from berth.ui.display import checkpoint_choices, short_checksum
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ def create_templates(prefix: str) -> Jinja2Templates:
     )
     environment.globals.update(ui=prefix, api=API_PREFIX, version=__version__)
     environment.filters["datetime"] = _format_datetime
+    environment.filters["short_checksum"] = short_checksum
+    environment.filters["checkpoint_choices"] = checkpoint_choices
     return Jinja2Templates(env=environment)
 
 
@@ -122,10 +125,12 @@ def create_ui(settings: Settings, database: Database, prefix: str = UI_PREFIX) -
         Route("/projects", views.project_list, name="projects"),
         Route("/projects/{project}", views.project_page, name="project"),
         Route("/endpoints/{endpoint}", views.endpoint_page, name="endpoint"),
+        Route("/models", model_hub.model_hub_page, name="models"),
         Route("/fragments/live-endpoints", views.live_endpoints_fragment),
         Route("/fragments/projects/{project}/endpoints", views.project_endpoints_fragment),
         Route("/fragments/endpoints/{endpoint}/details", views.endpoint_details_fragment),
-        Route("/fragments/model-hub", views.model_hub_fragment),
+        Route("/fragments/model-hub", model_hub.model_hub_fragment),
+        Route("/fragments/models", model_hub.model_list_fragment),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
     ]
 

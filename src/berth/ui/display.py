@@ -67,6 +67,8 @@ def endpoint_view(endpoint: Endpoint, principal: Principal, server_url: str) -> 
         "instances": out.instances,
         "model_id": out.model.id,
         "model_name": out.model.name,
+        "model_checkpoints": checkpoint_choices(model_out(endpoint.model)),
+        "checkpoint_id": out.checkpoint.id if out.checkpoint else None,
         "ml_app": out.ml_app.value,
         "ml_app_name": out.ml_app_name,
         "share_with_all_tenants": out.share_with_all_tenants,
@@ -93,6 +95,32 @@ def mask_key(key: str) -> str:
     if len(key) <= 16:
         return key
     return f"{key[:12]}…{key[-4:]}"
+
+
+def short_checksum(checksum: str) -> str:
+    """Shorten a checksum such as "sha256:<64 hex digits>" to its algorithm and first
+    12 digits, enough to tell checkpoints apart at a glance."""
+    algorithm, separator, digest = checksum.partition(":")
+    if not separator:
+        return checksum if len(checksum) <= 12 else f"{checksum[:12]}…"
+    return f"{algorithm}:{digest[:12]}…" if len(digest) > 12 else checksum
+
+
+def checkpoint_choices(model: ModelOut) -> list[dict[str, str]]:
+    """List a model's checkpoints for the checkpoint choice of the model picker.
+
+    The list is oldest first, as the API orders it, so its last entry is the checkpoint
+    that an endpoint gets when it names only the model.
+    """
+    return [
+        {
+            "id": row.id,
+            "name": row.name,
+            "format": row.format.value,
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in model.checkpoints
+    ]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from berth.api.convert import key_out, model_out, project_out
+from berth.api.convert import key_out, project_out
 from berth.auth import Principal
 from berth.errors import InvalidInput
 from berth.service import endpoints, keys, models, organization, projects, sessions, tenants
@@ -231,27 +231,3 @@ def endpoint_details_fragment(request: Request, session: Session, principal: Pri
         "poll_ms": poll_interval_ms([view]),
     }
     return render(request, "_endpoint_details.html", context)
-
-
-# The Model Hub browser.
-
-
-@signed_in
-def model_hub_fragment(request: Request, session: Session, principal: Principal) -> Response:
-    """List the Model Hub's models that match the browser's filters."""
-    params = request.query_params
-    ml_app_text = params.get("ml_app") or None
-    try:
-        ml_app = MLApp.parse(ml_app_text) if ml_app_text else None
-    except ValueError as exc:
-        raise InvalidInput(str(exc), field="ml_app") from exc
-    query = models.ModelFilter(
-        ml_app=ml_app,
-        architecture=params.get("architecture") or None,
-        field_of_application=params.get("field_of_application") or None,
-        owner=params.get("owner") or None,
-        search=params.get("search") or None,
-    )
-    rows, total = models.list_models(session, principal, query, MAX_PAGE_SIZE, 0)
-    context = {"models": [model_out(row) for row in rows], "total": total}
-    return render(request, "_model_hub_results.html", context)

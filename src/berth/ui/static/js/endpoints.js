@@ -29,9 +29,11 @@ function limitPickerToApp(picker, mlApp) {
   });
   if (picker.selectedOptions[0]?.disabled) picker.value = "";
   picker.dataset.previous = picker.value;
+  showCheckpoints(picker);
 }
 
-function choosePickerModel(picker, model) {
+/** Choose `model` in the picker, and its checkpoint `checkpointId` (the default when null). */
+function choosePickerModel(picker, model, checkpointId = null) {
   let option = [...picker.options].find((candidate) => candidate.value === model.id);
   if (!option) {
     // The hub lists models beyond the picker's groups; keep such a choice in a group of its own.
@@ -39,6 +41,7 @@ function choosePickerModel(picker, model) {
     group.label = picker.dataset.hubGroupLabel;
     option = new Option(model.name, model.id);
     option.dataset.mlApp = model.mlApp;
+    option.dataset.checkpoints = JSON.stringify(model.checkpoints || []);
     group.append(option);
     picker.append(group);
   }
@@ -46,6 +49,43 @@ function choosePickerModel(picker, model) {
   option.disabled = false;
   picker.value = model.id;
   picker.dataset.previous = model.id;
+  showCheckpoints(picker, checkpointId);
+}
+
+// The checkpoint choice under the picker appears for a model with several checkpoints.
+// Checkpoints come oldest first, and the last is the one that the API gives an endpoint
+// that names only the model, so it is chosen unless `checkpointId` names another.
+
+function checkpointSelect(picker) {
+  return document.getElementById(picker.dataset.checkpointSelect);
+}
+
+function showCheckpoints(picker, checkpointId = null) {
+  const select = checkpointSelect(picker);
+  const field = select.closest("[data-checkpoint-field]");
+  const checkpoints = JSON.parse(picker.selectedOptions[0]?.dataset.checkpoints || "[]");
+  if (checkpoints.length < 2) {
+    select.replaceChildren();
+    field.hidden = true;
+    return;
+  }
+  const latest = checkpoints[checkpoints.length - 1];
+  select.replaceChildren(
+    ...checkpoints.map((checkpoint) => {
+      const created = new Date(checkpoint.created_at).toLocaleString(undefined, { dateStyle: "medium" });
+      const name = checkpoint === latest ? `${checkpoint.name} (default)` : checkpoint.name;
+      return new Option(`${name} · ${checkpoint.format} · created ${created}`, checkpoint.id);
+    }),
+  );
+  const known = checkpoints.some((checkpoint) => checkpoint.id === checkpointId);
+  select.value = known ? checkpointId : latest.id;
+  field.hidden = false;
+}
+
+/** Return the picker's choice as the API's model reference: "MODEL" or "MODEL:CHECKPOINT". */
+function modelReference(picker) {
+  const select = checkpointSelect(picker);
+  return select.value ? `${picker.value}:${select.value}` : picker.value;
 }
 
 /** Make the picker's hub entry open the Model Hub browser; `onChoice` runs for every choice. */
@@ -54,6 +94,7 @@ function wirePicker(picker, { mlAppOf, onChoice = () => {} }) {
   picker.addEventListener("change", () => {
     if (picker.value !== HUB_CHOICE) {
       picker.dataset.previous = picker.value;
+      showCheckpoints(picker);
       const option = picker.selectedOptions[0];
       if (option?.dataset.mlApp) onChoice({ id: option.value, name: option.dataset.name, mlApp: option.dataset.mlApp });
       return;
@@ -124,7 +165,12 @@ if (hubDialog) {
       slot.textContent = "Choose a model in the list first.";
       return;
     }
-    const model = { id: chosen.value, name: chosen.dataset.name, mlApp: chosen.dataset.mlApp };
+    const model = {
+      id: chosen.value,
+      name: chosen.dataset.name,
+      mlApp: chosen.dataset.mlApp,
+      checkpoints: JSON.parse(chosen.dataset.checkpoints || "[]"),
+    };
     choosePickerModel(hubPicker, model);
     if (hubOnUse) hubOnUse(model);
     hubDialog.close();
@@ -170,7 +216,7 @@ if (addDialog) {
       const body = {
         project: form.dataset.projectId,
         name: form.elements.name.value,
-        model: picker.value,
+        model: modelReference(picker),
         instances: parseInstances(form.elements.instances.value),
         share_with_all_tenants: form.elements.share?.value === "all",
       };
@@ -204,7 +250,7 @@ if (updateDialog) {
       if (!form.elements.model.value) throw new ApiError(0, "Choose a model for the endpoint.", "model");
       const body = {
         description: form.elements.description.value,
-        model: form.elements.model.value,
+        model: modelReference(form.elements.model),
         instances: parseInstances(form.elements.instances.value),
         version: endpoint.version,
       };
@@ -226,11 +272,16 @@ function openUpdateDialog(endpoint) {
   form.elements.instances.value = endpoint.instances;
   if (form.elements.share) form.elements.share.value = endpoint.share_with_all_tenants ? "all" : "tenant";
   limitPickerToApp(form.elements.model, endpoint.ml_app);
-  choosePickerModel(form.elements.model, {
-    id: endpoint.model_id,
-    name: endpoint.model_name,
-    mlApp: endpoint.ml_app,
-  });
+  choosePickerModel(
+    form.elements.model,
+    {
+      id: endpoint.model_id,
+      name: endpoint.model_name,
+      mlApp: endpoint.ml_app,
+      checkpoints: endpoint.model_checkpoints,
+    },
+    endpoint.checkpoint_id,
+  );
   openDialog(updateDialog);
   form.elements.description.focus();
 }
