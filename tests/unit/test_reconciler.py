@@ -17,6 +17,7 @@ from berth.bootstrap import bootstrap
 from berth.db.engine import Database, migrate
 from berth.db.models import Endpoint, Instance
 from berth.reconciler.loop import Placement, Reconciler, Timing
+from berth.reconciler.probes import ProbeResult
 from berth.secrets import KeyVault
 from berth.service import endpoints as service
 from berth.service.keys import set_vault
@@ -99,6 +100,10 @@ class FakeBackend:
         return [p for p in self.processes.values() if p.exit_code is None]
 
 
+# What a ready runtime sends on /ready; the reconciler stores the runtime fields.
+READY_BODY = {"status": "ready", "runtime": "transformers", "runtime_note": "vLLM not used"}
+
+
 class FakeProber:
     """Returns probe results: every address is ready unless it is in `down`."""
 
@@ -107,8 +112,13 @@ class FakeProber:
         self.ready_all = ready_all
         self.down: set[str] = set()
 
-    async def check_many(self, targets: list[tuple[str, str]]) -> list[bool]:
-        return [self.ready_all and address not in self.down for address, _path in targets]
+    async def check_many(self, targets: list[tuple[str, str]]) -> list[ProbeResult]:
+        return [
+            ProbeResult(ok=True, body=READY_BODY)
+            if self.ready_all and address not in self.down
+            else ProbeResult(ok=False)
+            for address, _path in targets
+        ]
 
     async def close(self) -> None:
         pass
@@ -214,6 +224,20 @@ async def test_new_endpoint_goes_live(world: World) -> None:
     await world.step()
     assert world.endpoint(endpoint_id).state == EndpointState.LIVE
     assert all(row.state == InstanceState.READY for row in world.instances(endpoint_id))
+
+
+async def test_ready_instance_records_runtime(world: World) -> None:
+    endpoint_id = world.create("runtime")
+
+    await world.step()
+    (starting,) = world.instances(endpoint_id)
+    await world.step()
+    (ready,) = world.instances(endpoint_id)
+
+    assert starting.runtime == ""
+    assert ready.state == InstanceState.READY
+    assert ready.runtime == READY_BODY["runtime"]
+    assert ready.runtime_note == READY_BODY["runtime_note"]
 
 
 async def test_crashed_instance_restarts_while_live(world: World) -> None:
@@ -391,10 +415,10 @@ class HangingProber(FakeProber):
         self.hung: set[str] = set()
         self.release = asyncio.Event()
 
-    async def check_many(self, targets: list[tuple[str, str]]) -> list[bool]:
+    async def check_many(self, targets: list[tuple[str, str]]) -> list[ProbeResult]:
         if any(address in self.hung for address, _path in targets):
             await self.release.wait()
-            return [False] * len(targets)
+            return [ProbeResult(ok=False)] * len(targets)
         return await super().check_many(targets)
 
 

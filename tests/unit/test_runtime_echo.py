@@ -49,7 +49,8 @@ def post(echo: RuntimeProcess, path: str, body: object) -> httpx.Response:
 
 def test_health_ready_and_models(echo: RuntimeProcess) -> None:
     assert httpx.get(echo.base_url + "/health").json() == {"status": "ok"}
-    assert httpx.get(echo.base_url + "/ready").json() == {"status": "ready"}
+    ready = httpx.get(echo.base_url + "/ready").json()
+    assert ready == {"status": "ready", "runtime": "echo", "runtime_note": ""}
 
     models = httpx.get(echo.base_url + "/v1/models").json()
     assert models["object"] == "list"

@@ -136,7 +136,7 @@ def model_out(model: Model) -> ModelOut:
 
 def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
     url = f"{server_url}/endpoints/{endpoint.id}"
-    open_instances = [row for row in endpoint.instance_rows if row.ended_at is None]
+    open_instances = endpoint.open_instances
     return EndpointOut(
         id=endpoint.id,
         name=endpoint.name,
@@ -163,6 +163,8 @@ def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
                 started_at=row.started_at,
                 ready_at=row.ready_at,
                 last_error=row.last_error,
+                runtime=row.runtime,
+                runtime_note=row.runtime_note,
             )
             for row in open_instances
         ],

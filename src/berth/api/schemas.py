@@ -97,6 +97,14 @@ class InstanceOut(BaseModel):
     started_at: datetime | None
     ready_at: datetime | None
     last_error: str
+    runtime: str = Field(
+        description="library serving the model (transformers, vllm, llama.cpp, "
+        "sentence-transformers, echo); empty until the instance is first ready"
+    )
+    runtime_note: str = Field(
+        description="why a faster runtime was not used, for example 'vLLM not used: "
+        "no CUDA GPU found'; often empty"
+    )
 
 
 class EndpointOut(BaseModel):

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from berth.states import MLApp
+from berth.states import CheckpointFormat, MLApp
 
 
 @dataclass(frozen=True)
@@ -14,9 +14,11 @@ class InstanceSpec:
     endpoint_id: str
     ml_app: MLApp
     model_name: str
-    # Local folder of the model files; None for ML Apps without a model (Echo).
+    # Local folder of the model files (the .gguf file for GGUF); None for Echo.
     model_path: str | None
     settings: dict[str, Any] = field(default_factory=dict)
+    # Layout of the files at model_path; None for built-in models, which use the ML App's.
+    checkpoint_format: CheckpointFormat | None = None
 
 
 @dataclass(frozen=True)

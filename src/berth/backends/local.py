@@ -38,7 +38,7 @@ _SECRET_VARIABLES = ("BERTH_ADMIN_KEY", "BERTH_API_KEY", "BERTH_SECRET_KEY")
 _PR_SET_PDEATHSIG = 1
 OWNER_VARIABLE = "BERTH_INSTANCE_OWNER"
 # Endpoint settings that become runtime command-line options of the same name.
-_RUNTIME_SETTINGS = ("max_batch_size", "max_batch_wait_ms", "echo_delay_ms")
+_RUNTIME_SETTINGS = ("max_batch_size", "max_batch_wait_ms", "echo_delay_ms", "runtime")
 
 
 def die_with_parent() -> None:
@@ -137,6 +137,8 @@ class LocalBackend:
             "--stall-timeout-s",
             str(self._options.stall_timeout_s or 0),
         ]
+        if spec.checkpoint_format is not None:
+            command += ["--checkpoint-format", spec.checkpoint_format.value]
         for option in _RUNTIME_SETTINGS:
             if option in spec.settings:
                 command += ["--" + option.replace("_", "-"), str(spec.settings[option])]

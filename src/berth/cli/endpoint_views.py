@@ -24,6 +24,20 @@ def state_text(endpoint: Json) -> str:
     return endpoint["state"]
 
 
+def runtime_text(endpoint: Json) -> str:
+    """Return the runtimes the instances reported, each with its note, or "-" before any."""
+    described = []
+    for instance in endpoint["instance_list"]:
+        runtime = instance.get("runtime", "")
+        if not runtime:
+            continue
+        note = instance.get("runtime_note", "")
+        text = f"{runtime} ({note})" if note else runtime
+        if text not in described:
+            described.append(text)
+    return "; ".join(described) or "-"
+
+
 def print_endpoint(endpoint: Json) -> None:
     sharing = "all tenants" if endpoint["share_with_all_tenants"] else "its tenant"
     print_fields([
@@ -33,6 +47,7 @@ def print_endpoint(endpoint: Json) -> None:
         ("Description", endpoint["description"] or "-"),
         ("Model", endpoint["model"]["name"]),
         ("ML App", endpoint["ml_app_name"]),
+        ("Runtime", runtime_text(endpoint)),
         ("State", state_text(endpoint)),
         ("Instances", f"{endpoint['ready_instances']} of {endpoint['instances']} ready"),
         ("Shared with", sharing),

@@ -358,6 +358,13 @@ class Endpoint(Base):
     instance_rows: Mapped[list["Instance"]] = relationship(
         back_populates="endpoint", order_by="Instance.created_at"
     )
+    # The instances that have not ended, for reading: every restart and scale-down
+    # leaves an ended row behind, so instance_rows grows with the endpoint's history.
+    open_instances: Mapped[list["Instance"]] = relationship(
+        primaryjoin="and_(Instance.endpoint_id == Endpoint.id, Instance.ended_at.is_(None))",
+        order_by="Instance.created_at",
+        viewonly=True,
+    )
 
     @property
     def artifact(self) -> str:
@@ -365,6 +372,13 @@ class Endpoint(Base):
         if self.checkpoint is not None:
             return self.checkpoint.artifact
         return self.model.artifact
+
+    @property
+    def checkpoint_format(self) -> CheckpointFormat | None:
+        """Layout of the files at `artifact`; None for built-in models, which Berth lays out."""
+        if self.checkpoint is None or self.checkpoint.format == CheckpointFormat.BUILTIN:
+            return None
+        return self.checkpoint.format
 
 
 class Instance(Base):
@@ -382,6 +396,11 @@ class Instance(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     restart_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    # The library serving the model ("transformers", "llama.cpp", ...), as the instance
+    # reported it when it became ready, and why a faster one was not used. Both are ""
+    # until then.
+    runtime: Mapped[str] = mapped_column(String(32), nullable=False, default="", server_default="")
+    runtime_note: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -19,14 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, not_, or_, select
+from sqlalchemy.orm import Session, selectinload
 
 from berth.backends.base import Backend, InstanceSpec, ProcessState
 from berth.db.engine import Database
 from berth.db.models import Endpoint, Instance, utcnow
 from berth.hub.builtin import resolve_artifact
-from berth.reconciler.probes import Prober
+from berth.reconciler.probes import Prober, ProbeResult
 from berth.service.common import mark_changed, new_id
 from berth.service.endpoints import slots_in_use
 from berth.states import DesiredState, EndpointState, InstanceState
@@ -117,8 +117,8 @@ class Reconciler:
         self._prober = prober or Prober()
         self._changed = False
         # Probes still running, by instance ID, and results that no step has applied yet.
-        self._probing: dict[str, asyncio.Task[bool]] = {}
-        self._probe_results: dict[str, tuple[_ProbeTarget, bool]] = {}
+        self._probing: dict[str, asyncio.Task[ProbeResult]] = {}
+        self._probe_results: dict[str, tuple[_ProbeTarget, ProbeResult]] = {}
         # Model folders located in this step, or the error that locating one raised.
         self._artifacts: dict[str, Path | None | Exception] = {}
 
@@ -264,14 +264,14 @@ class Reconciler:
         for instance_id in set(self._probe_results) - open_ids:
             del self._probe_results[instance_id]
 
-    async def _run_probe(self, target: _ProbeTarget) -> bool:
+    async def _run_probe(self, target: _ProbeTarget) -> ProbeResult:
         try:
-            (ok,) = await self._prober.check_many([(target.address, target.path)])
+            (result,) = await self._prober.check_many([(target.address, target.path)])
         except Exception:
             logger.exception("probing instance %s failed", target.instance_id)
-            ok = False
-        self._probe_results[target.instance_id] = (target, ok)
-        return ok
+            result = ProbeResult(ok=False)
+        self._probe_results[target.instance_id] = (target, result)
+        return result
 
     async def _locate_artifacts(self, artifacts: set[str]) -> None:
         """Find (or build) the model folders that instances of this step may need."""
@@ -337,19 +337,23 @@ class Reconciler:
 
             result = self._probe_results.pop(row.id, None)
             if result is not None:
-                target, ok = result
+                target, probe = result
                 if target.address == row.address:
-                    self._apply_probe(session, endpoint, row, target.path, ok)
+                    self._apply_probe(session, endpoint, row, target.path, probe)
 
     def _apply_probe(
-        self, session: Session, endpoint: Endpoint, row: Instance, path: str, ok: bool
+        self, session: Session, endpoint: Endpoint, row: Instance, path: str, probe: ProbeResult
     ) -> None:
         track = self._tracks[row.id]
+        ok = probe.ok
         if path == "/ready":
             if ok and row.state == InstanceState.STARTING:
                 row.state = InstanceState.READY
                 row.ready_at = utcnow()
                 row.last_error = ""
+                # The column is 32 characters wide, and runtime names are much shorter.
+                row.runtime = str(probe.body.get("runtime", ""))[:32]
+                row.runtime_note = str(probe.body.get("runtime_note", ""))
                 track.start_failures = 0
                 track.crashes = 0
                 track.health_failures = 0
@@ -594,6 +598,7 @@ class Reconciler:
             model_name=model.name,
             model_path=str(path) if path else None,
             settings=dict(endpoint.settings or {}),
+            checkpoint_format=endpoint.checkpoint_format,
         )
         handle = self._backend.start(spec)
         track = self._tracks.setdefault(row.id, _Track())
@@ -604,6 +609,9 @@ class Reconciler:
         row.pid = handle.pid
         row.started_at = utcnow()
         row.ready_at = None
+        # The relaunched process reports its runtime again once it is ready.
+        row.runtime = ""
+        row.runtime_note = ""
         mark_changed(session, row)
         self._changed = True
         return True

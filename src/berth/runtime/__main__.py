@@ -23,8 +23,9 @@ import uvicorn
 
 from berth.runtime.config import RuntimeConfig
 from berth.runtime.loading import describe_load_failure, load_model
+from berth.runtime.selection import AUTO, REQUESTABLE_RUNTIMES
 from berth.runtime.server import RuntimeState, build_app
-from berth.states import MLApp
+from berth.states import CheckpointFormat, MLApp
 
 logger = logging.getLogger("berth.runtime")
 
@@ -39,6 +40,16 @@ def _ml_app(text: str) -> MLApp:
         return MLApp.parse(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _checkpoint_format(text: str) -> CheckpointFormat:
+    try:
+        return CheckpointFormat(text.strip().lower())
+    except ValueError:
+        choices = ", ".join(f"'{item.value}'" for item in CheckpointFormat)
+        raise argparse.ArgumentTypeError(
+            f"unknown checkpoint format '{text}'; choose one of {choices}"
+        ) from None
 
 
 def _positive_int(text: str) -> int:
@@ -78,12 +89,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--model-path",
         required=True,
-        help="Local folder with the model files. Echo ignores it, so it may be ''.",
+        help="Local folder with the model files, or the .gguf file with --checkpoint-format "
+        "gguf. Echo ignores it, so it may be ''.",
     )
     parser.add_argument(
         "--model-name",
         required=True,
         help="Model id reported by /v1/models and in the 'model' field of responses.",
+    )
+    parser.add_argument(
+        "--checkpoint-format",
+        type=_checkpoint_format,
+        default=None,
+        help="Layout of the model files: transformers, sentence-transformers or gguf (a "
+        "single .gguf file, served by llama.cpp). Default: the ML App's folder layout.",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=REQUESTABLE_RUNTIMES,
+        default=AUTO,
+        help="Text Generation: library that runs the model. auto uses vLLM when it is "
+        "installed and a CUDA GPU is present, else transformers, and llama.cpp for GGUF "
+        "files (default: %(default)s).",
     )
 
     listen = parser.add_mutually_exclusive_group(required=True)
@@ -114,9 +141,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-batch-wait-ms",
         type=_non_negative_float,
-        default=2.0,
-        help="Text Embedding: maximum time in ms that a batch waits for more texts after its "
-        "first text arrived (default: %(default)s).",
+        default=0.0,
+        help="Text Embedding: time in ms that a batch may wait for more texts after its "
+        "first text arrived while the encoder is idle; texts that arrive while it is busy "
+        "form the next batch anyway (default: %(default)s).",
     )
     parser.add_argument(
         "--echo-delay-ms",
@@ -171,7 +199,7 @@ def _load_in_background(state: RuntimeState, server: uvicorn.Server, failures: l
     config = state.config
     started = time.perf_counter()
     try:
-        state.model = load_model(config)
+        model = load_model(config)
     except BaseException as error:  # noqa: BLE001 - any failure must end the process with status 3
         reason = describe_load_failure(error, config)
         logger.error("model %s failed to load: %s", config.model_name, reason, exc_info=True)
@@ -179,11 +207,14 @@ def _load_in_background(state: RuntimeState, server: uvicorn.Server, failures: l
         state.load_failed = True
         server.should_exit = True
         return
+    state.model = model
     logger.info(
-        "model %s (%s) loaded in %.2f s",
+        "model %s (%s) loaded in %.2f s by runtime %s%s",
         config.model_name,
         config.ml_app.value,
         time.perf_counter() - started,
+        model.runtime or "(unnamed)",
+        f" ({model.runtime_note})" if model.runtime_note else "",
     )
 
 
@@ -194,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         model_path=Path(args.model_path) if args.model_path else None,
         model_name=args.model_name,
         instance_id=args.instance_id or f"pid-{os.getpid()}",
+        checkpoint_format=args.checkpoint_format,
+        runtime=args.runtime,
         max_batch_size=args.max_batch_size,
         max_batch_wait_ms=args.max_batch_wait_ms,
         echo_delay_ms=args.echo_delay_ms,

@@ -96,3 +96,7 @@ class LoadedModel:
     generator: TextGenerator | None = None
     embedder: Embedder | None = None
     close: Callable[[], None] = field(default=lambda: None)
+    # The library that runs the model ("transformers", "llama.cpp", ...), sent by /ready.
+    runtime: str = ""
+    # Why this runtime serves the model instead of a faster one, or "".
+    runtime_note: str = ""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from berth.states import MLApp
+from berth.runtime.selection import AUTO
+from berth.states import CheckpointFormat, MLApp
 
 
 @dataclass(frozen=True)
@@ -14,8 +15,13 @@ class RuntimeConfig:
     model_path: Path | None  # None when --model-path is empty, as Echo allows
     model_name: str
     instance_id: str
+    # How the model files are laid out; None means the ML App's usual folder layout.
+    checkpoint_format: CheckpointFormat | None = None
+    # The library to run a Text Generation model with, or "auto" to let the instance
+    # choose (see berth.runtime.selection).
+    runtime: str = AUTO
     max_batch_size: int = 32
-    max_batch_wait_ms: float = 2.0
+    max_batch_wait_ms: float = 0.0
     # Echo only: pause before each streamed word, standing in for a model's generation time.
     echo_delay_ms: float = 0.0
     # /health reports the instance stalled when requests are in flight and no response

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from berth.runtime.base import LoadedModel
 from berth.runtime.config import RuntimeConfig
-from berth.states import MLApp
+from berth.runtime.selection import (
+    AUTO,
+    GGUF_INSTALL_HINT,
+    Runtime,
+    RuntimeUnavailableError,
+    choose_transformers_checkpoint_runtime,
+    cuda_available,
+    llama_cpp_installed,
+    module_installed,
+)
+from berth.states import CheckpointFormat, MLApp
 
+GGUF_MAGIC = b"GGUF"
 # A folder with none of these files has no tokenizer that AutoTokenizer could load.
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
 
@@ -46,25 +58,77 @@ def prepare_offline_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def require_gguf_file(path: Path | None) -> Path:
+    """Return `path`, raising ModelLoadError unless it is a file that starts like GGUF."""
+    if path is None:
+        raise ModelLoadError("--model-path is empty: pass the .gguf file of the model")
+    if not path.is_file():
+        raise ModelLoadError(f"GGUF file {path} does not exist")
+    with open(path, "rb") as handle:
+        if handle.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
+            raise ModelLoadError(f"file {path} is not a GGUF model: it does not start with 'GGUF'")
+    return path
+
+
 def load_model(config: RuntimeConfig) -> LoadedModel:
     """Load the model of `config`, importing only the libraries its ML App needs."""
     if config.ml_app is MLApp.ECHO:
         from berth.runtime.echo import load_echo
 
-        return load_echo(config.echo_delay_ms / 1000)
+        return replace(load_echo(config.echo_delay_ms / 1000), runtime=Runtime.ECHO)
     # The folder checks run before the imports, which take seconds.
     if config.ml_app is MLApp.TEXT_EMBEDDING:
         folder = require_model_folder(config.model_path, ("modules.json", "config.json"))
         from berth.runtime.embedding import load_embedding_model
 
-        return load_embedding_model(folder, config.max_batch_size, config.max_batch_wait_ms / 1000)
+        loaded = load_embedding_model(
+            folder, config.max_batch_size, config.max_batch_wait_ms / 1000
+        )
+        return replace(loaded, runtime=Runtime.SENTENCE_TRANSFORMERS)
     if config.ml_app is MLApp.TEXT_GENERATION:
-        folder = require_model_folder(config.model_path, ("config.json",))
-        require_model_folder(folder, _TOKENIZER_FILES)
-        from berth.runtime.generation import load_generation_model
-
-        return load_generation_model(folder, config.model_name)
+        if config.checkpoint_format is CheckpointFormat.GGUF:
+            return _load_gguf(config)
+        return _load_transformers_generation(config)
     raise ModelLoadError(f"ML App {config.ml_app.value!r} has no runtime")
+
+
+def _load_gguf(config: RuntimeConfig) -> LoadedModel:
+    if config.runtime not in (AUTO, Runtime.LLAMA_CPP):
+        raise ModelLoadError(
+            f"runtime '{config.runtime}' cannot serve a GGUF checkpoint; "
+            f"use {AUTO} or {Runtime.LLAMA_CPP}"
+        )
+    path = require_gguf_file(config.model_path)
+    if not llama_cpp_installed():
+        raise ModelLoadError(
+            f"GGUF models need the llama.cpp runtime, which is not installed: {GGUF_INSTALL_HINT}"
+        )
+    from berth.runtime.llamacpp import load_llamacpp_model
+
+    return load_llamacpp_model(path, config.model_name)
+
+
+def _load_transformers_generation(config: RuntimeConfig) -> LoadedModel:
+    folder = require_model_folder(config.model_path, ("config.json",))
+    require_model_folder(folder, _TOKENIZER_FILES)
+    try:
+        if config.runtime == Runtime.TRANSFORMERS:
+            choice = choose_transformers_checkpoint_runtime(config.runtime, False, False)
+        else:
+            choice = choose_transformers_checkpoint_runtime(
+                config.runtime, module_installed("vllm"), cuda_available()
+            )
+    except RuntimeUnavailableError as error:
+        raise ModelLoadError(str(error)) from error
+
+    if choice.runtime is Runtime.VLLM:
+        from berth.runtime.vllm import load_vllm_model
+
+        return load_vllm_model(folder, config.model_name)
+    from berth.runtime.generation import load_generation_model
+
+    loaded = load_generation_model(folder, config.model_name)
+    return replace(loaded, runtime=Runtime.TRANSFORMERS, runtime_note=choice.note)
 
 
 def describe_load_failure(error: BaseException, config: RuntimeConfig) -> str:

@@ -119,8 +119,10 @@ def build_app(state: RuntimeState) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def ready(request: Request) -> Response:
-        if state.model is not None:
-            return JSONResponse({"status": "ready"})
+        model = state.model
+        if model is not None:
+            body = {"status": "ready", "runtime": model.runtime, "runtime_note": model.runtime_note}
+            return JSONResponse(body)
         # "failed" shows only briefly: after a load failure the process exits with status 3.
         status = "failed" if state.load_failed else "loading"
         return JSONResponse({"status": status}, status_code=503)
@@ -147,7 +149,7 @@ def build_app(state: RuntimeState) -> Starlette:
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
         if error.status_code == 404:
-            return _route_not_found(request, config, served).to_response()
+            return _route_not_found(request, state, served).to_response()
         if error.status_code == 405:
             allowed = (error.headers or {}).get("Allow", "POST")
             message = (
@@ -171,12 +173,14 @@ def build_app(state: RuntimeState) -> Starlette:
     )
 
 
-def _route_not_found(request: Request, config: RuntimeConfig, served: tuple[str, ...]) -> APIError:
+def _route_not_found(request: Request, state: RuntimeState, served: tuple[str, ...]) -> APIError:
+    config = state.config
     route_list = ", ".join([f"POST {path}" for path in served] + list(_INFO_ROUTES))
+    runtime = f" (runtime {state.model.runtime})" if state.model and state.model.runtime else ""
     return APIError(
         404,
-        f"The {config.ml_app.display_name} instance of model '{config.model_name}' does not "
-        f"serve {request.method} {request.url.path}. It serves: {route_list}.",
+        f"The {config.ml_app.display_name} instance of model '{config.model_name}'{runtime} "
+        f"does not serve {request.method} {request.url.path}. It serves: {route_list}.",
     )
 
 

@@ -7,12 +7,13 @@ the reconciler moves the observed `state` and starts and stops instances.
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from berth.auth import Principal
 from berth.db.models import Checkpoint, Endpoint, Model, Project, utcnow
 from berth.errors import CapacityError, Conflict, InvalidInput, NotFound
 from berth.names import name_key, normalize_name
+from berth.runtime.selection import GGUF_INSTALL_HINT, llama_cpp_installed
 from berth.service import audit, organization
 from berth.service.common import looks_like_id, mark_changed, new_id
 from berth.service.keys import create_first_key
@@ -102,12 +103,20 @@ def list_endpoints(
     if state is not None:
         conditions.append(Endpoint.state == state)
     total = session.scalar(select(func.count()).select_from(Endpoint).where(*conditions)) or 0
+    # Load what each listed endpoint shows in a few queries per page, not several per
+    # endpoint.
     rows = session.scalars(
         select(Endpoint)
         .where(*conditions)
         .order_by(Endpoint.created_at, Endpoint.id)
         .limit(limit)
         .offset(offset)
+        .options(
+            selectinload(Endpoint.open_instances),
+            selectinload(Endpoint.project),
+            selectinload(Endpoint.model),
+            selectinload(Endpoint.checkpoint),
+        )
     ).all()
     return list(rows), total
 
@@ -133,13 +142,15 @@ def _check_deployable(model: Model, checkpoint: Checkpoint | None) -> None:
             field="model",
         )
     if checkpoint is not None and checkpoint.format == CheckpointFormat.GGUF:
-        # NOTE: no runtime serves GGUF files yet; llama.cpp support is planned as an
-        # optional extra, so GGUF models can be imported but not deployed.
-        raise InvalidInput(
-            f"model '{model.name}' is a GGUF model, and this Berth has no runtime for GGUF "
-            "files yet; import the model as a Hugging Face folder to deploy it",
-            field="model",
-        )
+        # Instances run in the server's Python environment (the local backend starts
+        # them with the server's interpreter), so a missing package shows here at once.
+        if not llama_cpp_installed():
+            raise InvalidInput(
+                f"model '{model.name}' is a GGUF model, which needs the llama.cpp runtime, "
+                "and llama-cpp-python is not installed on the Berth server; install it with "
+                f"`{GGUF_INSTALL_HINT}`",
+                field="model",
+            )
 
 
 def slots_in_use(session: Session, excluding: str | None = None) -> int:

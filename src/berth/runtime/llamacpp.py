@@ -1,0 +1,232 @@
+"""The Text Generation ML App on llama.cpp (llama-cpp-python), for GGUF checkpoints.
+
+Chat prompts are rendered from the chat template in the GGUF metadata
+(`tokenizer.chat_template`) by llama-cpp-python's Jinja2ChatFormatter, the formatter its
+own chat completion handler builds from that template. Tokens are sampled one at a time
+in the worker thread of ThreadedGenerator, so stop sequences, streaming, usage counts
+and client disconnects behave as in the transformers runtime.
+
+This module imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import llama_cpp
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from berth.runtime.base import GenerationParams, LoadedModel, TextStream
+from berth.runtime.errors import invalid_request
+from berth.runtime.protocol import ChatMessage
+from berth.runtime.selection import Runtime
+from berth.runtime.threaded import (
+    PromptInput,
+    ThreadedGenerator,
+    TokenTextSender,
+    chat_turns,
+    no_chat_template_error,
+)
+
+logger = logging.getLogger("berth.runtime")
+
+# Context window allocated at load when the model was trained on a longer one. llama.cpp
+# allocates the KV cache for the whole window up front, so a model trained on 128k
+# tokens would otherwise reserve gigabytes. 4096 equals MAX_COMPLETION_TOKENS, the
+# longest completion Berth accepts; a request is cut to the room left after its prompt.
+# NOTE: no endpoint setting changes this yet.
+DEFAULT_CONTEXT_TOKENS = 4096
+
+# Room for one metadata value; context lengths and architecture names are short.
+_METADATA_VALUE_BYTES = 256
+
+# llama.cpp takes a 32-bit seed, and with this value it chooses a random one.
+_RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED
+
+
+class _GGUFTextDecoder:
+    """The `decode` that IncrementalDetokenizer needs, over llama.cpp's detokenizer."""
+
+    def __init__(self, llm: llama_cpp.Llama) -> None:
+        self._llm = llm
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        # Bytes of a character split across tokens decode to U+FFFD, which the
+        # detokenizer holds back until the next token completes the character.
+        data = self._llm.detokenize(list(ids), special=not skip_special_tokens)
+        return data.decode("utf-8", errors="replace")
+
+
+class LlamaCppGenerator(ThreadedGenerator):
+    def __init__(self, llm: llama_cpp.Llama, model_name: str) -> None:
+        decoder = _GGUFTextDecoder(llm)
+        super().__init__(model_name, decoder, _end_of_generation_ids(llm), llm.n_ctx())
+        self._llm = llm
+        self._chat_formatter = _chat_formatter(llm)
+
+    async def start_chat(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> TextStream:
+        if self._chat_formatter is None:
+            raise no_chat_template_error(self._model_name)
+        prompt = PromptInput(param="messages", messages=chat_turns(messages))
+        return await self._start(prompt, params)
+
+    def _encode_prompt(self, prompt: PromptInput) -> list[int]:
+        if prompt.text is not None:
+            # special=True parses special tokens written in the text, such as "</s>", as
+            # transformers tokenizers do in the transformers runtime.
+            return self._llm.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=True)
+        assert self._chat_formatter is not None
+        try:
+            turns: list[Any] = list(prompt.messages)
+            formatted = self._chat_formatter(messages=turns)
+        except (jinja2.TemplateError, ValueError) as error:
+            # Templates reject some conversations with raise_exception(), which
+            # llama-cpp-python turns into ValueError, for example a system message that
+            # the model does not support.
+            raise invalid_request(
+                f"The chat template of model '{self._model_name}' rejected the messages: {error}",
+                param="messages",
+            ) from error
+        # Chat templates write the BOS token themselves ({{ bos_token }}) when the model
+        # needs one, and the formatter reports that as added_special.
+        return self._llm.tokenize(
+            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+        )
+
+    def _generate(
+        self,
+        prompt_ids: list[int],
+        max_new_tokens: int,
+        params: GenerationParams,
+        sender: TokenTextSender,
+        cancelled: threading.Event,
+    ) -> None:
+        seed = _RANDOM_SEED if params.seed is None else _llama_seed(params.seed)
+        self._llm.set_seed(seed)
+        # top_k 0, min_p 0 and typical_p 1 turn those samplers off: OpenAI sampling has
+        # only temperature and top_p. Temperature 0 selects greedy decoding.
+        tokens = self._llm.generate(
+            prompt_ids,
+            top_k=0,
+            top_p=params.top_p,
+            min_p=0.0,
+            typical_p=1.0,
+            temp=params.temperature,
+            repeat_penalty=1.0,
+        )
+        try:
+            for token_id in tokens:
+                if not sender.push(token_id) or sender.token_count >= max_new_tokens:
+                    return
+        finally:
+            tokens.close()
+
+
+def _llama_seed(seed: int) -> int:
+    """Map a request's 64-bit seed to llama.cpp's 32 bits, avoiding the random-seed value."""
+    value = seed % (1 << 32)
+    return value - 1 if value == _RANDOM_SEED else value
+
+
+def _end_of_generation_ids(llm: llama_cpp.Llama) -> frozenset[int]:
+    """Return every token that llama.cpp counts as an end of generation (EOS, EOT, ...)."""
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    return frozenset(
+        token_id
+        for token_id in range(llm.n_vocab())
+        if llama_cpp.llama_vocab_is_eog(vocab, token_id)
+    )
+
+
+def read_trained_context_length(path: Path) -> int | None:
+    """Return `<architecture>.context_length` from the GGUF metadata, or None if absent.
+
+    Loads only the vocabulary and the metadata, which takes milliseconds.
+    """
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise ValueError(f"llama.cpp cannot read the GGUF file {path}")
+    try:
+        architecture = _metadata_value(model, "general.architecture") or ""
+        value = _metadata_value(model, f"{architecture}.context_length") or ""
+    finally:
+        llama_cpp.llama_model_free(model)
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def _metadata_value(model: llama_cpp.llama_model_p, key: str) -> str | None:
+    buffer = ctypes.create_string_buffer(_METADATA_VALUE_BYTES)
+    length = llama_cpp.llama_model_meta_val_str(model, key.encode(), buffer, len(buffer))
+    return buffer.value.decode("utf-8", errors="replace") if length >= 0 else None
+
+
+def _chat_formatter(llm: llama_cpp.Llama) -> Jinja2ChatFormatter | None:
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    eos_id, bos_id = llm.token_eos(), llm.token_bos()
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=_token_text(llm, eos_id),
+        bos_token=_token_text(llm, bos_id),
+        add_generation_prompt=True,
+    )
+
+
+def _token_text(llm: llama_cpp.Llama, token_id: int) -> str:
+    if token_id < 0:
+        return ""
+    return llm.detokenize([token_id], special=True).decode("utf-8", errors="replace")
+
+
+def thread_counts() -> tuple[int, int]:
+    """Return the threads for generating tokens and for reading the prompt.
+
+    OMP_NUM_THREADS, which torch instances on the same machine obey too, sets both when
+    it is a positive number. Otherwise generation uses half of the cores this process may
+    run on and prompt reading uses all of them, as llama-cpp-python's defaults do for
+    the cores of the whole machine.
+    """
+    configured = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured), int(configured)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    return max(cores // 2, 1), cores
+
+
+def load_llamacpp_model(path: Path, model_name: str) -> LoadedModel:
+    # Quiet llama.cpp's own log lines before the first call into it. Llama(verbose=False)
+    # would do so only once the model is loaded.
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    trained = read_trained_context_length(path)
+    context_length = min(trained, DEFAULT_CONTEXT_TOKENS) if trained else DEFAULT_CONTEXT_TOKENS
+    threads, batch_threads = thread_counts()
+    llm = llama_cpp.Llama(
+        model_path=str(path),
+        n_ctx=context_length,
+        n_threads=threads,
+        n_threads_batch=batch_threads,
+        verbose=False,
+    )
+    logger.info(
+        "llama.cpp loaded %s: context of %d tokens, %d threads (%d for prompts)",
+        path.name,
+        llm.n_ctx(),
+        threads,
+        batch_threads,
+    )
+    generator = LlamaCppGenerator(llm, model_name)
+    return LoadedModel(generator=generator, close=generator.close, runtime=Runtime.LLAMA_CPP)

@@ -1,0 +1,317 @@
+"""A text generator that runs one generation at a time in a single worker thread.
+
+Requests queue behind each other, and the event loop keeps serving health checks.
+Tokens travel to the event loop one by one, as text that is safe to send: complete
+characters, with stop sequences already cut. Subclasses supply the prompt encoding and
+the token loop of their library (transformers, llama.cpp).
+
+This module must not import torch or transformers, so that the llama.cpp runtime starts
+without them.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from berth.runtime.base import GenerationParams, TextGenerator, TextStream
+from berth.runtime.decoding import (
+    IncrementalDetokenizer,
+    LeadingWhitespaceStripper,
+    StopSequenceMatcher,
+)
+from berth.runtime.errors import APIError, invalid_request, server_error
+from berth.runtime.protocol import DEFAULT_MAX_TOKENS, ChatMessage
+
+logger = logging.getLogger("berth.runtime")
+
+
+@dataclass(frozen=True)
+class PromptInput:
+    """A prompt and the request field it came from, for error messages."""
+
+    param: str
+    text: str | None = None
+    messages: tuple[dict[str, str], ...] = ()
+
+
+# Events that the worker thread sends to the request's event loop.
+@dataclass(frozen=True)
+class _Started:
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class _Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class _Finished:
+    finish_reason: str
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: APIError
+
+
+_Event = _Started | _Text | _Finished | _Failed
+
+
+class GenerationJob:
+    """One request's link between the worker thread and the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.events: asyncio.Queue[_Event] = asyncio.Queue()
+        # Set to stop the generation: by EOS, a stop sequence, or the request going away.
+        self.cancelled = threading.Event()
+        # True once the request stopped reading, for example on a client disconnect.
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        self.cancelled.set()
+
+    def emit(self, event: _Event) -> None:
+        """Queue an event for the request. Called from the worker thread."""
+        try:
+            self._loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:
+            # The event loop is closed because the server is shutting down.
+            self.cancelled.set()
+
+
+class TokenTextSender:
+    """Turn one job's generated token ids into text events.
+
+    `tokenizer` needs only `decode(ids, skip_special_tokens=True)`, as IncrementalDetokenizer
+    uses it.
+    """
+
+    def __init__(
+        self,
+        job: GenerationJob,
+        tokenizer: Any,
+        prompt_ids: Sequence[int],
+        params: GenerationParams,
+        eos_ids: frozenset[int],
+        strip_leading_whitespace: bool,
+    ) -> None:
+        self._job = job
+        self._eos_ids = eos_ids
+        self._detokenizer = IncrementalDetokenizer(tokenizer, prompt_ids)
+        self._stops = StopSequenceMatcher(params.stop)
+        self._stripper = LeadingWhitespaceStripper() if strip_leading_whitespace else None
+        self._eos_seen = False
+        self.token_count = 0
+
+    def push(self, token_id: int) -> bool:
+        """Send the text of one generated token, and return False once generation should stop.
+
+        Generation stops at EOS, at a stop sequence and when the job is cancelled. Each
+        of them also sets `job.cancelled`, which the transformers runtime polls.
+        """
+        if self._eos_seen or self._stops.stopped or self._job.cancelled.is_set():
+            return False
+        self.token_count += 1
+        if token_id in self._eos_ids:
+            self._eos_seen = True
+            self._job.cancelled.set()
+            return False
+        self._send(self._detokenizer.push(token_id))
+        if self._stops.stopped:
+            self._job.cancelled.set()
+            return False
+        return True
+
+    def finish(self) -> None:
+        """Send the held-back text and the finish reason once generation has returned."""
+        if not self._stops.stopped:
+            self._send(self._detokenizer.flush())
+        tail = self._stops.flush()
+        if tail:
+            self._job.emit(_Text(tail))
+        finish_reason = "stop" if self._eos_seen or self._stops.stopped else "length"
+        self._job.emit(_Finished(finish_reason, self.token_count))
+
+    def _send(self, text: str) -> None:
+        if self._stripper is not None:
+            text = self._stripper.push(text)
+        text = self._stops.push(text)
+        if text:
+            self._job.emit(_Text(text))
+
+
+class _ThreadedStream(TextStream):
+    def __init__(self, job: GenerationJob) -> None:
+        self._job = job
+
+    async def wait_started(self) -> None:
+        """Wait until the worker has tokenized the prompt, raising its APIError if any."""
+        event = await self._job.events.get()
+        if isinstance(event, _Failed):
+            raise event.error
+        assert isinstance(event, _Started), event
+        self.prompt_tokens = event.prompt_tokens
+
+    async def _iterate(self) -> AsyncIterator[str]:
+        while True:
+            event = await self._job.events.get()
+            if isinstance(event, _Text):
+                yield event.text
+            elif isinstance(event, _Finished):
+                self.finish_reason = event.finish_reason
+                self.completion_tokens = event.completion_tokens
+                return
+            elif isinstance(event, _Failed):
+                raise event.error
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._iterate()
+
+    async def aclose(self) -> None:
+        self._job.abandon()
+
+
+def limit_new_tokens(
+    prompt_tokens: int,
+    param: str,
+    params: GenerationParams,
+    context_length: int | None,
+    model_name: str,
+) -> int:
+    """Return the max tokens to generate for a prompt, raising APIError (400) if none fit.
+
+    `param` names the request field of the prompt, and `context_length` (prompt and
+    completion together) is None when the model states none.
+    """
+    if prompt_tokens == 0:
+        raise invalid_request("The prompt is empty after tokenization.", param=param)
+    requested = params.max_tokens if params.max_tokens is not None else DEFAULT_MAX_TOKENS
+    if context_length is None:
+        return requested
+    if prompt_tokens >= context_length:
+        raise invalid_request(
+            f"The prompt is {prompt_tokens} tokens long, but model '{model_name}' "
+            f"has a context length of {context_length} tokens for prompt and "
+            "completion together. Shorten the prompt.",
+            param=param,
+        )
+    return min(requested, context_length - prompt_tokens)
+
+
+def no_chat_template_error(model_name: str) -> APIError:
+    return invalid_request(
+        f"Model '{model_name}' has no chat template, so it cannot serve "
+        "/v1/chat/completions. Use /v1/completions with a plain prompt.",
+        param="messages",
+    )
+
+
+def chat_turns(messages: Sequence[ChatMessage]) -> tuple[dict[str, str], ...]:
+    return tuple({"role": m.role, "content": m.content} for m in messages)
+
+
+class ThreadedGenerator(TextGenerator):
+    """Base of the runtimes that generate token by token in a worker thread.
+
+    `tokenizer` decodes generated ids (see TokenTextSender), `eos_ids` are the token ids
+    that end a reply, and `context_length` is the maximum of prompt and completion tokens
+    together, or None when the model states none.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        tokenizer: Any,
+        eos_ids: frozenset[int],
+        context_length: int | None,
+    ) -> None:
+        self._model_name = model_name
+        self._tokenizer = tokenizer
+        self._eos_ids = eos_ids
+        self._context_length = context_length
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="berth-generate")
+        self._jobs: set[GenerationJob] = set()
+
+    @abc.abstractmethod
+    def _encode_prompt(self, prompt: PromptInput) -> list[int]:
+        """Return the token ids of the prompt. Runs in the worker thread."""
+
+    @abc.abstractmethod
+    def _generate(
+        self,
+        prompt_ids: list[int],
+        max_new_tokens: int,
+        params: GenerationParams,
+        sender: TokenTextSender,
+        cancelled: threading.Event,
+    ) -> None:
+        """Generate at most `max_new_tokens` tokens into `sender` until its push() is False.
+
+        Runs in the worker thread.
+        """
+
+    async def start_completion(self, prompt: str, params: GenerationParams) -> TextStream:
+        return await self._start(PromptInput(param="prompt", text=prompt), params)
+
+    def close(self) -> None:
+        for job in list(self._jobs):
+            job.abandon()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _start(self, prompt: PromptInput, params: GenerationParams) -> TextStream:
+        loop = asyncio.get_running_loop()
+        job = GenerationJob(loop)
+        self._jobs.add(job)
+        future = loop.run_in_executor(self._executor, self._run, job, prompt, params)
+        future.add_done_callback(lambda _: self._jobs.discard(job))
+        stream = _ThreadedStream(job)
+        try:
+            await stream.wait_started()
+        except BaseException:
+            job.abandon()
+            raise
+        return stream
+
+    def _run(self, job: GenerationJob, prompt: PromptInput, params: GenerationParams) -> None:
+        """Tokenize and generate for one job. Runs in the worker thread."""
+        if job.cancelled.is_set():
+            return
+        try:
+            prompt_ids = self._encode_prompt(prompt)
+            max_new_tokens = limit_new_tokens(
+                len(prompt_ids), prompt.param, params, self._context_length, self._model_name
+            )
+            job.emit(_Started(len(prompt_ids)))
+            sender = TokenTextSender(
+                job,
+                self._tokenizer,
+                prompt_ids,
+                params,
+                self._eos_ids,
+                strip_leading_whitespace=prompt.text is None,
+            )
+            self._generate(prompt_ids, max_new_tokens, params, sender, job.cancelled)
+            if job.abandoned:
+                logger.info(
+                    "generation stopped after %d of at most %d tokens: the request was "
+                    "abandoned, for example by a client disconnect",
+                    sender.token_count,
+                    max_new_tokens,
+                )
+            sender.finish()
+        except APIError as error:
+            job.emit(_Failed(error))
+        except Exception as error:
+            logger.exception("generation failed for model %s", self._model_name)
+            job.emit(_Failed(server_error(f"Generation failed: {type(error).__name__}: {error}")))

@@ -1,0 +1,137 @@
+"""Schema migrations on SQLite and PostgreSQL: the newest revision matches the models, and
+0002 keeps existing instances.
+
+The PostgreSQL cases need the server on 127.0.0.1:5432 (trust auth); they are skipped
+when it is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select, text
+
+from berth.auth import authenticate
+from berth.bootstrap import bootstrap
+from berth.db.engine import Database, alembic_config, make_engine, migrate
+from berth.db.models import Base, Instance
+from berth.secrets import KeyVault
+from berth.service import endpoints
+from berth.service.keys import set_vault
+
+ADMIN_KEY = "unit-test-admin-key-migrations"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "BERTH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def postgres_database() -> Iterator[str]:
+    """Create an empty database for one test and yield its SQLAlchemy URL."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("BERTH_TEST_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    name = f"berth_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+            yield f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'berth.db'}"
+    else:
+        yield from postgres_database()
+
+
+def upgrade(engine: Engine, revision: str) -> None:
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def instance_columns(engine: Engine) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns("instances")}
+
+
+def test_newest_revision_matches_models(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        migrate(engine)
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    finally:
+        engine.dispose()
+
+    assert differences == []
+
+
+def test_0002_keeps_instances_and_adds_runtime(database_url: str, tmp_path: Path) -> None:
+    database = Database(database_url)
+    try:
+        upgrade(database.engine, "0001")
+        assert "runtime" not in instance_columns(database.engine)
+        set_vault(KeyVault.from_file(tmp_path / "secret.key"))
+        with database.session() as session:
+            bootstrap(session, ADMIN_KEY)
+            principal = authenticate(session, ADMIN_KEY, None)
+            endpoint, _key = endpoints.create_endpoint(
+                session,
+                principal,
+                endpoints.Limits(capacity=4, max_instances_per_endpoint=4),
+                project_ref="default",
+                name="before-0002",
+                model_ref="echo",
+                instances=1,
+            )
+            endpoint_id = endpoint.id
+        # The instance row is written as the 0001 schema has it, without the new columns.
+        with database.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO instances (id, endpoint_id, generation, state, address, "
+                    "restart_count, last_error, created_at, seq) VALUES ('instance-1', "
+                    ":endpoint_id, 1, 'Ready', '127.0.0.1:1', 0, '', CURRENT_TIMESTAMP, 0)"
+                ),
+                {"endpoint_id": endpoint_id},
+            )
+
+        upgrade(database.engine, "head")
+        with database.session() as session:
+            row = session.scalars(select(Instance).where(Instance.id == "instance-1")).one()
+            runtime, note = row.runtime, row.runtime_note
+
+        downgrade(database.engine, "0001")
+        columns_after_downgrade = instance_columns(database.engine)
+        upgrade(database.engine, "head")
+        columns_after_upgrade = instance_columns(database.engine)
+    finally:
+        database.dispose()
+
+    assert runtime == ""
+    assert note == ""
+    assert {"runtime", "runtime_note"}.isdisjoint(columns_after_downgrade)
+    assert {"runtime", "runtime_note"} <= columns_after_upgrade
