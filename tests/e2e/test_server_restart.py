@@ -1,8 +1,27 @@
 """Berth itself restarting: endpoints come back Live with the same keys."""
 
+import os
+import signal
+from typing import Any
+
 from berth.client import Client
 from tests.e2e.conftest import chat, create_live, ready_pids, wait_until
 from tests.support import BerthServer, pid_alive
+
+RECOVERY_TIMEOUT_S = 60.0
+
+
+def observe_until_ready(client: Client, endpoint_id: str, count: int) -> list[dict[str, Any]]:
+    """Poll the endpoint until it is Live with `count` ready instances; return every reading."""
+    readings: list[dict[str, Any]] = []
+
+    def read() -> bool:
+        info = client.get_endpoint(endpoint_id)
+        readings.append(info)
+        return info["state"] == "Live" and info["ready_instances"] == count
+
+    wait_until(read, RECOVERY_TIMEOUT_S, f"{count} ready instances", interval_s=0.02)
+    return readings
 
 
 def test_killed_server_brings_endpoints_back(fresh_server: BerthServer) -> None:
@@ -34,6 +53,53 @@ def test_killed_server_brings_endpoints_back(fresh_server: BerthServer) -> None:
     assert chat(endpoint, extra["key"]).status_code == 200
     assert stopped_after["state"] == "Stopped"
     assert stopped_after["instance_list"] == []
+
+
+def test_restart_is_not_live_before_ready(fresh_server: BerthServer) -> None:
+    fresh_server.start()
+    with fresh_server.client() as client:
+        endpoint, _key = create_live(client, "comeback", instances=2)
+        wait_until(lambda: ready_pids(client, endpoint["id"], 2), 30, "2 instances")
+
+    fresh_server.kill()
+    fresh_server.start()
+    with fresh_server.client() as client:
+        readings = observe_until_ready(client, endpoint["id"], 2)
+
+    for reading in readings:
+        if reading["state"] == "Live":
+            assert reading["ready_instances"] >= 1, reading
+    # The first reading after the restart shows the endpoint deploying its instances again.
+    assert readings[0]["state"] == "Deploying"
+    assert readings[0]["state_reason"].startswith("the server restarted")
+
+
+def test_restart_keeps_restart_counts(fresh_server: BerthServer) -> None:
+    fresh_server.start()
+    with fresh_server.client() as client:
+        endpoint, _key = create_live(client, "counted", instances=2)
+        wait_until(lambda: ready_pids(client, endpoint["id"], 2), 30, "2 instances")
+
+    fresh_server.stop()
+    fresh_server.start()
+    with fresh_server.client() as client:
+        after_restart = observe_until_ready(client, endpoint["id"], 2)[-1]
+        victim, other = after_restart["instance_list"]
+        os.kill(victim["pid"], signal.SIGKILL)
+        wait_until(
+            lambda: (pids := ready_pids(client, endpoint["id"], 2)) and victim["pid"] not in pids,
+            RECOVERY_TIMEOUT_S,
+            "the killed instance to be restarted",
+        )
+        after_crash = {
+            row["id"]: row for row in client.get_endpoint(endpoint["id"])["instance_list"]
+        }
+
+    # Starting the instances again after the server restart does not count as a restart.
+    assert [row["restart_count"] for row in after_restart["instance_list"]] == [0, 0]
+    # A crash of an instance still counts.
+    assert after_crash[victim["id"]]["restart_count"] == 1
+    assert after_crash[other["id"]]["restart_count"] == 0
 
 
 def test_graceful_stop_ends_instances(fresh_server: BerthServer) -> None:

@@ -2,8 +2,11 @@
 
 Each client thread sends chat completions to one endpoint, alternating plain and
 streamed requests, and checks every response: a plain one must be 200 with the words it
-sent, a streamed one must carry those words and end with `[DONE]`. The threads stop
-when asked, after `max_requests` in total, or after `max_seconds`, whichever comes first.
+sent, a streamed one must carry those words and end with `[DONE]`. For a model that
+replies with a marker word instead of an echo (see `tests.faults.marker_model`), the
+reply must repeat one known marker, and the outcome names the checkpoint it belongs to.
+The threads stop when asked, after `max_requests` in total, or after `max_seconds`,
+whichever comes first.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import itertools
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import httpx
 import orjson
 
 REFUSED_PAUSE_S = 0.1
+# Tokens a marker model generates per request; a short reply keeps each request brief.
+MARKER_REPLY_TOKENS = 3
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
 
 
@@ -35,6 +41,8 @@ class Outcome:
     code: str = ""
     instance: str = ""
     model: str = ""
+    # Checkpoint whose marker word the reply repeated; "" for echo replies.
+    checkpoint: str = ""
 
     @property
     def ok(self) -> bool:
@@ -95,7 +103,10 @@ class LoadGenerator:
         max_seconds: float = 60.0,
         words: int = 8,
         request_timeout_s: float = 30.0,
+        markers: Mapping[str, str] | None = None,
     ) -> None:
+        """`markers` maps each marker word to its checkpoint's name; without it the
+        endpoint must echo each request's words."""
         self._url = f"{base_url}/chat/completions"
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._threads = threads
@@ -103,6 +114,7 @@ class LoadGenerator:
         self._max_seconds = max_seconds
         self._words = words
         self._timeout = request_timeout_s
+        self._markers = dict(markers or {})
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._counter = itertools.count()
@@ -171,7 +183,22 @@ class LoadGenerator:
                     self._stop.wait(REFUSED_PAUSE_S)
 
     def _request_body(self, text: str, stream: bool) -> dict[str, object]:
-        return {"messages": [{"role": "user", "content": text}], "stream": stream}
+        body: dict[str, object] = {
+            "messages": [{"role": "user", "content": text}],
+            "stream": stream,
+        }
+        if self._markers:
+            body["max_tokens"] = MARKER_REPLY_TOKENS
+        return body
+
+    def _check_reply(self, sent: str, reply: str) -> tuple[str, str]:
+        """Return the result and, for a marker reply, the checkpoint that produced it."""
+        if not self._markers:
+            return ("ok" if reply == sent else "wrong_content"), ""
+        words = reply.split()
+        if len(words) == MARKER_REPLY_TOKENS and len(set(words)) == 1 and words[0] in self._markers:
+            return "ok", self._markers[words[0]]
+        return "wrong_content", ""
 
     def _send_plain(self, client: httpx.Client, text: str, started: float) -> Outcome:
         try:
@@ -188,8 +215,10 @@ class LoadGenerator:
             )
         body = response.json()
         content = body["choices"][0]["message"]["content"]
-        result = "ok" if content == text else "wrong_content"
-        return Outcome(started, ended, False, result, "", instance, body.get("model", ""))
+        result, checkpoint = self._check_reply(text, content)
+        return Outcome(
+            started, ended, False, result, "", instance, body.get("model", ""), checkpoint
+        )
 
     def _send_streamed(self, client: httpx.Client, text: str, started: float) -> Outcome:
         pieces: list[str] = []
@@ -231,8 +260,8 @@ class LoadGenerator:
         ended = time.monotonic()
         if not done:
             return Outcome(started, ended, True, "stream_cut", "", instance)
-        result = "ok" if "".join(pieces) == text else "wrong_content"
-        return Outcome(started, ended, True, result, "", instance, model)
+        result, checkpoint = self._check_reply(text, "".join(pieces))
+        return Outcome(started, ended, True, result, "", instance, model, checkpoint)
 
 
 def _transport_result(exc: httpx.HTTPError) -> str:

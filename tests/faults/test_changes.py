@@ -7,17 +7,26 @@ little longer, and then checks every request the load sent.
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import httpx
+import pytest
 
 from berth.client import Client
+from berth.hub.demo import build_demo_generation_model
 from tests.faults.conftest import deploy_paced_echo, record, settled
 from tests.faults.load import LoadGenerator
+from tests.faults.marker_model import build_marker_model
 from tests.support import BerthServer, pid_alive, wait_until
 
 SETTLE_TIMEOUT_S = 60.0
+# Text-generation instances import torch and load a model before they are ready, which
+# takes several times as long as an echo instance on a busy 2-core machine.
+MODEL_LOAD_TIMEOUT_S = 180.0
 WARM_UP_REQUESTS = 40
+# Marker word of each checkpoint of the model that the checkpoint move swaps.
+CHECKPOINT_MARKERS = {"alpha": "a", "bravo": "b"}
 
 
 def run_change(
@@ -28,16 +37,25 @@ def run_change(
     scenario: str,
     change: Callable[[], object],
     settled_count: int,
+    settle_timeout_s: float = SETTLE_TIMEOUT_S,
+    markers: Mapping[str, str] | None = None,
 ) -> LoadGenerator:
     """Apply `change` under load and return the load once the endpoint has settled."""
-    load = LoadGenerator(endpoint["openai_base_url"], key, scenario)
+    load = LoadGenerator(
+        endpoint["openai_base_url"],
+        key,
+        scenario,
+        # Long enough for the warm-up, the longest settling and the requests after it.
+        max_seconds=settle_timeout_s + 60.0,
+        markers=markers,
+    )
     with load:
         load.wait_for_requests(WARM_UP_REQUESTS)
         changed_at = time.monotonic()
         change()
         wait_until(
             lambda: settled(client, server, endpoint["id"], settled_count),
-            SETTLE_TIMEOUT_S,
+            settle_timeout_s,
             f"{scenario}: the endpoint to settle",
         )
         settled_at = time.monotonic()
@@ -136,6 +154,62 @@ def test_model_swap_under_load(fault_client: Client, fault_server: BerthServer) 
     assert models[0] == "echo"
     # The responses after the endpoint settled all come from the new model.
     assert models[-WARM_UP_REQUESTS:] == ["echo-b"] * WARM_UP_REQUESTS
+
+
+@pytest.fixture(scope="module")
+def marker_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Folders of the two checkpoints by name; each always replies with its marker word."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    demo = build_demo_generation_model(root / "demo")
+    return {
+        checkpoint: build_marker_model(demo, root / checkpoint, word)
+        for word, checkpoint in CHECKPOINT_MARKERS.items()
+    }
+
+
+@pytest.mark.timeout(600)
+def test_checkpoint_move_under_load(
+    fault_client: Client, fault_server: BerthServer, marker_checkpoints: dict[str, Path]
+) -> None:
+    for checkpoint, folder in marker_checkpoints.items():
+        fault_client.import_model(str(folder), "fault-marker", checkpoint=checkpoint)
+    created = fault_client.create_endpoint(
+        "default", "fault-checkpoint", "fault-marker:a", instances=2
+    )
+    fault_client.wait_for_state(created["id"], {"Live"}, timeout_s=MODEL_LOAD_TIMEOUT_S, poll_s=0.1)
+    endpoint = wait_until(
+        lambda: settled(fault_client, fault_server, created["id"], 2),
+        MODEL_LOAD_TIMEOUT_S,
+        "the endpoint to run 2 instances of checkpoint a",
+    )
+    before = {row["id"] for row in endpoint["instance_list"]}
+    assert endpoint["checkpoint"]["name"] == "a"
+
+    load = run_change(
+        fault_client,
+        fault_server,
+        endpoint,
+        created["first_key"],
+        "checkpoint move a->b under load",
+        lambda: fault_client.update_endpoint(endpoint["id"], model="fault-marker:b"),
+        settled_count=2,
+        settle_timeout_s=MODEL_LOAD_TIMEOUT_S,
+        markers=CHECKPOINT_MARKERS,
+    )
+
+    assert_no_failures(load)
+    after = fault_client.get_endpoint(endpoint["id"])
+    assert after["model"]["name"] == "fault-marker"
+    assert after["checkpoint"]["name"] == "b"
+    assert after["generation"] == endpoint["generation"] + 1
+    assert {row["id"] for row in after["instance_list"]}.isdisjoint(before)
+    checkpoints = [outcome.checkpoint for outcome in load.figures.outcomes]
+    assert checkpoints[0] == "a"
+    # The responses after the endpoint settled all come from checkpoint b.
+    assert checkpoints[-WARM_UP_REQUESTS:] == ["b"] * WARM_UP_REQUESTS
+    # Both instances of checkpoint b served some of them.
+    served_late = {outcome.instance for outcome in load.figures.outcomes[-WARM_UP_REQUESTS:]}
+    assert served_late == {row["id"] for row in after["instance_list"]}
 
 
 def test_delete_lets_streams_finish(fault_client: Client, fault_server: BerthServer) -> None:

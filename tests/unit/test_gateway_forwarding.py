@@ -382,3 +382,35 @@ async def test_oversized_body_gives_413(setup: Setup) -> None:
 
     assert response.status_code == 413
     assert "4096" in response.json()["error"]["message"]
+
+
+async def test_deploying_endpoint_waits_for_an_instance(setup: Setup) -> None:
+    setup.route.state = EndpointState.DEPLOYING
+    setup.route.upstreams.clear()
+
+    async def instance_becomes_ready() -> None:
+        await asyncio.sleep(0.1)
+        changes = _Changes(
+            seq=1,
+            keys=[],
+            endpoints=[(ENDPOINT, EndpointState.LIVE, MLApp.ECHO, False)],
+            instances=[("c", ENDPOINT, InstanceState.READY, setup.first.address, False)],
+        )
+        setup.table._apply(changes)
+        setup.table._changed.set()
+
+    response, _none = await asyncio.gather(setup.post(), instance_becomes_ready())
+
+    assert response.status_code == 200
+    assert response.json()["served_by"] == setup.first.address
+
+
+async def test_deploying_endpoint_without_instance_is_not_live(setup: Setup) -> None:
+    setup.route.state = EndpointState.DEPLOYING
+    setup.route.upstreams.clear()
+
+    response = await setup.post()
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "endpoint_not_live"
+    assert response.headers["retry-after"] == "5"

@@ -377,6 +377,80 @@ async def test_recovery_restarts_instances_of_live_endpoint(
     assert all(row.state == InstanceState.READY for row in restarted.instances(endpoint_id))
 
 
+async def test_recovery_deploying_until_instance_ready(database: Database, tmp_path: Path) -> None:
+    world = make_world(database, tmp_path)
+    endpoint_id = world.create("survivor", instances=2)
+    await world.step(2)
+
+    restarted = make_world(database, tmp_path)
+    restarted.prober.ready_all = False
+    restarted.reconciler.recover()
+    # No instance of the new server run serves yet, so the endpoint is not Live.
+    assert restarted.endpoint(endpoint_id).state == EndpointState.DEPLOYING
+    await restarted.step(2)
+    endpoint = restarted.endpoint(endpoint_id)
+    assert endpoint.state == EndpointState.DEPLOYING
+    assert endpoint.state_reason == "the server restarted; 0 of 2 instances ready"
+    assert len(restarted.backend.running()) == 2
+
+    first, second = restarted.instances(endpoint_id)
+    restarted.prober.ready_all = True
+    restarted.prober.down.add(second.address)
+    await restarted.step()
+    endpoint = restarted.endpoint(endpoint_id)
+    assert endpoint.state == EndpointState.LIVE
+    assert endpoint.state_reason == "1 of 2 instances ready"
+
+    restarted.prober.down.clear()
+    await restarted.step()
+    endpoint = restarted.endpoint(endpoint_id)
+    assert endpoint.state == EndpointState.LIVE
+    assert endpoint.state_reason == ""
+    rows = restarted.instances(endpoint_id)
+    assert {row.id for row in rows} == {first.id, second.id}
+    # Relaunching after the server restart does not count as a restart of the instances.
+    assert [row.restart_count for row in rows] == [0, 0]
+
+
+async def test_recovery_twice_counts_no_restart(database: Database, tmp_path: Path) -> None:
+    world = make_world(database, tmp_path)
+    endpoint_id = world.create("twice", instances=1)
+    await world.step(2)
+
+    # The server restarts, and restarts again before it relaunched anything.
+    make_world(database, tmp_path).reconciler.recover()
+    restarted = make_world(database, tmp_path)
+    restarted.reconciler.recover()
+    await restarted.step(2)
+
+    (row,) = restarted.instances(endpoint_id)
+    assert row.state == InstanceState.READY
+    assert row.restart_count == 0
+    assert restarted.endpoint(endpoint_id).state == EndpointState.LIVE
+
+
+async def test_recovery_counts_restart_of_crashed_instance(
+    database: Database, tmp_path: Path
+) -> None:
+    world = make_world(database, tmp_path)
+    endpoint_id = world.create("crashed", instances=2)
+    await world.step(2)
+    victim, other = world.instances(endpoint_id)
+    world.backend.processes[victim.id].exit_code = -9
+    # The crash is recorded, and the server restarts while the relaunch waits for the backoff.
+    await world.step()
+
+    restarted = make_world(database, tmp_path)
+    restarted.reconciler.recover()
+    await restarted.step(2)
+
+    rows = {row.id: row for row in restarted.instances(endpoint_id)}
+    assert rows[victim.id].restart_count == 1
+    assert rows[other.id].restart_count == 0
+    assert rows[victim.id].state == InstanceState.READY
+    assert restarted.endpoint(endpoint_id).state == EndpointState.LIVE
+
+
 async def test_unhealthy_instance_is_killed_and_restarted(world: World) -> None:
     endpoint_id = world.create("sick", instances=2)
     await world.step(2)

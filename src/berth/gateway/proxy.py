@@ -11,9 +11,9 @@ up) is tried once more on another instance. A request that reached an instance i
 sent again, because the model may already have acted on it: if that instance fails, the
 caller gets a 502, or an error event when a stream had already begun.
 
-While a Live or Updating endpoint has no ready instance (all of them are restarting,
-or the server has just started), a request waits up to `no_instance_wait_s` for one
-before the gateway returns 503.
+While a Live, Updating or Deploying endpoint has no ready instance (all of them are
+restarting, or the server has just restarted them), a request waits up to
+`no_instance_wait_s` for one before the gateway returns 503.
 """
 
 import asyncio
@@ -50,6 +50,8 @@ ROUTES = {
 # Endpoint states in which requests are forwarded. An Updating endpoint is changing its
 # model or instance count and serves from its ready instances meanwhile.
 SERVING_STATES = frozenset({EndpointState.LIVE, EndpointState.UPDATING})
+# States in which a request waits up to `no_instance_wait_s` to be served.
+WAITING_STATES = SERVING_STATES | {EndpointState.DEPLOYING}
 # States that need a person to act before the endpoint serves again.
 SETTLED_STATES = frozenset({EndpointState.STOPPED, EndpointState.FAILED})
 NOT_LIVE_RETRY_AFTER_S = "5"
@@ -239,7 +241,7 @@ class Gateway:
                 code="method_not_allowed",
                 headers={"Allow": expected},
             )
-        if route.state not in SERVING_STATES:
+        if route.state not in WAITING_STATES:
             return _not_live(route)
         return route, expected
 
@@ -342,7 +344,7 @@ class Gateway:
                 # a connection may be tried again.
                 await self._table.wait_for_change(min(remaining, WAIT_SLICE_S))
                 current = self._table.routes.get(route.endpoint_id)
-                if current is None or current.deleted or current.state not in SERVING_STATES:
+                if current is None or current.deleted or current.state not in WAITING_STATES:
                     await self._send_reply(send, _not_live(current or route))
                     return
                 route = current
@@ -373,6 +375,10 @@ class Gateway:
                 upstream.in_flight -= 1
             return
 
+        if route.state not in SERVING_STATES:
+            # A Deploying endpoint whose instances did not become ready in time.
+            await self._send_reply(send, _not_live(route))
+            return
         if tried:
             message = "no instance of the endpoint could be reached"
         else:

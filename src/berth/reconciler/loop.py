@@ -34,6 +34,9 @@ from berth.states import DesiredState, EndpointState, InstanceState
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+# The last error of an instance that the server's restart ended. Its relaunch does not
+# count as a restart of the instance, because the instance itself did not fail.
+SERVER_RESTART_REASON = "the server restarted; starting the instance again"
 
 
 @dataclass
@@ -131,20 +134,46 @@ class Reconciler:
         orphaned, and the next steps restart each open instance row in place. The backend
         also finds and ends processes that no row names, because the old server died
         between starting one and recording it, so that no instance runs twice.
+
+        Endpoints that were Live or Updating have no ready instance now, so they go back
+        to Deploying until one of their relaunched instances is ready.
         """
         with self._database.session() as session:
             rows = session.scalars(select(Instance).where(Instance.ended_at.is_(None))).all()
+            # Lock the endpoint rows before the first write, which locks the change counter,
+            # in the order that steps and API handlers use, so on PostgreSQL none deadlock.
+            endpoints = session.scalars(
+                select(Endpoint)
+                .where(Endpoint.id.in_(sorted({row.endpoint_id for row in rows})))
+                .order_by(Endpoint.id)
+                .with_for_update()
+            ).all()
             for row in rows:
                 self._backend.end_orphan(row.id, row.pid)
                 if row.state == InstanceState.DRAINING:
                     self._end(session, row)
                     continue
+                if row.state in (InstanceState.STARTING, InstanceState.READY):
+                    row.last_error = SERVER_RESTART_REASON
+                # An instance that had exited or failed its health checks keeps its error,
+                # and its relaunch counts as a restart.
                 row.state = InstanceState.EXITED
                 row.pid = None
                 row.address = ""
                 row.ready_at = None
-                row.last_error = "the server restarted; starting the instance again"
                 mark_changed(session, row)
+            relaunched = {row.endpoint_id for row in rows if row.ended_at is None}
+            for endpoint in endpoints:
+                if endpoint.id in relaunched and endpoint.state in (
+                    EndpointState.LIVE,
+                    EndpointState.UPDATING,
+                ):
+                    self._set_state(
+                        session,
+                        endpoint,
+                        EndpointState.DEPLOYING,
+                        f"the server restarted; 0 of {endpoint.instances} instances ready",
+                    )
             if rows:
                 logger.info("recovering %d instances left by the previous server run", len(rows))
         strays = self._backend.end_strays()
@@ -561,13 +590,20 @@ class Reconciler:
         return row
 
     def _restart(self, session: Session, endpoint: Endpoint, row: Instance) -> bool:
-        row.restart_count += 1
-        logger.info(
-            "restarting instance %s of endpoint %s (restart %d)",
-            row.id,
-            endpoint.id,
-            row.restart_count,
-        )
+        if row.last_error == SERVER_RESTART_REASON:
+            logger.info(
+                "starting instance %s of endpoint %s again after the server restart",
+                row.id,
+                endpoint.id,
+            )
+        else:
+            row.restart_count += 1
+            logger.info(
+                "restarting instance %s of endpoint %s (restart %d)",
+                row.id,
+                endpoint.id,
+                row.restart_count,
+            )
         return self._launch(session, endpoint, row)
 
     def _launch(self, session: Session, endpoint: Endpoint, row: Instance) -> bool:
@@ -659,6 +695,17 @@ class Reconciler:
         if endpoint.state == EndpointState.LIVE and spec_reached:
             return
         progress = f"{ready} of {endpoint.instances} instances ready"
+        if endpoint.state == EndpointState.DEPLOYING and spec_reached:
+            # Only `recover` moves an endpoint that had reached its spec back to Deploying.
+            # It serves again as soon as one instance is ready, like a Live endpoint does
+            # while one of its instances restarts.
+            if ready:
+                self._set_state(session, endpoint, EndpointState.LIVE, progress)
+            else:
+                self._set_state(
+                    session, endpoint, EndpointState.DEPLOYING, f"the server restarted; {progress}"
+                )
+            return
         if endpoint.state in (EndpointState.LIVE, EndpointState.UPDATING):
             self._set_state(session, endpoint, EndpointState.UPDATING, progress)
         else:
