@@ -225,10 +225,23 @@ class Reconciler:
     def _read_snapshot(self) -> _Snapshot:
         with self._database.session() as session:
             open_ids = select(Instance.endpoint_id).where(Instance.ended_at.is_(None))
+            # A Stopped endpoint meant to stay stopped has nothing to do until a start,
+            # update or delete changes one of these columns. Leaving such endpoints out
+            # keeps a step's cost in proportion to the endpoints that run.
+            settled = and_(
+                Endpoint.desired_state == DesiredState.STOPPED,
+                Endpoint.state == EndpointState.STOPPED,
+            )
             endpoints = session.scalars(
                 select(Endpoint)
-                .where(or_(Endpoint.deleted_at.is_(None), Endpoint.id.in_(open_ids)))
+                .where(
+                    or_(
+                        Endpoint.id.in_(open_ids),
+                        and_(Endpoint.deleted_at.is_(None), not_(settled)),
+                    )
+                )
                 .order_by(Endpoint.created_at, Endpoint.id)
+                .options(selectinload(Endpoint.open_instances), selectinload(Endpoint.checkpoint))
             ).all()
             instances = session.execute(
                 select(Instance.id, Instance.state, Instance.address).where(
@@ -250,9 +263,8 @@ class Reconciler:
             return False
         serving = [
             row
-            for row in endpoint.instance_rows
-            if row.ended_at is None
-            and row.generation == endpoint.generation
+            for row in endpoint.open_instances
+            if row.generation == endpoint.generation
             and row.state not in (InstanceState.DRAINING, InstanceState.EXITED)
         ]
         return len(serving) < endpoint.instances

@@ -43,9 +43,11 @@ class _QueuedText:
 class EmbeddingBatcher:
     """Collect texts from concurrent requests into batches of up to `max_batch_size`.
 
-    A batch closes when it is full or `max_wait_s` after its oldest text arrived, and
-    is then encoded in a single worker thread, so the event loop stays free. While the
-    worker is busy, new texts queue up and form the next batch. A request with more
+    A batch is encoded in a single worker thread, so the event loop stays free. While
+    the worker is busy, new texts queue up and form the next batch, so batches fill
+    under load without any waiting. When the worker is idle, a batch starts at once
+    (with the default `max_wait_s` of 0) or once it is full or `max_wait_s` after its
+    oldest text arrived, whichever comes first. A request with more
     texts than `max_batch_size` spans several batches and gets its vectors back in
     input order.
     """
@@ -101,6 +103,8 @@ class EmbeddingBatcher:
         while not self._queue:
             self._wakeup.clear()
             await self._wakeup.wait()
+        # One pass of the event loop lets requests that arrived together join the batch.
+        await asyncio.sleep(0)
 
         deadline = self._queue[0].enqueued_at + self._max_wait_s
         while len(self._queue) < self._max_batch_size:

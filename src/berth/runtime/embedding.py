@@ -22,9 +22,9 @@ class SentenceTransformerEmbedder(Embedder):
 
     def __init__(self, model: Any, max_batch_size: int, max_batch_wait_s: float) -> None:
         self._model = model
-        self._tokenizer = model.tokenizer
-        self._max_seq_length = model.max_seq_length
         self.dimension = _embedding_dimension(model)
+        # sentence-transformers 6 renamed tokenize to preprocess and deprecated the old name.
+        self._preprocess = getattr(model, "preprocess", None) or model.tokenize
         self._batcher = EmbeddingBatcher(self._encode, max_batch_size, max_batch_wait_s)
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
@@ -38,19 +38,23 @@ class SentenceTransformerEmbedder(Embedder):
         self._batcher.close()
 
     def _encode(self, texts: list[str]) -> tuple[Any, list[int]]:
-        """Encode one batch. Runs in the batcher's worker thread, never on the event loop."""
-        vectors = self._model.encode(
-            texts,
-            batch_size=len(texts),
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        encoded = self._tokenizer(
-            texts, truncation=self._max_seq_length is not None, max_length=self._max_seq_length
-        )
-        token_counts = [len(ids) for ids in encoded["input_ids"]]
-        return vectors, token_counts
+        """Encode one batch. Runs in the batcher's worker thread, never on the event loop.
+
+        The texts are tokenized once, and the token counts come from that same
+        tokenization; `SentenceTransformer.encode` would tokenize them a second time.
+        """
+        import torch
+
+        features = self._preprocess(texts)
+        token_counts = [int(count) for count in features["attention_mask"].sum(dim=1)]
+        features = {
+            name: value.to(self._model.device) if isinstance(value, torch.Tensor) else value
+            for name, value in features.items()
+        }
+        with torch.inference_mode():
+            embeddings = self._model.forward(features)["sentence_embedding"]
+            embeddings = torch.nn.functional.normalize(embeddings.float(), p=2, dim=1)
+        return embeddings.cpu().numpy(), token_counts
 
 
 def _embedding_dimension(model: Any) -> int:
