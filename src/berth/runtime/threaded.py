@@ -1,9 +1,9 @@
 """A text generator that runs one generation at a time in a single worker thread.
 
 Requests queue behind each other, and the event loop keeps serving health checks.
-Tokens travel to the event loop one by one, as text that is safe to send: complete
-characters, with stop sequences already cut. Subclasses supply the prompt encoding and
-the token loop of their library (transformers, llama.cpp).
+Tokens travel to the event loop as text that is safe to send: complete characters,
+with stop sequences already cut, one token or several at a time. Subclasses supply
+the prompt encoding and the token loop of their library (transformers, llama.cpp).
 
 This module must not import torch or transformers, so that the llama.cpp runtime starts
 without them.
@@ -67,7 +67,14 @@ _Event = _Started | _Text | _Finished | _Failed
 
 
 class GenerationJob:
-    """One request's link between the worker thread and the event loop."""
+    """One request's link between the worker thread and the event loop.
+
+    Events pass through a buffer: the worker wakes the event loop only when the buffer
+    was empty, and the loop moves everything buffered at once, joining consecutive texts
+    into one. The first token therefore leaves at once, and while the loop is busy
+    sending, the tokens generated meanwhile travel as one piece of text, so the loop's
+    work per token does not grow when generation is fast.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -76,6 +83,8 @@ class GenerationJob:
         self.cancelled = threading.Event()
         # True once the request stopped reading, for example on a client disconnect.
         self.abandoned = False
+        self._lock = threading.Lock()
+        self._buffer: list[_Event] = []
 
     def abandon(self) -> None:
         self.abandoned = True
@@ -83,11 +92,32 @@ class GenerationJob:
 
     def emit(self, event: _Event) -> None:
         """Queue an event for the request. Called from the worker thread."""
+        with self._lock:
+            self._buffer.append(event)
+            if len(self._buffer) > 1:
+                # The loop has a move of the buffer scheduled already.
+                return
         try:
-            self._loop.call_soon_threadsafe(self.events.put_nowait, event)
+            self._loop.call_soon_threadsafe(self._move_buffer)
         except RuntimeError:
             # The event loop is closed because the server is shutting down.
             self.cancelled.set()
+
+    def _move_buffer(self) -> None:
+        """Move the buffered events to the queue, joining consecutive texts. Runs on the loop."""
+        with self._lock:
+            buffered, self._buffer = self._buffer, []
+        text: list[str] = []
+        for event in buffered:
+            if isinstance(event, _Text):
+                text.append(event.text)
+                continue
+            if text:
+                self.events.put_nowait(_Text("".join(text)))
+                text = []
+            self.events.put_nowait(event)
+        if text:
+            self.events.put_nowait(_Text("".join(text)))
 
 
 class TokenTextSender:
