@@ -19,6 +19,8 @@ class InstanceSpec:
     settings: dict[str, Any] = field(default_factory=dict)
     # Layout of the files at model_path; None for built-in models, which use the ML App's.
     checkpoint_format: CheckpointFormat | None = None
+    # Compute threads for the model (OMP_NUM_THREADS); None leaves the library's default.
+    threads: int | None = None
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,9 @@ class LocalBackend:
         # Idle OpenMP threads of torch spin by default, so instances sharing cores wait
         # on each other. Passive waiting gave 3 to 5 times the throughput in bench/.
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # A thread count set in the server's environment applies to every instance.
+        if spec.threads is not None:
+            env.setdefault("OMP_NUM_THREADS", str(spec.threads))
         env[OWNER_VARIABLE] = self._owner
 
         log_dir = self._logs_dir / "instances" / spec.endpoint_id
