@@ -28,11 +28,6 @@ OTHER_ENDPOINT = "00000000-0000-0000-0000-0000000000e2"
 OTHER_KEY = "berth_ek_other-endpoint-key"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _free_port() -> int:
     """A port that nothing listens on, so connecting to it is refused."""
     with socket.socket() as probe:

@@ -15,11 +15,6 @@ from berth.runtime.threaded import GenerationJob, _Finished, _Started, _Text
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _drain(job: GenerationJob) -> list[object]:
     events = []
     while not job.events.empty():
