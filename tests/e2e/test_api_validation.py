@@ -226,3 +226,123 @@ def test_empty_update_changes_nothing(client: Client) -> None:
     updated = client.update_endpoint(created["id"])
 
     assert updated["version"] == created["version"]
+
+
+def auth_headers(**extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_KEY}", **extra}
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded"],
+)
+def test_body_that_is_not_json_is_415(server: BerthServer, content_type: str) -> None:
+    with server.client() as client:
+        before = endpoint_count(client)
+
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        content=b'{"name": "val-text-body", "model": "echo"}',
+        headers=auth_headers(**{"Content-Type": content_type}),
+    )
+
+    assert response.status_code == 415, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert error["field"] == "Content-Type"
+    assert f"'{content_type}'" in error["message"]
+    assert "application/json" in error["message"]
+    with server.client() as client:
+        assert endpoint_count(client) == before
+
+
+def test_body_without_content_type_is_415(server: BerthServer) -> None:
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        content=b'{"name": "val-no-type", "model": "echo"}',
+        headers=auth_headers(),
+    )
+
+    assert "content-type" not in response.request.headers
+    assert response.status_code == 415, response.text
+    assert "no Content-Type" in response.json()["error"]["message"]
+    assert "application/json" in response.json()["error"]["message"]
+
+
+def test_text_body_on_patch_is_415(client: Client, server: BerthServer) -> None:
+    created = client.create_endpoint("default", "val-text-patch", "echo")
+
+    response = httpx.patch(
+        f"{server.url}/api/v1/endpoints/{created['id']}",
+        content=b"description=new",
+        headers=auth_headers(**{"Content-Type": "text/plain"}),
+    )
+
+    assert response.status_code == 415, response.text
+    assert client.get_endpoint(created["id"])["description"] == created["description"]
+
+
+def test_json_with_charset_is_accepted(server: BerthServer) -> None:
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        content=b'{"name": "val-charset", "model": "echo"}',
+        headers=auth_headers(**{"Content-Type": "application/json; charset=utf-8"}),
+    )
+
+    assert response.status_code == 201, response.text
+
+
+def test_text_body_without_credentials_is_401(server: BerthServer) -> None:
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        content=b"hello",
+        headers={"Content-Type": "text/plain"},
+    )
+
+    assert response.status_code == 401
+
+
+def test_bodyless_routes_need_no_content_type(client: Client, server: BerthServer) -> None:
+    created = client.create_endpoint("default", "val-no-body", "echo")
+    url = f"{server.url}/api/v1/endpoints/{created['id']}"
+
+    stopped = httpx.post(f"{url}/stop", headers=auth_headers())
+    restarted = httpx.post(f"{url}/restart", headers=auth_headers())
+    # A content type on an empty body is harmless where the route reads no body.
+    stopped_again = httpx.post(
+        f"{url}/stop", headers=auth_headers(**{"Content-Type": "text/plain"})
+    )
+    deleted = httpx.delete(url, headers=auth_headers())
+
+    assert "content-type" not in stopped.request.headers
+    assert stopped.status_code == 200, stopped.text
+    assert restarted.status_code == 200, restarted.text
+    assert stopped_again.status_code == 200, stopped_again.text
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["state"] == "Deleting"
+
+
+def test_import_path_of_wrong_type_names_path(server: BerthServer) -> None:
+    response = httpx.post(
+        f"{server.url}/api/v1/models/import",
+        json={"path": 5, "name": "val-import-type"},
+        headers=auth_headers(),
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "path"
+    assert response.json()["error"]["message"].startswith("path: ")
+
+
+def test_query_error_names_the_parameter(server: BerthServer) -> None:
+    response = httpx.get(f"{server.url}/api/v1/models", params={"limit": 0}, headers=auth_headers())
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "limit"
+
+
+def test_missing_body_names_the_body(server: BerthServer) -> None:
+    response = httpx.post(f"{server.url}/api/v1/endpoints", headers=auth_headers())
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "body"

@@ -2,7 +2,9 @@
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,6 +231,105 @@ def test_import_errors_leave_hub_unchanged(
 
     assert model_count(api) == before
     assert (sorted(stored.rglob("*")) if stored.exists() else []) == stored_before
+
+
+def assert_import_rejected(
+    api: httpx.Client, server: BerthServer, cases: dict[str, tuple[str, str]]
+) -> None:
+    """Import each path and check for a 422 that names the path and the problem, and
+    that the hub and Berth's model storage stay as they were."""
+    before = model_count(api)
+    stored = server.home / "models" / "imported"
+    stored_before = sorted(stored.rglob("*")) if stored.exists() else []
+
+    for case, (path, fragment) in cases.items():
+        response = import_model(api, path=path, name=unique("unreadable"))
+        assert response.status_code == 422, f"{case}: {response.text}"
+        error = response.json()["error"]
+        assert error["field"] == "path", case
+        assert fragment in error["message"], f"{case}: {error['message']}"
+
+    assert model_count(api) == before
+    assert (sorted(stored.rglob("*")) if stored.exists() else []) == stored_before
+
+
+def test_special_paths_are_rejected(
+    api: httpx.Client,
+    server: BerthServer,
+    tiny_lm: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broken = tmp_path / "broken-link"
+    broken.symlink_to(tmp_path / "gone")
+    loop = tmp_path / "loop-a"
+    loop.symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(loop)
+    fifo = tmp_path / "model.fifo"
+    os.mkfifo(fifo)
+    # Linux limits a Unix socket path to 107 bytes, so bind a name relative to tmp_path.
+    monkeypatch.chdir(tmp_path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("model.sock")
+    folder_with_broken_link = tmp_path / "partial-download"
+    shutil.copytree(tiny_lm, folder_with_broken_link)
+    (folder_with_broken_link / "tokenizer_config.json").unlink()
+    (folder_with_broken_link / "tokenizer_config.json").symlink_to(tmp_path / "no-blob")
+    config_not_object = tmp_path / "config-list"
+    shutil.copytree(tiny_lm, config_not_object)
+    (config_not_object / "config.json").write_text("[1, 2]")
+    cases = {
+        "broken symbolic link": (str(broken), f"'{broken}' is a broken symbolic link"),
+        "symbolic link loop": (str(loop), f"'{loop}' cannot be resolved"),
+        "fifo": (str(fifo), f"'{fifo}' is a FIFO"),
+        "socket": (str(tmp_path / "model.sock"), f"'{tmp_path / 'model.sock'}' is a socket"),
+        "device file": ("/dev/null", "'/dev/null' is a device file"),
+        "broken link inside": (
+            str(folder_with_broken_link),
+            "broken symbolic link 'tokenizer_config.json'",
+        ),
+        "config not an object": (str(config_not_object), "is not a JSON object"),
+        "unknown home folder": ("~no-such-user-berth/model", "home folder"),
+        "NUL character": ("/tmp/a\0b", "NUL character"),
+    }
+
+    try:
+        assert_import_rejected(api, server, cases)
+    finally:
+        listener.close()
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root reads files and folders whatever their permission bits"
+)
+def test_unreadable_paths_are_rejected(
+    api: httpx.Client, server: BerthServer, tiny_lm: Path, tmp_path: Path
+) -> None:
+    locked = tmp_path / "locked"
+    shutil.copytree(tiny_lm, locked)
+    locked_subfolder = tmp_path / "locked-subfolder"
+    shutil.copytree(tiny_lm, locked_subfolder)
+    (locked_subfolder / "extra").mkdir()
+    (locked_subfolder / "extra" / "notes.txt").write_text("kept out of reach")
+    locked_file = tmp_path / "locked-file"
+    shutil.copytree(tiny_lm, locked_file)
+    locked_gguf = tmp_path / "locked.gguf"
+    locked_gguf.write_bytes(b"GGUF")
+    no_access = [locked, locked_subfolder / "extra", locked_file / "tokenizer.json", locked_gguf]
+    for path in no_access:
+        path.chmod(0)
+    cases = {
+        "folder": (str(locked), f"cannot read '{locked}'"),
+        "subfolder": (str(locked_subfolder), f"cannot read '{locked_subfolder / 'extra'}'"),
+        "file in folder": (str(locked_file), f"cannot read '{locked_file / 'tokenizer.json'}'"),
+        "gguf file": (str(locked_gguf), f"cannot read '{locked_gguf}'"),
+    }
+
+    try:
+        assert_import_rejected(api, server, cases)
+    finally:
+        for path in no_access:
+            path.chmod(0o755)
 
 
 def test_duplicate_checkpoint_is_409(api: httpx.Client, tiny_lm: Path) -> None:

@@ -1,5 +1,6 @@
 """Assembly of the management API: routers, error envelope and OpenAPI schema."""
 
+import email.message
 import logging
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,7 @@ from berth.service.sessions import LoginLimiter, TooManyAttempts
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+_JSON_CONTENT_TYPE = "application/json"
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, object]:
@@ -26,9 +28,57 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, o
     return {"error": error}
 
 
+# FastAPI starts each error location with the part of the request the value came from.
+_LOCATION_PREFIXES = ("body", "query", "path", "header", "cookie")
+
+
 def _field_path(location: tuple[object, ...] | list[object]) -> str:
-    parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
+    """Name the invalid field from a FastAPI error location such as ("body", "path").
+
+    Only the first part is a prefix: a body field named "path" or "query" keeps its name.
+    """
+    parts = list(location)
+    if parts and parts[0] in _LOCATION_PREFIXES:
+        parts = parts[1:]
+    return ".".join(str(part) for part in parts) or "body"
+
+
+def _is_json_content_type(header: str) -> bool:
+    """Tell whether a Content-Type is application/json or application/*+json, the types
+    that FastAPI decodes as JSON."""
+    message = email.message.Message()
+    message["content-type"] = header
+    if message.get_content_maintype() != "application":
+        return False
+    subtype = message.get_content_subtype()
+    return subtype == "json" or subtype.endswith("+json")
+
+
+def _unsupported_media_type(request: Request, exc: RequestValidationError) -> JSONResponse | None:
+    """Return a 415 when the body failed validation because it was not sent as JSON.
+
+    FastAPI (0.165, with its default strict_content_type) decodes a body as JSON only
+    under a JSON Content-Type, so a body without one, or with another, reaches
+    validation as raw bytes and always fails against the route's body model.
+    """
+    body_failed = any(tuple(error.get("loc", ()))[:1] == ("body",) for error in exc.errors())
+    if not body_failed or not isinstance(exc.body, bytes | bytearray) or not exc.body:
+        return None
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        message = (
+            "the request has a body but no Content-Type header; "
+            f"send the body as JSON with Content-Type: {_JSON_CONTENT_TYPE}"
+        )
+    elif _is_json_content_type(content_type):
+        return None
+    else:
+        message = (
+            f"content type '{content_type}' is not supported; "
+            f"send the body as JSON with Content-Type: {_JSON_CONTENT_TYPE}"
+        )
+    body = error_body("unsupported_media_type", message, "Content-Type")
+    return JSONResponse(body, status_code=415)
 
 
 async def _berth_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -39,8 +89,11 @@ async def _berth_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    unsupported = _unsupported_media_type(request, exc)
+    if unsupported is not None:
+        return unsupported
     problems = []
     for error in exc.errors():
         if error.get("type") == "json_invalid":

@@ -7,10 +7,12 @@ without loading the model. `store_files` copies them into Berth's storage (or le
 them in place), and `digest_files` gives their size and a content checksum.
 """
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import stat
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -60,17 +62,89 @@ def _invalid(message: str) -> InvalidInput:
     return InvalidInput(message, field="path")
 
 
+def _unreadable(path: Path, error: OSError) -> InvalidInput:
+    """Build the error for a file or folder that the server failed to read. The OSError's
+    file name, when set, is the exact file inside the import that failed."""
+    where = error.filename if error.filename is not None else path
+    reason = error.strerror or str(error)
+    hint = ""
+    if isinstance(error, PermissionError):
+        hint = "; make it readable by the user that runs the Berth server"
+    return _invalid(f"cannot read '{where}' on the Berth server: {reason}{hint}")
+
+
 def inspect_path(path_text: str) -> Inspection:
     """Describe the model at `path_text`, or raise InvalidInput saying what is wrong."""
     if not path_text or not path_text.strip():
         raise _invalid("path is empty; give the folder or .gguf file of the model")
-    path = Path(path_text.strip()).expanduser()
-    if not path.exists():
-        raise _invalid(f"path '{path}' does not exist on the Berth server")
-    if path.is_file():
-        return _inspect_gguf(path)
-    folder = _resolve_cache_layout(path)
-    return _inspect_folder(folder)
+    path = _expand(path_text.strip())
+    is_folder = _check_source(path)
+    try:
+        if not is_folder:
+            return _inspect_gguf(path)
+        folder = _resolve_cache_layout(path)
+        return _inspect_folder(folder)
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def _expand(text: str) -> Path:
+    if "\0" in text:
+        raise _invalid("path contains a NUL character; give the folder or .gguf file of the model")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as exc:
+        # "~name" where the server has no user of that name, or "~" without a home.
+        home = text.split("/", 1)[0]
+        raise _invalid(
+            f"path '{text}' starts with '{home}', a home folder that the Berth server "
+            "cannot find; give an absolute path"
+        ) from exc
+
+
+def _check_source(path: Path) -> bool:
+    """Check that `path` is a folder that the server can list or a regular file; return
+    True for a folder. Raise InvalidInput for anything else, such as a FIFO or a socket,
+    which the importer must never open because reading one can block."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        if path.is_symlink():
+            target = os.readlink(path)
+            raise _invalid(
+                f"path '{path}' is a broken symbolic link: its target '{target}' does not exist"
+            ) from exc
+        raise _invalid(f"path '{path}' does not exist on the Berth server") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _invalid(
+                f"path '{path}' cannot be resolved: its symbolic links form a loop "
+                "or are nested too deeply"
+            ) from exc
+        raise _unreadable(path, exc) from exc
+    if stat.S_ISDIR(mode):
+        try:
+            with os.scandir(path):
+                pass
+        except OSError as exc:
+            raise _unreadable(path, exc) from exc
+        return True
+    if stat.S_ISREG(mode):
+        return False
+    raise _invalid(
+        f"path '{path}' is {_kind_of(mode)}, not a model folder or a .gguf file; "
+        "give the folder or .gguf file of the model"
+    )
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file"
+    return "a special file"
 
 
 def _inspect_gguf(path: Path) -> Inspection:
@@ -143,10 +217,14 @@ def _inspect_folder(folder: Path) -> Inspection:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise _invalid(f"model folder '{folder}' has no config.json; is it a Hugging Face model?")
+    raw_config = config_path.read_bytes()
     try:
-        config = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        config = json.loads(raw_config)
+    except ValueError as exc:
+        # ValueError covers json.JSONDecodeError and text that is not UTF-8, -16 or -32.
         raise _invalid(f"config.json in '{folder}' is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise _invalid(f"config.json in '{folder}' is not a JSON object")
 
     architecture = _architecture(config, folder)
     _check_weights(folder)
@@ -165,13 +243,41 @@ def _inspect_folder(folder: Path) -> Inspection:
     else:
         ml_app = _ml_app_of(architecture, str(config.get("model_type", "")))
         file_format = CheckpointFormat.TRANSFORMERS
-    files = sorted(
-        str(file.relative_to(folder))
-        for file in folder.rglob("*")
-        if file.is_file()
-        and not any(part.startswith(".") for part in file.relative_to(folder).parts)
-    )
+    files = _list_files(folder)
     return Inspection(folder, file_format, ml_app, architecture, "Language", files)
+
+
+def _list_files(folder: Path) -> list[str]:
+    """List the regular files under `folder` (relative paths), skipping hidden files and
+    folders, and check that each one opens.
+
+    A subfolder that cannot be listed raises OSError rather than being left out.
+    FIFOs, sockets and device files are skipped without being opened.
+    """
+
+    def raise_error(error: OSError) -> None:
+        raise error
+
+    files = []
+    for root, folders, names in os.walk(folder, onerror=raise_error):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            if name.startswith("."):
+                continue
+            file = Path(root, name)
+            relative = file.relative_to(folder)
+            if file.is_file():
+                # Opening is enough to find a file the server may not read.
+                with open(file, "rb"):
+                    pass
+                files.append(str(relative))
+            elif file.is_symlink() and not file.exists():
+                raise _invalid(
+                    f"model folder '{folder}' contains a broken symbolic link '{relative}' "
+                    f"(its target '{os.readlink(file)}' does not exist); the download may be "
+                    "incomplete"
+                )
+    return sorted(files)
 
 
 def _architecture(config: dict[str, object], folder: Path) -> str:
@@ -229,10 +335,18 @@ def _check_weights(folder: Path) -> None:
 
 
 def _check_shards(folder: Path, index_path: Path) -> None:
+    raw_index = index_path.read_bytes()
     try:
-        weight_map = json.loads(index_path.read_text())["weight_map"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        weight_map = json.loads(raw_index)["weight_map"]
+    except (ValueError, KeyError, TypeError) as exc:
         raise _invalid(f"{index_path.name} in '{folder}' is unreadable: {exc}") from exc
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(shard, str) for shard in weight_map.values()
+    ):
+        raise _invalid(
+            f"{index_path.name} in '{folder}' is invalid: 'weight_map' must be an object "
+            "that maps tensor names to file names"
+        )
     shards = sorted(set(weight_map.values()))
     missing = [shard for shard in shards if not (folder / shard).is_file()]
     if missing:
@@ -246,20 +360,32 @@ def _check_shards(folder: Path, index_path: Path) -> None:
 
 def check_safetensors(path: Path) -> None:
     """Check that a safetensors file's header is readable and its tensors fit in the file."""
-    size = path.stat().st_size
     try:
+        size = path.stat().st_size
         with open(path, "rb") as handle:
             (header_length,) = struct.unpack("<Q", handle.read(8))
             if header_length > size - 8:
                 raise ValueError("header length exceeds the file size")
             header = json.loads(handle.read(header_length))
-    except (OSError, ValueError, struct.error) as exc:
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
+    except (ValueError, struct.error) as exc:
         raise _invalid(f"weights file '{path}' is not a readable safetensors file: {exc}") from exc
-    ends = [
-        tensor["data_offsets"][1]
-        for name, tensor in header.items()
-        if name != "__metadata__" and isinstance(tensor, dict)
-    ]
+    if not isinstance(header, dict):
+        raise _invalid(
+            f"weights file '{path}' is not a safetensors file: its header is not a JSON object"
+        )
+    try:
+        ends = [
+            int(tensor["data_offsets"][1])
+            for name, tensor in header.items()
+            if name != "__metadata__" and isinstance(tensor, dict)
+        ]
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise _invalid(
+            f"weights file '{path}' is not a safetensors file: a tensor has no valid "
+            f"data_offsets ({exc!r})"
+        ) from exc
     if ends and 8 + header_length + max(ends) > size:
         raise _invalid(f"weights file '{path}' is truncated: its tensors end past the file")
 
@@ -270,10 +396,13 @@ def digest_files(root: Path, files: list[str]) -> tuple[int, str]:
     total = 0
     for relative in sorted(files):
         digest.update(relative.encode("utf-8") + b"\0")
-        with open(root / relative, "rb") as handle:
-            while chunk := handle.read(CHUNK_BYTES):
-                digest.update(chunk)
-                total += len(chunk)
+        try:
+            with open(root / relative, "rb") as handle:
+                while chunk := handle.read(CHUNK_BYTES):
+                    digest.update(chunk)
+                    total += len(chunk)
+        except OSError as exc:
+            raise _unreadable(root / relative, exc) from exc
     return total, f"sha256:{digest.hexdigest()}"
 
 

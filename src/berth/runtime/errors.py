@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,7 +74,9 @@ def describe_value(value: Any) -> str:
     try:
         text = orjson.dumps(value).decode()
     except TypeError:
-        text = repr(value)
+        # orjson rejects integers beyond 64 bits, which the json module writes. Anything
+        # that is not JSON at all is written as a JSON string rather than as Python repr().
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
     if len(text) > _MAX_VALUE_REPR:
         text = text[: _MAX_VALUE_REPR - 3] + "..."
     return text
@@ -92,16 +95,64 @@ def format_location(location: tuple[int | str, ...]) -> str:
     return text
 
 
-# Pydantic error types, worded in JSON terms instead of pydantic's Python terms.
+def json_type_name(value: Any) -> str:
+    """Return the JSON name of a decoded value's type: null, boolean, number, string,
+    array or object ("value" for anything JSON cannot hold)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return "value"
+
+
+_EXPECTED_OBJECT = "expected an object"
+_EXPECTED_ARRAY = "expected an array"
+_EXPECTED_STRING = "expected a string"
+_EXPECTED_INTEGER = "expected an integer"
+_EXPECTED_NUMBER = "expected a number"
+_EXPECTED_BOOLEAN = "expected a boolean (true or false)"
+
+# Pydantic's type errors, worded with JSON type names because pydantic's own messages
+# use Python's ("a valid dictionary", "a valid list", "None").
 _EXPECTED_JSON_TYPE = {
-    "string_type": "expected a string",
-    "int_type": "expected an integer",
-    "int_from_float": "expected an integer",
-    "float_type": "expected a number",
-    "bool_type": "expected true or false",
-    "list_type": "expected an array",
-    "dict_type": "expected an object",
-    "model_type": "expected an object",
+    "none_required": "expected null",
+    "bool_type": _EXPECTED_BOOLEAN,
+    "bool_parsing": _EXPECTED_BOOLEAN,
+    "int_type": _EXPECTED_INTEGER,
+    "int_parsing": _EXPECTED_INTEGER,
+    "int_parsing_size": _EXPECTED_INTEGER,
+    "int_from_float": _EXPECTED_INTEGER,
+    "float_type": _EXPECTED_NUMBER,
+    "float_parsing": _EXPECTED_NUMBER,
+    "decimal_type": _EXPECTED_NUMBER,
+    "finite_number": "expected a finite number",
+    "string_type": _EXPECTED_STRING,
+    "string_unicode": _EXPECTED_STRING,
+    "bytes_type": _EXPECTED_STRING,
+    "list_type": _EXPECTED_ARRAY,
+    "tuple_type": _EXPECTED_ARRAY,
+    "named_tuple_type": _EXPECTED_ARRAY,
+    "set_type": _EXPECTED_ARRAY,
+    "frozen_set_type": _EXPECTED_ARRAY,
+    "deque_type": _EXPECTED_ARRAY,
+    "iterable_type": _EXPECTED_ARRAY,
+    "dict_type": _EXPECTED_OBJECT,
+    "frozen_dict_type": _EXPECTED_OBJECT,
+    "ordered_dict_type": _EXPECTED_OBJECT,
+    "counter_type": _EXPECTED_OBJECT,
+    "mapping_type": _EXPECTED_OBJECT,
+    "model_type": _EXPECTED_OBJECT,
+    "model_attributes_type": _EXPECTED_OBJECT,
+    "dataclass_type": _EXPECTED_OBJECT,
+    "dataclass_exact_type": _EXPECTED_OBJECT,
 }
 
 

@@ -12,7 +12,12 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from berth.runtime.errors import describe_value, from_validation_error, invalid_request
+from berth.runtime.errors import (
+    describe_value,
+    from_validation_error,
+    invalid_request,
+    json_type_name,
+)
 
 MAX_COMPLETION_TOKENS = 4096
 DEFAULT_MAX_TOKENS = 64
@@ -20,15 +25,6 @@ MAX_STOP_SEQUENCES = 4
 MAX_BATCH_INPUTS = 2048
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
-
-_JSON_KINDS: dict[type, str] = {
-    list: "array",
-    str: "string",
-    int: "number",
-    float: "number",
-    bool: "boolean",
-    type(None): "null",
-}
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
@@ -54,7 +50,9 @@ class SamplingParameters(_Strict):
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise ValueError(f"expected a string or a list of at most {MAX_STOP_SEQUENCES} strings")
+            raise ValueError(
+                f"expected a string or an array of at most {MAX_STOP_SEQUENCES} strings"
+            )
         if len(value) > MAX_STOP_SEQUENCES:
             raise ValueError(
                 f"expected at most {MAX_STOP_SEQUENCES} stop sequences, got {len(value)}"
@@ -109,11 +107,12 @@ class ChatMessage(_Strict):
     @field_validator("content", mode="before")
     @classmethod
     def _join_text_parts(cls, value: Any) -> str:
-        """Accept a string, or a list of {"type": "text", "text": ...} parts joined by newlines."""
+        """Accept a string, or an array of {"type": "text", "text": ...} parts, joined by
+        newlines."""
         if isinstance(value, str):
             return value
         if not isinstance(value, list):
-            raise ValueError("expected a string or a list of text parts")
+            raise ValueError("expected a string or an array of text parts")
         texts: list[str] = []
         for index, part in enumerate(value):
             is_text_part = (
@@ -156,7 +155,7 @@ class CompletionRequest(_CompletionOptions):
                 return value[0]
             if value and all(isinstance(item, int) for item in value):
                 raise ValueError("token-id prompts are not supported: send the prompt as text")
-            raise ValueError("expected a string or a list of exactly one string")
+            raise ValueError("expected a string or an array of exactly one string")
         return value
 
     @field_validator("echo")
@@ -193,7 +192,7 @@ class EmbeddingRequest(_Strict):
         if isinstance(value, str):
             return [value]
         if not isinstance(value, list):
-            raise ValueError("expected a string or a list of strings")
+            raise ValueError("expected a string or an array of strings")
         if not value:
             raise ValueError("expected at least one input")
         if len(value) > MAX_BATCH_INPUTS:
@@ -231,7 +230,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
             f"column {error.colno} (character {error.pos})."
         ) from None
     if not isinstance(value, dict):
-        kind = _JSON_KINDS.get(type(value), "value")
+        kind = json_type_name(value)
         raise invalid_request(f"The request body must be a JSON object, not a JSON {kind}.")
     return value
 
