@@ -219,8 +219,18 @@ class Client:
         instances: int = 1,
         description: str = "",
         share_with_all_tenants: bool = False,
+        *,
+        max_batch_size: int | None = None,
+        max_batch_wait_ms: float | None = None,
+        runtime: str | None = None,
     ) -> Json:
-        body = {
+        """Create an endpoint, which deploys in the background.
+
+        `max_batch_size` and `max_batch_wait_ms` set the batching of a Text Embedding
+        endpoint and `runtime` the library of a Text Generation endpoint. None keeps the
+        server's default.
+        """
+        body: Json = {
             "project": project,
             "name": name,
             "model": model,
@@ -228,13 +238,37 @@ class Client:
             "description": description,
             "share_with_all_tenants": share_with_all_tenants,
         }
+        settings = _without_none(
+            max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms, runtime=runtime
+        )
+        if settings:
+            body["runtime_settings"] = settings
         return self._call("POST", "/endpoints", json=body)  # type: ignore[no-any-return]
 
     def get_endpoint(self, endpoint: str, project: str | None = None) -> Json:
         return self._call("GET", f"/endpoints/{_segment(endpoint)}", params=_project(project))  # type: ignore[no-any-return]
 
-    def update_endpoint(self, endpoint: str, project: str | None = None, **changes: Any) -> Json:
-        body = {name: value for name, value in changes.items() if value is not None}
+    def update_endpoint(
+        self,
+        endpoint: str,
+        project: str | None = None,
+        *,
+        max_batch_size: int | None = None,
+        max_batch_wait_ms: float | None = None,
+        runtime: str | None = None,
+        **changes: Any,
+    ) -> Json:
+        """Change the fields given in `changes` (description, instances, model,
+        share_with_all_tenants, version) and the runtime settings that are not None.
+
+        A changed model or runtime setting replaces the instances in a rolling update.
+        """
+        body: Json = {name: value for name, value in changes.items() if value is not None}
+        settings = _without_none(
+            max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms, runtime=runtime
+        )
+        if settings:
+            body["runtime_settings"] = settings
         return self._call(  # type: ignore[no-any-return]
             "PATCH", f"/endpoints/{_segment(endpoint)}", params=_project(project), json=body
         )

@@ -172,7 +172,7 @@ def deploy_paced_echo(
 ) -> tuple[dict[str, Any], str]:
     """Create an echo endpoint whose instances pause `delay_ms` per streamed word.
 
-    The API does not expose endpoint settings, so the test writes them to the database
+    The API does not expose the echo_delay_ms setting, so the test writes it to the database
     and restarts the endpoint, which replaces its instances with paced ones.
     """
     created = client.create_endpoint("default", name, model, instances=instances)

@@ -11,6 +11,7 @@ from berth.api.schemas import (
     PlatformKeyOut,
     ProjectOut,
     Reference,
+    RuntimeSettingsOut,
     TenantOut,
     UserOut,
 )
@@ -27,6 +28,7 @@ from berth.db.models import (
     User,
 )
 from berth.service.keys import reveal
+from berth.service.runtime_settings import effective_settings
 from berth.states import InstanceState
 
 
@@ -172,6 +174,9 @@ def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
         state_reason=endpoint.state_reason,
         desired_state=endpoint.desired_state,
         share_with_all_tenants=endpoint.share_with_all_tenants,
+        runtime_settings=RuntimeSettingsOut(
+            **effective_settings(endpoint.settings or {}, endpoint.model.ml_app)
+        ),
         generation=endpoint.generation,
         observed_generation=endpoint.observed_generation,
         observed_instances=endpoint.observed_instances,

@@ -5,6 +5,13 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from berth.runtime.config import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_WAIT_MS,
+    MAX_BATCH_SIZE_LIMIT,
+    MAX_BATCH_WAIT_MS_LIMIT,
+)
+from berth.runtime.selection import AUTO, RequestedRuntime
 from berth.states import (
     CheckpointFormat,
     DesiredState,
@@ -107,6 +114,52 @@ class InstanceOut(BaseModel):
     )
 
 
+_MAX_BATCH_SIZE_HELP = (
+    "Text Embedding only: maximum number of texts that an instance encodes together "
+    f"(default {DEFAULT_MAX_BATCH_SIZE})"
+)
+_MAX_BATCH_WAIT_MS_HELP = (
+    "Text Embedding only: time in ms that a batch waits for more texts after its first "
+    f"text arrived while the encoder is idle (default {DEFAULT_MAX_BATCH_WAIT_MS:g}: encode at "
+    "once; texts that arrive during encoding form the next batch)"
+)
+_RUNTIME_HELP = (
+    "Text Generation only: library that runs the model. 'auto' (the default) uses vLLM "
+    "when it is installed and a CUDA GPU is present, else transformers, and llama.cpp for "
+    "GGUF checkpoints. 'llama.cpp' serves only GGUF checkpoints, 'transformers' and "
+    "'vllm' only the others"
+)
+
+
+class RuntimeSettingsOut(BaseModel):
+    """The settings that instances run with, defaults included. A setting that the
+    endpoint's ML App does not use is null."""
+
+    max_batch_size: int | None = Field(description=_MAX_BATCH_SIZE_HELP)
+    max_batch_wait_ms: float | None = Field(description=_MAX_BATCH_WAIT_MS_HELP)
+    runtime: RequestedRuntime | None = Field(description=_RUNTIME_HELP)
+
+
+class RuntimeSettingsIn(StrictBody):
+    """Runtime settings to set. A setting that is left out or null keeps its current
+    value (its default on create), and a changed value replaces the running instances."""
+
+    max_batch_size: StrictInt | None = Field(
+        default=None, ge=1, le=MAX_BATCH_SIZE_LIMIT, description=_MAX_BATCH_SIZE_HELP
+    )
+    max_batch_wait_ms: float | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=MAX_BATCH_WAIT_MS_LIMIT,
+        allow_inf_nan=False,
+        description=_MAX_BATCH_WAIT_MS_HELP,
+    )
+    runtime: RequestedRuntime | None = Field(
+        default=None, description=f"{_RUNTIME_HELP} (default {AUTO})"
+    )
+
+
 class EndpointOut(BaseModel):
     id: str
     name: str
@@ -124,6 +177,7 @@ class EndpointOut(BaseModel):
     state_reason: str
     desired_state: DesiredState
     share_with_all_tenants: bool
+    runtime_settings: RuntimeSettingsOut
     generation: int = Field(description="raised by each change that needs new instances")
     observed_generation: int = Field(
         description="the generation the state describes; below `generation` while the "
@@ -145,6 +199,11 @@ class EndpointCreate(StrictBody):
     instances: StrictInt = Field(default=1, description="number of instances to run")
     description: str = Field(default="", max_length=2000)
     share_with_all_tenants: bool = False
+    runtime_settings: RuntimeSettingsIn | None = Field(
+        default=None,
+        description="batching of a Text Embedding endpoint or runtime of a Text Generation "
+        "endpoint; a setting that the model's ML App does not use is rejected",
+    )
 
 
 class EndpointUpdate(StrictBody):
@@ -152,6 +211,11 @@ class EndpointUpdate(StrictBody):
     instances: StrictInt | None = None
     model: str | None = None
     share_with_all_tenants: bool | None = None
+    runtime_settings: RuntimeSettingsIn | None = Field(
+        default=None,
+        description="settings to change; with a new model, the stored runtime must suit its "
+        "checkpoint, or the update must set a runtime that does",
+    )
     version: int | None = Field(
         default=None, description="the version you last read; a stale one gets 409"
     )

@@ -34,6 +34,13 @@ from berth.cli.output import (
     print_json,
 )
 from berth.cli.waiting import FAILED, LIVE, Goal, goal_for, max_generation, wait_for_goal
+from berth.runtime.config import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_WAIT_MS,
+    MAX_BATCH_SIZE_LIMIT,
+    MAX_BATCH_WAIT_MS_LIMIT,
+)
+from berth.runtime.selection import RequestedRuntime
 from berth.states import EndpointState
 
 app = typer.Typer(
@@ -57,6 +64,36 @@ ModelOption = Annotated[
 DescriptionOption = Annotated[
     str | None,
     typer.Option("--description", show_default=False, help="Description of the endpoint."),
+]
+MaxBatchSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-batch-size",
+        show_default=False,
+        help="Text Embedding: maximum number of texts an instance encodes together, "
+        f"1 to {MAX_BATCH_SIZE_LIMIT} (server default: {DEFAULT_MAX_BATCH_SIZE}).",
+    ),
+]
+MaxBatchWaitOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-batch-wait-ms",
+        show_default=False,
+        help=f"Text Embedding: time in ms, 0 to {MAX_BATCH_WAIT_MS_LIMIT:g}, that a batch "
+        "waits for more texts while the encoder is idle (server default: "
+        f"{DEFAULT_MAX_BATCH_WAIT_MS:g}, encode at once).",
+    ),
+]
+RuntimeOption = Annotated[
+    RequestedRuntime | None,
+    typer.Option(
+        "--runtime",
+        case_sensitive=False,
+        show_default=False,
+        help="Text Generation: library that runs the model. auto (the server default) "
+        "uses vLLM when it is installed and a CUDA GPU is present, else transformers, "
+        "and llama.cpp for GGUF files.",
+    ),
 ]
 
 
@@ -85,6 +122,9 @@ def create(
             help="Share the endpoint with every tenant instead of its own tenant only.",
         ),
     ] = False,
+    max_batch_size: MaxBatchSizeOption = None,
+    max_batch_wait_ms: MaxBatchWaitOption = None,
+    runtime: RuntimeOption = None,
     wait: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT_S,
     output: OutputOption = OutputFormat.TABLE,
@@ -99,8 +139,15 @@ def create(
     """
     with connect(server, api_key, tenant) as client:
         created = client.create_endpoint(
-            project, name, model, instances=instances, description=description or "",
+            project,
+            name,
+            model,
+            instances=instances,
+            description=description or "",
             share_with_all_tenants=share_with_all_tenants,
+            max_batch_size=max_batch_size,
+            max_batch_wait_ms=max_batch_wait_ms,
+            runtime=runtime.value if runtime else None,
         )
         if wait:
             final = wait_for_goal(client, created, Goal(LIVE), timeout)
@@ -122,7 +169,7 @@ def info(
     api_key: ApiKeyOption = None,
     tenant: TenantOption = None,
 ) -> None:
-    """Show an endpoint: state, model, instances, URL and owner."""
+    """Show an endpoint: state, model, runtime settings, instances, URL and owner."""
     reference = pick_endpoint(endpoint_argument, endpoint)
     with connect(server, api_key, tenant) as client:
         data = client.get_endpoint(reference, project)
@@ -188,6 +235,9 @@ def update(
             help="Share the endpoint with every tenant, or with its own tenant only.",
         ),
     ] = None,
+    max_batch_size: MaxBatchSizeOption = None,
+    max_batch_wait_ms: MaxBatchWaitOption = None,
+    runtime: RuntimeOption = None,
     wait: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT_S,
     output: OutputOption = OutputFormat.TABLE,
@@ -195,26 +245,43 @@ def update(
     api_key: ApiKeyOption = None,
     tenant: TenantOption = None,
 ) -> None:
-    """Change an endpoint's description, instances, model or sharing.
+    """Change an endpoint's description, instances, model, sharing or runtime settings.
 
-    Running instances keep serving until their replacements are ready. --wait follows
-    the change until the endpoint is Live again, or Stopped if it was stopped.
+    A new model or runtime setting replaces the instances, and running instances keep
+    serving until their replacements are ready. A value equal to the current one
+    replaces nothing. --wait follows the change until the endpoint is Live again, or
+    Stopped if it was stopped.
     """
     reference = pick_endpoint(endpoint_argument, endpoint)
-    changes = (description, instances, model, share_with_all_tenants)
+    changes = (
+        description,
+        instances,
+        model,
+        share_with_all_tenants,
+        max_batch_size,
+        max_batch_wait_ms,
+        runtime,
+    )
     if all(change is None for change in changes):
         raise typer.BadParameter(
-            "nothing to update; pass --description, --instances, --model-checkpoint "
-            "or --share-with-all-tenants"
+            "nothing to update; pass --description, --instances, --model-checkpoint, "
+            "--share-with-all-tenants, --max-batch-size, --max-batch-wait-ms or --runtime"
         )
     with connect(server, api_key, tenant) as client:
         before = client.get_endpoint(reference, project) if wait else None
         data = client.update_endpoint(
-            reference, project, description=description, instances=instances, model=model,
+            reference,
+            project,
+            description=description,
+            instances=instances,
+            model=model,
             share_with_all_tenants=share_with_all_tenants,
+            max_batch_size=max_batch_size,
+            max_batch_wait_ms=max_batch_wait_ms,
+            runtime=runtime.value if runtime else None,
         )
         if before is not None:
-            data = wait_for_goal(client, data, _goal_after_update(before, data, instances), timeout)
+            data = wait_for_goal(client, data, _goal_after_update(before, data), timeout)
 
     if output == OutputFormat.JSON:
         print_json(data)
@@ -222,16 +289,16 @@ def update(
         print_endpoint(data)
 
 
-def _goal_after_update(before: Json, after: Json, instances: int | None) -> Goal:
+def _goal_after_update(before: Json, after: Json) -> Goal:
     goal = goal_for(after)
     if goal.state != LIVE:
         return goal
-    model_changed = after["model"]["id"] != before["model"]["id"]
-    # The server redeploys a Failed endpoint when its instances change.
-    redeploys = model_changed or (before["state"] == FAILED and instances is not None)
+    # The server raises the generation, and so replaces the instances, for a new model,
+    # checkpoint or runtime setting. It does so too when a Failed endpoint's instances change.
+    redeploys = after["generation"] > before["generation"]
     return Goal(
         LIVE,
-        newer_than_generation=max_generation(before) if model_changed else None,
+        newer_than_generation=max_generation(before) if redeploys else None,
         failed_before_change=redeploys and before["state"] == FAILED,
     )
 

@@ -38,26 +38,42 @@ def runtime_text(endpoint: Json) -> str:
     return "; ".join(described) or "-"
 
 
+def runtime_settings_fields(endpoint: Json) -> list[tuple[str, str]]:
+    """Return a label and a value for each runtime setting that the endpoint's ML App uses."""
+    settings = endpoint.get("runtime_settings") or {}
+    fields = []
+    if settings.get("max_batch_size") is not None:
+        fields.append(("Max batch size", f"{settings['max_batch_size']} texts"))
+    if settings.get("max_batch_wait_ms") is not None:
+        fields.append(("Max batch wait", f"{settings['max_batch_wait_ms']:g} ms"))
+    if settings.get("runtime") is not None:
+        fields.append(("Runtime choice", settings["runtime"]))
+    return fields
+
+
 def print_endpoint(endpoint: Json) -> None:
     sharing = "all tenants" if endpoint["share_with_all_tenants"] else "its tenant"
-    print_fields([
-        ("Name", endpoint["name"]),
-        ("ID", endpoint["id"]),
-        ("Project", endpoint["project"]["name"]),
-        ("Description", endpoint["description"] or "-"),
-        ("Model", endpoint["model"]["name"]),
-        ("ML App", endpoint["ml_app_name"]),
-        ("Runtime", runtime_text(endpoint)),
-        ("State", state_text(endpoint)),
-        ("Instances", f"{endpoint['ready_instances']} of {endpoint['instances']} ready"),
-        ("Shared with", sharing),
-        ("Owner", endpoint["owner"]["name"]),
-        ("URL", endpoint["url"]),
-        ("OpenAI base URL", endpoint["openai_base_url"]),
-        ("Version", str(endpoint["version"])),
-        ("Created", format_time(endpoint["created_at"])),
-        ("Updated", format_time(endpoint["updated_at"])),
-    ])
+    print_fields(
+        [
+            ("Name", endpoint["name"]),
+            ("ID", endpoint["id"]),
+            ("Project", endpoint["project"]["name"]),
+            ("Description", endpoint["description"] or "-"),
+            ("Model", endpoint["model"]["name"]),
+            ("ML App", endpoint["ml_app_name"]),
+            *runtime_settings_fields(endpoint),
+            ("Runtime", runtime_text(endpoint)),
+            ("State", state_text(endpoint)),
+            ("Instances", f"{endpoint['ready_instances']} of {endpoint['instances']} ready"),
+            ("Shared with", sharing),
+            ("Owner", endpoint["owner"]["name"]),
+            ("URL", endpoint["url"]),
+            ("OpenAI base URL", endpoint["openai_base_url"]),
+            ("Version", str(endpoint["version"])),
+            ("Created", format_time(endpoint["created_at"])),
+            ("Updated", format_time(endpoint["updated_at"])),
+        ]
+    )
     if endpoint["instance_list"]:
         typer.echo()
         _print_instances(endpoint["instance_list"])
@@ -100,13 +116,15 @@ def print_endpoint_list(page: Json) -> None:
 
 
 def print_created(endpoint: Json) -> None:
-    print_fields([
-        ("Endpoint", f"{endpoint['name']} (project {endpoint['project']['name']})"),
-        ("ID", endpoint["id"]),
-        ("URL", endpoint["url"]),
-        ("State", state_text(endpoint)),
-        ("FirstKey", endpoint["first_key"]),
-    ])
+    print_fields(
+        [
+            ("Endpoint", f"{endpoint['name']} (project {endpoint['project']['name']})"),
+            ("ID", endpoint["id"]),
+            ("URL", endpoint["url"]),
+            ("State", state_text(endpoint)),
+            ("FirstKey", endpoint["first_key"]),
+        ]
+    )
     typer.echo()
     print_usage_example(endpoint, endpoint["first_key"])
 
@@ -135,16 +153,18 @@ def print_usage_example(endpoint: Json, key: str) -> None:
 
 
 def print_key(key: Json) -> None:
-    print_fields([
-        ("ID", key["id"]),
-        ("Key", key["key"]),
-        ("Description", key["description"] or "-"),
-        ("Status", key["status"]),
-        ("FirstKey", "yes" if key["is_first"] else "no"),
-        ("Owner", key["owner"]["name"]),
-        ("Created", format_time(key["created_at"])),
-        ("Revoked", format_time(key["revoked_at"])),
-    ])
+    print_fields(
+        [
+            ("ID", key["id"]),
+            ("Key", key["key"]),
+            ("Description", key["description"] or "-"),
+            ("Status", key["status"]),
+            ("FirstKey", "yes" if key["is_first"] else "no"),
+            ("Owner", key["owner"]["name"]),
+            ("Created", format_time(key["created_at"])),
+            ("Revoked", format_time(key["revoked_at"])),
+        ]
+    )
 
 
 def print_key_list(keys: list[Json]) -> None:

@@ -326,9 +326,11 @@ class Endpoint(Base):
     # Desired state, written by request handlers.
     desired_state: Mapped[DesiredState] = mapped_column(_enum(DesiredState), nullable=False)
     instances: Mapped[int] = mapped_column(Integer, nullable=False)
-    # Raised whenever a change needs new instances (another model); instances of an
-    # older generation are replaced by a rolling update.
+    # Raised whenever a change needs new instances (another model or runtime setting);
+    # instances of an older generation are replaced by a rolling update.
     generation: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    # Runtime settings that a user set, such as max_batch_size. Instances get each one as
+    # the runtime command-line option of the same name, so unset ones take its default.
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
-from berth.runtime.config import RuntimeConfig
+from berth.runtime.config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS, RuntimeConfig
 from berth.runtime.loading import describe_load_failure, load_model
 from berth.runtime.selection import AUTO, REQUESTABLE_RUNTIMES
 from berth.runtime.server import RuntimeState, build_app
@@ -135,13 +135,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-batch-size",
         type=_positive_int,
-        default=32,
+        default=DEFAULT_MAX_BATCH_SIZE,
         help="Text Embedding: maximum number of texts encoded together (default: %(default)s).",
     )
     parser.add_argument(
         "--max-batch-wait-ms",
         type=_non_negative_float,
-        default=0.0,
+        default=DEFAULT_MAX_BATCH_WAIT_MS,
         help="Text Embedding: time in ms that a batch may wait for more texts after its "
         "first text arrived while the encoder is idle; texts that arrive while it is busy "
         "form the next batch anyway (default: %(default)s).",

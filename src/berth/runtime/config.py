@@ -8,6 +8,16 @@ from pathlib import Path
 from berth.runtime.selection import AUTO
 from berth.states import CheckpointFormat, MLApp
 
+# Text Embedding batching, for instances whose endpoint does not set it. A wait of 0
+# starts a batch as soon as the encoder is idle. Texts that arrive while it encodes
+# form the next batch.
+DEFAULT_MAX_BATCH_SIZE = 32
+DEFAULT_MAX_BATCH_WAIT_MS = 0.0
+# The largest values that the management API accepts for an endpoint. The runtime's
+# command line accepts any positive batch size and wait.
+MAX_BATCH_SIZE_LIMIT = 1024
+MAX_BATCH_WAIT_MS_LIMIT = 1000.0
+
 
 @dataclass(frozen=True)
 class RuntimeConfig:
@@ -20,8 +30,8 @@ class RuntimeConfig:
     # The library to run a Text Generation model with, or "auto" to let the instance
     # choose (see berth.runtime.selection).
     runtime: str = AUTO
-    max_batch_size: int = 32
-    max_batch_wait_ms: float = 0.0
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS
     # Echo only: pause before each streamed word, standing in for a model's generation time.
     echo_delay_ms: float = 0.0
     # /health reports the instance stalled when requests are in flight and no response

@@ -12,6 +12,7 @@ from berth.runtime.config import RuntimeConfig
 from berth.runtime.selection import (
     AUTO,
     GGUF_INSTALL_HINT,
+    GGUF_RUNTIMES,
     Runtime,
     RuntimeUnavailableError,
     choose_transformers_checkpoint_runtime,
@@ -93,7 +94,7 @@ def load_model(config: RuntimeConfig) -> LoadedModel:
 
 
 def _load_gguf(config: RuntimeConfig) -> LoadedModel:
-    if config.runtime not in (AUTO, Runtime.LLAMA_CPP):
+    if config.runtime not in GGUF_RUNTIMES:
         raise ModelLoadError(
             f"runtime '{config.runtime}' cannot serve a GGUF checkpoint; "
             f"use {AUTO} or {Runtime.LLAMA_CPP}"

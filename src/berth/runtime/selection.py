@@ -26,12 +26,25 @@ class Runtime(StrEnum):
 
 # Value of the runtime setting that lets the instance choose.
 AUTO = "auto"
+
+
+class RequestedRuntime(StrEnum):
+    """A value of the runtime setting of a Text Generation endpoint or instance."""
+
+    AUTO = AUTO
+    TRANSFORMERS = Runtime.TRANSFORMERS.value
+    VLLM = Runtime.VLLM.value
+    LLAMA_CPP = Runtime.LLAMA_CPP.value
+
+
 # Values that the runtime setting of a Text Generation instance accepts.
-REQUESTABLE_RUNTIMES = (
-    AUTO,
-    Runtime.TRANSFORMERS.value,
-    Runtime.VLLM.value,
-    Runtime.LLAMA_CPP.value,
+REQUESTABLE_RUNTIMES = tuple(item.value for item in RequestedRuntime)
+# The requested runtimes that can serve each kind of checkpoint file.
+GGUF_RUNTIMES = (RequestedRuntime.AUTO, RequestedRuntime.LLAMA_CPP)
+TRANSFORMERS_CHECKPOINT_RUNTIMES = (
+    RequestedRuntime.AUTO,
+    RequestedRuntime.TRANSFORMERS,
+    RequestedRuntime.VLLM,
 )
 
 

@@ -4,7 +4,7 @@ Handlers record only the desired state (`desired_state`, `instances`, `generatio
 the reconciler moves the observed `state` and starts and stops instances.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -19,6 +19,7 @@ from berth.service.common import looks_like_id, mark_changed, new_id
 from berth.service.keys import create_first_key
 from berth.service.models import find_checkpoint
 from berth.service.projects import find_project
+from berth.service.runtime_settings import RuntimeSettings, changed_settings, merge_settings
 from berth.states import CheckpointFormat, DesiredState, EndpointState
 
 
@@ -34,6 +35,7 @@ class EndpointChange:
     instances: int | None = None
     model: str | None = None
     share_with_all_tenants: bool | None = None
+    runtime_settings: RuntimeSettings = field(default_factory=RuntimeSettings)
     # The version the caller last read; a stale one is rejected with 409.
     expected_version: int | None = None
 
@@ -183,6 +185,7 @@ def create_endpoint(
     instances: int,
     description: str = "",
     share_with_all_tenants: bool = False,
+    runtime_settings: RuntimeSettings | None = None,
 ) -> tuple[Endpoint, str]:
     """Record a new endpoint and its first key; returns the endpoint and the key."""
     name = normalize_name(name, field="name")
@@ -190,6 +193,7 @@ def create_endpoint(
     project = find_project(session, principal, project_ref)
     model, checkpoint = find_checkpoint(session, principal, model_ref)
     _check_deployable(model, checkpoint)
+    settings = merge_settings({}, runtime_settings or RuntimeSettings(), model, checkpoint)
     if share_with_all_tenants:
         _check_sharing_allowed(session)
     _check_unique_name(session, name, project)
@@ -214,7 +218,7 @@ def create_endpoint(
         created_at=now,
         updated_at=now,
         state_changed_at=now,
-        settings={},
+        settings=settings,
     )
     session.add(endpoint)
     key = create_first_key(session, endpoint, principal)
@@ -230,6 +234,7 @@ def create_endpoint(
         project=project.name,
         model=model.name,
         instances=instances,
+        **({"runtime_settings": settings} if settings else {}),
     )
     return endpoint, key
 
@@ -305,32 +310,45 @@ def update_endpoint(
             _check_sharing_allowed(session)
         endpoint.share_with_all_tenants = change.share_with_all_tenants
         changed["share_with_all_tenants"] = change.share_with_all_tenants
+
+    # A new model, checkpoint or runtime setting needs new instances, so the reconciler
+    # replaces those of older generations in a rolling update.
+    needs_new_instances = False
+    model, checkpoint = endpoint.model, endpoint.checkpoint
     if change.model is not None:
-        model, checkpoint = find_checkpoint(session, principal, change.model)
-        _check_deployable(model, checkpoint)
-        if model.ml_app != endpoint.model.ml_app:
-            raise InvalidInput(
-                f"model '{model.name}' is a {model.ml_app.display_name} model but endpoint "
-                f"'{endpoint.name}' serves {endpoint.model.ml_app.display_name}; "
-                "create a new endpoint for another ML App",
-                field="model",
-            )
-        checkpoint_id = checkpoint.id if checkpoint else None
-        if model.id != endpoint.model_id or checkpoint_id != endpoint.checkpoint_id:
-            endpoint.model_id = model.id
-            endpoint.model = model
-            endpoint.checkpoint_id = checkpoint_id
-            endpoint.checkpoint = checkpoint
-            endpoint.generation += 1
-            changed["model"] = model.name
-            changed["checkpoint"] = checkpoint.name if checkpoint else None
+        model, checkpoint = _find_replacement_model(session, principal, endpoint, change.model)
+    checkpoint_id = checkpoint.id if checkpoint else None
+    model_changed = model.id != endpoint.model_id or checkpoint_id != endpoint.checkpoint_id
+    stored = dict(endpoint.settings or {})
+    settings = stored
+    if model_changed or change.runtime_settings.given():
+        # Checked against the new model, since its checkpoint may need another runtime.
+        settings = merge_settings(stored, change.runtime_settings, model, checkpoint)
+    if model_changed:
+        endpoint.model_id = model.id
+        endpoint.model = model
+        endpoint.checkpoint_id = checkpoint_id
+        endpoint.checkpoint = checkpoint
+        needs_new_instances = True
+        changed["model"] = model.name
+        changed["checkpoint"] = checkpoint.name if checkpoint else None
+    changed_names = changed_settings(stored, settings, model.ml_app)
+    if changed_names:
+        # A new dict, because the JSON column does not track changes inside the old one.
+        endpoint.settings = settings
+        needs_new_instances = True
+        changed["runtime_settings"] = {name: settings[name] for name in changed_names}
+
     if change.instances is not None:
         instances = _check_instances(change.instances, limits)
         _check_room_for(session, limits, endpoint, instances)
         endpoint.instances = instances
         changed["instances"] = instances
+        # A Failed endpoint is retried only for a new generation.
         if endpoint.state == EndpointState.FAILED:
-            endpoint.generation += 1
+            needs_new_instances = True
+    if needs_new_instances:
+        endpoint.generation += 1
 
     if not changed:
         return endpoint
@@ -339,6 +357,22 @@ def update_endpoint(
     mark_changed(session, endpoint)
     _record(session, principal, "endpoint.updated", endpoint, **changed)
     return endpoint
+
+
+def _find_replacement_model(
+    session: Session, principal: Principal, endpoint: Endpoint, model_ref: str
+) -> tuple[Model, Checkpoint | None]:
+    model, checkpoint = find_checkpoint(session, principal, model_ref)
+    _check_deployable(model, checkpoint)
+    if model.ml_app != endpoint.model.ml_app:
+        # An endpoint keeps its ML App, so its batching or runtime settings stay valid.
+        raise InvalidInput(
+            f"model '{model.name}' is a {model.ml_app.display_name} model but endpoint "
+            f"'{endpoint.name}' serves {endpoint.model.ml_app.display_name}; "
+            "create a new endpoint for another ML App",
+            field="model",
+        )
+    return model, checkpoint
 
 
 def _record(

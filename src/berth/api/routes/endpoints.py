@@ -21,10 +21,12 @@ from berth.api.schemas import (
     KeyOut,
     KeyUpdate,
     Page,
+    RuntimeSettingsIn,
 )
 from berth.service import endpoints as service
 from berth.service import keys as key_service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
+from berth.service.runtime_settings import RuntimeSettings
 from berth.states import EndpointState
 
 router = APIRouter(prefix="/endpoints", tags=["endpoints"])
@@ -74,10 +76,21 @@ def create_endpoint(
         instances=body.instances,
         description=body.description,
         share_with_all_tenants=body.share_with_all_tenants,
+        runtime_settings=_runtime_settings(body.runtime_settings),
     )
     commit_and_notify(session, request)
     out = endpoint_out(endpoint, settings.public_url)
     return EndpointCreated(**out.model_dump(), first_key=key)
+
+
+def _runtime_settings(body: RuntimeSettingsIn | None) -> RuntimeSettings:
+    if body is None:
+        return RuntimeSettings()
+    return RuntimeSettings(
+        max_batch_size=body.max_batch_size,
+        max_batch_wait_ms=body.max_batch_wait_ms,
+        runtime=body.runtime.value if body.runtime is not None else None,
+    )
 
 
 @router.get("/{endpoint}", response_model=EndpointOut)
@@ -104,14 +117,17 @@ def update_endpoint(
     request: Request,
     project: ProjectQuery = None,
 ) -> EndpointOut:
-    """Change description, sharing, model or instances; running instances are replaced
-    or added before old ones are removed."""
+    """Change description, sharing, model, runtime settings or instances.
+
+    Running instances are replaced or added before old ones are removed, and a value
+    equal to the current one replaces no instance."""
     row = service.find_endpoint(session, principal, endpoint, project)
     change = service.EndpointChange(
         description=body.description,
         instances=body.instances,
         model=body.model,
         share_with_all_tenants=body.share_with_all_tenants,
+        runtime_settings=_runtime_settings(body.runtime_settings),
         expected_version=body.version,
     )
     service.update_endpoint(session, principal, limits, row, change)

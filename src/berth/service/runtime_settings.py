@@ -1,0 +1,184 @@
+"""Runtime settings of an endpoint: Text Embedding batching and the Text Generation runtime.
+
+`Endpoint.settings` stores the values that a user set. The local backend passes each of
+them to the endpoint's instances as the runtime command-line option of the same name, and
+a setting that was never set takes the runtime's default. The column may also contain
+settings that the API does not expose, such as `echo_delay_ms`, which the faults tests
+write. A merge keeps them.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from berth.db.models import Checkpoint, Model
+from berth.errors import InvalidInput
+from berth.runtime.config import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_WAIT_MS,
+    MAX_BATCH_SIZE_LIMIT,
+    MAX_BATCH_WAIT_MS_LIMIT,
+)
+from berth.runtime.selection import (
+    AUTO,
+    GGUF_RUNTIMES,
+    REQUESTABLE_RUNTIMES,
+    TRANSFORMERS_CHECKPOINT_RUNTIMES,
+    VLLM_INSTALL_HINT,
+    RequestedRuntime,
+    module_installed,
+)
+from berth.states import CheckpointFormat, MLApp
+
+# The API's name of the object that contains the settings, the first part of error fields.
+FIELD_PREFIX = "runtime_settings"
+
+# Each setting with the only ML App whose runtime reads it and its default there.
+_SETTING_ML_APPS = {
+    "max_batch_size": MLApp.TEXT_EMBEDDING,
+    "max_batch_wait_ms": MLApp.TEXT_EMBEDDING,
+    "runtime": MLApp.TEXT_GENERATION,
+}
+_DEFAULTS: dict[str, Any] = {
+    "max_batch_size": DEFAULT_MAX_BATCH_SIZE,
+    "max_batch_wait_ms": DEFAULT_MAX_BATCH_WAIT_MS,
+    "runtime": AUTO,
+}
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Settings given in one request. None keeps a setting's value, or its default on create."""
+
+    max_batch_size: int | None = None
+    max_batch_wait_ms: float | None = None
+    runtime: str | None = None
+
+    def given(self) -> dict[str, Any]:
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+
+def field_name(setting: str) -> str:
+    return f"{FIELD_PREFIX}.{setting}"
+
+
+def effective_settings(stored: dict[str, Any], ml_app: MLApp) -> dict[str, Any]:
+    """Return each setting with the value that instances run with.
+
+    Settings that the ML App's runtime does not read are None.
+    """
+    return {
+        name: stored.get(name, default) if _SETTING_ML_APPS[name] is ml_app else None
+        for name, default in _DEFAULTS.items()
+    }
+
+
+def merge_settings(
+    stored: dict[str, Any],
+    requested: RuntimeSettings,
+    model: Model,
+    checkpoint: Checkpoint | None,
+) -> dict[str, Any]:
+    """Return `stored` with the requested settings applied, for an endpoint of `model`.
+
+    Raises InvalidInput, with the field `runtime_settings.<setting>`, for a value out of
+    range, a setting that the model's ML App does not use, or a runtime that cannot
+    serve the checkpoint. The stored runtime is checked too, because a new checkpoint
+    may need another runtime.
+    """
+    given = {name: _checked_value(name, value) for name, value in requested.given().items()}
+    for name in given:
+        _check_ml_app(name, model)
+    if "runtime" in given:
+        _check_installed(given["runtime"])
+
+    merged = {**stored, **given}
+    if model.ml_app is MLApp.TEXT_GENERATION:
+        _check_runtime_fits(merged.get("runtime", AUTO), "runtime" in given, model, checkpoint)
+    return merged
+
+
+def changed_settings(before: dict[str, Any], after: dict[str, Any], ml_app: MLApp) -> list[str]:
+    """Return the names of the settings whose effective value differs, in a stable order."""
+    old = effective_settings(before, ml_app)
+    new = effective_settings(after, ml_app)
+    return [name for name in _DEFAULTS if old[name] != new[name]]
+
+
+def _checked_value(name: str, value: Any) -> Any:
+    """Return `value` as it is stored: an int, a float or a plain string."""
+    field = field_name(name)
+    if name == "max_batch_size":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInput(f"{field} must be a whole number, got {value!r}", field=field)
+        if not 1 <= value <= MAX_BATCH_SIZE_LIMIT:
+            raise InvalidInput(
+                f"{field} {value} is out of range: use 1 to {MAX_BATCH_SIZE_LIMIT} texts",
+                field=field,
+            )
+        return value
+    if name == "max_batch_wait_ms":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidInput(f"{field} must be a number, got {value!r}", field=field)
+        if not (math.isfinite(value) and 0 <= value <= MAX_BATCH_WAIT_MS_LIMIT):
+            raise InvalidInput(
+                f"{field} {value} is out of range: use 0 to {MAX_BATCH_WAIT_MS_LIMIT:g} ms",
+                field=field,
+            )
+        return float(value)
+    if value not in REQUESTABLE_RUNTIMES:
+        raise InvalidInput(
+            f"{field} '{value}' is not a known runtime; use {_one_of(REQUESTABLE_RUNTIMES)}",
+            field=field,
+        )
+    # A RequestedRuntime member becomes its plain value, as the JSON column stores it.
+    return str(value)
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    quoted = [f"'{choice}'" for choice in choices]
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+
+
+def _check_ml_app(name: str, model: Model) -> None:
+    ml_app = _SETTING_ML_APPS[name]
+    if model.ml_app is not ml_app:
+        raise InvalidInput(
+            f"{field_name(name)} applies only to {ml_app.display_name} endpoints, but model "
+            f"'{model.name}' has the ML App {model.ml_app.display_name}; leave it out",
+            field=field_name(name),
+        )
+
+
+def _check_installed(runtime: str) -> None:
+    # Instances run in the server's Python environment (the local backend starts them
+    # with the server's interpreter), so a package missing here is missing there too.
+    # NOTE: vLLM also needs a CUDA GPU. Checking for one imports torch, which takes
+    # seconds, so an instance without a GPU fails at start-up with that reason instead.
+    if runtime == RequestedRuntime.VLLM and not module_installed("vllm"):
+        raise InvalidInput(
+            f"{field_name('runtime')} 'vllm' needs the vllm package, which is not installed "
+            f"on the Berth server; install it with `{VLLM_INSTALL_HINT}` or use '{AUTO}'",
+            field=field_name("runtime"),
+        )
+
+
+def _check_runtime_fits(
+    runtime: str, requested: bool, model: Model, checkpoint: Checkpoint | None
+) -> None:
+    is_gguf = checkpoint is not None and checkpoint.format == CheckpointFormat.GGUF
+    fitting = GGUF_RUNTIMES if is_gguf else TRANSFORMERS_CHECKPOINT_RUNTIMES
+    if runtime in fitting:
+        return
+    choices = _one_of(tuple(str(item) for item in fitting))
+    files = "is a GGUF file" if is_gguf else "is not a GGUF file"
+    reason = f"runtime '{runtime}' cannot serve model '{model.name}' because its checkpoint {files}"
+    if requested:
+        fix = f"use {choices}"
+    else:
+        # The runtime was set before and the update changes the model.
+        fix = (
+            f"the endpoint keeps its runtime unless the update changes it, so also set "
+            f"{field_name('runtime')} (--runtime in the CLI) to {choices}"
+        )
+    raise InvalidInput(f"{reason}; {fix}", field=field_name("runtime"))

@@ -1,0 +1,157 @@
+"""`berth endpoint` runtime settings options, and the SDK keywords that they use."""
+
+from berth.client import Client
+from tests.cli.conftest import WAIT_TIMEOUT_S, RunCli, parse_json, unboxed, unique
+
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+def test_create_sets_batching(cli: RunCli) -> None:
+    name = unique("batching")
+
+    result = cli(
+        "endpoint",
+        "create",
+        "--endpoint-name",
+        name,
+        "--model",
+        EMBEDDING_MODEL,
+        "--max-batch-size",
+        "4",
+        "--max-batch-wait-ms",
+        "2.5",
+        "-o",
+        "json",
+    )
+
+    created = parse_json(result)
+    assert created["runtime_settings"] == {
+        "max_batch_size": 4,
+        "max_batch_wait_ms": 2.5,
+        "runtime": None,
+    }
+
+
+def test_info_shows_settings(cli: RunCli, client: Client) -> None:
+    name = unique("batch-info")
+    client.create_endpoint("default", name, EMBEDDING_MODEL, max_batch_size=8)
+
+    result = cli("endpoint", "info", name)
+
+    assert result.exit_code == 0, result.output
+    assert "Max batch size   8 texts" in result.stdout
+    assert "Max batch wait   0 ms" in result.stdout
+    assert "Runtime choice" not in result.stdout
+
+
+def test_info_shows_runtime_choice(cli: RunCli, client: Client) -> None:
+    name = unique("runtime-info")
+    client.create_endpoint("default", name, "demo-tiny-llama", runtime="transformers")
+    client.stop_endpoint(name)
+
+    result = cli("endpoint", "info", name)
+
+    assert result.exit_code == 0, result.output
+    assert "Runtime choice   transformers" in result.stdout
+    assert "Max batch size" not in result.stdout
+
+
+def test_update_setting_waits_for_new_instances(cli: RunCli, client: Client) -> None:
+    name = unique("batch-roll")
+    created = client.create_endpoint("default", name, EMBEDDING_MODEL, max_batch_size=4)
+    live = client.wait_for_state(created["id"], {"Live"}, timeout_s=float(WAIT_TIMEOUT_S))
+
+    result = cli(
+        "endpoint",
+        "update",
+        name,
+        "--max-batch-size",
+        "8",
+        "--wait",
+        "--timeout",
+        WAIT_TIMEOUT_S,
+        "-o",
+        "json",
+    )
+
+    updated = parse_json(result)
+    assert updated["runtime_settings"]["max_batch_size"] == 8
+    assert updated["generation"] == live["generation"] + 1
+    assert updated["state"] == "Live"
+    # --wait returns only once the instances of the new generation serve.
+    assert [row["generation"] for row in updated["instance_list"]] == [updated["generation"]]
+    assert [row["state"] for row in updated["instance_list"]] == ["Ready"]
+
+
+def test_update_same_value_keeps_generation(cli: RunCli, client: Client) -> None:
+    name = unique("batch-same")
+    created = client.create_endpoint("default", name, EMBEDDING_MODEL, max_batch_size=4)
+
+    result = cli("endpoint", "update", name, "--max-batch-size", "4", "-o", "json")
+
+    updated = parse_json(result)
+    assert updated["generation"] == created["generation"]
+    assert updated["version"] == created["version"]
+
+
+def test_setting_of_other_ml_app_fails(cli: RunCli) -> None:
+    result = cli(
+        "endpoint",
+        "create",
+        "--endpoint-name",
+        unique("echo-batch"),
+        "--model",
+        "echo",
+        "--max-batch-size",
+        "4",
+    )
+
+    assert result.exit_code == 1
+    message = unboxed(result.stderr)
+    assert "runtime_settings.max_batch_size applies only to Text Embedding endpoints" in message
+    assert "model 'echo' has the ML App Echo" in message
+
+
+def test_out_of_range_batch_size_fails(cli: RunCli) -> None:
+    result = cli(
+        "endpoint",
+        "create",
+        "--endpoint-name",
+        unique("huge-batch"),
+        "--model",
+        EMBEDDING_MODEL,
+        "--max-batch-size",
+        "5000",
+    )
+
+    assert result.exit_code == 1
+    assert "runtime_settings.max_batch_size" in unboxed(result.stderr)
+    assert "less than or equal to 1024" in unboxed(result.stderr)
+
+
+def test_unknown_runtime_is_usage_error(cli: RunCli) -> None:
+    result = cli(
+        "endpoint",
+        "create",
+        "--endpoint-name",
+        unique("tgi"),
+        "--model",
+        "demo-tiny-llama",
+        "--runtime",
+        "tgi",
+    )
+
+    assert result.exit_code == 2
+    assert "'tgi' is not one of" in unboxed(result.output)
+
+
+def test_update_runtime_only_is_a_change(cli: RunCli, client: Client) -> None:
+    name = unique("runtime-update")
+    created = client.create_endpoint("default", name, "demo-tiny-llama")
+    client.stop_endpoint(name)
+
+    result = cli("endpoint", "update", name, "--runtime", "TRANSFORMERS", "-o", "json")
+
+    updated = parse_json(result)
+    assert updated["runtime_settings"]["runtime"] == "transformers"
+    assert updated["generation"] == created["generation"] + 1

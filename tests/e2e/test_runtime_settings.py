@@ -1,0 +1,301 @@
+"""Runtime settings through the API: validation, the instances' command line, rolling."""
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from berth.client import ApiError, Client
+from berth.runtime.selection import llama_cpp_installed
+from tests.e2e.conftest import LIVE_TIMEOUT_S, wait_live
+from tests.support import ADMIN_KEY, BerthServer, pid_alive, wait_until
+
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def command_line(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return handle.read().decode().split("\0")[:-1]
+
+
+def option_value(arguments: list[str], option: str) -> str | None:
+    """Return the value after `option` in a command line, or None when it is absent."""
+    if option not in arguments:
+        return None
+    return arguments[arguments.index(option) + 1]
+
+
+def endpoint_count(client: Client) -> int:
+    return int(client.list_endpoints(limit=1)["total"])
+
+
+def ready_generation(client: Client, endpoint_id: str, generation: int) -> dict[str, Any] | None:
+    """Return the endpoint once it is Live with only ready instances of `generation`."""
+    info = client.get_endpoint(endpoint_id)
+    rows = info["instance_list"]
+    if info["state"] != "Live" or len(rows) != info["instances"]:
+        return None
+    if any(row["state"] != "Ready" or row["generation"] != generation for row in rows):
+        return None
+    return info
+
+
+@pytest.fixture(scope="module")
+def api(server: BerthServer) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=f"{server.url}/api/v1",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=60,
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def embedding_endpoint(client: Client) -> Iterator[dict[str, Any]]:
+    """A Live Text Embedding endpoint created with max_batch_size 4."""
+    created = client.create_endpoint("default", unique("batch"), EMBEDDING_MODEL, max_batch_size=4)
+    try:
+        yield wait_live(client, created["id"])
+    finally:
+        client.delete_endpoint(created["id"])
+
+
+@pytest.fixture(scope="module")
+def echo_endpoint(client: Client) -> Iterator[dict[str, Any]]:
+    created = client.create_endpoint("default", unique("echo-settings"), "echo")
+    try:
+        yield created
+    finally:
+        client.delete_endpoint(created["id"])
+
+
+@pytest.fixture(scope="module")
+def gguf_model(api: httpx.Client, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Import the tiny GGUF model and return its name."""
+    pytest.importorskip("gguf", reason="the gguf package, which writes the test model, is missing")
+    if not llama_cpp_installed():
+        pytest.skip("llama-cpp-python is not installed; pip install 'berth[gguf]'")
+    from tests.gguf_model import write_tiny_llama_gguf
+
+    path = write_tiny_llama_gguf(tmp_path_factory.mktemp("gguf") / "tiny-settings.gguf")
+    name = unique("tiny-gguf")
+    response = api.post("/models/import", json={"path": str(path), "name": name})
+    assert response.status_code == 201, response.text
+    return name
+
+
+# Settings that reach the instances.
+
+
+def test_batch_size_reaches_instance(embedding_endpoint: dict[str, Any]) -> None:
+    (instance,) = embedding_endpoint["instance_list"]
+    arguments = command_line(instance["pid"])
+
+    assert embedding_endpoint["runtime_settings"] == {
+        "max_batch_size": 4,
+        "max_batch_wait_ms": 0.0,
+        "runtime": None,
+    }
+    assert "berth.runtime" in arguments
+    assert option_value(arguments, "--max-batch-size") == "4"
+    # A setting that was never set is left to the runtime's own default.
+    assert option_value(arguments, "--max-batch-wait-ms") is None
+
+
+def test_embeddings_served_with_small_batches(
+    client: Client, embedding_endpoint: dict[str, Any]
+) -> None:
+    keys = client.list_keys(embedding_endpoint["id"])
+    key = next(row["key"] for row in keys if row["is_first"])
+    # More texts than fit in one batch, so the instance encodes them in several batches.
+    texts = [f"text number {index}" for index in range(10)]
+
+    response = httpx.post(
+        f"{embedding_endpoint['openai_base_url']}/embeddings",
+        json={"model": EMBEDDING_MODEL, "input": texts},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]) == len(texts)
+
+
+def test_changed_setting_rolls_instances(
+    client: Client, embedding_endpoint: dict[str, Any]
+) -> None:
+    endpoint_id = embedding_endpoint["id"]
+    before = client.get_endpoint(endpoint_id)
+    (old_instance,) = before["instance_list"]
+    new_wait = before["runtime_settings"]["max_batch_wait_ms"] + 2.5
+
+    updated = client.update_endpoint(endpoint_id, max_batch_wait_ms=new_wait)
+
+    assert updated["generation"] == before["generation"] + 1
+    assert updated["version"] == before["version"] + 1
+    assert updated["runtime_settings"]["max_batch_wait_ms"] == new_wait
+    assert updated["runtime_settings"]["max_batch_size"] == 4
+    rolled = wait_until(
+        lambda: ready_generation(client, endpoint_id, updated["generation"]),
+        LIVE_TIMEOUT_S,
+        "instances of the new generation to be ready",
+    )
+    (new_instance,) = rolled["instance_list"]
+    arguments = command_line(new_instance["pid"])
+    assert new_instance["id"] != old_instance["id"]
+    assert option_value(arguments, "--max-batch-wait-ms") == str(new_wait)
+    assert option_value(arguments, "--max-batch-size") == "4"
+    wait_until(lambda: not pid_alive(old_instance["pid"]), 30, "the old instance to exit")
+
+
+def test_same_setting_restarts_nothing(client: Client, embedding_endpoint: dict[str, Any]) -> None:
+    endpoint_id = embedding_endpoint["id"]
+    before = wait_until(
+        lambda: ready_generation(
+            client, endpoint_id, client.get_endpoint(endpoint_id)["generation"]
+        ),
+        LIVE_TIMEOUT_S,
+        "the endpoint to settle",
+    )
+    settings = before["runtime_settings"]
+
+    updated = client.update_endpoint(
+        endpoint_id,
+        max_batch_size=settings["max_batch_size"],
+        max_batch_wait_ms=settings["max_batch_wait_ms"],
+    )
+    after = client.get_endpoint(endpoint_id)
+
+    assert updated["generation"] == before["generation"]
+    assert updated["version"] == before["version"]
+    assert after["observed_generation"] == before["generation"]
+    assert [row["id"] for row in after["instance_list"]] == [
+        row["id"] for row in before["instance_list"]
+    ]
+    assert all(pid_alive(row["pid"]) for row in after["instance_list"])
+
+
+def test_llama_cpp_runtime_reaches_instance(client: Client, gguf_model: str) -> None:
+    created = client.create_endpoint("default", unique("gguf"), gguf_model, runtime="llama.cpp")
+    try:
+        live = wait_live(client, created["id"])
+    finally:
+        client.delete_endpoint(created["id"])
+
+    (instance,) = live["instance_list"]
+    assert created["runtime_settings"] == {
+        "max_batch_size": None,
+        "max_batch_wait_ms": None,
+        "runtime": "llama.cpp",
+    }
+    assert instance["runtime"] == "llama.cpp"
+    assert option_value(command_line(instance["pid"]), "--runtime") == "llama.cpp"
+
+
+def test_echo_shows_no_settings(echo_endpoint: dict[str, Any]) -> None:
+    assert echo_endpoint["runtime_settings"] == {
+        "max_batch_size": None,
+        "max_batch_wait_ms": None,
+        "runtime": None,
+    }
+
+
+# Bad values: 422 with the field named, and no endpoint created or changed.
+
+
+@pytest.mark.parametrize(
+    ("settings", "field", "fragment"),
+    [
+        ({"max_batch_size": 0}, "max_batch_size", "greater than or equal to 1"),
+        ({"max_batch_size": 1025}, "max_batch_size", "less than or equal to 1024"),
+        ({"max_batch_size": "4"}, "max_batch_size", "valid integer"),
+        ({"max_batch_size": 2.5}, "max_batch_size", "valid integer"),
+        ({"max_batch_wait_ms": -1}, "max_batch_wait_ms", "greater than or equal to 0"),
+        ({"max_batch_wait_ms": 1000.5}, "max_batch_wait_ms", "less than or equal to 1000"),
+        ({"max_batch_wait_ms": True}, "max_batch_wait_ms", "valid number"),
+        ({"runtime": "tgi"}, "runtime", "'auto', 'transformers', 'vllm' or 'llama.cpp'"),
+        ({"batch_size": 4}, "batch_size", "Extra inputs are not permitted"),
+    ],
+)
+def test_malformed_setting_is_422(
+    api: httpx.Client, client: Client, settings: dict[str, Any], field: str, fragment: str
+) -> None:
+    before = endpoint_count(client)
+    body = {"name": unique("bad"), "model": EMBEDDING_MODEL, "runtime_settings": settings}
+
+    response = api.post("/endpoints", json=body)
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert error["field"] == f"runtime_settings.{field}"
+    assert fragment in error["message"]
+    assert endpoint_count(client) == before
+
+
+@pytest.mark.parametrize(
+    ("model", "settings", "fragment"),
+    [
+        ("echo", {"max_batch_size": 4}, "applies only to Text Embedding endpoints"),
+        ("echo", {"max_batch_wait_ms": 5}, "applies only to Text Embedding endpoints"),
+        ("demo-tiny-llama", {"max_batch_size": 4}, "applies only to Text Embedding endpoints"),
+        (EMBEDDING_MODEL, {"runtime": "auto"}, "applies only to Text Generation endpoints"),
+        ("echo", {"runtime": "transformers"}, "applies only to Text Generation endpoints"),
+        ("demo-tiny-llama", {"runtime": "llama.cpp"}, "its checkpoint is not a GGUF file"),
+    ],
+)
+def test_setting_that_does_not_fit_is_422(
+    client: Client, model: str, settings: dict[str, Any], fragment: str
+) -> None:
+    before = endpoint_count(client)
+
+    with pytest.raises(ApiError) as error:
+        client.create_endpoint("default", unique("misfit"), model, **settings)
+
+    (name,) = settings
+    assert error.value.status == 422
+    assert error.value.field == f"runtime_settings.{name}"
+    assert fragment in error.value.message
+    assert endpoint_count(client) == before
+
+
+@pytest.mark.parametrize("runtime", ["transformers", "vllm"])
+def test_gguf_with_other_runtime_is_422(client: Client, gguf_model: str, runtime: str) -> None:
+    with pytest.raises(ApiError) as error:
+        client.create_endpoint("default", unique("gguf-misfit"), gguf_model, runtime=runtime)
+
+    assert error.value.status == 422
+    assert error.value.field == "runtime_settings.runtime"
+    # Without the vllm package, the check for it comes first; both name the fix.
+    assert "use 'auto'" in error.value.message
+
+
+def test_update_with_misfit_changes_nothing(client: Client, echo_endpoint: dict[str, Any]) -> None:
+    before = client.get_endpoint(echo_endpoint["id"])
+
+    with pytest.raises(ApiError) as error:
+        client.update_endpoint(echo_endpoint["id"], description="changed", max_batch_size=8)
+
+    after = client.get_endpoint(echo_endpoint["id"])
+    assert error.value.status == 422
+    assert error.value.field == "runtime_settings.max_batch_size"
+    assert after["version"] == before["version"]
+    assert after["description"] == before["description"]
+    assert after["generation"] == before["generation"]
+
+
+def test_openapi_documents_defaults(api: httpx.Client) -> None:
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    settings = schemas["RuntimeSettingsIn"]["properties"]
+
+    assert "default 32" in settings["max_batch_size"]["description"]
+    assert "default 0" in settings["max_batch_wait_ms"]["description"]
+    assert "default auto" in settings["runtime"]["description"]
+    assert settings["max_batch_size"]["anyOf"][0]["maximum"] == 1024
+    assert settings["max_batch_wait_ms"]["anyOf"][0]["maximum"] == 1000

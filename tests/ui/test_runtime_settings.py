@@ -1,0 +1,46 @@
+"""Runtime settings on the endpoint window."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.ui.conftest import OWNER
+
+pytestmark = pytest.mark.ui
+
+
+def test_details_show_batching(open_page) -> None:
+    page = open_page(OWNER)
+    response = page.context.request.post(
+        "/api/v1/endpoints",
+        data={
+            "name": "ui-batching",
+            "model": "all-MiniLM-L6-v2",
+            "runtime_settings": {"max_batch_size": 4, "max_batch_wait_ms": 2.5},
+        },
+    )
+    assert response.status == 201, response.text()
+    endpoint = response.json()
+    try:
+        page.goto(f"/ui/endpoints/{endpoint['id']}")
+
+        expect(page.locator("#endpoint-max-batch-size")).to_have_text("4 texts")
+        expect(page.locator("#endpoint-max-batch-wait")).to_have_text("2.5 ms")
+        expect(page.locator("#endpoint-runtime-choice")).to_have_count(0)
+    finally:
+        page.context.request.delete(f"/api/v1/endpoints/{endpoint['id']}")
+
+
+def test_details_show_runtime_choice(open_page) -> None:
+    page = open_page(OWNER)
+    response = page.context.request.post(
+        "/api/v1/endpoints", data={"name": "ui-runtime", "model": "demo-tiny-llama"}
+    )
+    assert response.status == 201, response.text()
+    endpoint = response.json()
+    try:
+        page.goto(f"/ui/endpoints/{endpoint['id']}")
+
+        expect(page.locator("#endpoint-runtime-choice")).to_have_text("auto")
+        expect(page.locator("#endpoint-max-batch-size")).to_have_count(0)
+    finally:
+        page.context.request.delete(f"/api/v1/endpoints/{endpoint['id']}")

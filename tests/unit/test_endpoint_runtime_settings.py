@@ -1,0 +1,290 @@
+"""Runtime settings of endpoints in the service layer: checks, defaults and generations."""
+
+import importlib.machinery
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from berth.auth import authenticate
+from berth.bootstrap import bootstrap
+from berth.db.engine import Database, migrate
+from berth.db.models import Endpoint
+from berth.errors import InvalidInput
+from berth.secrets import KeyVault
+from berth.service import endpoints, models
+from berth.service.keys import set_vault
+from berth.service.runtime_settings import RuntimeSettings, effective_settings
+from berth.states import MLApp
+
+ADMIN_KEY = "unit-test-admin-key-runtime-settings"
+LIMITS = endpoints.Limits(capacity=8, max_instances_per_endpoint=4)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'berth.db'}")
+    migrate(database.engine)
+    set_vault(KeyVault.from_file(tmp_path / "secret.key"))
+    with database.session() as session:
+        bootstrap(session, ADMIN_KEY)
+    return database
+
+
+@pytest.fixture
+def gguf_model(database: Database, tmp_path: Path) -> str:
+    """Import the tiny GGUF model into the hub and return its name."""
+    pytest.importorskip("gguf", reason="the gguf package writes the test model")
+    from tests.gguf_model import write_tiny_llama_gguf
+
+    path = write_tiny_llama_gguf(tmp_path / "tiny.gguf")
+    with database.session() as session:
+        principal = authenticate(session, ADMIN_KEY, None)
+        request = models.ImportRequest(path=str(path), name="tiny-gguf")
+        models.import_model(session, principal, request, tmp_path / "models")
+    return "tiny-gguf"
+
+
+@pytest.fixture
+def with_llama_cpp(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_installed(monkeypatch, llama_cpp=True)
+
+
+def set_installed(monkeypatch: pytest.MonkeyPatch, **modules: bool) -> None:
+    """Make importlib.util.find_spec report each named module as present or missing."""
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any, **kwargs: Any) -> importlib.machinery.ModuleSpec | None:
+        if name in modules:
+            return importlib.machinery.ModuleSpec(name, None) if modules[name] else None
+        return real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+
+def create(database: Database, name: str, model: str, **settings: Any) -> Endpoint:
+    with database.session() as session:
+        principal = authenticate(session, ADMIN_KEY, None)
+        endpoint, _key = endpoints.create_endpoint(
+            session,
+            principal,
+            LIMITS,
+            project_ref="default",
+            name=name,
+            model_ref=model,
+            instances=1,
+            runtime_settings=RuntimeSettings(**settings),
+        )
+        session.expunge(endpoint)
+        return endpoint
+
+
+def update(database: Database, name: str, model: str | None = None, **settings: Any) -> Endpoint:
+    with database.session() as session:
+        principal = authenticate(session, ADMIN_KEY, None)
+        endpoint = endpoints.find_endpoint(session, principal, name)
+        change = endpoints.EndpointChange(model=model, runtime_settings=RuntimeSettings(**settings))
+        endpoints.update_endpoint(session, principal, LIMITS, endpoint, change)
+        session.expunge(endpoint)
+        return endpoint
+
+
+def rejected(call: Any, *args: Any, **kwargs: Any) -> InvalidInput:
+    with pytest.raises(InvalidInput) as caught:
+        call(*args, **kwargs)
+    assert caught.value.status_code == 422
+    return caught.value
+
+
+def test_defaults_fill_unset_settings() -> None:
+    assert effective_settings({}, MLApp.TEXT_EMBEDDING) == {
+        "max_batch_size": 32,
+        "max_batch_wait_ms": 0.0,
+        "runtime": None,
+    }
+    assert effective_settings({"max_batch_size": 4}, MLApp.TEXT_EMBEDDING)["max_batch_size"] == 4
+    assert effective_settings({}, MLApp.TEXT_GENERATION) == {
+        "max_batch_size": None,
+        "max_batch_wait_ms": None,
+        "runtime": "auto",
+    }
+    assert effective_settings({"echo_delay_ms": 5}, MLApp.ECHO) == {
+        "max_batch_size": None,
+        "max_batch_wait_ms": None,
+        "runtime": None,
+    }
+
+
+def test_create_stores_only_given_settings(database: Database) -> None:
+    endpoint = create(database, "embed", "all-MiniLM-L6-v2", max_batch_size=4)
+
+    assert endpoint.settings == {"max_batch_size": 4}
+
+
+def test_wait_is_stored_as_float(database: Database) -> None:
+    endpoint = create(database, "embed", "all-MiniLM-L6-v2", max_batch_wait_ms=5)
+
+    assert endpoint.settings == {"max_batch_wait_ms": 5.0}
+    assert isinstance(endpoint.settings["max_batch_wait_ms"], float)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "fragment"),
+    [
+        ("max_batch_size", 0, "use 1 to 1024 texts"),
+        ("max_batch_size", 1025, "use 1 to 1024 texts"),
+        ("max_batch_size", True, "must be a whole number"),
+        ("max_batch_size", 2.5, "must be a whole number"),
+        ("max_batch_wait_ms", -1, "use 0 to 1000 ms"),
+        ("max_batch_wait_ms", 1000.5, "use 0 to 1000 ms"),
+        ("max_batch_wait_ms", float("nan"), "use 0 to 1000 ms"),
+        ("max_batch_wait_ms", "5", "must be a number"),
+    ],
+)
+def test_batch_value_out_of_range(
+    database: Database, setting: str, value: Any, fragment: str
+) -> None:
+    error = rejected(create, database, "embed", "all-MiniLM-L6-v2", **{setting: value})
+
+    assert error.field == f"runtime_settings.{setting}"
+    assert fragment in error.message
+
+
+def test_unknown_runtime_lists_choices(database: Database) -> None:
+    error = rejected(create, database, "chat", "demo-tiny-llama", runtime="tgi")
+
+    assert error.field == "runtime_settings.runtime"
+    assert "'tgi' is not a known runtime" in error.message
+    assert "use 'auto', 'transformers', 'vllm' or 'llama.cpp'" in error.message
+
+
+@pytest.mark.parametrize(
+    ("model", "setting", "value", "ml_app"),
+    [
+        ("echo", "max_batch_size", 4, "Echo"),
+        ("echo", "max_batch_wait_ms", 2.0, "Echo"),
+        ("demo-tiny-llama", "max_batch_size", 4, "Text Generation"),
+        ("echo", "runtime", "auto", "Echo"),
+        ("all-MiniLM-L6-v2", "runtime", "transformers", "Text Embedding"),
+    ],
+)
+def test_setting_of_other_ml_app(
+    database: Database, model: str, setting: str, value: Any, ml_app: str
+) -> None:
+    error = rejected(create, database, "wrong-app", model, **{setting: value})
+
+    assert error.field == f"runtime_settings.{setting}"
+    assert f"model '{model}' has the ML App {ml_app}" in error.message
+    assert "leave it out" in error.message
+
+
+def test_llama_cpp_for_transformers_checkpoint(database: Database) -> None:
+    error = rejected(create, database, "chat", "demo-tiny-llama", runtime="llama.cpp")
+
+    assert error.field == "runtime_settings.runtime"
+    assert "its checkpoint is not a GGUF file" in error.message
+    assert "use 'auto', 'transformers' or 'vllm'" in error.message
+
+
+@pytest.mark.parametrize("runtime", ["transformers", "vllm"])
+def test_gguf_rejects_other_runtimes(
+    database: Database, gguf_model: str, monkeypatch: pytest.MonkeyPatch, runtime: str
+) -> None:
+    # With vllm reported as installed, only the checkpoint format can reject it.
+    set_installed(monkeypatch, llama_cpp=True, vllm=True)
+
+    error = rejected(create, database, "chat", gguf_model, runtime=runtime)
+
+    assert error.field == "runtime_settings.runtime"
+    assert "its checkpoint is a GGUF file" in error.message
+    assert "use 'auto' or 'llama.cpp'" in error.message
+
+
+def test_gguf_accepts_llama_cpp(database: Database, gguf_model: str, with_llama_cpp: None) -> None:
+    endpoint = create(database, "chat", gguf_model, runtime="llama.cpp")
+
+    assert endpoint.settings == {"runtime": "llama.cpp"}
+
+
+def test_vllm_missing_is_rejected(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_installed(monkeypatch, vllm=False)
+
+    error = rejected(create, database, "chat", "demo-tiny-llama", runtime="vllm")
+
+    assert error.field == "runtime_settings.runtime"
+    assert "vllm package, which is not installed" in error.message
+    assert "`pip install 'berth[vllm]'`" in error.message
+
+
+def test_vllm_installed_is_accepted(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_installed(monkeypatch, vllm=True)
+
+    endpoint = create(database, "chat", "demo-tiny-llama", runtime="vllm")
+
+    assert endpoint.settings == {"runtime": "vllm"}
+
+
+def test_changed_setting_raises_generation(database: Database) -> None:
+    created = create(database, "embed", "all-MiniLM-L6-v2", max_batch_size=4)
+
+    updated = update(database, "embed", max_batch_size=8)
+
+    assert updated.generation == created.generation + 1
+    assert updated.version == created.version + 1
+    assert updated.settings == {"max_batch_size": 8}
+
+
+def test_same_setting_changes_nothing(database: Database) -> None:
+    created = create(database, "embed", "all-MiniLM-L6-v2", max_batch_size=4)
+
+    same = update(database, "embed", max_batch_size=4)
+    default = update(database, "embed", max_batch_wait_ms=0)
+
+    assert (same.generation, same.version) == (created.generation, created.version)
+    assert (default.generation, default.version) == (created.generation, created.version)
+    assert default.settings == {"max_batch_size": 4}
+
+
+def test_explicit_default_runtime_changes_nothing(database: Database) -> None:
+    created = create(database, "chat", "demo-tiny-llama")
+
+    updated = update(database, "chat", runtime="auto")
+
+    assert (updated.generation, updated.version) == (created.generation, created.version)
+
+
+def test_update_keeps_settings_outside_the_api(database: Database) -> None:
+    create(database, "embed", "all-MiniLM-L6-v2")
+    with database.session() as session:
+        row = session.query(Endpoint).filter_by(name="embed").one()
+        row.settings = {"echo_delay_ms": 5.0}
+
+    updated = update(database, "embed", max_batch_wait_ms=2.5)
+
+    assert updated.settings == {"echo_delay_ms": 5.0, "max_batch_wait_ms": 2.5}
+
+
+def test_model_change_with_stale_runtime(
+    database: Database, gguf_model: str, with_llama_cpp: None
+) -> None:
+    created = create(database, "chat", gguf_model, runtime="llama.cpp")
+
+    error = rejected(update, database, "chat", model="demo-tiny-llama")
+    fixed = update(database, "chat", model="demo-tiny-llama", runtime="auto")
+
+    assert error.field == "runtime_settings.runtime"
+    assert "runtime 'llama.cpp' cannot serve model 'demo-tiny-llama'" in error.message
+    assert "set runtime_settings.runtime (--runtime in the CLI)" in error.message
+    assert fixed.settings == {"runtime": "auto"}
+    # The model and the runtime change together, which needs one new generation.
+    assert fixed.generation == created.generation + 1
+
+
+def test_model_change_to_other_ml_app_is_rejected(database: Database) -> None:
+    create(database, "embed", "all-MiniLM-L6-v2", max_batch_size=4)
+
+    error = rejected(update, database, "embed", model="demo-tiny-llama")
+
+    assert error.field == "model"
+    assert "create a new endpoint for another ML App" in error.message
