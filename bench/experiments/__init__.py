@@ -48,6 +48,25 @@ EXPERIMENTS = {
             env={"OMP_NUM_THREADS": "1"},
         ),
         Experiment(
+            "two-threads",
+            "instances (and the bare runtimes and plain baselines of the same variant) run "
+            "torch with two intra-op threads (OMP_NUM_THREADS=2), whatever the number of "
+            "instances, as before Berth shared the cores out between instances",
+            ("generation", "instances"),
+            env={"OMP_NUM_THREADS": "2"},
+        ),
+        *(
+            Experiment(
+                f"spin-{label}",
+                f"instances (and the bare runtimes and plain baselines of the same variant) "
+                f"let idle OpenMP threads spin for {count:,} rounds before they sleep "
+                f"(GOMP_SPINCOUNT={count}), instead of sleeping at once",
+                ("batching", "generation", "instances"),
+                env={"GOMP_SPINCOUNT": str(count)},
+            )
+            for label, count in (("10k", 10_000), ("100k", 100_000))
+        ),
+        Experiment(
             "reconcile-50ms",
             "the reconciler runs every 50 ms instead of every 500 ms, an upper bound for "
             "probing starting instances sooner",

@@ -104,9 +104,9 @@ def threads_per_instance(instances: int) -> int:
     """Return the compute threads for each of an endpoint's `instances` on this machine.
 
     The usable cores are shared out, so the instances of one endpoint do not compete for
-    the same cores. On 2 cores, against 1 instance of an embedding model with 2 threads,
-    2 instances served 1.46 times the requests with 1 thread each and 1.12 times with
-    2 threads each (docs/benchmarks.md).
+    the same cores. On 2 cores, 2 instances of an embedding model with 1 thread each
+    served 1.14 times the requests of the same 2 instances with 2 threads each
+    (docs/benchmarks.md).
     """
     # NOTE: the count is taken when an instance starts, so after a scale-up the older
     # instances keep their larger share until they restart, and endpoints that share
