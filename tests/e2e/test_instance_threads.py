@@ -1,4 +1,4 @@
-"""Each instance gets its share of the machine's cores as compute threads."""
+"""Each instance gets its share of the machine's cores and its OpenMP wait settings."""
 
 import os
 from pathlib import Path
@@ -37,3 +37,13 @@ def test_threads_per_instance_shares_cores(monkeypatch: pytest.MonkeyPatch) -> N
     assert threads_per_instance(2) == 2
     assert threads_per_instance(3) == 1
     assert threads_per_instance(8) == 1
+
+
+def test_openmp_threads_spin_briefly(client: Client) -> None:
+    endpoint, _key = create_live(client, "threads-spin")
+    (pid,) = wait_until(lambda: ready_pids(client, endpoint["id"], 1), 60, "instance ready")
+
+    environment = _environment(pid)
+
+    assert environment["OMP_WAIT_POLICY"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    assert environment["GOMP_SPINCOUNT"] == os.environ.get("GOMP_SPINCOUNT", "10000")
