@@ -331,3 +331,16 @@ def test_endpoint_owner_is_the_creator(tenancy: Tenancy) -> None:
     assert endpoint["owner"]["name"] == "olivia"
 
 
+
+
+def test_whoami_without_a_tenant(tenancy: Tenancy) -> None:
+    body = {"username": "nadia", "create_key": True, "password": "nadia-password-123"}
+    created = tenancy.admin.post("/users", json=body)
+    assert created.status_code == 201, created.text
+
+    with api(tenancy.server, created.json()["api_key"]) as nadia:
+        response = nadia.get("/whoami")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["user"]["name"] == "nadia"
+    assert response.json()["tenant"] is None

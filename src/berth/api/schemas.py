@@ -50,7 +50,9 @@ class Reference(BaseModel):
 class WhoAmI(BaseModel):
     user: Reference
     is_org_admin: bool
-    tenant: Reference
+    tenant: Reference | None = Field(
+        description="the active tenant; null for a user who belongs to no tenant yet"
+    )
 
 
 class ProjectOut(BaseModel):

@@ -49,10 +49,12 @@ def login(
         path = save_profile(resolved_server, api_key, tenant)
     except OSError as exc:
         raise CliError(f"cannot write the CLI profile {profile_path()}: {exc}") from exc
-    typer.echo(
-        f"Logged in to {resolved_server} as {identity['user']['name']} "
-        f"in tenant {identity['tenant']['name']}."
+    tenant_text = (
+        f"in tenant {identity['tenant']['name']}"
+        if identity["tenant"]
+        else "in no tenant yet (an admin can add you to one)"
     )
+    typer.echo(f"Logged in to {resolved_server} as {identity['user']['name']} {tenant_text}.")
     typer.echo(f"Saved the profile to {path} (mode 0600).")
 
 

@@ -161,11 +161,11 @@ class RoutingTable:
             route.state, route.ml_app, route.deleted = state, ml_app, deleted
         self._drop_deleted()
 
-        for instance_id, endpoint_id, state, address, ended in changes.instances:
+        for instance_id, endpoint_id, instance_state, address, ended in changes.instances:
             route = self.routes.get(endpoint_id)
             if route is None:
                 continue
-            if state == InstanceState.READY and not ended and address:
+            if instance_state == InstanceState.READY and not ended and address:
                 existing = route.upstreams.get(instance_id)
                 if existing is None or existing.address != address:
                     route.upstreams[instance_id] = Upstream(instance_id, address)

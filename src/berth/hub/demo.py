@@ -22,7 +22,7 @@ DEMO_DESCRIPTION = "randomly initialised demo model; its text is meaningless"
 # Files that a finished build contains. The marker is written last.
 _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", DEMO_MARKER_FILE)
 _SEED = 20240607
-_MODEL_SIZE = {
+_MODEL_SIZE: dict[str, Any] = {
     "hidden_size": 64,
     "intermediate_size": 128,
     "num_hidden_layers": 2,

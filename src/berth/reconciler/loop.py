@@ -550,10 +550,10 @@ class Reconciler:
             self._drain(session, row)
             current.remove(row)
         while len(current) < endpoint.instances:
-            row = self._start_new(session, endpoint)
-            if row is None:
+            started = self._start_new(session, endpoint)
+            if started is None:
                 return
-            current.append(row)
+            current.append(started)
         for row in current:
             if (
                 row.state == InstanceState.EXITED

@@ -46,7 +46,8 @@ class _CancelCriteria(StoppingCriteria):
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
     ) -> torch.BoolTensor:
         stop = self._cancelled.is_set()
-        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+        flags = torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+        return flags  # type: ignore[return-value]
 
 
 class _StreamerAdapter(BaseStreamer):

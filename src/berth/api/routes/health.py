@@ -21,5 +21,9 @@ def whoami(principal: PrincipalDep) -> WhoAmI:
     return WhoAmI(
         user=Reference(id=principal.user_id, name=principal.username),
         is_org_admin=principal.is_org_admin,
-        tenant=Reference(id=principal.tenant_id, name=principal.tenant_name),
+        tenant=(
+            Reference(id=principal.tenant_id, name=principal.tenant_name)
+            if principal.tenant_id is not None
+            else None
+        ),
     )
