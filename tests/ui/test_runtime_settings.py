@@ -3,6 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
+from tests.support import wait_until
 from tests.ui.conftest import OWNER
 
 pytestmark = pytest.mark.ui
@@ -42,5 +43,13 @@ def test_details_show_runtime_choice(open_page) -> None:
 
         expect(page.locator("#endpoint-runtime-choice")).to_have_text("auto")
         expect(page.locator("#endpoint-max-batch-size")).to_have_count(0)
+
+        def instance_ready() -> bool:
+            info = page.context.request.get(f"/api/v1/endpoints/{endpoint['id']}").json()
+            return any(row["runtime"] for row in info["instance_list"])
+
+        wait_until(instance_ready, 120, "the instance to report its runtime")
+        page.reload()
+        expect(page.locator(".instance-runtime")).to_contain_text("on transformers")
     finally:
         page.context.request.delete(f"/api/v1/endpoints/{endpoint['id']}")
