@@ -6,7 +6,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,6 +17,10 @@ from berth.client import Client
 
 T = TypeVar("T")
 ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
+# The maintenance database of the PostgreSQL server the tests create databases on.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "BERTH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 SERVER_START_TIMEOUT_S = 60.0
 
 
@@ -120,3 +125,27 @@ def pid_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.split(")", 1)[1].split()[0] != "Z"
+
+
+def fresh_postgres_database(prefix: str = "berth_test") -> Iterator[str]:
+    """Create an empty PostgreSQL database, yield its SQLAlchemy URL, then drop it.
+
+    Skips the test when the server is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
+    """
+    import pytest
+
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("BERTH_TEST_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+            yield f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -4,40 +4,20 @@ Needs the PostgreSQL server on 127.0.0.1:5432 (trust auth). The test is skipped 
 it is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1 (as in CI), where it fails.
 """
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import chat, create_live, ready_pids, wait_until
-from tests.support import BerthServer
+from tests.support import BerthServer, fresh_postgres_database
 
 pytestmark = pytest.mark.postgres
-
-ADMIN_URL = os.environ.get(
-    "BERTH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("BERTH_TEST_REQUIRE_POSTGRES") == "1":
-            raise
-        pytest.skip(f"PostgreSQL is not reachable at {ADMIN_URL}: {exc}")
-    name = f"berth_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-            yield f"{base}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from fresh_postgres_database()
 
 
 def test_endpoint_on_postgres_survives_restart(tmp_path: Path, postgres_url: str) -> None:

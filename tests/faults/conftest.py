@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,11 @@ from berth.client import Client
 from berth.db.engine import Database
 from berth.db.models import Endpoint
 from tests.faults.load import Figures
-from tests.support import BerthServer, wait_until
+from tests.support import BerthServer, fresh_postgres_database, wait_until
 
 LIVE_TIMEOUT_S = 60.0
 # Pause per streamed word: an 8-word request spends about 80 ms in its instance.
 ECHO_DELAY_MS = 10
-POSTGRES_ADMIN_URL = os.environ.get(
-    "BERTH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 # (summary line, figures as JSON) of every scenario that ran, in order.
 RECORDED: list[tuple[str, dict[str, object]]] = []
@@ -102,21 +98,7 @@ def own_server(tmp_path: Path) -> Iterator[BerthServer]:
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards; skipped when PostgreSQL is not
     reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1."""
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("BERTH_TEST_REQUIRE_POSTGRES") == "1":
-            raise
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
-    name = f"berth_faults_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-            yield f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from fresh_postgres_database("berth_faults")
 
 
 def server_database(server: BerthServer) -> Database:

@@ -7,8 +7,6 @@ when it is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,30 +23,9 @@ from berth.db.models import Base, Instance
 from berth.secrets import KeyVault
 from berth.service import endpoints
 from berth.service.keys import set_vault
+from tests.support import fresh_postgres_database
 
 ADMIN_KEY = "unit-test-admin-key-migrations"
-POSTGRES_ADMIN_URL = os.environ.get(
-    "BERTH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
-
-def postgres_database() -> Iterator[str]:
-    """Create an empty database for one test and yield its SQLAlchemy URL."""
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("BERTH_TEST_REQUIRE_POSTGRES") == "1":
-            raise
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
-    name = f"berth_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-            yield f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -56,7 +33,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'berth.db'}"
     else:
-        yield from postgres_database()
+        yield from fresh_postgres_database()
 
 
 def upgrade(engine: Engine, revision: str) -> None:
