@@ -7,8 +7,9 @@ token counts match the transformers runtime, and vLLM receives token ids.
 
 vllm is imported only by load_vllm_model, so this module imports without it.
 NOTE: written against vLLM's documented AsyncLLMEngine API (`from_engine_args`, and
-`generate(prompt, sampling_params, request_id)` yielding cumulative RequestOutputs) and
-never run by Berth's tests, which have no GPU.
+`generate(prompt, sampling_params, request_id)` yielding cumulative RequestOutputs).
+Berth's tests have no GPU, so they run this adapter against a stand-in for the engine
+(tests/unit/test_runtime_vllm.py) and never against vLLM itself.
 """
 
 from __future__ import annotations

@@ -1,0 +1,173 @@
+"""The vLLM runtime's adapter, against a stand-in for vLLM's engine.
+
+vLLM needs a CUDA GPU, which the test machines do not have. These tests therefore
+replace its AsyncLLMEngine with an object that follows the same contract:
+`generate(prompt, sampling_params, request_id)` returns an async generator of outputs
+whose text and token ids grow with each step, and closing the generator aborts the
+request. They check Berth's side (prompts, sampling settings, text deltas, token counts
+and the finish reason), not that vLLM itself runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from berth.runtime.base import GenerationParams
+from berth.runtime.errors import APIError
+from berth.runtime.protocol import ChatMessage
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class SamplingParams:
+    """The fields of vllm.SamplingParams that the adapter sets."""
+
+    n: int
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+    stop: list[str] | None
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None
+
+
+@dataclass
+class Output:
+    outputs: list[Completion]
+    finished: bool
+
+
+@dataclass
+class FakeEngine:
+    """Replies with `words`, one per step, as cumulative outputs like vLLM's."""
+
+    words: list[str]
+    finish_reason: str = "length"
+    calls: list[tuple[Any, SamplingParams, str]] = field(default_factory=list)
+    aborted: list[str] = field(default_factory=list)
+
+    def generate(
+        self, prompt: Any, sampling: SamplingParams, request_id: str
+    ) -> AsyncIterator[Output]:
+        self.calls.append((prompt, sampling, request_id))
+
+        async def outputs() -> AsyncIterator[Output]:
+            text = ""
+            try:
+                for index, word in enumerate(self.words):
+                    text += word
+                    last = index == len(self.words) - 1
+                    completion = Completion(
+                        text, list(range(index + 1)), self.finish_reason if last else None
+                    )
+                    yield Output([completion], finished=last)
+            except GeneratorExit:
+                self.aborted.append(request_id)
+                raise
+
+        return outputs()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from transformers import AutoTokenizer
+
+    from berth.hub.demo import build_demo_generation_model
+
+    folder = build_demo_generation_model(tmp_path_factory.mktemp("vllm") / "demo")
+    return AutoTokenizer.from_pretrained(str(Path(folder)), local_files_only=True)
+
+
+def params(**overrides: Any) -> GenerationParams:
+    values: dict[str, Any] = {
+        "max_tokens": 8,
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "stop": ("END",),
+        "seed": 7,
+    }
+    return GenerationParams(**{**values, **overrides})
+
+
+def generator(engine: FakeEngine, tokenizer: Any, context_length: int | None = 512) -> Any:
+    from berth.runtime.vllm import VLLMGenerator
+
+    return VLLMGenerator(engine, SamplingParams, tokenizer, "tiny", context_length)
+
+
+async def test_completion_streams_deltas_and_counts(tokenizer: Any) -> None:
+    engine = FakeEngine(["Once", " upon", " a time"])
+
+    stream = await generator(engine, tokenizer).start_completion("Tell me", params())
+    pieces = [piece async for piece in stream]
+
+    assert pieces == ["Once", " upon", " a time"]
+    assert stream.completion_tokens == 3
+    assert stream.finish_reason == "length"
+    assert stream.prompt_tokens == len(tokenizer("Tell me")["input_ids"])
+
+
+async def test_sampling_settings_reach_the_engine(tokenizer: Any) -> None:
+    engine = FakeEngine(["x"], finish_reason="stop")
+
+    stream = await generator(engine, tokenizer).start_completion("hi", params())
+    _pieces = [piece async for piece in stream]
+
+    ((prompt, sampling, request_id),) = engine.calls
+    assert prompt == {"prompt_token_ids": tokenizer("hi")["input_ids"]}
+    assert sampling == SamplingParams(1, 8, 0.5, 0.9, 7, ["END"])
+    assert request_id
+    assert stream.finish_reason == "stop"
+
+
+async def test_chat_uses_the_chat_template(tokenizer: Any) -> None:
+    engine = FakeEngine(["  Hello"])
+    messages = [ChatMessage(role="user", content="hello")]
+
+    stream = await generator(engine, tokenizer).start_chat(messages, params(stop=()))
+    pieces = [piece async for piece in stream]
+
+    (call,) = engine.calls
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hello"}], tokenize=False, add_generation_prompt=True
+    )
+    assert call[0]["prompt_token_ids"] == tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    # A chat reply starts without the leading whitespace, as in the transformers runtime.
+    assert "".join(pieces) == "Hello"
+    assert call[1].stop is None
+
+
+async def test_prompt_longer_than_context_is_rejected(tokenizer: Any) -> None:
+    engine = FakeEngine(["x"])
+
+    with pytest.raises(APIError) as raised:
+        await generator(engine, tokenizer, context_length=4).start_completion(
+            "a prompt that is clearly longer than four tokens", params()
+        )
+
+    assert "context length of 4 tokens" in str(raised.value.message)
+    assert engine.calls == []
+
+
+async def test_closing_the_stream_aborts_the_request(tokenizer: Any) -> None:
+    engine = FakeEngine(["a", "b", "c", "d"])
+
+    stream = await generator(engine, tokenizer).start_completion("hi", params())
+    iterator = aiter(stream)
+    first = await anext(iterator)
+    await stream.aclose()
+
+    assert first == "a"
+    assert engine.aborted == [engine.calls[0][2]]
