@@ -9,6 +9,7 @@ event, and a caller that leaves a stream closes the connection to the instance.
 import asyncio
 import hashlib
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -277,7 +278,9 @@ async def test_broken_stream_ends_with_error_event(setup: Setup) -> None:
     assert all(upstream.in_flight == 0 for upstream in setup.route.upstreams.values())
 
 
-async def test_leaving_a_stream_closes_the_instance_connection(setup: Setup) -> None:
+async def test_leaving_a_stream_closes_the_instance_connection(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
     # httpx's ASGI transport waits for the whole body, so this test speaks ASGI itself.
     setup.first.behaviour = setup.second.behaviour = "endless-stream"
     instances = (setup.first, setup.second)
@@ -316,6 +319,8 @@ async def test_leaving_a_stream_closes_the_instance_connection(setup: Setup) -> 
     await asyncio.wait_for(closed(), timeout=5)
     assert sent[0]["status"] == 200
     assert all(upstream.in_flight == 0 for upstream in setup.route.upstreams.values())
+    # A caller that leaves is not a server error.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_odd_content_length_is_not_a_server_error(setup: Setup) -> None:

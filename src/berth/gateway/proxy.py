@@ -17,6 +17,7 @@ restarting, or the server has just restarted them), a request waits up to
 """
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -478,16 +479,22 @@ class Gateway:
 
         relay = asyncio.ensure_future(pump())
         watcher = asyncio.ensure_future(watch_disconnect())
+        relay_finished = False
         try:
             await asyncio.wait((relay, watcher), return_when=asyncio.FIRST_COMPLETED)
         finally:
             watcher.cancel()
-            if not relay.done():
+            relay_finished = relay.done()
+            if relay_finished:
+                response.release()
+            else:
+                # The caller left: stop relaying and close the connection to the instance.
                 relay.cancel()
                 response.close()
-            else:
-                response.release()
-        if not relay.cancelled():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay
+        if relay_finished:
+            # Raises what went wrong in the relay itself, if anything.
             relay.result()
 
     async def _send_reply(self, send: Send, reply: Reply) -> None:
