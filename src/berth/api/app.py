@@ -3,11 +3,14 @@
 import email.message
 import logging
 
+import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from berth import __version__
@@ -172,9 +175,11 @@ def create_api() -> FastAPI:
         version=__version__,
         description="Manage projects, models, endpoints and endpoint API keys.",
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        # FastAPI's own docs page loads Swagger UI from a CDN; Berth serves its copy.
+        docs_url=None,
         redoc_url=None,
     )
+    _add_api_reference(api)
     routers = (
         health.router,
         access.router,
@@ -194,3 +199,24 @@ def create_api() -> FastAPI:
     api.add_exception_handler(IntegrityError, _integrity_error)
     api.add_middleware(CatchUnexpectedErrors)
     return api
+
+
+def _add_api_reference(api: FastAPI) -> None:
+    """Serve the interactive API reference at /docs with Swagger UI's files from the
+    swagger-ui-bundle package, so the page works without internet access."""
+    api.mount(
+        "/docs-assets",
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="docs-assets",
+    )
+
+    @api.get("/docs", include_in_schema=False)
+    async def api_reference(request: Request) -> HTMLResponse:
+        prefix = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{prefix}/openapi.json",
+            title="Berth management API",
+            swagger_js_url=f"{prefix}/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{prefix}/docs-assets/swagger-ui.css",
+            swagger_favicon_url=f"{prefix}/docs-assets/favicon-32x32.png",
+        )
