@@ -1,7 +1,7 @@
 """A GGUF model imported into the hub, deployed, and called through the gateway.
 
 The deployment tests are skipped when llama-cpp-python is not installed
-(`pip install 'berth[gguf]'`); the rejection test runs only then.
+(`scripts/install.sh gguf`); the rejection test runs only then.
 """
 
 import uuid
@@ -29,7 +29,7 @@ gguf = pytest.importorskip(
 
 from tests.gguf_model import write_tiny_llama_gguf  # noqa: E402
 
-LLAMA_CPP_MISSING = "llama-cpp-python is not installed; pip install 'berth[gguf]'"
+LLAMA_CPP_MISSING = "llama-cpp-python is not installed; scripts/install.sh gguf"
 
 
 def unique(prefix: str) -> str:
@@ -113,7 +113,7 @@ def test_gguf_endpoint_rejected_without_llama_cpp(api: httpx.Client, gguf_model:
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["field"] == "model"
-    assert "pip install 'berth[gguf]'" in error["message"]
+    assert "scripts/install.sh gguf" in error["message"]
 
 
 def test_transformers_endpoint_reports_runtime_note(

@@ -80,7 +80,7 @@ def gguf_model(api: httpx.Client, tmp_path_factory: pytest.TempPathFactory) -> s
     """Import the tiny GGUF model and return its name."""
     pytest.importorskip("gguf", reason="the gguf package, which writes the test model, is missing")
     if not llama_cpp_installed():
-        pytest.skip("llama-cpp-python is not installed; pip install 'berth[gguf]'")
+        pytest.skip("llama-cpp-python is not installed; scripts/install.sh gguf")
     from tests.gguf_model import write_tiny_llama_gguf
 
     path = write_tiny_llama_gguf(tmp_path_factory.mktemp("gguf") / "tiny-settings.gguf")

@@ -214,7 +214,7 @@ def test_vllm_missing_is_rejected(database: Database, monkeypatch: pytest.Monkey
 
     assert error.field == "runtime_settings.runtime"
     assert "vllm package, which is not installed" in error.message
-    assert "`pip install 'berth[vllm]'`" in error.message
+    assert "`scripts/install.sh vllm`" in error.message
 
 
 def test_vllm_installed_is_accepted(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
 """The llama.cpp runtime serving a tiny GGUF model that the test writes with `gguf`.
 
-Skipped when llama-cpp-python is not installed; install it with `pip install 'berth[gguf]'`.
+Skipped when llama-cpp-python is not installed; install it with `scripts/install.sh gguf`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import openai
 import pytest
 
 pytest.importorskip(
-    "llama_cpp", reason="llama-cpp-python is not installed; pip install 'berth[gguf]'"
+    "llama_cpp", reason="llama-cpp-python is not installed; scripts/install.sh gguf"
 )
 pytest.importorskip("gguf", reason="the gguf package, which writes the test model, is missing")
 

@@ -44,7 +44,7 @@ def test_auto_without_vllm_names_the_extra() -> None:
 
     assert choice.runtime is Runtime.TRANSFORMERS
     assert choice.note == (
-        "vLLM not used: the vllm package is not installed (pip install 'berth[vllm]')"
+        "vLLM not used: the vllm package is not installed (scripts/install.sh vllm)"
     )
 
 
@@ -78,7 +78,7 @@ def test_requested_transformers_skips_vllm() -> None:
     ("vllm_installed", "cuda_present", "reason"),
     [
         (True, False, "no CUDA GPU found"),
-        (False, True, "the vllm package is not installed (pip install 'berth[vllm]')"),
+        (False, True, "the vllm package is not installed (scripts/install.sh vllm)"),
     ],
 )
 def test_requested_vllm_that_cannot_run_raises(
@@ -166,7 +166,7 @@ def test_gguf_create_without_llama_cpp_is_rejected(
     assert caught.value.status_code == 422
     assert caught.value.field == "model"
     assert "llama-cpp-python is not installed" in caught.value.message
-    assert "`pip install 'berth[gguf]'`" in caught.value.message
+    assert "`scripts/install.sh gguf`" in caught.value.message
 
 
 def test_gguf_create_with_llama_cpp_is_accepted(
@@ -197,7 +197,8 @@ def test_gguf_load_without_llama_cpp_names_the_extra(
         load_model(config)
 
     assert str(caught.value) == (
-        "GGUF models need the llama.cpp runtime, which is not installed: pip install 'berth[gguf]'"
+        "GGUF models need the llama.cpp runtime, which is not installed: run "
+        "scripts/install.sh gguf in Berth's folder"
     )
 
 
@@ -215,4 +216,4 @@ def test_gguf_update_without_llama_cpp_is_rejected(
         endpoints.update_endpoint(session, principal, LIMITS, endpoint, change)
 
     assert caught.value.field == "model"
-    assert "pip install 'berth[gguf]'" in caught.value.message
+    assert "scripts/install.sh gguf" in caught.value.message

@@ -102,7 +102,8 @@ def _load_gguf(config: RuntimeConfig) -> LoadedModel:
     path = require_gguf_file(config.model_path)
     if not llama_cpp_installed():
         raise ModelLoadError(
-            f"GGUF models need the llama.cpp runtime, which is not installed: {GGUF_INSTALL_HINT}"
+            "GGUF models need the llama.cpp runtime, which is not installed: run "
+            f"{GGUF_INSTALL_HINT} in Berth's folder"
         )
     from berth.runtime.llamacpp import load_llamacpp_model
 

@@ -10,8 +10,10 @@ import importlib.util
 from dataclasses import dataclass
 from enum import StrEnum
 
-GGUF_INSTALL_HINT = "pip install 'berth[gguf]'"
-VLLM_INSTALL_HINT = "pip install 'berth[vllm]'"
+# Commands that install an optional runtime, run in Berth's folder. The name `berth` on
+# PyPI belongs to another project, so `pip install 'berth[gguf]'` would fetch that one.
+GGUF_INSTALL_HINT = "scripts/install.sh gguf"
+VLLM_INSTALL_HINT = "scripts/install.sh vllm"
 
 
 class Runtime(StrEnum):

@@ -150,7 +150,7 @@ def _check_deployable(model: Model, checkpoint: Checkpoint | None) -> None:
             raise InvalidInput(
                 f"model '{model.name}' is a GGUF model, which needs the llama.cpp runtime, "
                 "and llama-cpp-python is not installed on the Berth server; install it with "
-                f"`{GGUF_INSTALL_HINT}`",
+                f"`{GGUF_INSTALL_HINT}` in Berth's folder",
                 field="model",
             )
 

@@ -158,7 +158,8 @@ def _check_installed(runtime: str) -> None:
     if runtime == RequestedRuntime.VLLM and not module_installed("vllm"):
         raise InvalidInput(
             f"{field_name('runtime')} 'vllm' needs the vllm package, which is not installed "
-            f"on the Berth server; install it with `{VLLM_INSTALL_HINT}` or use '{AUTO}'",
+            f"on the Berth server; install it with `{VLLM_INSTALL_HINT}` in Berth's folder or use "
+            f"'{AUTO}'",
             field=field_name("runtime"),
         )
 
