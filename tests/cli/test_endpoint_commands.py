@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from berth.cli import output
+from berth.cli import endpoint_views, output
 from berth.client import Client
 from tests.cli.conftest import WAIT_TIMEOUT_S, RunCli, create_endpoint, parse_json, unboxed
 
@@ -222,3 +222,24 @@ def test_delete_yes_skips_question_on_terminal(
 
     assert result.exit_code == 0, result.output
     assert "Delete endpoint" not in result.stderr
+
+
+def test_info_and_list_show_checkpoint(cli: RunCli, client: Client) -> None:
+    created = client.create_endpoint("default", "shows-checkpoint", "echo")
+    assert created["checkpoint"] is not None
+    reference = f"echo:{created['checkpoint']['name']}"
+
+    info = cli("endpoint", "info", "shows-checkpoint")
+    table = cli("endpoint", "list")
+
+    assert info.exit_code == 0, info.output
+    assert f"Model            {reference}\n" in info.stdout
+    assert table.exit_code == 0, table.output
+    row = next(line for line in table.stdout.splitlines() if line.startswith("shows-checkpoint "))
+    assert reference in row.split()
+
+
+def test_model_text_without_checkpoint() -> None:
+    endpoint = {"model": {"name": "echo"}, "checkpoint": None}
+
+    assert endpoint_views.model_text(endpoint) == "echo"

@@ -206,3 +206,68 @@ def test_model_import_missing_path(cli: RunCli) -> None:
 
     assert result.exit_code == 1
     assert "'/no/such/model' does not exist on the Berth server" in result.stderr
+
+
+def test_model_info_lists_checkpoints(
+    cli: RunCli, client: Client, registered: list[str], tiny_lm: Path
+) -> None:
+    name = unique("checkpointed")
+    registered.append(
+        parse_json(cli("model", "import", str(tiny_lm), "--name", name, "--link", "-o", "json"))[
+            "id"
+        ]
+    )
+    cli("model", "import", str(tiny_lm), "--name", name, "--checkpoint", "v2", "--link")
+    checkpoints = client.get_model(name)["checkpoints"]
+
+    result = cli("model", "info", name)
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("Checkpoint"))
+    assert header.split() == ["Checkpoint", "Format", "Size", "Checksum", "Created"]
+    rows = {line.split()[0]: line.split() for line in lines[lines.index(header) + 2 :]}
+    assert [checkpoint["name"] for checkpoint in checkpoints] == ["main", "v2"]
+    for checkpoint in checkpoints:
+        row = rows[checkpoint["name"]]
+        assert row[1] == checkpoint["format"]
+        assert row[2:4] == output.format_size(checkpoint["size_bytes"]).split()
+        algorithm, _, digest = checkpoint["checksum"].partition(":")
+        assert row[4] == f"{algorithm}:{digest[:12]}"
+    assert all(len(line) <= 80 for line in lines)
+
+
+@pytest.mark.parametrize("path", ["", "   "])
+def test_model_import_empty_path(cli: RunCli, client: Client, path: str) -> None:
+    name = unique("empty-path")
+
+    result = cli("model", "import", path, "--name", name)
+
+    assert result.exit_code == 2
+    assert "'PATH'" in unboxed(result.output)
+    assert "the path is empty" in unboxed(result.output)
+    with pytest.raises(ApiError) as error:
+        client.get_model(name)
+    assert error.value.status == 404
+
+
+@pytest.mark.parametrize(
+    ("size_bytes", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (90_900_000, "86.7 MiB"),
+        (3 * 1024**4, "3.0 TiB"),
+    ],
+)
+def test_format_size(size_bytes: int, text: str) -> None:
+    assert output.format_size(size_bytes) == text
+
+
+def test_model_info_builtin_checkpoint(cli: RunCli) -> None:
+    result = cli("model", "info", "all-MiniLM-L6-v2")
+
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.startswith("main "))
+    assert row.split()[:4] == ["main", "builtin", "-", "-"]

@@ -346,3 +346,63 @@ def test_missing_body_names_the_body(server: BerthServer) -> None:
 
     assert response.status_code == 422
     assert response.json()["error"]["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    ("model", "fragment"),
+    [
+        ("", "model is empty"),
+        ("   ", "model is empty"),
+        ("echo:", "checkpoint name after ':' is empty"),
+        ("echo:  ", "checkpoint name after ':' is empty"),
+        (":main", "model name before ':' is empty"),
+    ],
+)
+def test_empty_model_reference_on_create(client: Client, model: str, fragment: str) -> None:
+    before = endpoint_count(client)
+
+    with pytest.raises(ApiError) as error:
+        client.create_endpoint("default", "val-empty-ref", model)
+
+    assert error.value.status == 422
+    assert error.value.field == "model"
+    assert fragment in error.value.message
+    assert endpoint_count(client) == before
+
+
+@pytest.mark.parametrize(
+    ("model", "fragment"),
+    [
+        ("", "model is empty"),
+        ("echo:", "checkpoint name after ':' is empty"),
+        (":main", "model name before ':' is empty"),
+    ],
+)
+def test_empty_model_reference_on_update(client: Client, model: str, fragment: str) -> None:
+    created = client.create_endpoint("default", "val-empty-ref-patch", "echo")
+    try:
+        with pytest.raises(ApiError) as error:
+            client.update_endpoint(created["id"], model=model)
+
+        assert error.value.status == 422
+        assert error.value.field == "model"
+        assert fragment in error.value.message
+        after = client.get_endpoint(created["id"])
+        assert after["version"] == created["version"]
+        assert after["model"]["name"] == "echo"
+    finally:
+        client.delete_endpoint(created["id"])
+
+
+def test_delete_endpoint_is_audited(client: Client) -> None:
+    created = client.create_endpoint("default", "val-audit-delete", "echo")
+
+    client.delete_endpoint(created["id"])
+
+    entries = client.list_audit(resource_id=created["id"])["items"]
+    actions = [row["action"] for row in entries]
+    assert actions[0] == "endpoint.deleted"
+    assert actions[-1] == "endpoint.created"
+    assert entries[0]["resource_name"] == "val-audit-delete"
+    assert entries[0]["resource_type"] == "endpoint"
+    assert entries[0]["actor"]["name"] == "admin"

@@ -51,6 +51,14 @@ def runtime_settings_fields(endpoint: Json) -> list[tuple[str, str]]:
     return fields
 
 
+def model_text(endpoint: Json) -> str:
+    """Return the deployed model as MODEL:CHECKPOINT, or MODEL when it has no checkpoint."""
+    checkpoint = endpoint.get("checkpoint")
+    if checkpoint:
+        return f"{endpoint['model']['name']}:{checkpoint['name']}"
+    return endpoint["model"]["name"]
+
+
 def print_endpoint(endpoint: Json) -> None:
     sharing = "all tenants" if endpoint["share_with_all_tenants"] else "its tenant"
     print_fields(
@@ -59,7 +67,7 @@ def print_endpoint(endpoint: Json) -> None:
             ("ID", endpoint["id"]),
             ("Project", endpoint["project"]["name"]),
             ("Description", endpoint["description"] or "-"),
-            ("Model", endpoint["model"]["name"]),
+            ("Model", model_text(endpoint)),
             ("ML App", endpoint["ml_app_name"]),
             *runtime_settings_fields(endpoint),
             ("Runtime", runtime_text(endpoint)),
@@ -105,7 +113,7 @@ def print_endpoint_list(page: Json) -> None:
             table.add_row(
                 endpoint["name"],
                 endpoint["project"]["name"],
-                endpoint["model"]["name"],
+                model_text(endpoint),
                 endpoint["state"],
                 f"{endpoint['ready_instances']}/{endpoint['instances']}",
                 format_time(endpoint["created_at"], style=TimeStyle.MINUTES),

@@ -12,13 +12,16 @@ from berth.cli.output import (
     Json,
     OutputFormat,
     OutputOption,
+    TimeStyle,
     confirm_on_terminal,
+    format_size,
     format_time,
     new_table,
     print_fields,
     print_json,
     print_page_note,
     print_table,
+    short_checksum,
 )
 from berth.states import ModelSharing
 
@@ -292,6 +295,12 @@ def import_model(
     (or links them with --link). Deploy a checkpoint other than the newest one with
     `--model-checkpoint MODEL:CHECKPOINT`.
     """
+    if not path.strip():
+        # Made absolute below, an empty path would become the current folder.
+        raise typer.BadParameter(
+            "the path is empty; give the model folder or .gguf file to import",
+            param_hint="'PATH'",
+        )
     if not path.startswith("~") and not Path(path).is_absolute():
         # The server would resolve a relative path against its own working folder.
         path = str(Path.cwd() / path)
@@ -387,3 +396,22 @@ def _print_model(model: Json) -> None:
             ("Created", format_time(model["created_at"])),
         ]
     )
+    checkpoints = model.get("checkpoints") or []
+    if checkpoints:
+        typer.echo()
+        _print_checkpoints(checkpoints)
+
+
+def _print_checkpoints(checkpoints: list[Json]) -> None:
+    table = new_table("Checkpoint", "Format", "Size", "Checksum", "Created")
+    for checkpoint in checkpoints:
+        # Berth lays out built-in checkpoints itself and records no size or checksum for them.
+        builtin = checkpoint["format"] == "builtin"
+        table.add_row(
+            checkpoint["name"],
+            checkpoint["format"],
+            "-" if builtin else format_size(checkpoint["size_bytes"]),
+            short_checksum(checkpoint["checksum"]),
+            format_time(checkpoint["created_at"], style=TimeStyle.MINUTES),
+        )
+    print_table(table)

@@ -154,6 +154,31 @@ def format_time(value: str | None, *, style: TimeStyle = TimeStyle.FULL) -> str:
     return local.strftime("%Y-%m-%d %H:%M")
 
 
+_SIZE_UNITS = ("KiB", "MiB", "GiB", "TiB")
+
+
+def format_size(size_bytes: int) -> str:
+    """Format a byte count with binary units, such as '512 B' or '86.7 MiB'."""
+    if size_bytes < 1024:
+        return f"{size_bytes} B"
+    value = float(size_bytes)
+    for unit in _SIZE_UNITS:
+        value /= 1024
+        if value < 1024 or unit == _SIZE_UNITS[-1]:
+            break
+    return f"{value:.1f} {unit}"
+
+
+def short_checksum(checksum: str, digits: int = 12) -> str:
+    """Shorten 'sha256:HEX' to its algorithm and first `digits` hex digits, or '-' when empty."""
+    if not checksum:
+        return "-"
+    algorithm, separator, digest = checksum.partition(":")
+    if not separator:
+        return checksum[:digits]
+    return f"{algorithm}:{digest[:digits]}"
+
+
 def confirm_on_terminal(question: str, assume_yes: bool) -> None:
     """Ask for confirmation when stdin is a terminal, and abort with status 1 on no.
 

@@ -457,4 +457,5 @@ def delete_endpoint(session: Session, principal: Principal, endpoint: Endpoint) 
     endpoint.updated_at = now
     endpoint.version += 1
     mark_changed(session, endpoint)
+    _record(session, principal, "endpoint.deleted", endpoint)
     return endpoint

@@ -381,9 +381,27 @@ def find_checkpoint(
     """Resolve "MODEL" or "MODEL:CHECKPOINT" (names or IDs) to a model and a checkpoint.
 
     Without a checkpoint the model's newest one is chosen; models without checkpoints
-    (none are left after start-up) give None.
+    (none are left after start-up) give None. An empty reference, or an empty name on
+    either side of ':', raises InvalidInput naming the field `model`.
     """
-    model_ref, _, checkpoint_ref = ref.strip().partition(CHECKPOINT_SEPARATOR)
+    model_ref, separator, checkpoint_ref = ref.strip().partition(CHECKPOINT_SEPARATOR)
+    model_ref, checkpoint_ref = model_ref.strip(), checkpoint_ref.strip()
+    if not model_ref and not separator:
+        raise InvalidInput(
+            "model is empty; name a model as MODEL or MODEL:CHECKPOINT", field="model"
+        )
+    if not model_ref:
+        raise InvalidInput(
+            f"model '{ref}' is invalid: the model name before ':' is empty; "
+            "use MODEL or MODEL:CHECKPOINT",
+            field="model",
+        )
+    if separator and not checkpoint_ref:
+        raise InvalidInput(
+            f"model '{ref}' is invalid: the checkpoint name after ':' is empty; "
+            f"use '{model_ref}' for the newest checkpoint or '{model_ref}:CHECKPOINT'",
+            field="model",
+        )
     model = find_model(session, principal, model_ref)
     live = [row for row in model.checkpoints if row.deleted_at is None]
     if not checkpoint_ref:
