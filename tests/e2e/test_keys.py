@@ -39,6 +39,24 @@ def test_first_key_cannot_be_edited_or_revoked(client: Client) -> None:
     assert client.get_key(created["id"], first["id"])["description"] == "FirstKey"
 
 
+@pytest.mark.parametrize("description", ["FirstKey", " firstkey "])
+def test_first_key_description_is_reserved(client: Client, description: str) -> None:
+    created = client.create_endpoint("default", f"keys-reserved-{len(description)}", "echo")
+    second = client.add_key(created["id"], "mobile app")
+
+    with pytest.raises(ApiError) as add_error:
+        client.add_key(created["id"], description)
+    with pytest.raises(ApiError) as edit_error:
+        client.edit_key(created["id"], second["id"], description)
+
+    assert add_error.value.status == 422
+    assert add_error.value.field == "description"
+    assert "reserved" in add_error.value.message
+    assert edit_error.value.status == 422
+    assert len(client.list_keys(created["id"])) == 2
+    assert client.get_key(created["id"], second["id"])["description"] == "mobile app"
+
+
 def test_revoked_key_rejected_within_one_second(client: Client) -> None:
     endpoint, first_key = create_live(client, "keys-revoke")
     extra = client.add_key(endpoint["id"], "mobile app")

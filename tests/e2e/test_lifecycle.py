@@ -115,7 +115,7 @@ def test_endpoint_waits_pending_until_capacity_frees(fresh_server: BerthServer) 
         waiting = wait_until(
             lambda: (
                 (info := client.get_endpoint(second["id"]))["state"] == "Pending"
-                and "free instance slots" in info["state_reason"]
+                and "waiting for 1 free instance slot (" in info["state_reason"]
                 and info
             ),
             10,

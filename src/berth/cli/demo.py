@@ -33,7 +33,8 @@ def deploy_demo(server: str, api_key: str | None) -> None:
             endpoint["id"], {"Live"}, timeout_s=600, on_progress=_report_progress
         )
         key = next(row["key"] for row in client.list_keys(live["id"]) if row["is_first"])
-    _print_usage(live, key)
+        me = client.get_user("me")
+    _print_usage(live, key, me)
 
 
 def _wait_for_server(client: Client) -> None:
@@ -67,7 +68,7 @@ def _find_or_create(client: Client) -> dict:  # type: ignore[type-arg]
     return client.create_endpoint("default", DEMO_ENDPOINT, DEMO_MODEL, instances=1)
 
 
-def _print_usage(endpoint: dict, key: str) -> None:  # type: ignore[type-arg]
+def _print_usage(endpoint: dict, key: str, me: dict) -> None:  # type: ignore[type-arg]
     base = endpoint["openai_base_url"]
     body = json.dumps({"model": DEMO_MODEL, "input": ["a cat sits on the mat"]})
     typer.secho(f"\nEndpoint '{endpoint['name']}' is Live at {endpoint['url']}", bold=True)
@@ -88,8 +89,12 @@ def _print_usage(endpoint: dict, key: str) -> None:  # type: ignore[type-arg]
         "  )\n"
         "  print(len(result.data[0].embedding))\n"
     )
-    typer.echo(
-        f"Web UI: {endpoint['url'].split('/endpoints/')[0]}/ui/ (user 'admin'; set its "
-        "password first with `berth user set-password`)\n"
-    )
+    ui_url = f"{endpoint['url'].split('/endpoints/')[0]}/ui/"
+    if me["has_password"]:
+        typer.echo(f"Web UI: {ui_url} (user '{me['username']}')\n")
+    else:
+        typer.echo(
+            f"Web UI: {ui_url} (user '{me['username']}'; set its password first with "
+            "`berth user set-password`)\n"
+        )
     typer.echo("Press Ctrl+C to stop Berth.\n")

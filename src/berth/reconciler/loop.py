@@ -264,9 +264,7 @@ class Reconciler:
                     Instance.ended_at.is_(None)
                 )
             ).all()
-            artifacts = {
-                endpoint.artifact for endpoint in endpoints if self._may_launch(endpoint)
-            }
+            artifacts = {endpoint.artifact for endpoint in endpoints if self._may_launch(endpoint)}
             return _Snapshot(
                 endpoint_ids=[endpoint.id for endpoint in endpoints],
                 instances=[(row[0], InstanceState(row[1]), row[2]) for row in instances],
@@ -583,7 +581,8 @@ class Reconciler:
                 session,
                 endpoint,
                 EndpointState.PENDING,
-                f"waiting for {endpoint.instances} free instance slots "
+                f"waiting for {endpoint.instances} free instance "
+                f"slot{'' if endpoint.instances == 1 else 's'} "
                 f"({used} of {capacity} in use); stop or delete another endpoint to make room",
             )
             return False

@@ -38,6 +38,12 @@ def _check_description(description: str) -> str:
     description = description.strip()
     if not description:
         raise InvalidInput("description must not be empty", field="description")
+    if description.casefold() == FIRST_KEY_DESCRIPTION.casefold():
+        raise InvalidInput(
+            f"description '{description}' is reserved for the key created with the "
+            "endpoint; choose another description",
+            field="description",
+        )
     if len(description) > MAX_DESCRIPTION_LENGTH:
         raise InvalidInput(
             f"description is {len(description)} characters long; "
