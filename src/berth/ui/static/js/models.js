@@ -123,10 +123,12 @@ if (importDialog) {
   const form = document.getElementById("model-import-form");
   const progress = document.getElementById("model-import-progress");
 
-  document.querySelector("[data-open-import]").addEventListener("click", () => {
+  const openImport = document.querySelector("[data-open-import]");
+  openImport.addEventListener("click", () => {
     openDialog(importDialog);
     form.elements.path.focus();
   });
+  openImport.disabled = false;
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
