@@ -2,48 +2,20 @@
 
 import importlib.machinery
 import importlib.util
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from berth.auth import authenticate
-from berth.bootstrap import bootstrap
-from berth.db.engine import Database, migrate
+from berth.db.engine import Database
 from berth.db.models import Endpoint
 from berth.errors import InvalidInput
-from berth.secrets import KeyVault
-from berth.service import endpoints, models
-from berth.service.keys import set_vault
+from berth.service import endpoints
 from berth.service.runtime_settings import RuntimeSettings, effective_settings
 from berth.states import MLApp
+from tests.unit.conftest import UNIT_ADMIN_KEY as ADMIN_KEY
 
-ADMIN_KEY = "unit-test-admin-key-runtime-settings"
 LIMITS = endpoints.Limits(capacity=8, max_instances_per_endpoint=4)
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'berth.db'}")
-    migrate(database.engine)
-    set_vault(KeyVault.from_file(tmp_path / "secret.key"))
-    with database.session() as session:
-        bootstrap(session, ADMIN_KEY)
-    return database
-
-
-@pytest.fixture
-def gguf_model(database: Database, tmp_path: Path) -> str:
-    """Import the tiny GGUF model into the hub and return its name."""
-    pytest.importorskip("gguf", reason="the gguf package writes the test model")
-    from tests.gguf_model import write_tiny_llama_gguf
-
-    path = write_tiny_llama_gguf(tmp_path / "tiny.gguf")
-    with database.session() as session:
-        principal = authenticate(session, ADMIN_KEY, None)
-        request = models.ImportRequest(path=str(path), name="tiny-gguf")
-        models.import_model(session, principal, request, tmp_path / "models")
-    return "tiny-gguf"
 
 
 @pytest.fixture

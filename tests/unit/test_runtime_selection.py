@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from berth.auth import authenticate
-from berth.bootstrap import bootstrap
-from berth.db.engine import Database, migrate
+from berth.db.engine import Database
 from berth.errors import InvalidInput
 from berth.runtime.config import RuntimeConfig
 from berth.runtime.loading import ModelLoadError, load_model
@@ -21,13 +20,9 @@ from berth.runtime.selection import (
     choose_transformers_checkpoint_runtime,
     llama_cpp_installed,
 )
-from berth.secrets import KeyVault
-from berth.service import endpoints, models
-from berth.service.keys import set_vault
+from berth.service import endpoints
 from berth.states import CheckpointFormat, MLApp
-
-ADMIN_KEY = "unit-test-admin-key-selection"
-
+from tests.unit.conftest import UNIT_ADMIN_KEY as ADMIN_KEY
 
 # Choosing the runtime of a transformers checkpoint.
 
@@ -98,30 +93,6 @@ def test_requested_llama_cpp_for_folder_raises() -> None:
 
 
 # Creating or updating a GGUF endpoint while llama-cpp-python is missing.
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'berth.db'}")
-    migrate(database.engine)
-    set_vault(KeyVault.from_file(tmp_path / "secret.key"))
-    with database.session() as session:
-        bootstrap(session, ADMIN_KEY)
-    return database
-
-
-@pytest.fixture
-def gguf_model(database: Database, tmp_path: Path) -> str:
-    """Import the tiny GGUF model into the hub and return its name."""
-    pytest.importorskip("gguf", reason="the gguf package writes the test model")
-    from tests.gguf_model import write_tiny_llama_gguf
-
-    path = write_tiny_llama_gguf(tmp_path / "tiny.gguf")
-    with database.session() as session:
-        principal = authenticate(session, ADMIN_KEY, None)
-        request = models.ImportRequest(path=str(path), name="tiny-gguf")
-        models.import_model(session, principal, request, tmp_path / "models")
-    return "tiny-gguf"
 
 
 def set_llama_cpp_installed(monkeypatch: pytest.MonkeyPatch, installed: bool) -> None:

@@ -1,0 +1,40 @@
+"""Fixtures of the unit tests that use the service layer on a bootstrapped database."""
+
+from pathlib import Path
+
+import pytest
+
+from berth.auth import authenticate
+from berth.bootstrap import bootstrap
+from berth.db.engine import Database, migrate
+from berth.secrets import KeyVault
+from berth.service import models
+from berth.service.keys import set_vault
+
+# The organization admin's platform key in the `database` fixture.
+UNIT_ADMIN_KEY = "unit-test-admin-key-service"
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Database:
+    """A migrated SQLite database with the organization admin and the built-in models."""
+    database = Database(f"sqlite:///{tmp_path / 'berth.db'}")
+    migrate(database.engine)
+    set_vault(KeyVault.from_file(tmp_path / "secret.key"))
+    with database.session() as session:
+        bootstrap(session, UNIT_ADMIN_KEY)
+    return database
+
+
+@pytest.fixture
+def gguf_model(database: Database, tmp_path: Path) -> str:
+    """Import the tiny GGUF model into the hub and return its name."""
+    pytest.importorskip("gguf", reason="the gguf package writes the test model")
+    from tests.gguf_model import write_tiny_llama_gguf
+
+    path = write_tiny_llama_gguf(tmp_path / "tiny.gguf")
+    with database.session() as session:
+        principal = authenticate(session, UNIT_ADMIN_KEY, None)
+        request = models.ImportRequest(path=str(path), name="tiny-gguf")
+        models.import_model(session, principal, request, tmp_path / "models")
+    return "tiny-gguf"
