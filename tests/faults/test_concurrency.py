@@ -152,7 +152,9 @@ def test_revocation_reaches_every_worker(tmp_path: Path) -> None:
             # A new key, like a revocation, reaches the other worker within a sync interval.
             added_at = time.monotonic()
             accepted_by = set()
-            for _ in range(200):
+            # The kernel hands each new connection to whichever worker accepts first, and
+            # a fast worker can take hundreds in a row, so the loop is bounded by time.
+            while time.monotonic() - added_at < 15.0:
                 response = chat_on_new_connection(endpoint, extra["key"])
                 if time.monotonic() - added_at > 1.0:
                     assert response.status_code == 200, response.text
