@@ -2,9 +2,9 @@
 
 The gateway is a plain ASGI application that the server calls for every path under
 `/endpoints/`, ahead of the Starlette router: each prediction request pays only for the
-work below, not for routing, request objects or middleware. It forwards with one aiohttp
-client session per process, whose connection pool keeps idle connections to instances
-open for reuse.
+work below, not for routing, request objects or middleware. It forwards with the
+client in `berth.gateway.upstream`, whose pool keeps idle connections to instances open
+for reuse.
 
 A request that could not be delivered (the connection was refused or could not be set
 up) is tried once more on another instance. A request that reached an instance is never
@@ -24,11 +24,16 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 
 from berth.gateway.errors import openai_error_body
 from berth.gateway.table import Route, RoutingTable, Upstream
+from berth.gateway.upstream import (
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamUnreachable,
+)
 from berth.runtime.routes import SERVED_ROUTES
 from berth.states import EndpointState, KeyStatus
 
@@ -68,7 +73,6 @@ CONNECT_TIMEOUT_S = 5.0
 WAIT_SLICE_S = 0.5
 
 _JSON = b"application/json"
-_FORWARD_HEADERS = {"content-type": "application/json"}
 _STREAM_FAILED = (
     b"\n\ndata: "
     + openai_error_body(
@@ -148,27 +152,23 @@ class Gateway:
         self._max_body = max_body_bytes
         self._no_instance_wait_s = no_instance_wait_s
         self._common_headers = [(b"x-berth-worker", worker_label.encode())] if worker_label else []
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=timeout_s
-        )
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout_s = timeout_s
+        self._pool: UpstreamPool | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _upstreams(self) -> UpstreamPool:
         # Created on first use, inside the server's event loop.
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_EXPIRY_S),
-                timeout=self._timeout,
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
-                trust_env=False,
+        if self._pool is None:
+            self._pool = UpstreamPool(
+                read_timeout_s=self._timeout_s,
+                connect_timeout_s=CONNECT_TIMEOUT_S,
+                keepalive_s=KEEPALIVE_EXPIRY_S,
             )
-        return self._session
+        return self._pool
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
@@ -354,8 +354,10 @@ class Gateway:
             tried.add((upstream.instance_id, upstream.address))
             upstream.in_flight += 1
             try:
-                response = await self._open(method, upstream, path, body)
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                response = await self._upstreams().request(
+                    method, upstream.address, path, body if method == "POST" else None
+                )
+            except UpstreamUnreachable as exc:
                 # Nothing reached the instance, so another one may take the request.
                 upstream.in_flight -= 1
                 upstream.mark_unreachable(UNREACHABLE_HOLD_S)
@@ -363,10 +365,10 @@ class Gateway:
                     "instance %s of endpoint %s could not be reached (%s); trying another",
                     upstream.instance_id,
                     route.endpoint_id,
-                    type(exc).__name__,
+                    exc,
                 )
                 continue
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (UpstreamError, TimeoutError) as exc:
                 upstream.in_flight -= 1
                 await self._send_reply(send, _upstream_failure(exc, upstream, route))
                 return
@@ -395,47 +397,29 @@ class Gateway:
             ),
         )
 
-    async def _open(
-        self, method: str, upstream: Upstream, path: str, body: bytes
-    ) -> aiohttp.ClientResponse:
-        url = f"http://{upstream.address}/{path}"
-        if method == "POST":
-            return await self._client().request(
-                "POST", url, data=body, headers=_FORWARD_HEADERS, allow_redirects=False
-            )
-        return await self._client().request(method, url, allow_redirects=False)
-
     async def _relay(
         self,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         upstream: Upstream,
         route: Route,
         receive: Receive,
         send: Send,
     ) -> None:
         """Pass the instance's response on to the caller."""
-        content_type = response.headers.get("content-type", "application/json")
         headers = [(b"x-berth-instance", upstream.instance_id.encode())]
-        if content_type.startswith("text/event-stream"):
+        if response.streaming:
             headers.append((b"cache-control", b"no-cache"))
             await self._relay_events(response, upstream, route, headers, receive, send)
             return
-        try:
-            content = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            response.close()
-            await self._send_reply(send, _upstream_failure(exc, upstream, route))
-            return
-        response.release()
-        retry_after = response.headers.get("retry-after")
+        retry_after = response.headers.get(b"retry-after")
         if retry_after is not None:
-            headers.append((b"retry-after", retry_after.encode("latin-1")))
-        reply = Reply(response.status, content, headers, content_type.encode("latin-1"))
-        await self._send_reply(send, reply)
+            headers.append((b"retry-after", retry_after))
+        content_type = response.headers.get(b"content-type", _JSON)
+        await self._send_reply(send, Reply(response.status, response.body, headers, content_type))
 
     async def _relay_events(
         self,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         upstream: Upstream,
         route: Route,
         headers: list[tuple[bytes, bytes]],
@@ -444,13 +428,12 @@ class Gateway:
     ) -> None:
         """Pass a stream on as it arrives; if the instance fails midway, end with an error
         event. If the caller disconnects, close the connection so the instance stops."""
-        content_type = response.headers.get("content-type", "text/event-stream")
         await send(
             {
                 "type": "http.response.start",
                 "status": response.status,
                 "headers": [
-                    (b"content-type", content_type.encode("latin-1")),
+                    (b"content-type", response.headers[b"content-type"]),
                     *headers,
                     *self._common_headers,
                 ],
@@ -459,9 +442,9 @@ class Gateway:
 
         async def pump() -> None:
             try:
-                async for chunk in response.content.iter_any():
+                async for chunk in response.chunks():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (UpstreamError, TimeoutError) as exc:
                 logger.warning(
                     "stream from instance %s of endpoint %s broke off: %s",
                     upstream.instance_id,
@@ -485,14 +468,13 @@ class Gateway:
         finally:
             watcher.cancel()
             relay_finished = relay.done()
-            if relay_finished:
-                response.release()
-            else:
-                # The caller left: stop relaying and close the connection to the instance.
+            if not relay_finished:
+                # The caller left: stop relaying.
                 relay.cancel()
-                response.close()
                 with contextlib.suppress(asyncio.CancelledError):
                     await relay
+            # Closes the connection to the instance unless the stream was read to its end.
+            response.close()
         if relay_finished:
             # Raises what went wrong in the relay itself, if anything.
             relay.result()
