@@ -73,6 +73,14 @@ def cpu_seconds(pid: int, children: bool = True) -> float:
         return 0.0
 
 
+def descendants(pid: int) -> set[int]:
+    """Return the process IDs of the live descendants of `pid`."""
+    try:
+        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
+
+
 class ManagedProcess:
     """A child process with its output in a log file, stopped with SIGTERM, then SIGKILL."""
 

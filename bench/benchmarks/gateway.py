@@ -33,6 +33,7 @@ from bench.servers import (
     ManagedProcess,
     cpu_seconds,
     create_live_endpoint,
+    descendants,
     free_port,
     litellm_installed,
     wait_until,
@@ -122,12 +123,16 @@ def measure_path(generator: LoadGenerator, path: CallPath, settings: dict[str, A
         _require_ok(run, path)
         result.throughput[concurrency] = run["throughput_rps"]
         if concurrency == CONCURRENCY_LEVELS[-1] and run["ok"]:
-            if path.hop_pid:
-                hop_used = cpu_seconds(path.hop_pid) - hop_before
-                result.hop_cpu_us = hop_used / run["ok"] * 1e6
+            instance_used = 0.0
             if path.instance_pid:
                 instance_used = cpu_seconds(path.instance_pid, children=False) - instance_before
                 result.instance_cpu_us = instance_used / run["ok"] * 1e6
+            if path.hop_pid:
+                hop_used = cpu_seconds(path.hop_pid) - hop_before
+                if path.instance_pid in descendants(path.hop_pid):
+                    # Berth's instances are its server's children: count the server only.
+                    hop_used -= instance_used
+                result.hop_cpu_us = hop_used / run["ok"] * 1e6
             result.generator_cpu_share = run["generator_cpu_s"] / run["elapsed_s"]
 
     streaming = generator.run(
