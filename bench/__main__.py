@@ -50,6 +50,7 @@ def run_benchmarks(
     workdir: Path,
     experiments: tuple[Experiment, ...] = (),
     skip_litellm: bool = False,
+    rounds: int | None = None,
 ) -> Report:
     """Run the named benchmarks in order and return the report; errors become notes."""
     report = Report(
@@ -68,6 +69,7 @@ def run_benchmarks(
             log=functools.partial(_log_for, name),
             experiments=experiments,
             skip_litellm=skip_litellm,
+            rounds_override=rounds,
         )
         context.workdir.mkdir(parents=True, exist_ok=True)
         benchmark_started = time.monotonic()
@@ -82,6 +84,16 @@ def run_benchmarks(
     report.duration_s = time.monotonic() - started
     report.machine["load average at end"] = load_average()
     return report
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of 1 or more")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="EXPERIMENT",
         help="also measure Berth with this proposed change (repeatable); "
         "`python -m bench list` describes them",
+    )
+    run_parser.add_argument(
+        "--rounds",
+        type=_positive_int,
+        metavar="N",
+        help="alternating rounds per benchmark instead of its own number for the size; "
+        "more rounds steady the medians on a noisy machine",
     )
     run_parser.add_argument(
         "--no-litellm",
@@ -155,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         experiments = tuple(EXPERIMENTS[name] for name in args.experiment)
-        report = run_benchmarks(names, args.size, workdir, experiments, args.no_litellm)
+        report = run_benchmarks(
+            names, args.size, workdir, experiments, args.no_litellm, args.rounds
+        )
     finally:
         if args.keep or args.workdir:
             _log(f"logs and databases are in {workdir}")

@@ -33,6 +33,8 @@ class Context:
     experiments: tuple[Any, ...] = ()
     # Leave out the LiteLLM baseline, whose proxy takes 10-30 s to start.
     skip_litellm: bool = False
+    # Rounds of each benchmark instead of its own number for the size (--rounds).
+    rounds_override: int | None = None
 
     def experiments_for(self, benchmark: str) -> list[Any]:
         """Return the requested experiments that add a variant to `benchmark`."""
@@ -45,6 +47,10 @@ class Context:
     def pick(self, small: T, full: T) -> T:
         """Return the value for the current size."""
         return full if self.full else small
+
+    def rounds(self, planned: int) -> int:
+        """Return the number of rounds to run: `planned`, unless --rounds set another."""
+        return self.rounds_override or planned
 
     def folder(self, name: str) -> Path:
         path = self.workdir / name

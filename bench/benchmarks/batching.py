@@ -123,8 +123,8 @@ def run(ctx: Context) -> list[Figure]:
         variants.update(
             {name: (lambda b=baseline: encode_directly(b)) for name, baseline in baselines.items()}
         )
-        ctx.log(f"{settings['rounds']} rounds over {', '.join(variants)}")
-        rounds = alternate_rounds(settings["rounds"], variants)
+        ctx.log(f"{ctx.rounds(settings['rounds'])} rounds over {', '.join(variants)}")
+        rounds = alternate_rounds(ctx.rounds(settings["rounds"]), variants)
     finally:
         generator.close()
         for baseline in baselines.values():

@@ -289,9 +289,9 @@ def run(ctx: Context) -> list[Figure]:
                 folder / f"large-{experiment.name}", experiment
             )
         large_total = _total_endpoints(deployments["large"])
-        ctx.log(f"{settings['rounds']} rounds: 1 endpoint vs {large_total} endpoints")
+        ctx.log(f"{ctx.rounds(settings['rounds'])} rounds: 1 endpoint vs {large_total} endpoints")
         rounds = alternate_rounds(
-            settings["rounds"],
+            ctx.rounds(settings["rounds"]),
             {
                 name: functools.partial(measure, generator, deployment, settings)
                 for name, deployment in deployments.items()

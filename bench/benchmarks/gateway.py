@@ -243,9 +243,9 @@ def run(ctx: Context) -> list[Figure]:
         elif not litellm_installed():
             ctx.log("LiteLLM is not installed (bench/setup-litellm.sh); skipping that baseline")
 
-        ctx.log(f"{settings['rounds']} rounds over {', '.join(paths)}")
+        ctx.log(f"{ctx.rounds(settings['rounds'])} rounds over {', '.join(paths)}")
         rounds = alternate_rounds(
-            settings["rounds"],
+            ctx.rounds(settings["rounds"]),
             {
                 name: functools.partial(measure_path, generator, path, settings)
                 for name, path in paths.items()

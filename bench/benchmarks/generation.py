@@ -187,10 +187,9 @@ def run(ctx: Context) -> list[Figure]:
                 measure_stream, generator, patched_url, patched_auth, settings, tokens
             )
             variants[f"plain+{experiment.name}"] = functools.partial(plain_single, baselines[index])
-        ctx.log(
-            f"{settings['rounds']} rounds of {tokens}-token completions over {', '.join(variants)}"
-        )
-        rounds = alternate_rounds(settings["rounds"], variants)
+        round_count = ctx.rounds(settings["rounds"])
+        ctx.log(f"{round_count} rounds of {tokens}-token completions over {', '.join(variants)}")
+        rounds = alternate_rounds(round_count, variants)
     finally:
         generator.close()
         for baseline in baselines:

@@ -72,8 +72,8 @@ def run(ctx: Context) -> list[Figure]:
                 variants[f"{size}{label}"] = functools.partial(
                     measure, generator, endpoint, key, model, settings["seconds"]
                 )
-        ctx.log(f"{settings['rounds']} rounds over {', '.join(variants)}")
-        rounds = alternate_rounds(settings["rounds"], variants)
+        ctx.log(f"{ctx.rounds(settings['rounds'])} rounds over {', '.join(variants)}")
+        rounds = alternate_rounds(ctx.rounds(settings["rounds"]), variants)
     finally:
         generator.close()
         for server in servers:

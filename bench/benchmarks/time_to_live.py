@@ -140,7 +140,7 @@ def within_allowance(factor: float, seconds: float) -> Target:
 
 
 def run(ctx: Context) -> list[Figure]:
-    rounds = ctx.pick(small=1, full=3)
+    rounds = ctx.rounds(ctx.pick(small=1, full=3))
     # The small size checks that the benchmark works; Echo alone starts in about a second.
     cases = ctx.pick(small=CASES[:1], full=CASES)
     folder = ctx.folder(NAME)

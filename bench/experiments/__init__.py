@@ -64,7 +64,7 @@ EXPERIMENTS = {
                 ("batching", "generation", "instances"),
                 env={"GOMP_SPINCOUNT": str(count)},
             )
-            for label, count in (("10k", 10_000), ("100k", 100_000))
+            for label, count in (("10k", 10_000), ("100k", 100_000), ("300k", 300_000))
         ),
         Experiment(
             "reconcile-50ms",
