@@ -48,7 +48,7 @@ def post(echo: RuntimeProcess, path: str, body: object) -> httpx.Response:
 
 
 def test_health_ready_and_models(echo: RuntimeProcess) -> None:
-    assert httpx.get(echo.base_url + "/health").json() == {"status": "ok"}
+    assert httpx.get(echo.base_url + "/health").json() == {"status": "ok", "queued_requests": 0}
     ready = httpx.get(echo.base_url + "/ready").json()
     assert ready == {"status": "ready", "runtime": "echo", "runtime_note": ""}
 

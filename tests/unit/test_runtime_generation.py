@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -303,6 +304,55 @@ def test_disconnect_stops_generation(generation: RuntimeProcess) -> None:
         timeout=60,
     )
     assert after.status_code == 200
+
+
+@pytest.mark.slow
+def test_batched_requests_match_requests_alone(generation: RuntimeProcess) -> None:
+    """Requests generated together in one padded batch give the text they give alone."""
+    url = generation.base_url + "/v1/completions"
+    requests = [
+        {"prompt": "once upon a time", "max_tokens": 20, "temperature": 0},
+        {"prompt": "hello", "max_tokens": 7, "temperature": 0},
+        {"prompt": "a much longer prompt with many more words in it", "max_tokens": 12},
+    ]
+    requests[2]["temperature"] = 0
+    alone = [httpx.post(url, json=body, timeout=60).json() for body in requests]
+    stop_word = alone[0]["choices"][0]["text"].split()[2]
+    requests.append({**requests[0], "stop": [stop_word]})
+    alone.append(httpx.post(url, json=requests[3], timeout=60).json())
+
+    # Long seeded generations keep the worker busy. Each runs alone, because it has a
+    # seed, so the requests above queue behind them and then share one batch.
+    blockers = [
+        {"prompt": "a long story", "max_tokens": 4096, "temperature": 1.0, "seed": seed}
+        for seed in (1, 2, 3)
+    ]
+    with ThreadPoolExecutor(len(blockers) + len(requests)) as pool:
+        for body in blockers:
+            pool.submit(httpx.post, url, json=body, timeout=60)
+        wait_until(
+            lambda: httpx.get(generation.base_url + "/health").json()["queued_requests"] >= 1,
+            timeout_s=30,
+            description="a blocking generation queued",
+        )
+        pending = [pool.submit(httpx.post, url, json=body, timeout=60) for body in requests]
+        wait_until(
+            lambda: (
+                httpx.get(generation.base_url + "/health").json()["queued_requests"]
+                == len(requests)
+            ),
+            timeout_s=30,
+            description="only the compared requests queued",
+        )
+        together = [future.result().json() for future in pending]
+
+    for single, batched in zip(alone, together, strict=True):
+        assert batched["choices"][0]["text"] == single["choices"][0]["text"]
+        assert batched["choices"][0]["finish_reason"] == single["choices"][0]["finish_reason"]
+        assert batched["usage"] == single["usage"]
+    assert together[1]["usage"]["completion_tokens"] <= 7
+    assert together[3]["choices"][0]["finish_reason"] == "stop"
+    assert stop_word not in together[3]["choices"][0]["text"]
 
 
 @pytest.mark.slow

@@ -62,6 +62,11 @@ class TextStream(abc.ABC):
 
 
 class TextGenerator(abc.ABC):
+    @property
+    def queued_requests(self) -> int:
+        """Return the number of requests waiting for generation to start."""
+        return 0
+
     @abc.abstractmethod
     async def start_chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams

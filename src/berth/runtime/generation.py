@@ -1,7 +1,8 @@
-"""The Text Generation ML App on transformers: a causal LM, one generation at a time.
+"""The Text Generation ML App on transformers: a causal LM behind ThreadedGenerator.
 
-`generate` runs in the single worker thread of ThreadedGenerator, so requests queue
-behind each other and the event loop keeps serving health checks.
+`generate` runs in the single worker thread of ThreadedGenerator, so the event loop
+keeps serving health checks. Requests that arrive while the worker is busy and share
+their sampling settings are generated together in one left-padded batch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from berth.runtime.base import GenerationParams, LoadedModel, TextStream
 from berth.runtime.loading import prepare_offline_transformers
 from berth.runtime.protocol import ChatMessage
 from berth.runtime.threaded import (
+    BatchRow,
     PromptInput,
     ThreadedGenerator,
     TokenTextSender,
@@ -70,7 +72,55 @@ class _StreamerAdapter(BaseStreamer):
         return None
 
 
+class _BatchStreamerAdapter(BaseStreamer):
+    """Pass each row's tokens of a batched generate() to the row's sender.
+
+    A row stops receiving tokens once its sender stops or it has its maximum, so the
+    padding that generate() adds after a finished row never reaches the sender.
+    """
+
+    def __init__(self, rows: list[BatchRow]) -> None:
+        self._rows = rows
+        self._prompt_skipped = False
+        self._active = [True] * len(rows)
+        self._counts = [0] * len(rows)
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_skipped:
+            self._prompt_skipped = True
+            return
+        for index, token_id in enumerate(value.reshape(-1).tolist()):
+            if not self._active[index]:
+                continue
+            row = self._rows[index]
+            self._counts[index] += 1
+            if not row.sender.push(token_id) or self._counts[index] >= row.max_new_tokens:
+                self._active[index] = False
+
+    def end(self) -> None:
+        return None
+
+
+class _RowStopCriteria(StoppingCriteria):
+    """Finish each row of a batch once its request is cancelled or has its maximum tokens."""
+
+    def __init__(self, rows: list[BatchRow], prompt_length: int) -> None:
+        self._rows = rows
+        self._prompt_length = prompt_length
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
+    ) -> torch.BoolTensor:
+        generated = input_ids.shape[1] - self._prompt_length
+        flags = [row.cancelled.is_set() or generated >= row.max_new_tokens for row in self._rows]
+        return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+
 class CausalLMGenerator(ThreadedGenerator):
+    # Concurrent requests generated together at most. A batch keeps a KV cache per row,
+    # so memory grows with the batch size. 8 is an estimate for small models on CPUs.
+    max_batch_size = 8
+
     def __init__(self, model: Any, tokenizer: Any, model_name: str) -> None:
         eos_ids = _eos_token_ids(model, tokenizer)
         context = getattr(model.config, "max_position_embeddings", None)
@@ -78,6 +128,9 @@ class CausalLMGenerator(ThreadedGenerator):
         self._model = model
         self._base_config = model.generation_config
         self._pad_id = _pad_token_id(model, tokenizer, eos_ids)
+        if self._pad_id is None:
+            # Rows of different lengths cannot be padded without a padding token.
+            self.max_batch_size = 1
 
     async def start_chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams
@@ -95,6 +148,37 @@ class CausalLMGenerator(ThreadedGenerator):
         sender: TokenTextSender,
         cancelled: threading.Event,
     ) -> None:
+        config = self._generation_config(max_new_tokens, params)
+        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self._model.device)
+        with torch.inference_mode():
+            self._model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                generation_config=config,
+                streamer=_StreamerAdapter(sender),
+                stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancelled)]),
+            )
+
+    def _generate_batch(self, rows: list[BatchRow], params: GenerationParams) -> None:
+        config = self._generation_config(max(row.max_new_tokens for row in rows), params)
+        length = max(len(row.prompt_ids) for row in rows)
+        pad_id = self._pad_id
+        assert pad_id is not None, "max_batch_size is 1 without a padding token"
+        # Decoder-only models continue from the last position, so padding goes on the left.
+        padded = [[pad_id] * (length - len(row.prompt_ids)) + row.prompt_ids for row in rows]
+        mask = [[0] * (length - len(row.prompt_ids)) + [1] * len(row.prompt_ids) for row in rows]
+        device = self._model.device
+        input_ids = torch.tensor(padded, dtype=torch.long, device=device)
+        with torch.inference_mode():
+            self._model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.tensor(mask, dtype=torch.long, device=device),
+                generation_config=config,
+                streamer=_BatchStreamerAdapter(rows),
+                stopping_criteria=StoppingCriteriaList([_RowStopCriteria(rows, length)]),
+            )
+
+    def _generation_config(self, max_new_tokens: int, params: GenerationParams) -> Any:
         config = copy.deepcopy(self._base_config)
         config.max_new_tokens = max_new_tokens
         config.pad_token_id = self._pad_id
@@ -114,16 +198,7 @@ class CausalLMGenerator(ThreadedGenerator):
             config.top_k = 0
         if params.seed is not None:
             torch.manual_seed(params.seed)
-
-        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self._model.device)
-        with torch.inference_mode():
-            self._model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                generation_config=config,
-                streamer=_StreamerAdapter(sender),
-                stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancelled)]),
-            )
+        return config
 
 
 def chat_prompt(tokenizer: Any, messages: Sequence[ChatMessage], model_name: str) -> PromptInput:

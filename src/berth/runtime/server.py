@@ -116,7 +116,11 @@ def build_app(state: RuntimeState) -> Starlette:
                 },
                 status_code=503,
             )
-        return JSONResponse({"status": "ok"})
+        body: dict[str, object] = {"status": "ok"}
+        generator = state.model.generator if state.model is not None else None
+        if generator is not None:
+            body["queued_requests"] = generator.queued_requests
+        return JSONResponse(body)
 
     async def ready(request: Request) -> Response:
         model = state.model

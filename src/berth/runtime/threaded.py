@@ -1,9 +1,12 @@
-"""A text generator that runs one generation at a time in a single worker thread.
+"""A text generator that runs generations in a single worker thread.
 
-Requests queue behind each other, and the event loop keeps serving health checks.
-Tokens travel to the event loop as text that is safe to send: complete characters,
-with stop sequences already cut, one token or several at a time. Subclasses supply
-the prompt encoding and the token loop of their library (transformers, llama.cpp).
+Requests queue for the worker, and the event loop keeps serving health checks. A
+runtime whose library can generate several sequences at once (transformers) sets
+`max_batch_size` above 1: the worker then takes the queued requests that can share a
+batch and generates them together, so concurrent streams do not wait for each other
+one by one. Tokens travel to the event loop as text that is safe to send: complete
+characters, with stop sequences already cut, one token or several at a time.
+Subclasses supply the prompt encoding and the token loop of their library.
 
 This module must not import torch or transformers, so that the llama.cpp runtime starts
 without them.
@@ -15,6 +18,7 @@ import abc
 import asyncio
 import logging
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -136,7 +140,8 @@ class TokenTextSender:
         eos_ids: frozenset[int],
         strip_leading_whitespace: bool,
     ) -> None:
-        self._job = job
+        self.job = job
+        self.params = params
         self._eos_ids = eos_ids
         self._detokenizer = IncrementalDetokenizer(tokenizer, prompt_ids)
         self._stops = StopSequenceMatcher(params.stop)
@@ -150,16 +155,16 @@ class TokenTextSender:
         Generation stops at EOS, at a stop sequence and when the job is cancelled. Each
         of them also sets `job.cancelled`, which the transformers runtime polls.
         """
-        if self._eos_seen or self._stops.stopped or self._job.cancelled.is_set():
+        if self._eos_seen or self._stops.stopped or self.job.cancelled.is_set():
             return False
         self.token_count += 1
         if token_id in self._eos_ids:
             self._eos_seen = True
-            self._job.cancelled.set()
+            self.job.cancelled.set()
             return False
         self._send(self._detokenizer.push(token_id))
         if self._stops.stopped:
-            self._job.cancelled.set()
+            self.job.cancelled.set()
             return False
         return True
 
@@ -169,16 +174,16 @@ class TokenTextSender:
             self._send(self._detokenizer.flush())
         tail = self._stops.flush()
         if tail:
-            self._job.emit(_Text(tail))
+            self.job.emit(_Text(tail))
         finish_reason = "stop" if self._eos_seen or self._stops.stopped else "length"
-        self._job.emit(_Finished(finish_reason, self.token_count))
+        self.job.emit(_Finished(finish_reason, self.token_count))
 
     def _send(self, text: str) -> None:
         if self._stripper is not None:
             text = self._stripper.push(text)
         text = self._stops.push(text)
         if text:
-            self._job.emit(_Text(text))
+            self.job.emit(_Text(text))
 
 
 class _ThreadedStream(TextStream):
@@ -251,6 +256,35 @@ def chat_turns(messages: Sequence[ChatMessage]) -> tuple[dict[str, str], ...]:
     return tuple({"role": m.role, "content": m.content} for m in messages)
 
 
+@dataclass
+class _Request:
+    """A queued request: its job, prompt and sampling settings."""
+
+    job: GenerationJob
+    prompt: PromptInput
+    params: GenerationParams
+
+
+@dataclass
+class BatchRow:
+    """One request of a batch, ready to generate: what `_generate_batch` receives."""
+
+    prompt_ids: list[int]
+    max_new_tokens: int
+    sender: TokenTextSender
+    cancelled: threading.Event
+
+
+def _batch_key(params: GenerationParams) -> tuple[float, float] | None:
+    """Return what requests must share to be generated together, or None for "alone".
+
+    A seeded request runs alone, so that its seed gives the same text as on its own.
+    """
+    if params.seed is not None:
+        return None
+    return (params.temperature, params.top_p)
+
+
 class ThreadedGenerator(TextGenerator):
     """Base of the runtimes that generate token by token in a worker thread.
 
@@ -258,6 +292,10 @@ class ThreadedGenerator(TextGenerator):
     that end a reply, and `context_length` is the maximum of prompt and completion tokens
     together, or None when the model states none.
     """
+
+    # Requests generated together at most. A subclass that implements _generate_batch
+    # raises it; 1 keeps one generation at a time.
+    max_batch_size = 1
 
     def __init__(
         self,
@@ -272,6 +310,9 @@ class ThreadedGenerator(TextGenerator):
         self._context_length = context_length
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="berth-generate")
         self._jobs: set[GenerationJob] = set()
+        # Requests waiting for the worker, oldest first.
+        self._queue: deque[_Request] = deque()
+        self._queue_lock = threading.Lock()
 
     @abc.abstractmethod
     def _encode_prompt(self, prompt: PromptInput) -> list[int]:
@@ -291,8 +332,19 @@ class ThreadedGenerator(TextGenerator):
         Runs in the worker thread.
         """
 
+    def _generate_batch(self, rows: list[BatchRow], params: GenerationParams) -> None:
+        """Generate every row together until each row's sender stops or has its tokens.
+
+        Runs in the worker thread. Only called when `max_batch_size` is above 1.
+        """
+        raise NotImplementedError
+
     async def start_completion(self, prompt: str, params: GenerationParams) -> TextStream:
         return await self._start(PromptInput(param="prompt", text=prompt), params)
+
+    @property
+    def queued_requests(self) -> int:
+        return len(self._queue)
 
     def close(self) -> None:
         for job in list(self._jobs):
@@ -303,7 +355,11 @@ class ThreadedGenerator(TextGenerator):
         loop = asyncio.get_running_loop()
         job = GenerationJob(loop)
         self._jobs.add(job)
-        future = loop.run_in_executor(self._executor, self._run, job, prompt, params)
+        with self._queue_lock:
+            self._queue.append(_Request(job, prompt, params))
+        # Each request schedules one turn of the worker. A turn can take several
+        # queued requests, and a turn that finds the queue empty returns at once.
+        future = loop.run_in_executor(self._executor, self._run_queued)
         future.add_done_callback(lambda _: self._jobs.discard(job))
         stream = _ThreadedStream(job)
         try:
@@ -313,35 +369,87 @@ class ThreadedGenerator(TextGenerator):
             raise
         return stream
 
-    def _run(self, job: GenerationJob, prompt: PromptInput, params: GenerationParams) -> None:
-        """Tokenize and generate for one job. Runs in the worker thread."""
-        if job.cancelled.is_set():
+    def _take_batch(self) -> list[_Request]:
+        """Take the oldest queued request and the queued ones that can share its batch."""
+        with self._queue_lock:
+            if not self._queue:
+                return []
+            first = self._queue.popleft()
+            batch = [first]
+            key = _batch_key(first.params)
+            if key is None or self.max_batch_size <= 1:
+                return batch
+            remaining: deque[_Request] = deque()
+            while self._queue:
+                request = self._queue.popleft()
+                if len(batch) < self.max_batch_size and _batch_key(request.params) == key:
+                    batch.append(request)
+                else:
+                    remaining.append(request)
+            self._queue = remaining
+            return batch
+
+    def _run_queued(self) -> None:
+        """Generate the next batch of queued requests. Runs in the worker thread."""
+        rows: list[BatchRow] = []
+        for request in self._take_batch():
+            row = self._prepare(request)
+            if row is not None:
+                rows.append(row)
+        if not rows:
             return
+        try:
+            if len(rows) == 1:
+                row = rows[0]
+                self._generate(
+                    row.prompt_ids, row.max_new_tokens, row.sender.params, row.sender, row.cancelled
+                )
+            else:
+                self._generate_batch(rows, rows[0].sender.params)
+        except APIError as error:
+            for row in rows:
+                row.sender.job.emit(_Failed(error))
+            return
+        except Exception as error:
+            logger.exception("generation failed for model %s", self._model_name)
+            failure = server_error(f"Generation failed: {type(error).__name__}: {error}")
+            for row in rows:
+                row.sender.job.emit(_Failed(failure))
+            return
+        for row in rows:
+            if row.sender.job.abandoned:
+                logger.info(
+                    "generation stopped after %d of at most %d tokens: the request was "
+                    "abandoned, for example by a client disconnect",
+                    row.sender.token_count,
+                    row.max_new_tokens,
+                )
+            row.sender.finish()
+
+    def _prepare(self, request: _Request) -> BatchRow | None:
+        """Tokenize a request's prompt and check its length, or fail its job and return None."""
+        job, prompt, params = request.job, request.prompt, request.params
+        if job.cancelled.is_set():
+            return None
         try:
             prompt_ids = self._encode_prompt(prompt)
             max_new_tokens = limit_new_tokens(
                 len(prompt_ids), prompt.param, params, self._context_length, self._model_name
             )
-            job.emit(_Started(len(prompt_ids)))
-            sender = TokenTextSender(
-                job,
-                self._tokenizer,
-                prompt_ids,
-                params,
-                self._eos_ids,
-                strip_leading_whitespace=prompt.text is None,
-            )
-            self._generate(prompt_ids, max_new_tokens, params, sender, job.cancelled)
-            if job.abandoned:
-                logger.info(
-                    "generation stopped after %d of at most %d tokens: the request was "
-                    "abandoned, for example by a client disconnect",
-                    sender.token_count,
-                    max_new_tokens,
-                )
-            sender.finish()
         except APIError as error:
             job.emit(_Failed(error))
+            return None
         except Exception as error:
-            logger.exception("generation failed for model %s", self._model_name)
+            logger.exception("tokenizing the prompt failed for model %s", self._model_name)
             job.emit(_Failed(server_error(f"Generation failed: {type(error).__name__}: {error}")))
+            return None
+        job.emit(_Started(len(prompt_ids)))
+        sender = TokenTextSender(
+            job,
+            self._tokenizer,
+            prompt_ids,
+            params,
+            self._eos_ids,
+            strip_leading_whitespace=prompt.text is None,
+        )
+        return BatchRow(prompt_ids, max_new_tokens, sender, job.cancelled)
