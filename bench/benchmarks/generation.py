@@ -282,6 +282,14 @@ def _experiment_figures(name: str, sets_env: bool, rounds: dict[str, list[Any]])
         ),
         compare(
             NAME,
+            f"Berth + {name} vs Berth: tokens/s, concurrent streams",
+            "tok/s",
+            [r.concurrent_tokens_per_s for r in patched],
+            [r.concurrent_tokens_per_s for r in berth],
+            "Berth as it is",
+        ),
+        compare(
+            NAME,
             f"Berth + {name} vs Berth: streaming TTFB p50",
             "ms",
             [r.ttfb_ms for r in patched],
