@@ -227,8 +227,9 @@ class Client:
         """Create an endpoint, which deploys in the background.
 
         `max_batch_size` and `max_batch_wait_ms` set the batching of a Text Embedding
-        endpoint and `runtime` the library of a Text Generation endpoint. None keeps the
-        server's default.
+        endpoint. `max_batch_size` also caps the requests that a Text Generation endpoint
+        generates together, and `runtime` sets its library. None keeps the server's
+        default.
         """
         body: Json = {
             "project": project,

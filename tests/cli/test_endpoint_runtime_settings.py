@@ -53,7 +53,8 @@ def test_info_shows_runtime_choice(cli: RunCli, client: Client) -> None:
 
     assert result.exit_code == 0, result.output
     assert "Runtime choice   transformers" in result.stdout
-    assert "Max batch size" not in result.stdout
+    assert "Max batch size   8 requests" in result.stdout
+    assert "Max batch wait" not in result.stdout
 
 
 def test_update_setting_waits_for_new_instances(cli: RunCli, client: Client) -> None:
@@ -108,7 +109,10 @@ def test_setting_of_other_ml_app_fails(cli: RunCli) -> None:
 
     assert result.exit_code == 1
     message = unboxed(result.stderr)
-    assert "runtime_settings.max_batch_size applies only to Text Embedding endpoints" in message
+    assert (
+        "runtime_settings.max_batch_size applies only to Text Embedding and Text Generation "
+        "endpoints" in message
+    )
     assert "model 'echo' has the ML App Echo" in message
 
 

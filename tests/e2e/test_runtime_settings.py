@@ -242,9 +242,17 @@ def test_malformed_setting_is_422(
 @pytest.mark.parametrize(
     ("model", "settings", "fragment"),
     [
-        ("echo", {"max_batch_size": 4}, "applies only to Text Embedding endpoints"),
+        (
+            "echo",
+            {"max_batch_size": 4},
+            "applies only to Text Embedding and Text Generation endpoints",
+        ),
         ("echo", {"max_batch_wait_ms": 5}, "applies only to Text Embedding endpoints"),
-        ("demo-tiny-llama", {"max_batch_size": 4}, "applies only to Text Embedding endpoints"),
+        (
+            "demo-tiny-llama",
+            {"max_batch_wait_ms": 4},
+            "applies only to Text Embedding endpoints",
+        ),
         (EMBEDDING_MODEL, {"runtime": "auto"}, "applies only to Text Generation endpoints"),
         ("echo", {"runtime": "transformers"}, "applies only to Text Generation endpoints"),
         ("demo-tiny-llama", {"runtime": "llama.cpp"}, "its checkpoint is not a GGUF file"),

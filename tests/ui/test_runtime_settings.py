@@ -42,7 +42,7 @@ def test_details_show_runtime_choice(open_page) -> None:
         page.goto(f"/ui/endpoints/{endpoint['id']}")
 
         expect(page.locator("#endpoint-runtime-choice")).to_have_text("auto")
-        expect(page.locator("#endpoint-max-batch-size")).to_have_count(0)
+        expect(page.locator("#endpoint-max-batch-size")).to_have_text("8 requests")
 
         def instance_ready() -> bool:
             info = page.context.request.get(f"/api/v1/endpoints/{endpoint['id']}").json()

@@ -12,7 +12,7 @@ from berth.db.models import Endpoint
 from berth.errors import InvalidInput
 from berth.service import endpoints
 from berth.service.runtime_settings import RuntimeSettings, effective_settings
-from berth.states import MLApp
+from berth.states import CheckpointFormat, MLApp
 from tests.unit.conftest import UNIT_ADMIN_KEY as ADMIN_KEY
 
 LIMITS = endpoints.Limits(capacity=8, max_instances_per_endpoint=4)
@@ -77,7 +77,7 @@ def test_defaults_fill_unset_settings() -> None:
     }
     assert effective_settings({"max_batch_size": 4}, MLApp.TEXT_EMBEDDING)["max_batch_size"] == 4
     assert effective_settings({}, MLApp.TEXT_GENERATION) == {
-        "max_batch_size": None,
+        "max_batch_size": 8,
         "max_batch_wait_ms": None,
         "runtime": "auto",
     }
@@ -86,6 +86,29 @@ def test_defaults_fill_unset_settings() -> None:
         "max_batch_wait_ms": None,
         "runtime": None,
     }
+
+
+def test_generation_batch_size_is_stored(database: Database) -> None:
+    endpoint = create(database, "chat-batch", "demo-tiny-llama", max_batch_size=2)
+
+    assert endpoint.settings == {"max_batch_size": 2}
+    assert effective_settings(endpoint.settings, MLApp.TEXT_GENERATION)["max_batch_size"] == 2
+
+
+def test_gguf_batch_size_is_rejected(database: Database, gguf_model: str) -> None:
+    error = rejected(create, database, "gguf-batch", gguf_model, max_batch_size=2)
+
+    assert error.field == "runtime_settings.max_batch_size"
+    assert f"does not apply to model '{gguf_model}'" in error.message
+    assert "GGUF file, which llama.cpp generates one request at a time" in error.message
+
+
+def test_gguf_endpoint_shows_no_batch_size(database: Database, gguf_model: str) -> None:
+    endpoint = create(database, "gguf-default", gguf_model)
+
+    settings = effective_settings(endpoint.settings, MLApp.TEXT_GENERATION, CheckpointFormat.GGUF)
+    assert settings["max_batch_size"] is None
+    assert settings["runtime"] == "auto"
 
 
 def test_create_stores_only_given_settings(database: Database) -> None:
@@ -104,8 +127,8 @@ def test_wait_is_stored_as_float(database: Database) -> None:
 @pytest.mark.parametrize(
     ("setting", "value", "fragment"),
     [
-        ("max_batch_size", 0, "use 1 to 1024 texts"),
-        ("max_batch_size", 1025, "use 1 to 1024 texts"),
+        ("max_batch_size", 0, "use 1 to 1024 (texts for Text Embedding"),
+        ("max_batch_size", 1025, "use 1 to 1024 (texts for Text Embedding"),
         ("max_batch_size", True, "must be a whole number"),
         ("max_batch_size", 2.5, "must be a whole number"),
         ("max_batch_wait_ms", -1, "use 0 to 1000 ms"),
@@ -136,7 +159,7 @@ def test_unknown_runtime_lists_choices(database: Database) -> None:
     [
         ("echo", "max_batch_size", 4, "Echo"),
         ("echo", "max_batch_wait_ms", 2.0, "Echo"),
-        ("demo-tiny-llama", "max_batch_size", 4, "Text Generation"),
+        ("demo-tiny-llama", "max_batch_wait_ms", 2.0, "Text Generation"),
         ("echo", "runtime", "auto", "Echo"),
         ("all-MiniLM-L6-v2", "runtime", "transformers", "Text Embedding"),
     ],

@@ -101,12 +101,20 @@ def test_leading_whitespace_stripper() -> None:
 
 
 @pytest.fixture(scope="module")
-def generation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+def generation_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from berth.hub.demo import build_demo_generation_model
 
+    return build_demo_generation_model(tmp_path_factory.mktemp("demo") / "demo-model")
+
+
+@pytest.fixture(scope="module")
+def generation(
+    tmp_path_factory: pytest.TempPathFactory, generation_folder: Path
+) -> Iterator[RuntimeProcess]:
     folder = tmp_path_factory.mktemp("generation")
-    model_path = build_demo_generation_model(folder / "demo-model")
-    runtime = RuntimeProcess("text-generation", model_path, MODEL_NAME, folder / "runtime.log")
+    runtime = RuntimeProcess(
+        "text-generation", generation_folder, MODEL_NAME, folder / "runtime.log"
+    )
     try:
         runtime.wait_for("/ready", timeout_s=120)
         yield runtime
@@ -353,6 +361,32 @@ def test_batched_requests_match_requests_alone(generation: RuntimeProcess) -> No
     assert together[1]["usage"]["completion_tokens"] <= 7
     assert together[3]["choices"][0]["finish_reason"] == "stop"
     assert stop_word not in together[3]["choices"][0]["text"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("option", "expected"), [(None, 8), (1, 1), (3, 3)])
+def test_batch_size_option_reaches_generator(
+    generation_folder: Path, option: int | None, expected: int
+) -> None:
+    from berth.runtime.config import RuntimeConfig
+    from berth.runtime.generation import CausalLMGenerator
+    from berth.runtime.loading import load_model
+    from berth.states import MLApp
+
+    config = RuntimeConfig(
+        ml_app=MLApp.TEXT_GENERATION,
+        model_path=generation_folder,
+        model_name=MODEL_NAME,
+        instance_id="batch-size-test",
+        runtime="transformers",
+        max_batch_size=option,
+    )
+    loaded = load_model(config)
+    try:
+        assert isinstance(loaded.generator, CausalLMGenerator)
+        assert loaded.generator.max_batch_size == expected
+    finally:
+        loaded.close()
 
 
 @pytest.mark.slow

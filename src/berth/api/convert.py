@@ -175,7 +175,11 @@ def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
         desired_state=endpoint.desired_state,
         share_with_all_tenants=endpoint.share_with_all_tenants,
         runtime_settings=RuntimeSettingsOut(
-            **effective_settings(endpoint.settings or {}, endpoint.model.ml_app)
+            **effective_settings(
+                endpoint.settings or {},
+                endpoint.model.ml_app,
+                endpoint.checkpoint.format if endpoint.checkpoint else None,
+            )
         ),
         generation=endpoint.generation,
         observed_generation=endpoint.observed_generation,

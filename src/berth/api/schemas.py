@@ -6,6 +6,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from berth.runtime.config import (
+    DEFAULT_GENERATION_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_WAIT_MS,
     MAX_BATCH_SIZE_LIMIT,
@@ -117,8 +118,11 @@ class InstanceOut(BaseModel):
 
 
 _MAX_BATCH_SIZE_HELP = (
-    "Text Embedding only: maximum number of texts that an instance encodes together "
-    f"(default {DEFAULT_MAX_BATCH_SIZE})"
+    "Text Embedding: maximum number of texts that an instance encodes together (default "
+    f"{DEFAULT_MAX_BATCH_SIZE}). Text Generation: maximum number of queued requests with "
+    "the same temperature and top_p that the transformers runtime generates together "
+    f"(default {DEFAULT_GENERATION_MAX_BATCH_SIZE}); llama.cpp generates one request at a "
+    "time and vLLM schedules its own batches"
 )
 _MAX_BATCH_WAIT_MS_HELP = (
     "Text Embedding only: time in ms that a batch waits for more texts after its first "

@@ -35,6 +35,7 @@ from berth.cli.output import (
 )
 from berth.cli.waiting import FAILED, LIVE, Goal, goal_for, max_generation, wait_for_goal
 from berth.runtime.config import (
+    DEFAULT_GENERATION_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_WAIT_MS,
     MAX_BATCH_SIZE_LIMIT,
@@ -71,7 +72,9 @@ MaxBatchSizeOption = Annotated[
         "--max-batch-size",
         show_default=False,
         help="Text Embedding: maximum number of texts an instance encodes together, "
-        f"1 to {MAX_BATCH_SIZE_LIMIT} (server default: {DEFAULT_MAX_BATCH_SIZE}).",
+        f"1 to {MAX_BATCH_SIZE_LIMIT} (server default: {DEFAULT_MAX_BATCH_SIZE}). "
+        "Text Generation on transformers: maximum number of queued requests generated "
+        f"together (server default: {DEFAULT_GENERATION_MAX_BATCH_SIZE}).",
     ),
 ]
 MaxBatchWaitOption = Annotated[

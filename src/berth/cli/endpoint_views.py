@@ -43,7 +43,8 @@ def runtime_settings_fields(endpoint: Json) -> list[tuple[str, str]]:
     settings = endpoint.get("runtime_settings") or {}
     fields = []
     if settings.get("max_batch_size") is not None:
-        fields.append(("Max batch size", f"{settings['max_batch_size']} texts"))
+        unit = "texts" if endpoint.get("ml_app") == "text-embedding" else "requests"
+        fields.append(("Max batch size", f"{settings['max_batch_size']} {unit}"))
     if settings.get("max_batch_wait_ms") is not None:
         fields.append(("Max batch wait", f"{settings['max_batch_wait_ms']:g} ms"))
     if settings.get("runtime") is not None:

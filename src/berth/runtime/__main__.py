@@ -21,7 +21,12 @@ from pathlib import Path
 
 import uvicorn
 
-from berth.runtime.config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS, RuntimeConfig
+from berth.runtime.config import (
+    DEFAULT_GENERATION_MAX_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_WAIT_MS,
+    RuntimeConfig,
+)
 from berth.runtime.loading import describe_load_failure, load_model
 from berth.runtime.selection import AUTO, REQUESTABLE_RUNTIMES
 from berth.runtime.server import RuntimeState, build_app
@@ -135,8 +140,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-batch-size",
         type=_positive_int,
-        default=DEFAULT_MAX_BATCH_SIZE,
-        help="Text Embedding: maximum number of texts encoded together (default: %(default)s).",
+        default=None,
+        help="Text Embedding: maximum number of texts encoded together (default: "
+        f"{DEFAULT_MAX_BATCH_SIZE}). Text Generation on transformers: maximum number of "
+        f"queued requests generated together (default: {DEFAULT_GENERATION_MAX_BATCH_SIZE}).",
     )
     parser.add_argument(
         "--max-batch-wait-ms",

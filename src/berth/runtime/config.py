@@ -13,6 +13,10 @@ from berth.states import CheckpointFormat, MLApp
 # form the next batch.
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MAX_BATCH_WAIT_MS = 0.0
+# Text Generation on transformers: queued requests generated together at most. A batch
+# keeps a KV cache per request, so memory grows with it. 8 is an estimate for the small
+# models that run on CPUs.
+DEFAULT_GENERATION_MAX_BATCH_SIZE = 8
 # The largest values that the management API accepts for an endpoint. The runtime's
 # command line accepts any positive batch size and wait.
 MAX_BATCH_SIZE_LIMIT = 1024
@@ -30,7 +34,9 @@ class RuntimeConfig:
     # The library to run a Text Generation model with, or "auto" to let the instance
     # choose (see berth.runtime.selection).
     runtime: str = AUTO
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    # None means the ML App's default: DEFAULT_MAX_BATCH_SIZE texts for Text Embedding,
+    # DEFAULT_GENERATION_MAX_BATCH_SIZE requests for Text Generation.
+    max_batch_size: int | None = None
     max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS
     # Echo only: pause before each streamed word, standing in for a model's generation time.
     echo_delay_ms: float = 0.0

@@ -117,17 +117,14 @@ class _RowStopCriteria(StoppingCriteria):
 
 
 class CausalLMGenerator(ThreadedGenerator):
-    # Concurrent requests generated together at most. A batch keeps a KV cache per row,
-    # so memory grows with the batch size. 8 is an estimate for small models on CPUs.
-    max_batch_size = 8
-
-    def __init__(self, model: Any, tokenizer: Any, model_name: str) -> None:
+    def __init__(self, model: Any, tokenizer: Any, model_name: str, max_batch_size: int) -> None:
         eos_ids = _eos_token_ids(model, tokenizer)
         context = getattr(model.config, "max_position_embeddings", None)
         super().__init__(model_name, tokenizer, eos_ids, int(context) if context else None)
         self._model = model
         self._base_config = model.generation_config
         self._pad_id = _pad_token_id(model, tokenizer, eos_ids)
+        self.max_batch_size = max_batch_size
         if self._pad_id is None:
             # Rows of different lengths cannot be padded without a padding token.
             self.max_batch_size = 1
@@ -240,9 +237,9 @@ def _pad_token_id(model: Any, tokenizer: Any, eos_ids: frozenset[int]) -> int | 
     return min(eos_ids) if eos_ids else None
 
 
-def load_generation_model(folder: Path, model_name: str) -> LoadedModel:
+def load_generation_model(folder: Path, model_name: str, max_batch_size: int) -> LoadedModel:
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
     model.eval()
-    generator = CausalLMGenerator(model, tokenizer, model_name)
+    generator = CausalLMGenerator(model, tokenizer, model_name, max_batch_size)
     return LoadedModel(generator=generator, close=generator.close)

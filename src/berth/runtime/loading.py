@@ -8,7 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from berth.runtime.base import LoadedModel
-from berth.runtime.config import RuntimeConfig
+from berth.runtime.config import (
+    DEFAULT_GENERATION_MAX_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_SIZE,
+    RuntimeConfig,
+)
 from berth.runtime.selection import (
     AUTO,
     GGUF_INSTALL_HINT,
@@ -82,9 +86,8 @@ def load_model(config: RuntimeConfig) -> LoadedModel:
         folder = require_model_folder(config.model_path, ("modules.json", "config.json"))
         from berth.runtime.embedding import load_embedding_model
 
-        loaded = load_embedding_model(
-            folder, config.max_batch_size, config.max_batch_wait_ms / 1000
-        )
+        batch_size = config.max_batch_size or DEFAULT_MAX_BATCH_SIZE
+        loaded = load_embedding_model(folder, batch_size, config.max_batch_wait_ms / 1000)
         return replace(loaded, runtime=Runtime.SENTENCE_TRANSFORMERS)
     if config.ml_app is MLApp.TEXT_GENERATION:
         if config.checkpoint_format is CheckpointFormat.GGUF:
@@ -129,7 +132,8 @@ def _load_transformers_generation(config: RuntimeConfig) -> LoadedModel:
         return load_vllm_model(folder, config.model_name)
     from berth.runtime.generation import load_generation_model
 
-    loaded = load_generation_model(folder, config.model_name)
+    batch_size = config.max_batch_size or DEFAULT_GENERATION_MAX_BATCH_SIZE
+    loaded = load_generation_model(folder, config.model_name, batch_size)
     return replace(loaded, runtime=Runtime.TRANSFORMERS, runtime_note=choice.note)
 
 

@@ -332,7 +332,8 @@ def update_endpoint(
         needs_new_instances = True
         changed["model"] = model.name
         changed["checkpoint"] = checkpoint.name if checkpoint else None
-    changed_names = changed_settings(stored, settings, model.ml_app)
+    checkpoint_format = endpoint.checkpoint.format if endpoint.checkpoint else None
+    changed_names = changed_settings(stored, settings, model.ml_app, checkpoint_format)
     if changed_names:
         # A new dict, because the JSON column does not track changes inside the old one.
         endpoint.settings = settings

@@ -1,4 +1,4 @@
-"""Runtime settings of an endpoint: Text Embedding batching and the Text Generation runtime.
+"""Runtime settings of an endpoint: batching and the Text Generation runtime.
 
 `Endpoint.settings` stores the values that a user set. The local backend passes each of
 them to the endpoint's instances as the runtime command-line option of the same name, and
@@ -14,6 +14,7 @@ from typing import Any
 from berth.db.models import Checkpoint, Model
 from berth.errors import InvalidInput
 from berth.runtime.config import (
+    DEFAULT_GENERATION_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_WAIT_MS,
     MAX_BATCH_SIZE_LIMIT,
@@ -33,16 +34,14 @@ from berth.states import CheckpointFormat, MLApp
 # The API's name of the object that contains the settings, the first part of error fields.
 FIELD_PREFIX = "runtime_settings"
 
-# Each setting with the only ML App whose runtime reads it and its default there.
-_SETTING_ML_APPS = {
-    "max_batch_size": MLApp.TEXT_EMBEDDING,
-    "max_batch_wait_ms": MLApp.TEXT_EMBEDDING,
-    "runtime": MLApp.TEXT_GENERATION,
-}
-_DEFAULTS: dict[str, Any] = {
-    "max_batch_size": DEFAULT_MAX_BATCH_SIZE,
-    "max_batch_wait_ms": DEFAULT_MAX_BATCH_WAIT_MS,
-    "runtime": AUTO,
+# Each setting with the ML Apps whose runtimes read it and its default in each.
+_DEFAULTS: dict[str, dict[MLApp, Any]] = {
+    "max_batch_size": {
+        MLApp.TEXT_EMBEDDING: DEFAULT_MAX_BATCH_SIZE,
+        MLApp.TEXT_GENERATION: DEFAULT_GENERATION_MAX_BATCH_SIZE,
+    },
+    "max_batch_wait_ms": {MLApp.TEXT_EMBEDDING: DEFAULT_MAX_BATCH_WAIT_MS},
+    "runtime": {MLApp.TEXT_GENERATION: AUTO},
 }
 
 
@@ -62,15 +61,21 @@ def field_name(setting: str) -> str:
     return f"{FIELD_PREFIX}.{setting}"
 
 
-def effective_settings(stored: dict[str, Any], ml_app: MLApp) -> dict[str, Any]:
+def effective_settings(
+    stored: dict[str, Any], ml_app: MLApp, checkpoint_format: CheckpointFormat | None = None
+) -> dict[str, Any]:
     """Return each setting with the value that instances run with.
 
-    Settings that the ML App's runtime does not read are None.
+    Settings that the ML App's runtime does not read are None, and so is the batch size
+    of a GGUF checkpoint, which llama.cpp generates one request at a time.
     """
-    return {
-        name: stored.get(name, default) if _SETTING_ML_APPS[name] is ml_app else None
-        for name, default in _DEFAULTS.items()
+    settings = {
+        name: stored.get(name, defaults[ml_app]) if ml_app in defaults else None
+        for name, defaults in _DEFAULTS.items()
     }
+    if checkpoint_format == CheckpointFormat.GGUF:
+        settings["max_batch_size"] = None
+    return settings
 
 
 def merge_settings(
@@ -89,6 +94,13 @@ def merge_settings(
     given = {name: _checked_value(name, value) for name, value in requested.given().items()}
     for name in given:
         _check_ml_app(name, model)
+    if "max_batch_size" in given and checkpoint and checkpoint.format == CheckpointFormat.GGUF:
+        raise InvalidInput(
+            f"{field_name('max_batch_size')} does not apply to model '{model.name}': its "
+            "checkpoint is a GGUF file, which llama.cpp generates one request at a time; "
+            "leave it out",
+            field=field_name("max_batch_size"),
+        )
     if "runtime" in given:
         _check_installed(given["runtime"])
 
@@ -98,10 +110,15 @@ def merge_settings(
     return merged
 
 
-def changed_settings(before: dict[str, Any], after: dict[str, Any], ml_app: MLApp) -> list[str]:
+def changed_settings(
+    before: dict[str, Any],
+    after: dict[str, Any],
+    ml_app: MLApp,
+    checkpoint_format: CheckpointFormat | None = None,
+) -> list[str]:
     """Return the names of the settings whose effective value differs, in a stable order."""
-    old = effective_settings(before, ml_app)
-    new = effective_settings(after, ml_app)
+    old = effective_settings(before, ml_app, checkpoint_format)
+    new = effective_settings(after, ml_app, checkpoint_format)
     return [name for name in _DEFAULTS if old[name] != new[name]]
 
 
@@ -113,7 +130,8 @@ def _checked_value(name: str, value: Any) -> Any:
             raise InvalidInput(f"{field} must be a whole number, got {value!r}", field=field)
         if not 1 <= value <= MAX_BATCH_SIZE_LIMIT:
             raise InvalidInput(
-                f"{field} {value} is out of range: use 1 to {MAX_BATCH_SIZE_LIMIT} texts",
+                f"{field} {value} is out of range: use 1 to {MAX_BATCH_SIZE_LIMIT} (texts for "
+                "Text Embedding, requests for Text Generation)",
                 field=field,
             )
         return value
@@ -141,10 +159,11 @@ def _one_of(choices: tuple[str, ...]) -> str:
 
 
 def _check_ml_app(name: str, model: Model) -> None:
-    ml_app = _SETTING_ML_APPS[name]
-    if model.ml_app is not ml_app:
+    ml_apps = list(_DEFAULTS[name])
+    if model.ml_app not in ml_apps:
+        names = " and ".join(ml_app.display_name for ml_app in ml_apps)
         raise InvalidInput(
-            f"{field_name(name)} applies only to {ml_app.display_name} endpoints, but model "
+            f"{field_name(name)} applies only to {names} endpoints, but model "
             f"'{model.name}' has the ML App {model.ml_app.display_name}; leave it out",
             field=field_name(name),
         )
