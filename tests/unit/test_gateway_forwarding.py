@@ -42,12 +42,14 @@ class FakeInstance:
 
     ok: 200 with the address that served. drop: closes the connection without a response.
     break-stream: sends one event of a stream, then closes. endless-stream: sends an
-    event every 10 ms until the connection closes.
+    event every 10 ms until the connection closes. silent: sends no response and waits
+    for the connection to close.
     """
 
     behaviour: str = "ok"
     attempts: int = 0
     closed_streams: int = 0
+    closed_waits: int = 0
     address: str = ""
     server: asyncio.Server | None = None
 
@@ -67,6 +69,12 @@ class FakeInstance:
                         length = int(value)
                 await reader.readexactly(length)
                 self.attempts += 1
+                if self.behaviour == "silent":
+                    # Sends no response, and counts the gateway closing the connection.
+                    while await reader.read(1024):
+                        pass
+                    self.closed_waits += 1
+                    return
                 if not await self._answer(writer):
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -321,6 +329,48 @@ async def test_leaving_a_stream_closes_the_instance_connection(
     assert all(upstream.in_flight == 0 for upstream in setup.route.upstreams.values())
     # A caller that leaves is not a server error.
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_leaving_before_response_closes_instance_connection(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A caller that leaves a request that is not a stream frees the instance too."""
+    setup.first.behaviour = setup.second.behaviour = "silent"
+    instances = (setup.first, setup.second)
+    body = json.dumps({"messages": []}).encode()
+    incoming = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        if incoming:
+            return incoming.pop()
+        # The caller leaves once the instance has the request.
+        while sum(instance.attempts for instance in instances) < 1:
+            await asyncio.sleep(0.01)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": f"/endpoints/{ENDPOINT}/v1/chat/completions",
+        "headers": [
+            (b"authorization", f"Bearer {KEY}".encode()),
+            (b"content-type", b"application/json"),
+        ],
+    }
+    await asyncio.wait_for(setup.gateway(scope, receive, send), timeout=5)
+
+    async def closed() -> None:
+        while sum(instance.closed_waits for instance in instances) < 1:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(closed(), timeout=5)
+    assert sent == []
+    assert all(upstream.in_flight == 0 for upstream in setup.route.upstreams.values())
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_odd_content_length_is_not_a_server_error(setup: Setup) -> None:

@@ -71,6 +71,9 @@ UNREACHABLE_HOLD_S = 2.0
 KEEPALIVE_EXPIRY_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
 WAIT_SLICE_S = 0.5
+# A request still waiting for its instance's response after this long starts watching
+# for the caller to leave. Most responses come sooner, so they never pay for a watcher.
+DISCONNECT_WATCH_AFTER_S = 0.05
 
 _JSON = b"application/json"
 _STREAM_FAILED = (
@@ -354,9 +357,12 @@ class Gateway:
             tried.add((upstream.instance_id, upstream.address))
             upstream.in_flight += 1
             try:
-                response = await self._upstreams().request(
-                    method, upstream.address, path, body if method == "POST" else None
+                response = await self._request_while_caller_waits(
+                    method, upstream.address, path, body, receive
                 )
+            except ClientGone:
+                upstream.in_flight -= 1
+                raise
             except UpstreamUnreachable as exc:
                 # Nothing reached the instance, so another one may take the request.
                 upstream.in_flight -= 1
@@ -396,6 +402,48 @@ class Gateway:
                 headers={"Retry-After": NO_INSTANCE_RETRY_AFTER_S},
             ),
         )
+
+    async def _request_while_caller_waits(
+        self, method: str, address: str, path: str, body: bytes, receive: Receive
+    ) -> UpstreamResponse:
+        """Send the request upstream and return the response, unless the caller leaves first.
+
+        A caller that leaves raises ClientGone, and the connection to the instance is
+        closed, which tells the instance to stop working on the request (for example a
+        generation whose text no caller will read).
+        """
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        watcher: asyncio.Future[None] | None = None
+        caller_left = False
+
+        async def watch() -> None:
+            nonlocal caller_left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            caller_left = True
+            task.cancel()
+
+        def start_watching() -> None:
+            nonlocal watcher
+            watcher = asyncio.ensure_future(watch())
+
+        timer = loop.call_later(DISCONNECT_WATCH_AFTER_S, start_watching)
+        try:
+            return await self._upstreams().request(
+                method, address, path, body if method == "POST" else None
+            )
+        except asyncio.CancelledError:
+            if not caller_left:
+                raise
+            # The cancellation came from the watcher, not from outside.
+            task.uncancel()
+            raise ClientGone from None
+        finally:
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
 
     async def _relay(
         self,
