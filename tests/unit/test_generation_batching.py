@@ -12,7 +12,14 @@ from collections.abc import Sequence
 import pytest
 
 from berth.runtime.base import GenerationParams
-from berth.runtime.threaded import BatchRow, PromptInput, ThreadedGenerator, TokenTextSender
+from berth.runtime.errors import APIError
+from berth.runtime.threaded import (
+    MAX_CHARACTERS_PER_TOKEN,
+    BatchRow,
+    PromptInput,
+    ThreadedGenerator,
+    TokenTextSender,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -38,16 +45,18 @@ class ScriptedGenerator(ThreadedGenerator):
 
     max_batch_size = 3
 
-    def __init__(self) -> None:
-        super().__init__("scripted", CharTokenizer(), frozenset(), context_length=None)
+    def __init__(self, context_length: int | None = None) -> None:
+        super().__init__("scripted", CharTokenizer(), frozenset(), context_length)
         self.release = threading.Event()
         self.turns: list[list[str]] = []
+        self.encoded: list[str] = []
 
     async def start_chat(self, messages, params):  # type: ignore[no-untyped-def]
         raise NotImplementedError
 
     def _encode_prompt(self, prompt: PromptInput) -> list[int]:
         assert prompt.text is not None
+        self.encoded.append(prompt.text)
         return [ord(character) for character in prompt.text]
 
     def _generate(
@@ -129,6 +138,25 @@ async def test_one_generation_at_a_time_without_batching() -> None:
 
     assert texts == ["ONE", "TWO", "SIX"]
     assert generator.turns == [["one"], ["two"], ["six"]]
+
+
+async def test_prompt_too_long_for_any_tokens_is_rejected_untokenized() -> None:
+    generator = ScriptedGenerator(context_length=4)
+    generator.release.set()
+    too_long = "x" * (4 * MAX_CHARACTERS_PER_TOKEN + 1)
+    try:
+        with pytest.raises(APIError) as caught:
+            await _text(generator, too_long, _params())
+        fitting = await _text(generator, "ok", _params())
+    finally:
+        generator.close()
+
+    assert caught.value.status_code == 400
+    assert caught.value.param == "prompt"
+    assert f"The prompt is {len(too_long)} characters long" in caught.value.message
+    assert "context length is 4 tokens" in caught.value.message
+    assert generator.encoded == ["ok"]
+    assert fitting == "OK"
 
 
 async def _wait_for(condition, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]

@@ -35,6 +35,11 @@ from berth.runtime.protocol import DEFAULT_MAX_TOKENS, ChatMessage
 
 logger = logging.getLogger("berth.runtime")
 
+# An estimate of the most characters that one token covers. A prompt longer than the
+# context length times this cannot fit, so it is rejected before tokenizing, which for a
+# prompt of megabytes would hold the worker for seconds.
+MAX_CHARACTERS_PER_TOKEN = 128
+
 
 @dataclass(frozen=True)
 class PromptInput:
@@ -426,12 +431,31 @@ class ThreadedGenerator(TextGenerator):
                 )
             row.sender.finish()
 
+    def _check_prompt_characters(self, prompt: PromptInput) -> None:
+        """Raise APIError (400) for a prompt too long to fit whatever its tokens."""
+        if self._context_length is None:
+            return
+        if prompt.text is not None:
+            characters = len(prompt.text)
+        else:
+            characters = sum(len(message["content"]) for message in prompt.messages)
+        limit = self._context_length * MAX_CHARACTERS_PER_TOKEN
+        if characters > limit:
+            raise invalid_request(
+                f"The prompt is {characters} characters long, more than model "
+                f"'{self._model_name}' can take: its context length is "
+                f"{self._context_length} tokens for prompt and completion together, about "
+                f"{limit} characters at most. Shorten the prompt.",
+                param=prompt.param,
+            )
+
     def _prepare(self, request: _Request) -> BatchRow | None:
         """Tokenize a request's prompt and check its length, or fail its job and return None."""
         job, prompt, params = request.job, request.prompt, request.params
         if job.cancelled.is_set():
             return None
         try:
+            self._check_prompt_characters(prompt)
             prompt_ids = self._encode_prompt(prompt)
             max_new_tokens = limit_new_tokens(
                 len(prompt_ids), prompt.param, params, self._context_length, self._model_name
