@@ -24,6 +24,7 @@ def test_create_underscore_flags_waits_until_live(cli: RunCli, client: Client) -
     assert "Live" in result.stdout
     assert f"FirstKey  {first_key['key']}" in result.stdout
     assert f"{endpoint['openai_base_url']}/chat/completions" in result.stdout
+    assert f"set its base URL to {endpoint['openai_base_url']}" in result.stdout
     assert "Waiting for endpoint 'underscore-flags' to be Live" in result.stderr
     assert "Live, 1 of 1 instances ready" in result.stderr
 

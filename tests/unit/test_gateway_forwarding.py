@@ -409,7 +409,45 @@ async def test_key_of_another_endpoint_is_rejected(setup: Setup) -> None:
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "wrong_endpoint_key"
+    assert response.json()["error"]["message"] == (
+        f"this API key belongs to endpoint {OTHER_ENDPOINT}, not {ENDPOINT}; "
+        f"use a key of endpoint {ENDPOINT}"
+    )
     assert OTHER_KEY not in response.text
+
+
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "has the scheme 'Basic', not a bearer token"),
+        ({"Authorization": "Bearer "}, "missing API key: send the endpoint's key"),
+        ({}, "missing API key: send the endpoint's key"),
+    ],
+)
+async def test_missing_bearer_key_names_the_fix(
+    setup: Setup, headers: dict[str, str], fragment: str
+) -> None:
+    response = await setup.client.post(
+        f"/endpoints/{ENDPOINT}/v1/embeddings", json={"input": "x"}, headers=headers
+    )
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "missing_api_key"
+    assert fragment in response.json()["error"]["message"]
+    assert "'Authorization: Bearer <key>'" in response.json()["error"]["message"]
+
+
+async def test_missing_content_type_is_named(setup: Setup) -> None:
+    response = await setup.client.post(
+        f"/endpoints/{ENDPOINT}/v1/embeddings",
+        content=b'{"input": "x"}',
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+
+    assert response.status_code == 415
+    assert response.json()["error"]["message"] == (
+        "missing Content-Type header; send 'Content-Type: application/json'"
+    )
 
 
 async def test_unknown_route_lists_what_the_ml_app_serves(setup: Setup) -> None:

@@ -156,7 +156,7 @@ def print_usage_example(endpoint: Json, key: str) -> None:
     typer.echo(f"    -d '{json.dumps(body)}'")
     typer.echo()
     typer.echo(
-        "Any OpenAI client works too: set its base URL to the OpenAI base URL above "
+        f"Any OpenAI client works too: set its base URL to {endpoint['openai_base_url']} "
         "and its API key to the endpoint key."
     )
 

@@ -119,6 +119,8 @@ class _Incoming:
     """The request headers that the gateway reads, taken from the ASGI scope in one pass."""
 
     key: str | None = None
+    # The scheme of an Authorization header that is not "Bearer <key>", for the error.
+    other_scheme: str = ""
     content_type: str = ""
     content_length: str = ""
 
@@ -130,8 +132,10 @@ class _Incoming:
         for name, value in raw_headers:
             if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer" and token.strip():
-                    authorization_key = token.strip()
+                if scheme.lower() == "bearer":
+                    authorization_key = token.strip() or None
+                else:
+                    incoming.other_scheme = scheme.strip() or "empty"
             elif name == b"key":
                 header_key = value.decode("latin-1").strip() or None
             elif name == b"content-type":
@@ -222,7 +226,7 @@ class Gateway:
         self, incoming: _Incoming, endpoint_id: str, path: str, method: str
     ) -> Reply | tuple[Route, str]:
         """Check the key, route and method; return the route and the route's method."""
-        denied = self._check_key(incoming.key, endpoint_id)
+        denied = self._check_key(incoming.key, endpoint_id, incoming.other_scheme)
         if denied is not None:
             return denied
         route = self._table.routes[endpoint_id]
@@ -249,7 +253,14 @@ class Gateway:
             return _not_live(route)
         return route, expected
 
-    def _check_key(self, key: str | None, endpoint_id: str) -> Reply | None:
+    def _check_key(self, key: str | None, endpoint_id: str, other_scheme: str) -> Reply | None:
+        if not key and other_scheme:
+            return error_reply(
+                401,
+                f"the Authorization header has the scheme '{other_scheme}', not a bearer "
+                "token; send the endpoint's key as 'Authorization: Bearer <key>'",
+                code="missing_api_key",
+            )
         if not key:
             return error_reply(
                 401,
@@ -273,20 +284,23 @@ class Gateway:
                     f"endpoint {entry.endpoint_id}",
                     code="unknown_endpoint",
                 )
+            # The caller holds that endpoint's key, so naming its ID reveals nothing new.
             return error_reply(
-                401, "this API key belongs to another endpoint", code="wrong_endpoint_key"
+                401,
+                f"this API key belongs to endpoint {entry.endpoint_id}, not {endpoint_id}; "
+                f"use a key of endpoint {endpoint_id}",
+                code="wrong_endpoint_key",
             )
         return None
 
     async def _read_json_body(self, incoming: _Incoming, receive: Receive) -> bytes | Reply:
         content_type = incoming.content_type
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
-            shown = content_type or "none"
-            return error_reply(
-                415,
-                f"content type '{shown}' is not supported; send 'application/json'",
-                code="unsupported_media_type",
-            )
+            if content_type:
+                message = f"content type '{content_type}' is not supported; send 'application/json'"
+            else:
+                message = "missing Content-Type header; send 'Content-Type: application/json'"
+            return error_reply(415, message, code="unsupported_media_type")
         declared = incoming.content_length
         # isascii() first: str.isdigit() also accepts digits such as '²' that int() rejects.
         too_large = declared.isascii() and declared.isdigit() and int(declared) > self._max_body
