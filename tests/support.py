@@ -94,11 +94,11 @@ class BerthServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self, timeout_s: float = 60.0) -> int:
-        """Stop gracefully (SIGTERM) and return the exit status."""
+    def stop(self, timeout_s: float = 60.0, signal_number: int = signal.SIGTERM) -> int:
+        """Stop gracefully (SIGTERM by default) and return the exit status."""
         assert self.process is not None
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal_number)
         try:
             return self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

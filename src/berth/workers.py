@@ -7,7 +7,7 @@ Each worker keeps its own routing table, synced from the database by change numb
 a change made through one worker is in force on every worker within a sync interval.
 
 A worker that records a change sends SIGUSR1 to the supervisor to wake the reconciler.
-A worker that dies is started again. On SIGTERM or SIGINT the supervisor stops
+A worker that dies is started again. On SIGTERM, SIGINT or SIGHUP the supervisor stops
 listening, lets every worker finish its requests in flight, then ends the instances.
 Workers get SIGTERM if the supervisor dies (PR_SET_PDEATHSIG).
 """
@@ -131,7 +131,7 @@ class Supervisor:
 
 def serve_with_workers(settings: Settings, database: Database) -> None:
     """Run the reconciler here and serve the API and gateway from `settings.workers`
-    worker processes, until SIGTERM or SIGINT."""
+    worker processes, until SIGTERM, SIGINT or SIGHUP."""
     from berth.server import BACKEND_SHUTDOWN_GRACE_S, create_backend, create_reconciler
 
     listener = bind_listener(settings.host, settings.port)
@@ -148,6 +148,8 @@ def serve_with_workers(settings: Settings, database: Database) -> None:
 
     signal.signal(signal.SIGTERM, on_stop_signal)
     signal.signal(signal.SIGINT, on_stop_signal)
+    # A closed terminal sends SIGHUP, which would otherwise end the supervisor at once.
+    signal.signal(signal.SIGHUP, on_stop_signal)
     signal.signal(WAKE_SIGNAL, on_wake_signal)
 
     reconciler_thread.start()

@@ -2,6 +2,7 @@
 
 import logging
 import math
+import signal
 import threading
 from typing import Annotated
 
@@ -92,7 +93,12 @@ def up(
         # finish for this long, in whole seconds. The app's shutdown then ends the instances.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    # A closed terminal sends SIGHUP, whose default ends the process at once and cuts
+    # the streams in flight. uvicorn handles only SIGINT and SIGTERM, so SIGHUP gets the
+    # same graceful stop here.
+    signal.signal(signal.SIGHUP, server.handle_exit)
+    server.run()
 
 
 def _deploy_demo(server: str, api_key: str | None) -> None:
