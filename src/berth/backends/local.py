@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -271,16 +272,23 @@ class LocalBackend:
 
 
 def _exit_reason(code: int, log_path: Path) -> str:
+    tail = _last_line(log_path)
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
         summary = f"killed by {name}"
+        # A signal comes from outside the process (a person, the kernel's out-of-memory
+        # killer), so the last log line is seldom the cause: keep it only for an error.
+        if not _ERROR_LINE.search(tail):
+            tail = ""
     else:
         summary = f"exited with status {code}"
-    tail = _last_line(log_path)
     return f"{summary}: {tail}" if tail else summary
+
+
+_ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL)\b|Traceback|\w+(Error|Exception):")
 
 
 def _last_line(log_path: Path) -> str:
