@@ -327,6 +327,27 @@ def test_non_object_body_is_400(echo: RuntimeProcess, body: bytes) -> None:
             "stream",
             '"yes"',
         ),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]},
+            "tools",
+            "tool calling is not supported",
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "response_format": {"type": "json_object"},
+            },
+            "response_format",
+            "type 'json_object' is not supported",
+        ),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}], "response_format": "json"},
+            "response_format",
+            "plain text only",
+        ),
         ("/v1/completions", {"prompt": ["a", "b"]}, "prompt", "one string"),
         ("/v1/completions", {"prompt": [1, 2, 3]}, "prompt", "token-id"),
         ("/v1/completions", {"prompt": "x", "n": 3}, "n", "n=1"),
@@ -350,6 +371,16 @@ def test_invalid_field_names_param(
     assert error["param"] == param
     assert f"'{param}'" in error["message"]
     assert fragment.lower() in error["message"].lower()
+
+
+def test_plain_text_response_format_is_accepted(client: openai.OpenAI) -> None:
+    response = client.chat.completions.create(
+        model=MODEL_NAME,
+        messages=[{"role": "user", "content": "plain words"}],
+        response_format={"type": "text"},
+    )
+
+    assert response.choices[0].message.content == "plain words"
 
 
 def test_openai_client_rejects_n_2(client: openai.OpenAI) -> None:

@@ -132,6 +132,7 @@ class ChatMessage(_Strict):
 class ChatCompletionRequest(_CompletionOptions):
     messages: list[ChatMessage] = Field(min_length=1)
     tools: Any = None
+    response_format: Any = None
 
     @field_validator("tools")
     @classmethod
@@ -139,6 +140,21 @@ class ChatCompletionRequest(_CompletionOptions):
         if value:
             raise ValueError("tool calling is not supported by this server")
         return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _plain_text_only(cls, value: Any) -> Any:
+        """Accept only plain text, because ignoring a JSON format would return text that the
+        client then fails to parse."""
+        if value is None or value == {"type": "text"}:
+            return value
+        kind = value.get("type") if isinstance(value, dict) else None
+        described = f"type '{kind}'" if isinstance(kind, str) else describe_value(value)
+        raise ValueError(
+            f"response_format {described} is not supported by this server, which generates "
+            'plain text only; leave response_format out or send {"type": "text"}, and ask '
+            "for JSON in the prompt"
+        )
 
 
 class CompletionRequest(_CompletionOptions):
