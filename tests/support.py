@@ -1,5 +1,7 @@
-"""Helpers for tests that run a real Berth server as a child process."""
+"""Helpers for tests that run a real Berth server as a child process, and for tests
+that stand in for instances with small asyncio HTTP servers."""
 
+import asyncio
 import os
 import signal
 import socket
@@ -47,6 +49,30 @@ def wait_until(
         time.sleep(interval_s)
     detail = f" (last error: {last_error!r})" if last_error else ""
     raise AssertionError(f"timed out after {timeout_s:.0f} s: {message}{detail}")
+
+
+async def wait_until_async(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll `condition` from a coroutine until it is true; fail after `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met in {timeout_s:g} s")
+        await asyncio.sleep(0.005)
+
+
+async def read_http_request(reader: asyncio.StreamReader) -> bytes:
+    """Read one HTTP/1.1 request with a Content-Length body (or none) and return it whole.
+
+    Raises asyncio.IncompleteReadError when the connection closes first.
+    """
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head + await reader.readexactly(length)
 
 
 class BerthServer:

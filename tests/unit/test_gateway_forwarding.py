@@ -20,6 +20,7 @@ import pytest
 from berth.gateway.proxy import Gateway
 from berth.gateway.table import KeyEntry, Route, RoutingTable, Upstream, _Changes
 from berth.states import EndpointState, InstanceState, KeyStatus, MLApp
+from tests.support import read_http_request
 
 pytestmark = pytest.mark.anyio
 
@@ -61,13 +62,7 @@ class FakeInstance:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                await reader.readexactly(length)
+                await read_http_request(reader)
                 self.attempts += 1
                 if self.behaviour == "silent":
                     # Sends no response, and counts the gateway closing the connection.
@@ -116,6 +111,21 @@ class FakeInstance:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+
+
+def _chat_scope(body: bytes) -> dict[str, object]:
+    """Return the ASGI scope of a chat request with the endpoint's key, for tests that
+    speak ASGI themselves (httpx's ASGI transport waits for the whole response body)."""
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": f"/endpoints/{ENDPOINT}/v1/chat/completions",
+        "headers": [
+            (b"authorization", f"Bearer {KEY}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
 
 
 @dataclass
@@ -308,17 +318,7 @@ async def test_leaving_a_stream_closes_the_instance_connection(
         if message["type"] == "http.response.body" and message.get("body"):
             first_chunk.set()
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": f"/endpoints/{ENDPOINT}/v1/chat/completions",
-        "headers": [
-            (b"authorization", f"Bearer {KEY}".encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-    }
-    await asyncio.wait_for(setup.gateway(scope, receive, send), timeout=5)
+    await asyncio.wait_for(setup.gateway(_chat_scope(body), receive, send), timeout=5)
 
     async def closed() -> None:
         while sum(instance.closed_streams for instance in instances) < 1:
@@ -352,16 +352,7 @@ async def test_leaving_before_response_closes_instance_connection(
     async def send(message: dict[str, object]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": f"/endpoints/{ENDPOINT}/v1/chat/completions",
-        "headers": [
-            (b"authorization", f"Bearer {KEY}".encode()),
-            (b"content-type", b"application/json"),
-        ],
-    }
-    await asyncio.wait_for(setup.gateway(scope, receive, send), timeout=5)
+    await asyncio.wait_for(setup.gateway(_chat_scope(body), receive, send), timeout=5)
 
     async def closed() -> None:
         while sum(instance.closed_waits for instance in instances) < 1:

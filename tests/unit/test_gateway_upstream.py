@@ -16,6 +16,7 @@ from berth.gateway.upstream import (
     UpstreamPool,
     UpstreamUnreachable,
 )
+from tests.support import read_http_request, wait_until_async
 
 pytestmark = pytest.mark.anyio
 
@@ -46,13 +47,7 @@ class ScriptedServer:
         self.connections += 1
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                request = head + await reader.readexactly(length)
+                request = await read_http_request(reader)
                 self.requests.append(request)
                 if not await self.handler(request, reader, writer):
                     return
@@ -140,7 +135,7 @@ async def test_concurrent_requests_open_separate_connections(serve, pool: Upstre
         asyncio.ensure_future(pool.request("POST", server.address, "predict", b"{}"))
         for _ in range(3)
     ]
-    await _wait_for(lambda: len(server.requests) == 3)
+    await wait_until_async(lambda: len(server.requests) == 3)
     release.set()
     responses = await asyncio.gather(*pending)
     assert [response.status for response in responses] == [200, 200, 200]
@@ -291,7 +286,7 @@ async def test_instance_closing_an_idle_connection(serve, pool: UpstreamPool) ->
     server = await serve(remember)
     await pool.request("POST", server.address, "predict", b"{}")
     writers[0].close()
-    await _wait_for(lambda: not pool._idle)
+    await wait_until_async(lambda: not pool._idle)
     response = await pool.request("POST", server.address, "predict", b"{}")
     assert response.status == 200
     assert server.connections == 2
@@ -319,7 +314,7 @@ async def test_cancelled_request_closes_its_connection(serve, pool: UpstreamPool
 
     server = await serve(late)
     waiting = asyncio.ensure_future(pool.request("POST", server.address, "predict", b"{}"))
-    await _wait_for(lambda: len(server.requests) == 1)
+    await wait_until_async(lambda: len(server.requests) == 1)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
@@ -345,13 +340,4 @@ async def test_abandoned_stream_closes_its_connection(serve, pool: UpstreamPool)
     async for _ in response.chunks():
         break
     response.close()
-    await _wait_for(lambda: not pool._all)
-
-
-async def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
+    await wait_until_async(lambda: not pool._all)

@@ -20,6 +20,7 @@ from berth.runtime.threaded import (
     ThreadedGenerator,
     TokenTextSender,
 )
+from tests.support import wait_until_async
 
 pytestmark = pytest.mark.anyio
 
@@ -94,7 +95,7 @@ async def test_queued_requests_share_a_batch() -> None:
     generator = ScriptedGenerator()
     try:
         first = asyncio.ensure_future(_text(generator, "first", _params()))
-        await _wait_for(lambda: len(generator.turns) == 1)
+        await wait_until_async(lambda: len(generator.turns) == 1)
         queued = [
             asyncio.ensure_future(_text(generator, prompt, params))
             for prompt, params in [
@@ -106,7 +107,7 @@ async def test_queued_requests_share_a_batch() -> None:
                 ("delta", _params()),
             ]
         ]
-        await _wait_for(lambda: generator.queued_requests == len(queued))
+        await wait_until_async(lambda: generator.queued_requests == len(queued))
         generator.release.set()
         texts = await asyncio.gather(first, *queued)
     finally:
@@ -128,9 +129,9 @@ async def test_one_generation_at_a_time_without_batching() -> None:
     generator.max_batch_size = 1
     try:
         first = asyncio.ensure_future(_text(generator, "one", _params()))
-        await _wait_for(lambda: len(generator.turns) == 1)
+        await wait_until_async(lambda: len(generator.turns) == 1)
         queued = [asyncio.ensure_future(_text(generator, p, _params())) for p in ("two", "six")]
-        await _wait_for(lambda: generator.queued_requests == 2)
+        await wait_until_async(lambda: generator.queued_requests == 2)
         generator.release.set()
         texts = await asyncio.gather(first, *queued)
     finally:
@@ -157,12 +158,3 @@ async def test_prompt_too_long_for_any_tokens_is_rejected_untokenized() -> None:
     assert "context length is 4 tokens" in caught.value.message
     assert generator.encoded == ["ok"]
     assert fitting == "OK"
-
-
-async def _wait_for(condition, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
