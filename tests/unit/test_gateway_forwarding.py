@@ -410,7 +410,8 @@ async def test_key_of_another_endpoint_is_rejected(setup: Setup) -> None:
 @pytest.mark.parametrize(
     ("headers", "fragment"),
     [
-        ({"Authorization": "Basic dXNlcjpwYXNz"}, "has the scheme 'Basic', not a bearer token"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "has the scheme 'Basic' instead of 'Bearer'"),
+        ({"Authorization": KEY}, "has no 'Bearer ' prefix;"),
         ({"Authorization": "Bearer "}, "missing API key: send the endpoint's key"),
         ({}, "missing API key: send the endpoint's key"),
     ],
@@ -425,6 +426,7 @@ async def test_missing_bearer_key_names_the_fix(
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "missing_api_key"
     assert fragment in response.json()["error"]["message"]
+    assert KEY not in response.text
     assert "'Authorization: Bearer <key>'" in response.json()["error"]["message"]
 
 

@@ -135,7 +135,7 @@ class _Incoming:
                 if scheme.lower() == "bearer":
                     authorization_key = token.strip() or None
                 else:
-                    incoming.other_scheme = scheme.strip() or "empty"
+                    incoming.other_scheme = _scheme_name(scheme)
             elif name == b"key":
                 header_key = value.decode("latin-1").strip() or None
             elif name == b"content-type":
@@ -257,8 +257,8 @@ class Gateway:
         if not key and other_scheme:
             return error_reply(
                 401,
-                f"the Authorization header has the scheme '{other_scheme}', not a bearer "
-                "token; send the endpoint's key as 'Authorization: Bearer <key>'",
+                f"the Authorization header has {other_scheme}; send the endpoint's key as "
+                "'Authorization: Bearer <key>'",
                 code="missing_api_key",
             )
         if not key:
@@ -284,7 +284,7 @@ class Gateway:
                     f"endpoint {entry.endpoint_id}",
                     code="unknown_endpoint",
                 )
-            # The caller holds that endpoint's key, so naming its ID reveals nothing new.
+            # The caller has that endpoint's key, so naming its ID reveals nothing new.
             return error_reply(
                 401,
                 f"this API key belongs to endpoint {entry.endpoint_id}, not {endpoint_id}; "
@@ -602,6 +602,20 @@ def _not_live(route: Route) -> Reply:
         error_type="service_unavailable",
         headers={"Retry-After": NOT_LIVE_RETRY_AFTER_S},
     )
+
+
+def _scheme_name(scheme: str) -> str:
+    """Describe an Authorization scheme other than Bearer for an error message.
+
+    Only a short word is quoted: a longer value may be the key itself, sent without
+    "Bearer ", and must not come back in the response.
+    """
+    scheme = scheme.strip()
+    if not scheme:
+        return "no value"
+    if len(scheme) <= 16 and scheme.isascii() and scheme.isalpha():
+        return f"the scheme '{scheme}' instead of 'Bearer'"
+    return "no 'Bearer ' prefix"
 
 
 def _json_kind(value: object) -> str:
