@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +90,49 @@ def test_detokenizer_flush_drops_incomplete_tail() -> None:
     assert detokenizer.push(ord("a")) == "a"
     assert detokenizer.push("€".encode()[0]) == ""
     assert detokenizer.flush() == ""
+
+
+def test_batch_row_finishes_before_the_batch_ends() -> None:
+    """A request of a batch gets its finish reason with its last token, not at batch end."""
+    import torch
+
+    from berth.runtime.base import GenerationParams
+    from berth.runtime.generation import _BatchStreamerAdapter
+    from berth.runtime.threaded import BatchRow, GenerationJob, TokenTextSender, _Finished, _Text
+
+    async def scenario() -> tuple[list[object], list[object]]:
+        loop = asyncio.get_running_loop()
+        jobs = [GenerationJob(loop), GenerationJob(loop)]
+        params = GenerationParams(max_tokens=None, temperature=0.0, top_p=1.0, stop=(), seed=None)
+        prompt = list(b"x ")
+        rows = [
+            BatchRow(
+                prompt,
+                limit,
+                TokenTextSender(job, ByteTokenizer(), prompt, params, frozenset(), False),
+                job.cancelled,
+            )
+            for limit, job in zip((1, 3), jobs, strict=True)
+        ]
+        adapter = _BatchStreamerAdapter(rows)
+        adapter.put(torch.tensor([prompt, prompt]))
+        adapter.put(torch.tensor([ord("a"), ord("b")]))
+        # One turn of the event loop moves what the worker emitted.
+        await asyncio.sleep(0)
+        return _drain_events(jobs[0]), _drain_events(jobs[1])
+
+    short, long = asyncio.run(scenario())
+
+    assert short == [_Text("a"), _Finished("length", 1)]
+    assert long == [_Text("b")]
+
+
+def _drain_events(job: object) -> list[object]:
+    events = []
+    queue = job.events  # type: ignore[attr-defined]
+    while not queue.empty():
+        events.append(queue.get_nowait())
+    return events
 
 
 def test_leading_whitespace_stripper() -> None:

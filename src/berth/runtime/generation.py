@@ -76,7 +76,9 @@ class _BatchStreamerAdapter(BaseStreamer):
     """Pass each row's tokens of a batched generate() to the row's sender.
 
     A row stops receiving tokens once its sender stops or it has its maximum, so the
-    padding that generate() adds after a finished row never reaches the sender.
+    padding that generate() adds after a finished row never reaches the sender. The row's
+    request is finished at that moment, so a short request does not wait for the longest
+    one in its batch.
     """
 
     def __init__(self, rows: list[BatchRow]) -> None:
@@ -96,6 +98,7 @@ class _BatchStreamerAdapter(BaseStreamer):
             self._counts[index] += 1
             if not row.sender.push(token_id) or self._counts[index] >= row.max_new_tokens:
                 self._active[index] = False
+                row.sender.finish()
 
     def end(self) -> None:
         return None

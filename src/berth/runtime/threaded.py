@@ -152,6 +152,7 @@ class TokenTextSender:
         self._stops = StopSequenceMatcher(params.stop)
         self._stripper = LeadingWhitespaceStripper() if strip_leading_whitespace else None
         self._eos_seen = False
+        self._finished = False
         self.token_count = 0
 
     def push(self, token_id: int) -> bool:
@@ -174,7 +175,11 @@ class TokenTextSender:
         return True
 
     def finish(self) -> None:
-        """Send the held-back text and the finish reason once generation has returned."""
+        """Send the held-back text and the finish reason, once: after the request's last
+        token, which in a batch can come well before the batch ends."""
+        if self._finished:
+            return
+        self._finished = True
         if not self._stops.stopped:
             self._send(self._detokenizer.flush())
         tail = self._stops.flush()
