@@ -73,6 +73,7 @@ class _CompletionOptions(SamplingParameters):
     stream_options: StreamOptions | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_COMPLETION_TOKENS)
     logprobs: Any = None
+    response_format: Any = None
 
     @field_validator("n")
     @classmethod
@@ -80,6 +81,21 @@ class _CompletionOptions(SamplingParameters):
         if value != 1:
             raise ValueError("only n=1 is supported: send one request per completion")
         return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _plain_text_only(cls, value: Any) -> Any:
+        """Accept only plain text, because ignoring a JSON format would return text that the
+        client then fails to parse."""
+        if value is None or value == {"type": "text"}:
+            return value
+        kind = value.get("type") if isinstance(value, dict) else None
+        described = f"type '{kind}'" if isinstance(kind, str) else describe_value(value)
+        raise ValueError(
+            f"only plain text can be generated here, so response_format {described} is not "
+            'supported; leave response_format out or send {"type": "text"}, and ask for '
+            "JSON in the prompt"
+        )
 
     @field_validator("logprobs")
     @classmethod
@@ -132,7 +148,6 @@ class ChatMessage(_Strict):
 class ChatCompletionRequest(_CompletionOptions):
     messages: list[ChatMessage] = Field(min_length=1)
     tools: Any = None
-    response_format: Any = None
 
     @field_validator("tools")
     @classmethod
@@ -141,20 +156,6 @@ class ChatCompletionRequest(_CompletionOptions):
             raise ValueError("tool calling is not supported by this server")
         return value
 
-    @field_validator("response_format")
-    @classmethod
-    def _plain_text_only(cls, value: Any) -> Any:
-        """Accept only plain text, because ignoring a JSON format would return text that the
-        client then fails to parse."""
-        if value is None or value == {"type": "text"}:
-            return value
-        kind = value.get("type") if isinstance(value, dict) else None
-        described = f"type '{kind}'" if isinstance(kind, str) else describe_value(value)
-        raise ValueError(
-            f"response_format {described} is not supported by this server, which generates "
-            'plain text only; leave response_format out or send {"type": "text"}, and ask '
-            "for JSON in the prompt"
-        )
 
 
 class CompletionRequest(_CompletionOptions):
