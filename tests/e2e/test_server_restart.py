@@ -69,9 +69,14 @@ def test_restart_is_not_live_before_ready(fresh_server: BerthServer) -> None:
     for reading in readings:
         if reading["state"] == "Live":
             assert reading["ready_instances"] >= 1, reading
-    # The first reading after the restart shows the endpoint deploying its instances again.
-    assert readings[0]["state"] == "Deploying"
-    assert readings[0]["state_reason"].startswith("the server restarted")
+    first = readings[0]
+    if first["state"] == "Live":
+        # Echo instances can be ready again before the first reading on a quick machine.
+        assert first["ready_instances"] == 2, first
+    else:
+        # Otherwise the endpoint shows that it is deploying its instances again.
+        assert first["state"] == "Deploying", first
+        assert first["state_reason"].startswith("the server restarted"), first
 
 
 def test_restart_keeps_restart_counts(fresh_server: BerthServer) -> None:
