@@ -8,10 +8,10 @@ import pytest
 
 from berth.auth import authenticate
 from berth.db.engine import Database
-from berth.db.models import Endpoint
+from berth.db.models import Checkpoint, Endpoint, Model
 from berth.errors import InvalidInput
 from berth.service import endpoints
-from berth.service.runtime_settings import RuntimeSettings, effective_settings
+from berth.service.runtime_settings import RuntimeSettings, effective_settings, merge_settings
 from berth.states import CheckpointFormat, MLApp
 from tests.unit.conftest import UNIT_ADMIN_KEY as ADMIN_KEY
 
@@ -95,18 +95,22 @@ def test_generation_batch_size_is_stored(database: Database) -> None:
     assert effective_settings(endpoint.settings, MLApp.TEXT_GENERATION)["max_batch_size"] == 2
 
 
-def test_gguf_batch_size_is_rejected(database: Database, gguf_model: str) -> None:
-    error = rejected(create, database, "gguf-batch", gguf_model, max_batch_size=2)
+def test_gguf_batch_size_is_rejected() -> None:
+    # Built without a database: creating a GGUF endpoint also needs llama-cpp-python,
+    # which only the gguf extra installs, and the check does not depend on it.
+    model = Model(name="tiny-gguf", ml_app=MLApp.TEXT_GENERATION)
+    checkpoint = Checkpoint(name="q8", format=CheckpointFormat.GGUF)
+
+    error = rejected(merge_settings, {}, RuntimeSettings(max_batch_size=2), model, checkpoint)
 
     assert error.field == "runtime_settings.max_batch_size"
-    assert f"does not apply to model '{gguf_model}'" in error.message
+    assert "does not apply to model 'tiny-gguf'" in error.message
     assert "GGUF file, which llama.cpp generates one request at a time" in error.message
 
 
-def test_gguf_endpoint_shows_no_batch_size(database: Database, gguf_model: str) -> None:
-    endpoint = create(database, "gguf-default", gguf_model)
+def test_gguf_endpoint_shows_no_batch_size() -> None:
+    settings = effective_settings({}, MLApp.TEXT_GENERATION, CheckpointFormat.GGUF)
 
-    settings = effective_settings(endpoint.settings, MLApp.TEXT_GENERATION, CheckpointFormat.GGUF)
     assert settings["max_batch_size"] is None
     assert settings["runtime"] == "auto"
 
