@@ -389,6 +389,7 @@ async def test_unknown_endpoint_with_a_valid_key_is_named(setup: Setup) -> None:
     error = response.json()["error"]
     assert error["code"] == "unknown_endpoint"
     assert "00000000-0000-0000-0000-00000000dead" in error["message"]
+    assert "Endpoint URLs take the endpoint's ID" in error["message"]
 
 
 async def test_key_of_another_endpoint_is_rejected(setup: Setup) -> None:
@@ -463,6 +464,7 @@ async def test_oversized_body_gives_413(setup: Setup) -> None:
 
     assert response.status_code == 413
     assert "4096" in response.json()["error"]["message"]
+    assert "BERTH_MAX_REQUEST_BYTES" in response.json()["error"]["message"]
 
 
 async def test_deploying_endpoint_waits_for_an_instance(setup: Setup) -> None:

@@ -281,7 +281,8 @@ class Gateway:
                 return error_reply(
                     401,
                     f"no endpoint has the ID '{endpoint_id}'; this API key belongs to "
-                    f"endpoint {entry.endpoint_id}",
+                    f"endpoint {entry.endpoint_id}. Endpoint URLs take the endpoint's ID "
+                    "(berth endpoint info shows it), not its name",
                     code="unknown_endpoint",
                 )
             # The caller has that endpoint's key, so naming its ID reveals nothing new.
@@ -308,7 +309,8 @@ class Gateway:
         if body is None:
             return error_reply(
                 413,
-                f"request body is larger than the limit of {self._max_body} bytes",
+                f"request body is larger than the limit of {self._max_body} bytes; send a "
+                "smaller body, or raise BERTH_MAX_REQUEST_BYTES on the Berth server",
                 code="request_too_large",
             )
         if not body.strip():
