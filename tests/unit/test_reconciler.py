@@ -13,19 +13,15 @@ from sqlalchemy import select
 
 from berth.auth import authenticate
 from berth.backends.base import InstanceHandle, InstanceSpec, ProcessState, ProcessStatus
-from berth.bootstrap import bootstrap
-from berth.db.engine import Database, migrate
+from berth.db.engine import Database
 from berth.db.models import Endpoint, Instance
 from berth.reconciler.loop import Placement, Reconciler, Timing
 from berth.reconciler.probes import ProbeResult
-from berth.secrets import KeyVault
 from berth.service import endpoints as service
-from berth.service.keys import set_vault
 from berth.states import EndpointState, InstanceState
+from tests.unit.conftest import UNIT_ADMIN_KEY as ADMIN_KEY
 
 pytestmark = pytest.mark.anyio
-
-ADMIN_KEY = "unit-test-admin-key-0123"
 
 
 class FakeClock:
@@ -122,16 +118,6 @@ class FakeProber:
 
     async def close(self) -> None:
         pass
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'berth.db'}")
-    migrate(database.engine)
-    set_vault(KeyVault.from_file(tmp_path / "secret.key"))
-    with database.session() as session:
-        bootstrap(session, ADMIN_KEY)
-    return database
 
 
 @dataclass
