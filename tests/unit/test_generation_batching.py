@@ -141,7 +141,7 @@ async def test_one_generation_at_a_time_without_batching() -> None:
     assert generator.turns == [["one"], ["two"], ["six"]]
 
 
-async def test_prompt_too_long_for_any_tokens_is_rejected_untokenized() -> None:
+async def test_oversized_prompt_skips_tokenizing() -> None:
     generator = ScriptedGenerator(context_length=4)
     generator.release.set()
     too_long = "x" * (4 * MAX_CHARACTERS_PER_TOKEN + 1)

@@ -424,9 +424,9 @@ class Gateway:
     ) -> UpstreamResponse:
         """Send the request upstream and return the response, unless the caller leaves first.
 
-        A caller that leaves raises ClientGone, and the connection to the instance is
-        closed, which tells the instance to stop working on the request (for example a
-        generation whose text no caller will read).
+        A caller that leaves raises ClientGone and closes the connection to the instance.
+        The instance sees the disconnect and stops working on the request, for example
+        a generation whose text no caller will read.
         """
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
