@@ -39,11 +39,15 @@ def test_threads_per_instance_shares_cores(monkeypatch: pytest.MonkeyPatch) -> N
     assert threads_per_instance(8) == 1
 
 
-def test_openmp_threads_spin_briefly(client: Client) -> None:
-    endpoint, _key = create_live(client, "threads-spin")
+@pytest.mark.parametrize(
+    ("model", "spin_count"), [("echo", "10000"), ("demo-tiny-llama", "300000")]
+)
+def test_openmp_threads_spin_briefly(client: Client, model: str, spin_count: str) -> None:
+    endpoint, _key = create_live(client, f"threads-spin-{model}", model=model)
     (pid,) = wait_until(lambda: ready_pids(client, endpoint["id"], 1), 60, "instance ready")
 
     environment = _environment(pid)
 
     assert environment["OMP_WAIT_POLICY"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
-    assert environment["GOMP_SPINCOUNT"] == os.environ.get("GOMP_SPINCOUNT", "10000")
+    # Generation spins longer: it runs many short parallel regions per token.
+    assert environment["GOMP_SPINCOUNT"] == os.environ.get("GOMP_SPINCOUNT", spin_count)
