@@ -1,8 +1,8 @@
 """How generated text travels from the worker thread to the event loop.
 
-The worker wakes the loop only when its buffer was empty, and the loop joins the texts
-that piled up meanwhile, so a busy loop receives fewer, longer pieces and a waiting one
-receives each token at once.
+The first text of a stream and every other event wake the loop at once. Later texts
+wait for the loop's next tick, and the loop joins the texts that piled up meanwhile,
+so the worker does not wake the loop for every token.
 """
 
 import asyncio
@@ -10,7 +10,9 @@ import threading
 
 import pytest
 
+from berth.runtime import threaded
 from berth.runtime.threaded import GenerationJob, _Finished, _Started, _Text
+from tests.support import wait_until_async
 
 pytestmark = pytest.mark.anyio
 
@@ -40,28 +42,71 @@ async def test_texts_emitted_together_are_joined() -> None:
     assert _drain(job) == [_Started(3), _Text("Hello world"), _Finished("stop", 3)]
 
 
-async def test_waiting_loop_gets_each_text_at_once() -> None:
-    job = GenerationJob(asyncio.get_running_loop())
-    received: list[object] = []
-    next_token = threading.Event()
+def _settle(loop: asyncio.AbstractEventLoop) -> None:
+    """From the worker: return once the loop has run the callbacks scheduled so far."""
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout=5)
+
+
+async def test_first_text_leaves_at_once_and_later_ones_wait_for_the_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No tick comes during the test, so only a wake-up can deliver a text.
+    monkeypatch.setattr(threaded, "TEXT_INTERVAL_S", 60.0)
+    loop = asyncio.get_running_loop()
+    job = GenerationJob(loop)
+    first_received = threading.Event()
 
     def worker() -> None:
-        for piece in ("one", "two", "three"):
-            job.emit(_Text(piece))
-            next_token.wait(timeout=5)
-            next_token.clear()
+        job.emit(_Started(prompt_tokens=3))
+        job.emit(_Text("one"))
+        first_received.wait(timeout=5)
+        job.emit(_Text("two"))
+        _settle(loop)
+        job.emit(_Text("three"))
+        _settle(loop)
+        job.emit(_Finished("length", completion_tokens=3))
 
     thread = threading.Thread(target=worker)
     thread.start()
     try:
-        for _ in range(3):
-            received.append(await asyncio.wait_for(job.events.get(), timeout=5))
-            next_token.set()
+        received = [await asyncio.wait_for(job.events.get(), timeout=5) for _ in range(2)]
+        first_received.set()
+        received += [await asyncio.wait_for(job.events.get(), timeout=5) for _ in range(2)]
     finally:
-        next_token.set()
+        first_received.set()
         thread.join(timeout=5)
 
-    assert received == [_Text("one"), _Text("two"), _Text("three")]
+    # "two" and "three" were held until the finish event woke the loop.
+    assert received == [_Started(3), _Text("one"), _Text("twothree"), _Finished("length", 3)]
+
+
+async def test_ticks_deliver_text_while_the_stream_generates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(threaded, "TEXT_INTERVAL_S", 0.01)
+    job = GenerationJob(asyncio.get_running_loop())
+
+    job.emit(_Text("one"))
+    assert await asyncio.wait_for(job.events.get(), timeout=5) == _Text("one")
+    job.emit(_Text("two"))
+
+    # No event follows, so only a tick can deliver "two".
+    assert await asyncio.wait_for(job.events.get(), timeout=5) == _Text("two")
+
+
+async def test_ticks_stop_when_idle_and_the_next_text_leaves_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(threaded, "TEXT_INTERVAL_S", 0.01)
+    job = GenerationJob(asyncio.get_running_loop())
+    job.emit(_Text("one"))
+    assert await asyncio.wait_for(job.events.get(), timeout=5) == _Text("one")
+
+    await wait_until_async(lambda: not job._tick_pending)
+    monkeypatch.setattr(threaded, "TEXT_INTERVAL_S", 60.0)
+    job.emit(_Text("two"))
+
+    assert await asyncio.wait_for(job.events.get(), timeout=5) == _Text("two")
 
 
 async def test_emit_after_loop_closed_cancels_job() -> None:
