@@ -1,6 +1,7 @@
 """How generated text travels from the worker thread to the event loop.
 
-The first text of a stream and every other event wake the loop at once. Later texts
+Without stop sequences the worker decodes tokens in groups after the first text. The
+first text of a stream and every other event wake the loop at once. Later texts
 wait for the loop's next tick, and the loop joins the texts that piled up meanwhile,
 so the worker does not wake the loop for every token.
 """
@@ -11,7 +12,8 @@ import threading
 import pytest
 
 from berth.runtime import threaded
-from berth.runtime.threaded import GenerationJob, _Finished, _Started, _Text
+from berth.runtime.base import GenerationParams
+from berth.runtime.threaded import GenerationJob, TokenTextSender, _Finished, _Started, _Text
 from tests.support import wait_until_async
 
 pytestmark = pytest.mark.anyio
@@ -117,3 +119,66 @@ async def test_emit_after_loop_closed_cancels_job() -> None:
     job.emit(_Text("late"))
 
     assert job.cancelled.is_set()
+
+
+class RecordingJob:
+    """Stands in for GenerationJob: records what the sender emits, in order."""
+
+    def __init__(self) -> None:
+        self.emitted: list[object] = []
+        self.cancelled = threading.Event()
+
+    def emit(self, event: object) -> None:
+        self.emitted.append(event)
+
+
+class ByteTokenizer:
+    """Tokens are UTF-8 bytes."""
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+def _sender(job: RecordingJob, stop: tuple[str, ...] = ()) -> TokenTextSender:
+    params = GenerationParams(max_tokens=None, temperature=0.0, top_p=1.0, stop=stop, seed=None)
+    return TokenTextSender(job, ByteTokenizer(), list(b"x "), params, frozenset(), False)  # type: ignore[arg-type]
+
+
+def test_tokens_after_the_first_text_are_decoded_in_groups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(threaded, "TEXT_INTERVAL_S", 60.0)
+    job = RecordingJob()
+    sender = _sender(job)
+
+    # The three bytes of "€" give no text until the last one; that text leaves at once.
+    for token in "€bc".encode():
+        assert sender.push(token)
+    assert job.emitted == [_Text("€")]
+
+    sender.finish()
+    assert job.emitted == [_Text("€"), _Text("bc"), _Finished("length", 5)]
+
+
+def test_each_token_is_decoded_once_the_interval_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threaded, "TEXT_INTERVAL_S", 0.0)
+    job = RecordingJob()
+    sender = _sender(job)
+
+    for token in b"abc":
+        sender.push(token)
+
+    assert job.emitted == [_Text("a"), _Text("b"), _Text("c")]
+
+
+def test_stop_sequences_are_checked_at_every_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threaded, "TEXT_INTERVAL_S", 60.0)
+    job = RecordingJob()
+    sender = _sender(job, stop=("c",))
+
+    assert sender.push(ord("a"))
+    assert sender.push(ord("b"))
+    assert not sender.push(ord("c"))
+
+    assert job.cancelled.is_set()
+    assert job.emitted == [_Text("a"), _Text("b")]

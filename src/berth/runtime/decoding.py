@@ -35,6 +35,14 @@ class IncrementalDetokenizer:
         self._ids.append(token_id)
         return self._advance(final=False)
 
+    def add(self, token_id: int) -> None:
+        """Add one generated token without decoding it yet; `take` decodes what was added."""
+        self._ids.append(token_id)
+
+    def take(self) -> str:
+        """Return the text that the tokens added so far made final, possibly ''."""
+        return self._advance(final=False)
+
     def flush(self) -> str:
         """Return the text still held back at the end of generation."""
         return self._advance(final=True)
@@ -69,6 +77,11 @@ class StopSequenceMatcher:
         self._stops = [stop for stop in stop_sequences if stop]
         self._pending = ""
         self.stopped = False
+
+    @property
+    def active(self) -> bool:
+        """Whether there is any stop sequence to look for."""
+        return bool(self._stops)
 
     def push(self, delta: str) -> str:
         """Add generated text and return the part that is safe to send.
