@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     max_instances_per_endpoint: int = Field(default=16, ge=1, le=1_000)
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     upstream_timeout_s: float = Field(default=300.0, gt=0)
+    header_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds that a connection gets to send a complete request head",
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="largest request head (request line and headers)"
+    )
     reconcile_interval_s: float = Field(default=0.5, gt=0, le=60)
     sync_interval_s: float = Field(
         default=0.2, gt=0, le=0.9, description="how often a gateway reloads keys and routes"

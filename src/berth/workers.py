@@ -30,6 +30,7 @@ import uvicorn
 
 from berth.backends.local import die_with_parent
 from berth.db.engine import Database
+from berth.httpserver import protocol_class
 from berth.logs import configure_logging
 from berth.secrets import KeyVault
 from berth.service.keys import set_vault
@@ -194,6 +195,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     )
     config = uvicorn.Config(
         app,
+        http=protocol_class(settings.header_timeout_s, settings.max_header_bytes),
         log_config=None,
         access_log=False,
         # uvicorn takes whole seconds.

@@ -10,6 +10,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from berth.httpserver import protocol_class
 from berth.logs import configure_logging
 from berth.settings import Settings
 
@@ -87,6 +88,7 @@ def up(
         create_app(settings, prepared.database),
         host=settings.host,
         port=settings.port,
+        http=protocol_class(settings.header_timeout_s, settings.max_header_bytes),
         log_config=None,
         access_log=False,
         # On SIGTERM uvicorn stops accepting connections and lets requests in flight

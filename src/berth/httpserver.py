@@ -1,0 +1,163 @@
+"""The HTTP/1.1 protocol of the Berth server: uvicorn's, with limits on request heads.
+
+uvicorn keeps a connection open for as long as its request head keeps trickling in, and
+for ever when nothing arrives at all; and its httptools parser takes a head of any size.
+A few hundred such connections use up the server's file descriptors and memory without
+a single complete request. `BerthHttpProtocol` gives every request head a deadline and
+a size limit:
+
+- A new connection must deliver a complete request head within `head_timeout_s`, and
+  so must every later request on a kept-alive connection, counted from its first read.
+  A connection that sent part of a head gets 408 and is closed; one that sent nothing
+  is closed. (Between requests uvicorn's keep-alive timeout applies.)
+- A head larger than `max_head_bytes` gets 431 and the connection is closed.
+
+One timer per server checks all connections once a second, so a request costs no timer
+of its own. `protocol_class` makes the class that `uvicorn.Config(http=...)` takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+# How often the server's timer looks for heads that took too long, at most.
+SWEEP_INTERVAL_S = 1.0
+
+
+def _error_response(status: int, reason: str, message: str, code: str) -> bytes:
+    body = orjson.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": code,
+            }
+        }
+    )
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class _HeadSweeper:
+    """Closes the connections of one server whose request head is overdue."""
+
+    def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
+        self._state = state
+        self._loop = loop
+        self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def for_server(cls, state: ServerState, loop: asyncio.AbstractEventLoop) -> _HeadSweeper:
+        sweeper: _HeadSweeper | None = getattr(state, "berth_head_sweeper", None)
+        if sweeper is None:
+            sweeper = cls(state, loop)
+            state.berth_head_sweeper = sweeper  # type: ignore[attr-defined]
+        return sweeper
+
+    def start(self, interval_s: float) -> None:
+        if self._timer is None:
+            self._timer = self._loop.call_later(interval_s, self._sweep, interval_s)
+
+    def _sweep(self, interval_s: float) -> None:
+        self._timer = None
+        now = self._loop.time()
+        for connection in list(self._state.connections):
+            if isinstance(connection, BerthHttpProtocol):
+                connection.check_head_deadline(now)
+        if self._state.connections:
+            self.start(interval_s)
+
+
+class BerthHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline and a size limit for request heads."""
+
+    head_timeout_s: float = 30.0
+    max_head_bytes: int = 64 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Loop time at which the awaited head began; None while no head is awaited or
+        # before the first byte of a later request on the connection.
+        self._head_started: float | None = None
+        # Bytes of the awaited head received so far, when it is incomplete.
+        self._head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_started = self.loop.time()
+        interval = min(SWEEP_INTERVAL_S, self.head_timeout_s / 2)
+        _HeadSweeper.for_server(self.server_state, self.loop).start(interval)
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            # These bytes start or continue the next request head. (Heads pipelined
+            # behind a request in progress are measured only from the next read on.)
+            if self._head_started is None:
+                self._head_started = self.loop.time()
+            end = data.find(b"\r\n\r\n")
+            size = self._head_bytes + (len(data) if end < 0 else end + 4)
+            if size > self.max_head_bytes:
+                self._reject(
+                    _error_response(
+                        431,
+                        "Request Header Fields Too Large",
+                        f"the request head is larger than {self.max_head_bytes} bytes; "
+                        "send fewer or shorter headers, or raise BERTH_MAX_HEADER_BYTES",
+                        "request_header_fields_too_large",
+                    )
+                )
+                return
+            self._head_bytes = size if end < 0 else 0
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._head_started = None
+        self._head_bytes = 0
+        super().on_headers_complete()
+
+    def check_head_deadline(self, now: float) -> None:
+        """Close the connection if its request head is overdue. Called by the sweeper."""
+        started = self._head_started
+        if started is None or now - started < self.head_timeout_s:
+            return
+        if self._head_bytes == 0:
+            # Nothing of a request arrived: close without an answer.
+            self._head_started = None
+            self.transport.close()
+            return
+        self._reject(
+            _error_response(
+                408,
+                "Request Timeout",
+                f"the request head did not arrive within {self.head_timeout_s:g} s; "
+                "send the whole head at once",
+                "request_timeout",
+            )
+        )
+
+    def _reject(self, response: bytes) -> None:
+        self._head_started = None
+        if not self.transport.is_closing():
+            self.transport.write(response)
+            self.transport.close()
+
+
+def protocol_class(head_timeout_s: float, max_head_bytes: int) -> type[BerthHttpProtocol]:
+    """A BerthHttpProtocol with these limits, for `uvicorn.Config(http=...)`."""
+    return type(
+        "BerthHttpProtocol",
+        (BerthHttpProtocol,),
+        {"head_timeout_s": head_timeout_s, "max_head_bytes": max_head_bytes},
+    )
