@@ -82,14 +82,19 @@ async def test_first_text_leaves_at_once_and_later_ones_wait_for_the_tick(
     assert received == [_Started(3), _Text("one"), _Text("twothree"), _Finished("length", 3)]
 
 
+async def _job_after_first_text(monkeypatch: pytest.MonkeyPatch) -> GenerationJob:
+    """A job with ticks every 10 ms whose first text reached the loop."""
+    monkeypatch.setattr(threaded, "TEXT_INTERVAL_S", 0.01)
+    job = GenerationJob(asyncio.get_running_loop())
+    job.emit(_Text("one"))
+    assert await asyncio.wait_for(job.events.get(), timeout=5) == _Text("one")
+    return job
+
+
 async def test_ticks_deliver_text_while_the_stream_generates(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(threaded, "TEXT_INTERVAL_S", 0.01)
-    job = GenerationJob(asyncio.get_running_loop())
-
-    job.emit(_Text("one"))
-    assert await asyncio.wait_for(job.events.get(), timeout=5) == _Text("one")
+    job = await _job_after_first_text(monkeypatch)
     job.emit(_Text("two"))
 
     # No event follows, so only a tick can deliver "two".
@@ -99,10 +104,7 @@ async def test_ticks_deliver_text_while_the_stream_generates(
 async def test_ticks_stop_when_idle_and_the_next_text_leaves_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(threaded, "TEXT_INTERVAL_S", 0.01)
-    job = GenerationJob(asyncio.get_running_loop())
-    job.emit(_Text("one"))
-    assert await asyncio.wait_for(job.events.get(), timeout=5) == _Text("one")
+    job = await _job_after_first_text(monkeypatch)
 
     await wait_until_async(lambda: not job._tick_pending)
     monkeypatch.setattr(threaded, "TEXT_INTERVAL_S", 60.0)
