@@ -133,7 +133,7 @@ class BerthHttpProtocol(HttpToolsProtocol):
         if started is None or now - started < self.head_timeout_s:
             return
         if self._head_bytes == 0:
-            # Nothing of a request arrived: close without an answer.
+            # Nothing of a request arrived: close without a response.
             self._head_started = None
             self.transport.close()
             return
@@ -155,7 +155,7 @@ class BerthHttpProtocol(HttpToolsProtocol):
 
 
 def protocol_class(head_timeout_s: float, max_head_bytes: int) -> type[BerthHttpProtocol]:
-    """A BerthHttpProtocol with these limits, for `uvicorn.Config(http=...)`."""
+    """Return a BerthHttpProtocol subclass with these limits, for `uvicorn.Config(http=...)`."""
     return type(
         "BerthHttpProtocol",
         (BerthHttpProtocol,),

@@ -42,7 +42,9 @@ def test_threads_per_instance_shares_cores(monkeypatch: pytest.MonkeyPatch) -> N
 @pytest.mark.parametrize(
     ("model", "spin_count"), [("echo", "10000"), ("demo-tiny-llama", "300000")]
 )
-def test_openmp_threads_spin_briefly(client: Client, model: str, spin_count: str) -> None:
+def test_openmp_spin_count_depends_on_the_ml_app(
+    client: Client, model: str, spin_count: str
+) -> None:
     endpoint, _key = create_live(client, f"threads-spin-{model}", model=model)
     (pid,) = wait_until(lambda: ready_pids(client, endpoint["id"], 1), 60, "instance ready")
 

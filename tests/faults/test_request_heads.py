@@ -102,7 +102,7 @@ def test_a_trickled_head_does_not_extend_the_deadline(server: BerthServer) -> No
     assert took < CLOSE_WITHIN_S
 
 
-def test_an_oversized_head_gets_431(server: BerthServer) -> None:
+def test_head_over_the_size_limit_gets_431(server: BerthServer) -> None:
     with _connect(server) as connection:
         connection.sendall(
             b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Padding: "

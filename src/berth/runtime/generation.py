@@ -43,7 +43,7 @@ class _CancelCriteria(StoppingCriteria):
 
     def __init__(self, cancelled: threading.Event) -> None:
         self._cancelled = cancelled
-        # The answers for (not cancelled, cancelled), made on the first call. generate()
+        # The results for (not cancelled, cancelled), made on the first call. generate()
         # only reads them, and a new tensor per token cost about 2 % of a small model's
         # generation time.
         self._flags: tuple[torch.Tensor, torch.Tensor] | None = None
