@@ -258,6 +258,19 @@ def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:
 
 
 @pytest.mark.slow
+def test_seed_leaves_later_requests_random(client: openai.OpenAI) -> None:
+    """A seeded request must not make the unseeded ones after it repeat themselves."""
+    seeded = {"prompt": "repeat", "max_tokens": 4, "temperature": 1.0, "seed": 42}
+    unseeded = {"prompt": "tell a story", "max_tokens": 16, "temperature": 1.0}
+    texts = []
+    for _ in range(2):
+        client.completions.create(model=MODEL_NAME, **seeded)
+        texts.append(client.completions.create(model=MODEL_NAME, **unseeded).choices[0].text)
+
+    assert texts[0] != texts[1]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("stream", [False, True])
 def test_stop_sequence_cuts_text(client: openai.OpenAI, stream: bool) -> None:
     settings = {"prompt": "tell a story", "max_tokens": 30, "temperature": 1.0, "seed": 7}

@@ -158,14 +158,21 @@ class CausalLMGenerator(ThreadedGenerator):
     ) -> None:
         config = self._generation_config(max_new_tokens, params)
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self._model.device)
-        with torch.inference_mode():
-            self._model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                generation_config=config,
-                streamer=_StreamerAdapter(sender),
-                stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancelled)]),
-            )
+        try:
+            with torch.inference_mode():
+                self._model.generate(
+                    input_ids=input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    generation_config=config,
+                    streamer=_StreamerAdapter(sender),
+                    stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancelled)]),
+                )
+        finally:
+            if params.seed is not None:
+                # The seed set torch's global generator, which every request samples
+                # from. Reseed it at random, or the requests after this one would
+                # repeat the same "random" text.
+                torch.seed()
 
     def _generate_batch(self, rows: list[BatchRow], params: GenerationParams) -> None:
         config = self._generation_config(max(row.max_new_tokens for row in rows), params)
