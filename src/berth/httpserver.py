@@ -1,19 +1,23 @@
-"""The HTTP/1.1 protocol of the Berth server: uvicorn's, with limits on request heads.
+"""The HTTP/1.1 protocol of the Berth server: uvicorn's, with limits on slow requests.
 
-uvicorn keeps a connection open for as long as its request head keeps trickling in, and
-for ever when nothing arrives at all; and its httptools parser takes a head of any size.
-A few hundred such connections use up the server's file descriptors and memory without
-a single complete request. `BerthHttpProtocol` gives every request head a deadline and
-a size limit:
+uvicorn keeps a connection open for as long as its request head or body keeps
+trickling in, and for ever when nothing arrives at all. Its httptools parser also takes
+a head of any size. A few hundred such connections use up the server's file descriptors
+and memory without a single complete request. `BerthHttpProtocol` sets these limits:
 
 - A new connection must deliver a complete request head within `head_timeout_s`, and
   so must every later request on a kept-alive connection, counted from its first read.
   A connection that sent part of a head gets 408 and is closed; one that sent nothing
   is closed. (Between requests uvicorn's keep-alive timeout applies.)
 - A head larger than `max_head_bytes` gets 431 and the connection is closed.
+- A request body may pause for at most `body_timeout_s` between two reads, while the
+  server is reading it. Then the request gets 408, or only a closed connection when its
+  response has started.
 
-One timer per server checks all connections once a second, so a request costs no timer
-of its own. `protocol_class` makes the class that `uvicorn.Config(http=...)` takes.
+Requests that are not valid HTTP/1.1 get uvicorn's 400, in the JSON error shape of the
+rest of Berth. One timer per server checks all connections once a second, so a request
+costs no timer of its own. `protocol_class` makes the class that
+`uvicorn.Config(http=...)` takes.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-# How often the server's timer looks for heads that took too long, at most.
+# How often the server's timer looks for requests that took too long, at most.
 SWEEP_INTERVAL_S = 1.0
 
 
@@ -50,7 +54,7 @@ def _error_response(status: int, reason: str, message: str, code: str) -> bytes:
 
 
 class _HeadSweeper:
-    """Closes the connections of one server whose request head is overdue."""
+    """Closes the connections of one server whose request head or body is overdue."""
 
     def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
         self._state = state
@@ -74,16 +78,17 @@ class _HeadSweeper:
         now = self._loop.time()
         for connection in list(self._state.connections):
             if isinstance(connection, BerthHttpProtocol):
-                connection.check_head_deadline(now)
+                connection.check_deadlines(now)
         if self._state.connections:
             self.start(interval_s)
 
 
 class BerthHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline and a size limit for request heads."""
+    """uvicorn's httptools protocol with limits on slow and oversized requests."""
 
     head_timeout_s: float = 30.0
     max_head_bytes: int = 64 * 1024
+    body_timeout_s: float = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -92,11 +97,13 @@ class BerthHttpProtocol(HttpToolsProtocol):
         self._head_started: float | None = None
         # Bytes of the awaited head received so far, when it is incomplete.
         self._head_bytes = 0
+        # Loop time of the last read of a request body still being received, else None.
+        self._body_read_at: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_started = self.loop.time()
-        interval = min(SWEEP_INTERVAL_S, self.head_timeout_s / 2)
+        interval = min(SWEEP_INTERVAL_S, self.head_timeout_s / 2, self.body_timeout_s / 2)
         _HeadSweeper.for_server(self.server_state, self.loop).start(interval)
 
     def data_received(self, data: bytes) -> None:
@@ -125,10 +132,32 @@ class BerthHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_started = None
         self._head_bytes = 0
+        self._body_read_at = self.loop.time()
         super().on_headers_complete()
 
-    def check_head_deadline(self, now: float) -> None:
-        """Close the connection if its request head is overdue. Called by the sweeper."""
+    def on_body(self, body: bytes) -> None:
+        self._body_read_at = self.loop.time()
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._body_read_at = None
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's own response to a request that httptools cannot parse is plain text.
+        self._reject(
+            _error_response(
+                400,
+                "Bad Request",
+                "the request is not valid HTTP/1.1; check the request line, the headers "
+                "and Content-Length",
+                "invalid_http_request",
+            )
+        )
+
+    def check_deadlines(self, now: float) -> None:
+        """Close the connection if its request head or body is overdue. Called by the sweeper."""
+        self._check_body_pause(now)
         started = self._head_started
         if started is None or now - started < self.head_timeout_s:
             return
@@ -147,6 +176,32 @@ class BerthHttpProtocol(HttpToolsProtocol):
             )
         )
 
+    def _check_body_pause(self, now: float) -> None:
+        read_at = self._body_read_at
+        if read_at is None:
+            return
+        if self.flow is not None and self.flow.read_paused:
+            # The server stopped reading because the app has not taken the body yet:
+            # the pause is not the client's.
+            self._body_read_at = now
+            return
+        if now - read_at < self.body_timeout_s:
+            return
+        self._body_read_at = None
+        if self.cycle is not None and self.cycle.response_started:
+            # The response is on its way or sent; the rest of the body is not needed.
+            self.transport.close()
+            return
+        self._reject(
+            _error_response(
+                408,
+                "Request Timeout",
+                f"the request body stalled: nothing arrived for {self.body_timeout_s:g} s; "
+                "send the whole body without pauses",
+                "request_timeout",
+            )
+        )
+
     def _reject(self, response: bytes) -> None:
         self._head_started = None
         if not self.transport.is_closing():
@@ -154,10 +209,16 @@ class BerthHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def protocol_class(head_timeout_s: float, max_head_bytes: int) -> type[BerthHttpProtocol]:
+def protocol_class(
+    head_timeout_s: float, max_head_bytes: int, body_timeout_s: float
+) -> type[BerthHttpProtocol]:
     """Return a BerthHttpProtocol subclass with these limits, for `uvicorn.Config(http=...)`."""
     return type(
         "BerthHttpProtocol",
         (BerthHttpProtocol,),
-        {"head_timeout_s": head_timeout_s, "max_head_bytes": max_head_bytes},
+        {
+            "head_timeout_s": head_timeout_s,
+            "max_head_bytes": max_head_bytes,
+            "body_timeout_s": body_timeout_s,
+        },
     )

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(
         default=64 * 1024, ge=1024, description="largest request head (request line and headers)"
     )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds that a request body may pause between two reads",
+    )
     reconcile_interval_s: float = Field(default=0.5, gt=0, le=60)
     sync_interval_s: float = Field(
         default=0.2, gt=0, le=0.9, description="how often a gateway reloads keys and routes"

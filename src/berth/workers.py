@@ -195,7 +195,9 @@ def worker_main(argv: list[str] | None = None) -> None:
     )
     config = uvicorn.Config(
         app,
-        http=protocol_class(settings.header_timeout_s, settings.max_header_bytes),
+        http=protocol_class(
+            settings.header_timeout_s, settings.max_header_bytes, settings.body_timeout_s
+        ),
         log_config=None,
         access_log=False,
         # uvicorn takes whole seconds.

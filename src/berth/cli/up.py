@@ -88,7 +88,9 @@ def up(
         create_app(settings, prepared.database),
         host=settings.host,
         port=settings.port,
-        http=protocol_class(settings.header_timeout_s, settings.max_header_bytes),
+        http=protocol_class(
+            settings.header_timeout_s, settings.max_header_bytes, settings.body_timeout_s
+        ),
         log_config=None,
         access_log=False,
         # On SIGTERM uvicorn stops accepting connections and lets requests in flight

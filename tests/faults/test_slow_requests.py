@@ -1,7 +1,7 @@
-"""Connections that never finish a request head are closed; oversized heads are refused.
+"""Slow, oversized and malformed requests are refused, and their connections closed.
 
-A real `berth up` runs with a head deadline of 1 s and a head limit of 4 KiB, and raw
-sockets play the slow or greedy clients.
+A real `berth up` runs with a head deadline of 1 s, a head limit of 4 KiB and a body
+pause limit of 1 s, and raw sockets play the slow, greedy or broken clients.
 """
 
 import socket
@@ -17,6 +17,7 @@ from tests.support import BerthServer
 
 HEAD_TIMEOUT_S = 1.0
 MAX_HEAD_BYTES = 4096
+BODY_TIMEOUT_S = 1.0
 # Generous: the server checks deadlines once per half deadline.
 CLOSE_WITHIN_S = HEAD_TIMEOUT_S + 5.0
 
@@ -28,6 +29,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
         home,
         BERTH_HEADER_TIMEOUT_S=str(HEAD_TIMEOUT_S),
         BERTH_MAX_HEADER_BYTES=str(MAX_HEAD_BYTES),
+        BERTH_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
     ).start()
     yield server
     server.stop()
@@ -59,12 +61,12 @@ def _error(response: bytes) -> dict[str, object]:
     return error
 
 
-def test_a_connection_that_sends_nothing_is_closed(server: BerthServer) -> None:
+def test_silent_connection_is_closed(server: BerthServer) -> None:
     with _connect(server) as connection:
         assert _read_until_closed(connection) == b""
 
 
-def test_a_partial_head_gets_408(server: BerthServer) -> None:
+def test_partial_head_gets_408(server: BerthServer) -> None:
     with _connect(server) as connection:
         connection.sendall(b"POST /endpoints/abc/v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
         response = _read_until_closed(connection)
@@ -73,7 +75,7 @@ def test_a_partial_head_gets_408(server: BerthServer) -> None:
     assert _error(response)["code"] == "request_timeout"
 
 
-def test_a_trickled_head_does_not_extend_the_deadline(server: BerthServer) -> None:
+def test_trickled_head_keeps_its_deadline(server: BerthServer) -> None:
     stop = threading.Event()
     with _connect(server) as connection:
         connection.sendall(b"GET /api/v1/health HTTP/1.1\r\n")
@@ -133,3 +135,27 @@ def test_idle_time_between_requests_does_not_count(server: BerthServer) -> None:
         # Idle for twice the head deadline, well within uvicorn's keep-alive timeout.
         time.sleep(2 * HEAD_TIMEOUT_S)
         assert _get_health(connection).startswith(b"HTTP/1.1 200 ")
+
+
+def test_stalled_body_gets_408(server: BerthServer) -> None:
+    with _connect(server) as connection:
+        # The API reads the body before it checks anything else, so it waits for it.
+        connection.sendall(
+            b"POST /api/v1/projects HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"name"'
+        )
+        response = _read_until_closed(connection)
+
+    assert response.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    error = _error(response)
+    assert error["code"] == "request_timeout"
+    assert "body" in str(error["message"])
+
+
+def test_malformed_request_gets_json_400(server: BerthServer) -> None:
+    with _connect(server) as connection:
+        connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        response = _read_until_closed(connection)
+
+    assert response.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert _error(response)["code"] == "invalid_http_request"
