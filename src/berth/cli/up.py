@@ -4,7 +4,7 @@ import logging
 import math
 import signal
 import threading
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -23,11 +23,24 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**values)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
-            for error in exc.errors()
-        )
+        problems = "; ".join(_setting_problem(error, values) for error in exc.errors())
         raise typer.BadParameter(problems) from None
+
+
+# Settings whose values an error message must not repeat.
+_SECRET_SETTINGS = frozenset({"admin_key", "secret_key", "database_url"})
+
+
+def _setting_problem(error: Any, overrides: dict[str, object]) -> str:
+    """Name a rejected setting as the user set it: the option or the environment variable."""
+    field = str(error["loc"][0]) if error["loc"] else ""
+    if not field:
+        return f"settings: {error['msg']}"
+    name = f"--{field.replace('_', '-')}" if field in overrides else f"BERTH_{field.upper()}"
+    value = error.get("input")
+    if field in _SECRET_SETTINGS or not isinstance(value, str | int | float):
+        return f"{name}: {error['msg']}"
+    return f"{name}={value!r}: {error['msg']}"
 
 
 def up(

@@ -1,0 +1,43 @@
+"""`berth up` names a rejected setting the way the user set it, and keeps secrets out."""
+
+from pathlib import Path
+
+import pytest
+import typer
+
+from berth.cli.up import load_settings
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_HOME", str(tmp_path / "home"))
+
+
+def _problem(**overrides: object) -> str:
+    with pytest.raises(typer.BadParameter) as raised:
+        load_settings(**overrides)
+    return str(raised.value)
+
+
+def test_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_HEADER_TIMEOUT_S", "abc")
+
+    problem = _problem()
+
+    assert problem.startswith("BERTH_HEADER_TIMEOUT_S='abc': ")
+    assert "valid number" in problem
+
+
+def test_option_value_names_the_option() -> None:
+    problem = _problem(port=70000)
+
+    assert problem.startswith("--port=70000: ")
+
+
+def test_secret_value_is_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_ADMIN_KEY", "tooshort")
+
+    problem = _problem()
+
+    assert problem.startswith("BERTH_ADMIN_KEY: ")
+    assert "tooshort" not in problem
