@@ -76,13 +76,16 @@ def test_stop_leaves_no_process_and_restart_serves(client: Client) -> None:
     assert wait_until(lambda: chat(endpoint, key).status_code == 200, 10, "restarted endpoint")
 
 
-def test_delete_ends_processes_and_frees_name(client: Client) -> None:
+def test_delete_ends_processes_and_frees_name(server: BerthServer, client: Client) -> None:
     endpoint, _key = create_live(client, "life-delete")
     pids = wait_until(lambda: ready_pids(client, endpoint["id"], 1), 30, "1 ready instance")
 
     deleted = client.delete_endpoint(endpoint["id"])
 
     assert deleted["state"] == "Deleting"
+    assert f"endpoint {endpoint['id']} (life-delete): Live -> Deleting, by user admin" in (
+        server.log()
+    )
     wait_until(lambda: not pid_alive(pids[0]), 30, "the instance of the deleted endpoint to exit")
     with pytest.raises(ApiError) as error:
         client.get_endpoint("life-delete")

@@ -4,6 +4,7 @@ Handlers record only the desired state (`desired_state`, `instances`, `generatio
 the reconciler moves the observed `state` and starts and stops instances.
 """
 
+import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
@@ -21,6 +22,8 @@ from berth.service.models import find_checkpoint
 from berth.service.projects import find_project
 from berth.service.runtime_settings import RuntimeSettings, changed_settings, merge_settings
 from berth.states import CheckpointFormat, DesiredState, EndpointState
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -448,6 +451,7 @@ def delete_endpoint(session: Session, principal: Principal, endpoint: Endpoint) 
     principal.require_manage(endpoint, "delete")
     lock_for_change(session, endpoint)
     _require_not_deleted(endpoint)
+    previous_state = endpoint.state
     now = utcnow()
     endpoint.desired_state = DesiredState.DELETED
     endpoint.deleted_at = now
@@ -459,4 +463,12 @@ def delete_endpoint(session: Session, principal: Principal, endpoint: Endpoint) 
     endpoint.version += 1
     mark_changed(session, endpoint)
     _record(session, principal, "endpoint.deleted", endpoint)
+    # The reconciler logs the other state changes; this one happens here.
+    logger.info(
+        "endpoint %s (%s): %s -> Deleting, by user %s",
+        endpoint.id,
+        endpoint.name,
+        previous_state,
+        principal.username,
+    )
     return endpoint
