@@ -53,7 +53,7 @@ def _error_response(status: int, reason: str, message: str, code: str) -> bytes:
     return head.encode("ascii") + body
 
 
-class _HeadSweeper:
+class _DeadlineSweeper:
     """Closes the connections of one server whose request head or body is overdue."""
 
     def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
@@ -62,11 +62,11 @@ class _HeadSweeper:
         self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
-    def for_server(cls, state: ServerState, loop: asyncio.AbstractEventLoop) -> _HeadSweeper:
-        sweeper: _HeadSweeper | None = getattr(state, "berth_head_sweeper", None)
+    def for_server(cls, state: ServerState, loop: asyncio.AbstractEventLoop) -> _DeadlineSweeper:
+        sweeper: _DeadlineSweeper | None = getattr(state, "berth_deadline_sweeper", None)
         if sweeper is None:
             sweeper = cls(state, loop)
-            state.berth_head_sweeper = sweeper  # type: ignore[attr-defined]
+            state.berth_deadline_sweeper = sweeper  # type: ignore[attr-defined]
         return sweeper
 
     def start(self, interval_s: float) -> None:
@@ -104,7 +104,7 @@ class BerthHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_started = self.loop.time()
         interval = min(SWEEP_INTERVAL_S, self.head_timeout_s / 2, self.body_timeout_s / 2)
-        _HeadSweeper.for_server(self.server_state, self.loop).start(interval)
+        _DeadlineSweeper.for_server(self.server_state, self.loop).start(interval)
 
     def data_received(self, data: bytes) -> None:
         cycle = self.cycle
