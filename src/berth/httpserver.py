@@ -53,6 +53,10 @@ def _error_response(status: int, reason: str, message: str, code: str) -> bytes:
     return head.encode("ascii") + body
 
 
+def _timeout_response(message: str) -> bytes:
+    return _error_response(408, "Request Timeout", message, "request_timeout")
+
+
 class _DeadlineSweeper:
     """Closes the connections of one server whose request head or body is overdue."""
 
@@ -167,12 +171,9 @@ class BerthHttpProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self._reject(
-            _error_response(
-                408,
-                "Request Timeout",
+            _timeout_response(
                 f"the request head did not arrive within {self.head_timeout_s:g} s; "
-                "send the whole head at once",
-                "request_timeout",
+                "send the whole head at once"
             )
         )
 
@@ -193,12 +194,9 @@ class BerthHttpProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self._reject(
-            _error_response(
-                408,
-                "Request Timeout",
+            _timeout_response(
                 f"the request body stalled: nothing arrived for {self.body_timeout_s:g} s; "
-                "send the whole body without pauses",
-                "request_timeout",
+                "send the whole body without pauses"
             )
         )
 

@@ -55,6 +55,13 @@ def _read_until_closed(connection: socket.socket) -> bytes:
     raise AssertionError(f"the server kept the connection open; received {received!r}")
 
 
+def _send_and_read(server: BerthServer, data: bytes) -> bytes:
+    """Send `data` on a new connection and return all the server sends until it closes."""
+    with _connect(server) as connection:
+        connection.sendall(data)
+        return _read_until_closed(connection)
+
+
 def _error(response: bytes) -> dict[str, object]:
     _head, _, body = response.partition(b"\r\n\r\n")
     error: dict[str, object] = orjson.loads(body)["error"]
@@ -67,9 +74,9 @@ def test_silent_connection_is_closed(server: BerthServer) -> None:
 
 
 def test_partial_head_gets_408(server: BerthServer) -> None:
-    with _connect(server) as connection:
-        connection.sendall(b"POST /endpoints/abc/v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
-        response = _read_until_closed(connection)
+    response = _send_and_read(
+        server, b"POST /endpoints/abc/v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+    )
 
     assert response.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert _error(response)["code"] == "request_timeout"
@@ -153,9 +160,7 @@ def test_stalled_body_gets_408(server: BerthServer) -> None:
 
 
 def test_malformed_request_gets_json_400(server: BerthServer) -> None:
-    with _connect(server) as connection:
-        connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
-        response = _read_until_closed(connection)
+    response = _send_and_read(server, b"NOT HTTP AT ALL\r\n\r\n")
 
     assert response.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert _error(response)["code"] == "invalid_http_request"
