@@ -119,6 +119,21 @@ def test_bad_bodies_are_rejected(
     assert "error" in response.json()
 
 
+def test_invalid_utf8_is_named_with_its_byte(echo: tuple[dict, str]) -> None:
+    endpoint, key = echo
+
+    response = httpx.post(
+        f"{endpoint['openai_base_url']}/chat/completions",
+        content=b'{"messages": "\xff\xfe"}',
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "request body is not valid UTF-8: byte 0xff at position 14; send JSON encoded as UTF-8"
+    )
+
+
 def test_oversized_body_is_413(echo: tuple[dict, str]) -> None:
     endpoint, key = echo
     huge = b'{"input": "' + b"x" * (9 * 1024 * 1024) + b'"}'

@@ -155,3 +155,15 @@ def test_rare_pydantic_types_use_json_names(
     assert error.param == param
     assert error.message.endswith(expected), error.message
     assert not PYTHON_TYPE_NAME.search(message_without_value(error.message)), error.message
+
+
+def test_invalid_utf8_body_names_the_byte() -> None:
+    from berth.runtime.errors import APIError
+    from berth.runtime.protocol import parse_json_object
+
+    with pytest.raises(APIError) as raised:
+        parse_json_object(b'{"input": "ok \xe9"}')
+
+    assert raised.value.message == (
+        "The request body is not valid UTF-8: byte 0xe9 at position 14; send JSON encoded as UTF-8."
+    )

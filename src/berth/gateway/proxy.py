@@ -34,6 +34,7 @@ from berth.gateway.upstream import (
     UpstreamResponse,
     UpstreamUnreachable,
 )
+from berth.runtime.protocol import utf8_problem
 from berth.runtime.routes import SERVED_ROUTES
 from berth.states import EndpointState, KeyStatus
 
@@ -320,7 +321,8 @@ class Gateway:
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return error_reply(400, f"request body is not valid JSON: {exc}", code="invalid_json")
+            problem = utf8_problem(body) or f"is not valid JSON: {exc}"
+            return error_reply(400, f"request body {problem}", code="invalid_json")
         if not isinstance(parsed, dict):
             return error_reply(
                 400,

@@ -157,7 +157,6 @@ class ChatCompletionRequest(_CompletionOptions):
         return value
 
 
-
 class CompletionRequest(_CompletionOptions):
     prompt: str
     echo: bool = False
@@ -235,6 +234,22 @@ class PredictRequest(_Strict):
         return {} if value is None else value
 
 
+def utf8_problem(raw: bytes) -> str | None:
+    """Describe where `raw` stops being UTF-8, or return None if it is valid.
+
+    orjson reports invalid UTF-8 as "surrogates not allowed" at character 0, which
+    points at neither the byte nor the cause.
+    """
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return (
+            f"is not valid UTF-8: byte 0x{raw[error.start]:02x} at position {error.start}; "
+            "send JSON encoded as UTF-8"
+        )
+    return None
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Decode a request body, raising a 400 APIError unless it is a JSON object."""
     if not raw.strip():
@@ -242,10 +257,11 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        raise invalid_request(
-            f"The request body is not valid JSON: {error.msg} at line {error.lineno}, "
-            f"column {error.colno} (character {error.pos})."
-        ) from None
+        problem = utf8_problem(raw) or (
+            f"is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno} "
+            f"(character {error.pos})"
+        )
+        raise invalid_request(f"The request body {problem}.") from None
     if not isinstance(value, dict):
         kind = json_type_name(value)
         raise invalid_request(f"The request body must be a JSON object, not a JSON {kind}.")
