@@ -1,8 +1,8 @@
 """Several gateway and API worker processes in front of one reconciler.
 
-`berth up --workers N` runs `serve_with_workers` in the supervising process. It binds the
-listening socket, runs the reconciler (so it alone starts and ends instances) and starts
-N worker processes (`python -m berth.workers`) that accept connections on that socket.
+`berth up --workers N` binds the listening socket and runs `serve_with_workers` in the
+supervising process. That runs the reconciler (so it alone starts and ends instances)
+and starts N worker processes (`python -m berth.workers`) that accept connections on that socket.
 Each worker keeps its own routing table, synced from the database by change number, so
 a change made through one worker is in force on every worker within a sync interval.
 
@@ -130,12 +130,11 @@ class Supervisor:
                 process.wait()
 
 
-def serve_with_workers(settings: Settings, database: Database) -> None:
-    """Run the reconciler here and serve the API and gateway from `settings.workers`
-    worker processes, until SIGTERM, SIGINT or SIGHUP."""
+def serve_with_workers(settings: Settings, database: Database, listener: socket.socket) -> None:
+    """Run the reconciler here and serve the API and gateway on `listener` from
+    `settings.workers` worker processes, until SIGTERM, SIGINT or SIGHUP."""
     from berth.server import BACKEND_SHUTDOWN_GRACE_S, create_backend, create_reconciler
 
-    listener = bind_listener(settings.host, settings.port)
     backend = create_backend(settings)
     reconciler_thread = create_reconciler(settings, database, backend, on_change=None)
     supervisor = Supervisor(settings, listener)

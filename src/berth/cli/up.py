@@ -3,6 +3,7 @@
 import logging
 import math
 import signal
+import socket
 import threading
 from typing import Annotated, Any
 
@@ -68,11 +69,14 @@ def up(
     ] = None,
 ) -> None:
     """Start Berth: management API, gateway and reconciler in one server."""
-    from berth.cli.profile import save_profile_if_missing
+    from berth.cli.profile import profile_path, save_profile_if_missing
     from berth.server import create_app, prepare
 
     settings = load_settings(host=host, port=port, home=home, workers=workers)
     configure_logging(settings.log_json)
+    # Listen before anything else, so that a port in use stops the start before the
+    # admin is created or the CLI profile points at this address.
+    listener = _listen(settings)
     prepared = prepare(settings)
 
     admin_key = prepared.bootstrap.generated_admin_key
@@ -84,6 +88,11 @@ def up(
         saved = save_profile_if_missing(settings.public_url, admin_key)
         if saved:
             typer.echo(f"Saved it to the CLI profile {saved} (mode 0600).\n")
+        else:
+            typer.echo(
+                f"The CLI profile {profile_path()} exists and was left as it is. To use "
+                f"this server from the CLI, run: berth login --server {settings.public_url}\n"
+            )
 
     if demo:
         key = admin_key or settings.admin_key
@@ -94,7 +103,7 @@ def up(
     if settings.workers > 1:
         from berth.workers import serve_with_workers
 
-        serve_with_workers(settings, prepared.database)
+        serve_with_workers(settings, prepared.database, listener)
         return
 
     config = uvicorn.Config(
@@ -115,7 +124,21 @@ def up(
     # the streams in flight. uvicorn handles only SIGINT and SIGTERM, so SIGHUP gets the
     # same graceful stop here.
     signal.signal(signal.SIGHUP, server.handle_exit)
-    server.run()
+    server.run(sockets=[listener])
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """Bind the server's listening socket, or stop with a message that names the address."""
+    from berth.workers import bind_listener
+
+    try:
+        return bind_listener(settings.host, settings.port)
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}; stop "
+            "the program that uses it, or choose another address with --port or BERTH_PORT "
+            "(--host or BERTH_HOST)"
+        ) from None
 
 
 def _deploy_demo(server: str, api_key: str | None) -> None:

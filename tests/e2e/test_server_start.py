@@ -1,0 +1,66 @@
+"""What `berth up` does before it serves: a busy port, and a CLI profile that exists."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import free_port, wait_until
+
+
+def _berth_up(tmp_path: Path, port: int) -> subprocess.Popen[str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("BERTH_ADMIN_KEY", "BERTH_API_KEY")
+    }
+    env.update(BERTH_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "berth", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def test_busy_port_creates_nothing(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        process = _berth_up(tmp_path, port)
+        output, _ = process.communicate(timeout=60)
+
+    assert process.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in output
+    assert "--port or BERTH_PORT" in output
+    # Neither the admin nor the profile was created for a server that never ran.
+    assert "Created the organization admin" not in output
+    assert not (tmp_path / "config" / "berth" / "profile.json").exists()
+
+
+def test_existing_profile_is_kept(tmp_path: Path) -> None:
+    profile = tmp_path / "config" / "berth" / "profile.json"
+    profile.parent.mkdir(parents=True)
+    profile.write_text('{"server": "http://127.0.0.1:9", "api_key": "kept"}')
+    port = free_port()
+    process = _berth_up(tmp_path, port)
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+
+        def login_hint_shown() -> bool:
+            line = process.stdout.readline()  # type: ignore[union-attr]
+            lines.append(line)
+            return "berth login --server" in line or not line
+
+        wait_until(login_hint_shown, 60, "the login hint")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+
+    assert f"berth login --server http://127.0.0.1:{port}" in lines[-1]
+    assert "exists and was left as it is" in "".join(lines)
+    assert profile.read_text() == '{"server": "http://127.0.0.1:9", "api_key": "kept"}'
