@@ -87,6 +87,11 @@ def test_delete_ends_processes_and_frees_name(server: BerthServer, client: Clien
         server.log()
     )
     wait_until(lambda: not pid_alive(pids[0]), 30, "the instance of the deleted endpoint to exit")
+    wait_until(
+        lambda: f"endpoint {endpoint['id']} (life-delete) is deleted" in server.log(),
+        30,
+        "the log line of the finished deletion",
+    )
     with pytest.raises(ApiError) as error:
         client.get_endpoint("life-delete")
     assert error.value.status == 404

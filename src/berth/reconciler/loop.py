@@ -517,6 +517,13 @@ class Reconciler:
 
         if deleted:
             reason = f"ending {len(remaining)} instances" if remaining else "deleted"
+            if not remaining and endpoint.state_reason != reason:
+                # _set_state logs changes of state only, and this one keeps Deleting.
+                logger.info(
+                    "endpoint %s (%s) is deleted: its instances have ended",
+                    endpoint.id,
+                    endpoint.name,
+                )
             self._set_state(session, endpoint, EndpointState.DELETING, reason)
         elif remaining:
             self._set_state(
