@@ -32,8 +32,8 @@ class IncrementalDetokenizer:
 
     def push(self, token_id: int) -> str:
         """Add one generated token and return the text that became final, possibly ''."""
-        self._ids.append(token_id)
-        return self._advance(final=False)
+        self.add(token_id)
+        return self.take()
 
     def add(self, token_id: int) -> None:
         """Add one generated token without decoding it yet; `take` decodes what was added."""

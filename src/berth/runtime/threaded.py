@@ -132,15 +132,13 @@ class GenerationJob:
             self._loop.call_later(TEXT_INTERVAL_S, self._tick)
 
     def _tick(self) -> None:
-        if self._move_buffer():
-            self._loop.call_later(TEXT_INTERVAL_S, self._tick)
-            return
-        with self._lock:
-            if not self._buffer:
-                self._tick_pending = False
-                return
-        # A text arrived after the move above found the buffer empty.
-        self._move_buffer()
+        if not self._move_buffer():
+            with self._lock:
+                if not self._buffer:
+                    self._tick_pending = False
+                    return
+            # A text arrived after the move above found the buffer empty.
+            self._move_buffer()
         self._loop.call_later(TEXT_INTERVAL_S, self._tick)
 
     def _move_buffer(self) -> bool:
