@@ -79,14 +79,20 @@ def test_unknown_endpoint_with_valid_key_is_401(echo: tuple[dict, str]) -> None:
     assert response.status_code == 401
 
 
-def test_openai_error_shape_for_malformed_json(echo: tuple[dict, str]) -> None:
+def post_chat_body(
+    echo: tuple[dict, str], body: bytes, content_type: str = "application/json"
+) -> httpx.Response:
+    """POST raw bytes to the Echo endpoint's chat route with its key."""
     endpoint, key = echo
-
-    response = httpx.post(
+    return httpx.post(
         f"{endpoint['openai_base_url']}/chat/completions",
-        content=b'{"messages": [',
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        content=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": content_type},
     )
+
+
+def test_openai_error_shape_for_malformed_json(echo: tuple[dict, str]) -> None:
+    response = post_chat_body(echo, b'{"messages": [')
 
     assert response.status_code == 400
     error = response.json()["error"]
@@ -107,26 +113,14 @@ def test_openai_error_shape_for_malformed_json(echo: tuple[dict, str]) -> None:
 def test_bad_bodies_are_rejected(
     echo: tuple[dict, str], body: bytes, content_type: str, status: int
 ) -> None:
-    endpoint, key = echo
-
-    response = httpx.post(
-        f"{endpoint['openai_base_url']}/chat/completions",
-        content=body,
-        headers={"Authorization": f"Bearer {key}", "Content-Type": content_type},
-    )
+    response = post_chat_body(echo, body, content_type)
 
     assert response.status_code == status
     assert "error" in response.json()
 
 
-def test_invalid_utf8_is_named_with_its_byte(echo: tuple[dict, str]) -> None:
-    endpoint, key = echo
-
-    response = httpx.post(
-        f"{endpoint['openai_base_url']}/chat/completions",
-        content=b'{"messages": "\xff\xfe"}',
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
+def test_invalid_utf8_names_its_byte(echo: tuple[dict, str]) -> None:
+    response = post_chat_body(echo, b'{"messages": "\xff\xfe"}')
 
     assert response.status_code == 400
     assert response.json()["error"]["message"] == (

@@ -49,7 +49,7 @@ def _settle(loop: asyncio.AbstractEventLoop) -> None:
     asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout=5)
 
 
-async def test_first_text_leaves_at_once_and_later_ones_wait_for_the_tick(
+async def test_later_texts_wait_for_tick(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # No tick comes during the test, so only a wake-up can deliver a text.
@@ -101,7 +101,7 @@ async def test_ticks_deliver_text_while_the_stream_generates(
     assert await asyncio.wait_for(job.events.get(), timeout=5) == _Text("two")
 
 
-async def test_ticks_stop_when_idle_and_the_next_text_leaves_at_once(
+async def test_idle_ticks_stop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     job = await _job_after_first_text(monkeypatch)
@@ -146,7 +146,7 @@ def _sender(job: RecordingJob, stop: tuple[str, ...] = ()) -> TokenTextSender:
     return TokenTextSender(job, ByteTokenizer(), list(b"x "), params, frozenset(), False)  # type: ignore[arg-type]
 
 
-def test_tokens_after_the_first_text_are_decoded_in_groups(
+def test_tokens_decoded_in_groups(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(threaded, "TEXT_INTERVAL_S", 60.0)

@@ -427,8 +427,8 @@ class Gateway:
         """Send the request upstream and return the response, unless the caller leaves first.
 
         A caller that leaves raises ClientGone and closes the connection to the instance.
-        The instance sees the disconnect and stops working on the request, for example
-        a generation whose text no caller will read.
+        The instance detects the disconnect and stops working on the request, for
+        example a generation whose text no caller will read.
         """
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
