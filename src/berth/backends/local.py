@@ -47,7 +47,8 @@ _RUNTIME_SETTINGS = ("max_batch_size", "max_batch_wait_ms", "echo_delay_ms", "ru
 # large parallel regions, and a short spin served 1.42 times the texts of sleeping at
 # once under load. Generation runs many short regions per token, one token after
 # another. With the longer spin (GNU OpenMP's own default), one stream through an
-# instance went from 0.58 to 0.76 of plain generate() in bench/.
+# instance went from 0.58 to 0.76 of plain generate(), measured with a runtime started
+# by hand (docs/benchmarks.md).
 SPIN_COUNT = 10_000
 GENERATION_SPIN_COUNT = 300_000
 

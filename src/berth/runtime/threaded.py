@@ -43,7 +43,8 @@ MAX_CHARACTERS_PER_TOKEN = 128
 # While a stream generates, its text reaches the event loop at most this often, apart
 # from the first text, which leaves at once. Waking the loop for every token takes a
 # core from torch's threads in the middle of the next token: one stream reached 0.84 of
-# plain generate() with ticks of 20 ms against 0.76 with a wake-up per token, in bench/.
+# plain generate() with ticks of 20 ms against 0.76 with a wake-up per token, measured
+# with a runtime started by hand (docs/benchmarks.md).
 TEXT_INTERVAL_S = 0.02
 
 
@@ -233,7 +234,7 @@ class TokenTextSender:
         self.job.emit(_Finished(finish_reason, self.token_count))
 
     def _send(self, text: str) -> bool:
-        """Emit what is safe to send of `text`; return whether anything went."""
+        """Emit what is safe to send of `text`, and return whether any text was emitted."""
         if self._stripper is not None:
             text = self._stripper.push(text)
         text = self._stops.push(text)
