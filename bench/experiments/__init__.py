@@ -67,6 +67,13 @@ EXPERIMENTS = {
             for label, count in (("10k", 10_000), ("100k", 100_000), ("300k", 300_000))
         ),
         Experiment(
+            "tcp-hop",
+            "instances get no Unix socket, so the gateway reaches them over TCP on "
+            "loopback, as before change 14",
+            ("gateway",),
+            patch="bench.experiments.tcp_hop",
+        ),
+        Experiment(
             "reconcile-50ms",
             "the reconciler runs every 50 ms instead of every 500 ms, an upper bound for "
             "probing starting instances sooner",

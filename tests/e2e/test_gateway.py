@@ -3,6 +3,7 @@
 import time
 
 import httpx
+import psutil
 import pytest
 
 from berth.client import Client
@@ -208,3 +209,25 @@ def test_streaming_ends_with_done(echo: tuple[dict, str]) -> None:
     assert response.headers["content-type"].startswith("text/event-stream")
     assert lines[-1] == "data: [DONE]"
     assert time.monotonic() - started < 10
+
+
+def _local_sockets(pid: int) -> list[tuple[str, str]]:
+    """(name, status) of the process's Unix sockets bound to an abstract name."""
+    return [
+        (connection.laddr, connection.status)
+        for connection in psutil.Process(pid).net_connections(kind="unix")
+        if isinstance(connection.laddr, str) and connection.laddr.startswith(("\0", "@"))
+    ]
+
+
+def test_gateway_reaches_local_instances_over_unix_sockets(echo: tuple[dict, str]) -> None:
+    endpoint, key = echo
+    pids = {row["id"]: row["pid"] for row in endpoint["instance_list"]}
+
+    served_by = {chat(endpoint, key).headers["x-berth-instance"] for _ in range(4)}
+
+    for instance_id in served_by:
+        names = {name.lstrip("\0@") for name, _status in _local_sockets(pids[instance_id])}
+        # The listening socket and the gateway's kept-alive connection share the name.
+        assert names == {f"berth-instance-{instance_id}"}
+        assert len(_local_sockets(pids[instance_id])) >= 2

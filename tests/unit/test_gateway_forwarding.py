@@ -260,7 +260,7 @@ async def test_request_waits_for_a_ready_instance(setup: Setup) -> None:
             seq=1,
             keys=[],
             endpoints=[],
-            instances=[("c", ENDPOINT, InstanceState.READY, setup.second.address, False)],
+            instances=[("c", ENDPOINT, InstanceState.READY, setup.second.address, "", False)],
         )
         setup.table._apply(changes)
         setup.table._changed.set()
@@ -477,7 +477,7 @@ async def test_deploying_endpoint_waits_for_an_instance(setup: Setup) -> None:
             seq=1,
             keys=[],
             endpoints=[(ENDPOINT, EndpointState.LIVE, MLApp.ECHO, False)],
-            instances=[("c", ENDPOINT, InstanceState.READY, setup.first.address, False)],
+            instances=[("c", ENDPOINT, InstanceState.READY, setup.first.address, "", False)],
         )
         setup.table._apply(changes)
         setup.table._changed.set()

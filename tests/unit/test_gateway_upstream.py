@@ -1,10 +1,11 @@
 """The gateway's HTTP/1.1 client for the hop to instances, against scripted servers on
 127.0.0.1: keep-alive reuse, streams read in pieces, timeouts, and instances that close
-connections, send malformed HTTP or are not there at all.
+connections, send malformed HTTP or are not there at all, over TCP and Unix sockets.
 """
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -43,6 +44,12 @@ class ScriptedServer:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.address = f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
+    async def start_local(self, name: str) -> None:
+        """Listen on the abstract Unix socket `name` ("@..."), as instances do, instead."""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind("\0" + name[1:])
+        self.server = await asyncio.start_unix_server(self._serve, sock=listener)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
@@ -72,6 +79,12 @@ async def _json_ok(
     )
     await writer.drain()
     return True
+
+
+def _refused_address() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
 
 
 @pytest.fixture
@@ -216,11 +229,47 @@ async def test_slow_reader_pauses_the_instance(serve, pool: UpstreamPool) -> Non
 
 
 async def test_refused_connection_is_unreachable(pool: UpstreamPool) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with pytest.raises(UpstreamUnreachable, match=f"127.0.0.1:{port}"):
-        await pool.request("POST", f"127.0.0.1:{port}", "predict", b"{}")
+    address = _refused_address()
+    with pytest.raises(UpstreamUnreachable, match=address):
+        await pool.request("POST", address, "predict", b"{}")
+
+
+async def test_local_socket_carries_requests(pool: UpstreamPool) -> None:
+    name = f"@berth-test-{uuid.uuid4()}"
+    server = ScriptedServer(_json_ok)
+    await server.start_local(name)
+    try:
+        # Nothing listens on the TCP address, so only the Unix socket can answer.
+        address = _refused_address()
+        for _ in range(2):
+            response = await pool.request("POST", address, "predict", b"{}", name)
+            assert response.status == 200
+    finally:
+        await server.stop()
+
+    assert len(server.requests) == 2
+    assert server.connections == 1
+
+
+async def test_unreachable_local_socket_falls_back_to_tcp(serve, pool: UpstreamPool) -> None:
+    server = await serve(_json_ok)
+    name = f"@berth-test-{uuid.uuid4()}"
+
+    first = await pool.request("POST", server.address, "predict", b"{}", name)
+    # A server appears on the name later: the pool keeps to TCP for it, so a gateway
+    # that cannot see an instance's socket does not try it on every new connection.
+    late = ScriptedServer(_json_ok)
+    await late.start_local(name)
+    try:
+        both = await asyncio.gather(
+            *(pool.request("POST", server.address, "predict", b"{}", name) for _ in range(2))
+        )
+    finally:
+        await late.stop()
+
+    assert [response.status for response in (first, *both)] == [200, 200, 200]
+    assert server.connections == 2
+    assert late.connections == 0
 
 
 async def test_connection_closed_before_response(serve, pool: UpstreamPool) -> None:

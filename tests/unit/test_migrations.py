@@ -1,5 +1,5 @@
 """Schema migrations on SQLite and PostgreSQL: the newest revision matches the models, and
-0002 keeps existing instances.
+0002 and 0003 keep existing instances.
 
 The PostgreSQL cases need the server on 127.0.0.1:5432 (trust auth); they are skipped
 when it is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
@@ -66,7 +66,7 @@ def test_newest_revision_matches_models(database_url: str) -> None:
     assert differences == []
 
 
-def test_0002_keeps_instances_and_adds_runtime(database_url: str, tmp_path: Path) -> None:
+def test_0002_and_0003_keep_instances_and_add_columns(database_url: str, tmp_path: Path) -> None:
     database = Database(database_url)
     try:
         upgrade(database.engine, "0001")
@@ -99,7 +99,7 @@ def test_0002_keeps_instances_and_adds_runtime(database_url: str, tmp_path: Path
         upgrade(database.engine, "head")
         with database.session() as session:
             row = session.scalars(select(Instance).where(Instance.id == "instance-1")).one()
-            runtime, note = row.runtime, row.runtime_note
+            runtime, note, local_socket = row.runtime, row.runtime_note, row.local_socket
 
         downgrade(database.engine, "0001")
         columns_after_downgrade = instance_columns(database.engine)
@@ -110,5 +110,7 @@ def test_0002_keeps_instances_and_adds_runtime(database_url: str, tmp_path: Path
 
     assert runtime == ""
     assert note == ""
-    assert {"runtime", "runtime_note"}.isdisjoint(columns_after_downgrade)
-    assert {"runtime", "runtime_note"} <= columns_after_upgrade
+    assert local_socket == ""
+    added = {"runtime", "runtime_note", "local_socket"}
+    assert added.isdisjoint(columns_after_downgrade)
+    assert added <= columns_after_upgrade

@@ -29,6 +29,9 @@ class InstanceHandle:
     # host:port of the instance's runtime server.
     address: str
     pid: int | None
+    # A Unix socket on which the runtime server also listens, for gateways on the same
+    # machine: "@name" for a name in Linux's abstract namespace. "" when there is none.
+    local_socket: str = ""
 
 
 class ProcessState(StrEnum):

@@ -395,6 +395,11 @@ class Instance(Base):
     state: Mapped[InstanceState] = mapped_column(_enum(InstanceState), nullable=False)
     # "host:port" where the instance's runtime listens, set once the process exists.
     address: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    # A Unix socket on which the runtime also listens, for gateways on the same machine
+    # ("@name" for Linux's abstract namespace); "" when there is none.
+    local_socket: Mapped[str] = mapped_column(
+        String(200), nullable=False, default="", server_default=""
+    )
     pid: Mapped[int | None] = mapped_column(Integer)
     restart_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")

@@ -376,7 +376,7 @@ class Gateway:
             upstream.in_flight += 1
             try:
                 response = await self._request_while_caller_waits(
-                    method, upstream.address, path, body, receive
+                    method, upstream, path, body, receive
                 )
             except ClientGone:
                 upstream.in_flight -= 1
@@ -422,7 +422,7 @@ class Gateway:
         )
 
     async def _request_while_caller_waits(
-        self, method: str, address: str, path: str, body: bytes, receive: Receive
+        self, method: str, upstream: Upstream, path: str, body: bytes, receive: Receive
     ) -> UpstreamResponse:
         """Send the request upstream and return the response, unless the caller leaves first.
 
@@ -450,7 +450,11 @@ class Gateway:
         timer = loop.call_later(DISCONNECT_WATCH_AFTER_S, start_watching)
         try:
             return await self._upstreams().request(
-                method, address, path, body if method == "POST" else None
+                method,
+                upstream.address,
+                path,
+                body if method == "POST" else None,
+                upstream.local_socket,
             )
         except asyncio.CancelledError:
             if not caller_left:

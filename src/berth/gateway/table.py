@@ -33,6 +33,8 @@ class Upstream:
     instance_id: str
     # "host:port" of the instance's runtime server.
     address: str
+    # The Unix socket on which it also listens ("@name": abstract namespace), or "".
+    local_socket: str = ""
     in_flight: int = 0
     # time.monotonic() until which this gateway skips the instance, because it refused a
     # connection; the database may not show its exit yet.
@@ -77,7 +79,7 @@ class _Changes:
     seq: int
     keys: list[tuple[str, str, str, KeyStatus]]
     endpoints: list[tuple[str, EndpointState, MLApp, bool]]
-    instances: list[tuple[str, str, InstanceState, str, bool]]
+    instances: list[tuple[str, str, InstanceState, str, str, bool]]
 
 
 class RoutingTable:
@@ -161,14 +163,14 @@ class RoutingTable:
             route.state, route.ml_app, route.deleted = state, ml_app, deleted
         self._drop_deleted()
 
-        for instance_id, endpoint_id, instance_state, address, ended in changes.instances:
+        for instance_id, endpoint_id, instance_state, address, local, ended in changes.instances:
             route = self.routes.get(endpoint_id)
             if route is None:
                 continue
             if instance_state == InstanceState.READY and not ended and address:
                 existing = route.upstreams.get(instance_id)
                 if existing is None or existing.address != address:
-                    route.upstreams[instance_id] = Upstream(instance_id, address)
+                    route.upstreams[instance_id] = Upstream(instance_id, address, local)
             else:
                 route.upstreams.pop(instance_id, None)
 
@@ -196,7 +198,12 @@ def _query_changes(session: Session, since: int) -> _Changes:
         .where(Endpoint.seq > since)
     ).all()
     instance_query = select(
-        Instance.id, Instance.endpoint_id, Instance.state, Instance.address, Instance.ended_at
+        Instance.id,
+        Instance.endpoint_id,
+        Instance.state,
+        Instance.address,
+        Instance.local_socket,
+        Instance.ended_at,
     ).where(Instance.seq > since)
     if since == 0:
         instance_query = instance_query.where(Instance.ended_at.is_(None))
@@ -208,6 +215,7 @@ def _query_changes(session: Session, since: int) -> _Changes:
             (row[0], EndpointState(row[1]), MLApp(row[2]), row[3] is not None) for row in endpoints
         ],
         instances=[
-            (row[0], row[1], InstanceState(row[2]), row[3], row[4] is not None) for row in instances
+            (row[0], row[1], InstanceState(row[2]), row[3], row[4], row[5] is not None)
+            for row in instances
         ],
     )

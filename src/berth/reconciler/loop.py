@@ -176,6 +176,7 @@ class Reconciler:
                 row.state = InstanceState.EXITED
                 row.pid = None
                 row.address = ""
+                row.local_socket = ""
                 row.ready_at = None
                 mark_changed(session, row)
             relaunched = {row.endpoint_id for row in rows if row.ended_at is None}
@@ -677,6 +678,7 @@ class Reconciler:
         track.health_failures = 0
         row.state = InstanceState.STARTING
         row.address = handle.address
+        row.local_socket = handle.local_socket
         row.pid = handle.pid
         row.started_at = utcnow()
         row.ready_at = None

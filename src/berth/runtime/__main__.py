@@ -126,6 +126,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     listen.add_argument("--port", type=int, help="TCP port to listen on (with --host).")
     parser.add_argument(
+        "--local-fd",
+        type=int,
+        help="With --fd: file descriptor of a bound, listening Unix socket inherited from "
+        "the parent, served as well, for gateways on the same machine.",
+    )
+    parser.add_argument(
         "--host",
         default="127.0.0.1",
         help="Address to listen on with --port (default: %(default)s).",
@@ -174,7 +180,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Report the instance unhealthy on /health when requests are in flight and no "
         "response data was sent for this many seconds; 0 turns the check off (default: off).",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.local_fd is not None and args.fd is None:
+        parser.error("--local-fd needs --fd: the Unix socket is served beside an inherited one")
+    return args
 
 
 class _InstanceIdFilter(logging.Filter):
@@ -250,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         # original would stay open and queue connections that are never accepted.
         sockets = [socket.socket(fileno=args.fd)]
         listen_options = {}
+    if sockets is not None and args.local_fd is not None:
+        sockets.append(socket.socket(fileno=args.local_fd))
     server = uvicorn.Server(
         uvicorn.Config(
             build_app(state),
@@ -267,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     where = f"fd {args.fd}" if args.fd is not None else f"{args.host}:{args.port}"
+    if args.local_fd is not None:
+        where += f" and Unix socket fd {args.local_fd}"
     logger.info(
         "starting %s runtime for model %s from %s on %s",
         config.ml_app.value,
