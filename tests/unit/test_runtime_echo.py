@@ -240,7 +240,9 @@ def test_unknown_route_lists_served_routes(echo: RuntimeProcess) -> None:
     response = post(echo, "/v1/images/generations", {"prompt": "x"})
 
     assert response.status_code == 404
-    message = response.json()["error"]["message"]
+    error = response.json()["error"]
+    assert error["code"] == "unknown_route"
+    message = error["message"]
     assert "Echo" in message
     assert "/v1/images/generations" in message
     for route in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/predict"):
@@ -251,7 +253,12 @@ def test_wrong_method_is_405(echo: RuntimeProcess) -> None:
     response = httpx.get(echo.base_url + "/v1/chat/completions")
 
     assert response.status_code == 405
-    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert response.headers["Allow"] == "POST"
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "method_not_allowed"
+    assert "GET" in error["message"]
+    assert "/v1/chat/completions" in error["message"]
 
 
 def test_malformed_json_names_position(echo: RuntimeProcess) -> None:

@@ -159,7 +159,9 @@ def build_app(state: RuntimeState) -> Starlette:
             message = (
                 f"Method {request.method} is not allowed on {request.url.path}. Use {allowed}."
             )
-            return APIError(405, message, headers={"Allow": allowed}).to_response()
+            return APIError(
+                405, message, code="method_not_allowed", headers={"Allow": allowed}
+            ).to_response()
         return APIError(error.status_code, str(error.detail)).to_response()
 
     @contextlib.asynccontextmanager
@@ -185,6 +187,7 @@ def _route_not_found(request: Request, state: RuntimeState, served: tuple[str, .
         404,
         f"The {config.ml_app.display_name} instance of model '{config.model_name}'{runtime} "
         f"does not serve {request.method} {request.url.path}. It serves: {route_list}.",
+        code="unknown_route",
     )
 
 
