@@ -123,6 +123,42 @@ def test_update_instances_waits_until_ready(cli: RunCli) -> None:
     assert endpoint["description"] == "two now"
 
 
+def test_update_scale_down_shows_stopping(cli: RunCli) -> None:
+    create_endpoint(cli, "scaled-down", "--instances", "2")
+
+    updated = cli("endpoint", "update", "scaled-down", "--instances", "1")
+    info = cli("endpoint", "info", "scaled-down")
+
+    assert updated.exit_code == 0, updated.output
+    # The extra instance is Ready or Draining here, and stopping in both cases.
+    assert "Instances        1 of 1 ready, 1 stopping\n" in updated.stdout
+    assert info.exit_code == 0, info.output
+    assert "Instances        1 of 1 ready" in info.stdout
+    assert "2 of 1" not in info.stdout
+
+
+@pytest.mark.parametrize(
+    ("instances", "ready", "states", "expected"),
+    [
+        (2, 1, ("Ready", "Starting"), "1 of 2 ready"),
+        (1, 2, ("Ready", "Ready"), "1 of 1 ready, 1 stopping"),
+        (1, 1, ("Ready", "Draining"), "1 of 1 ready, 1 stopping"),
+        (2, 0, ("Draining", "Draining"), "0 of 2 ready, 2 stopping"),
+        (1, 2, ("Ready", "Ready", "Draining"), "1 of 1 ready, 2 stopping"),
+    ],
+)
+def test_instances_text_counts_stopping(
+    instances: int, ready: int, states: tuple[str, ...], expected: str
+) -> None:
+    endpoint = {
+        "instances": instances,
+        "ready_instances": ready,
+        "instance_list": [{"state": state} for state in states],
+    }
+
+    assert endpoint_views.instances_text(endpoint) == expected
+
+
 def test_update_without_changes_is_usage_error(cli: RunCli) -> None:
     result = cli("endpoint", "update", "--endpoint", "anything")
 

@@ -28,7 +28,9 @@ def endpoint_json(
         "desired_state": "stopped" if state in ("Stopping", "Stopped") else "running",
         "instances": instances,
         "ready_instances": ready,
-        "instance_list": [{"generation": generation} for generation in generations],
+        "instance_list": [
+            {"generation": generation, "state": "Ready"} for generation in generations
+        ],
     }
 
 
@@ -132,3 +134,12 @@ def test_timeout_names_state_and_reason() -> None:
     message = str(raised.value)
     assert message.startswith("timed out after 0 s waiting for endpoint 'made-up' to be Live")
     assert "Pending (waiting for 2 free instance slots)" in message
+
+
+def test_timeout_after_scale_down_counts_stopping() -> None:
+    client = ScriptedClient(endpoint_json(LIVE, ready=2, instances=1, generations=(1, 1)))
+
+    with pytest.raises(CliError) as raised:
+        run_wait(client, Goal(LIVE), timeout_s=0)
+
+    assert "it is Live, 1 of 1 instances ready, 1 stopping." in str(raised.value)

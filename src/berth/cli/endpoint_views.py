@@ -16,12 +16,36 @@ from berth.cli.output import (
 )
 
 SHORT_ID_LENGTH = 8
+DRAINING = "Draining"
 
 
 def state_text(endpoint: Json) -> str:
     if endpoint["state_reason"]:
         return f"{endpoint['state']} ({endpoint['state_reason']})"
     return endpoint["state"]
+
+
+def count_instances(endpoint: Json) -> tuple[int, int]:
+    """Return how many of the requested instances are ready, and how many others are stopping.
+
+    Right after a scale-down, and during a model change, more instances can be ready than
+    were requested. The reconciler drains the extra ones (after a model change, once every
+    new instance is ready), so they count as stopping. Draining instances count as
+    stopping too. The returned ready count never exceeds the requested count.
+    """
+    requested = endpoint["instances"]
+    ready = endpoint["ready_instances"]
+    draining = sum(1 for instance in endpoint["instance_list"] if instance["state"] == DRAINING)
+    return min(ready, requested), draining + max(0, ready - requested)
+
+
+def instances_text(endpoint: Json) -> str:
+    """Return "R of N ready", followed by ", S stopping" while instances are stopping."""
+    ready, stopping = count_instances(endpoint)
+    text = f"{ready} of {endpoint['instances']} ready"
+    if stopping:
+        text += f", {stopping} stopping"
+    return text
 
 
 def runtime_text(endpoint: Json) -> str:
@@ -73,7 +97,7 @@ def print_endpoint(endpoint: Json) -> None:
             *runtime_settings_fields(endpoint),
             ("Runtime", runtime_text(endpoint)),
             ("State", state_text(endpoint)),
-            ("Instances", f"{endpoint['ready_instances']} of {endpoint['instances']} ready"),
+            ("Instances", instances_text(endpoint)),
             ("Shared with", sharing),
             ("Owner", endpoint["owner"]["name"]),
             ("URL", endpoint["url"]),
@@ -116,7 +140,7 @@ def print_endpoint_list(page: Json) -> None:
                 endpoint["project"]["name"],
                 model_text(endpoint),
                 endpoint["state"],
-                f"{endpoint['ready_instances']}/{endpoint['instances']}",
+                f"{count_instances(endpoint)[0]}/{endpoint['instances']}",
                 format_time(endpoint["created_at"], style=TimeStyle.MINUTES),
                 endpoint["owner"]["name"],
             )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
+from berth.cli.endpoint_views import count_instances
 from berth.cli.output import CliError, Json, stderr_console
 from berth.client import Client
 
@@ -105,7 +106,11 @@ def _describe(endpoint: Json) -> str:
     if endpoint["state_reason"]:
         return f"{endpoint['state']} ({endpoint['state_reason']})"
     if endpoint["state"] == LIVE:
-        return f"Live, {endpoint['ready_instances']} of {endpoint['instances']} instances ready"
+        ready, stopping = count_instances(endpoint)
+        text = f"Live, {ready} of {endpoint['instances']} instances ready"
+        if stopping:
+            text += f", {stopping} stopping"
+        return text
     return str(endpoint["state"])
 
 
