@@ -4,11 +4,16 @@ Values that would make the server unsafe or unable to run are rejected here, wit
 variable named, instead of failing later in a request.
 """
 
+import math
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+import annotated_types
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path.home() / ".berth"
@@ -18,6 +23,21 @@ MIN_ADMIN_KEY_LENGTH = 16
 def default_capacity() -> int:
     """Instance slots when none are configured: two per CPU core, at least four."""
     return max(4, 2 * (os.cpu_count() or 1))
+
+
+def _range_text(field: FieldInfo) -> str:
+    """Describe the bounds of a number field, such as "greater than 0 and at most 3600"."""
+    bounds = []
+    for constraint in field.metadata:
+        if isinstance(constraint, annotated_types.Gt):
+            bounds.append(f"greater than {constraint.gt}")
+        elif isinstance(constraint, annotated_types.Ge):
+            bounds.append(f"at least {constraint.ge}")
+        elif isinstance(constraint, annotated_types.Lt):
+            bounds.append(f"less than {constraint.lt}")
+        elif isinstance(constraint, annotated_types.Le):
+            bounds.append(f"at most {constraint.le}")
+    return " and ".join(bounds)
 
 
 class Settings(BaseSettings):
@@ -114,6 +134,31 @@ class Settings(BaseSettings):
         description="on SIGTERM, seconds that requests in flight get to finish before the "
         "server stops",
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _reject_non_finite_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """Reject NaN and infinity for a float setting, naming the accepted range.
+
+        Without this check, pydantic 2.14 reports NaN as breaking the first bound that it
+        compares it with, and it accepts infinity for a setting without an upper bound.
+        """
+        assert info.field_name is not None
+        field = cls.model_fields[info.field_name]
+        if field.annotation not in (float, float | None) or value is None:
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            # Pydantic rejects it as not a number.
+            return value
+        if not math.isfinite(number):
+            accepted = _range_text(field)
+            message = "Input should be a finite number"
+            if accepted:
+                message += " {accepted}"
+            raise PydanticCustomError("finite_number", message, {"accepted": accepted})
+        return value
 
     @field_validator("home", mode="after")
     @classmethod

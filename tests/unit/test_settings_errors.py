@@ -41,3 +41,23 @@ def test_secret_value_is_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert problem.startswith("BERTH_ADMIN_KEY: ")
     assert "tooshort" not in problem
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"),
+    [
+        ("BERTH_HEADER_TIMEOUT_S", "nan", "greater than 0 and at most 3600"),
+        ("BERTH_HEADER_TIMEOUT_S", "inf", "greater than 0 and at most 3600"),
+        ("BERTH_NO_INSTANCE_WAIT_S", "-Infinity", "at least 0 and at most 600"),
+        ("BERTH_UPSTREAM_TIMEOUT_S", "inf", "greater than 0"),
+        ("BERTH_STALL_TIMEOUT_S", "NaN", "greater than 0"),
+    ],
+)
+def test_non_finite_number_names_range(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, accepted: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    problem = _problem()
+
+    assert problem == f"{variable}={value!r}: Input should be a finite number {accepted}"
