@@ -322,6 +322,36 @@ def test_predict_rejects_bad_parameter(generation: RuntimeProcess) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("path", "body", "param", "seed"),
+    [
+        ("/v1/completions", {"prompt": "x"}, "seed", 2**70),
+        ("/v1/completions", {"prompt": "x"}, "seed", 2**63),
+        ("/v1/chat/completions", {"messages": USER_MESSAGE}, "seed", -(2**63) - 1),
+        ("/predict", {"inputs": ["x"]}, "parameters.seed", 2**70),
+    ],
+)
+def test_seed_outside_int64_is_400(
+    generation: RuntimeProcess, path: str, body: dict[str, object], param: str, seed: int
+) -> None:
+    if path == "/predict":
+        body = {**body, "parameters": {"seed": seed}}
+    else:
+        body = {**body, "seed": seed}
+
+    # httpx writes the body with the json module, which keeps the integer exact.
+    response = httpx.post(generation.base_url + path, json=body, timeout=60)
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert error["message"] == (
+        f"Invalid value for '{param}': {seed}. Expected an integer from "
+        "-9223372036854775808 to 9223372036854775807 (signed 64 bits)."
+    )
+
+
+@pytest.mark.slow
 def test_prompt_longer_than_context_is_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.completions.create(model=MODEL_NAME, prompt="word " * CONTEXT_LENGTH, max_tokens=4)

@@ -7,6 +7,8 @@ OpenAI clients send optional fields (user, metadata, penalties) that change noth
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -23,8 +25,13 @@ MAX_COMPLETION_TOKENS = 4096
 DEFAULT_MAX_TOKENS = 64
 MAX_STOP_SEQUENCES = 4
 MAX_BATCH_INPUTS = 2048
+# Seeds are signed 64-bit integers. torch.manual_seed accepts them all (torch 2.13 takes
+# -2**63 to 2**64 - 1), and the llama.cpp runtime maps them to its 32 bits.
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
+# orjson 3.13 decodes integers outside [-2**63, 2**64) as floats, so a float of at least this
+# magnitude in a validation error may have been an integer in the request body.
+_BIG_INTEGER_MAGNITUDE = 2**63
 
 RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
@@ -40,7 +47,7 @@ class SamplingParameters(_Strict):
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=list)
-    seed: int | None = Field(default=None, ge=_INT64_MIN, le=_INT64_MAX)
+    seed: int | None = None
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -59,6 +66,15 @@ class SamplingParameters(_Strict):
             )
         if any(item == "" for item in value):
             raise ValueError("stop sequences must not be empty strings")
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_in_int64_range(cls, value: int | None) -> int | None:
+        if value is not None and not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(
+                f"expected an integer from {_INT64_MIN} to {_INT64_MAX} (signed 64 bits)"
+            )
         return value
 
 
@@ -274,18 +290,48 @@ def parse_request(model: type[RequestModel], raw: bytes) -> RequestModel:
     try:
         return model.model_validate(payload)
     except ValidationError as error:
-        raise from_validation_error(error) from None
+        exact_error = _revalidate_exact_integers(model, error, lambda: json.loads(raw))
+        raise from_validation_error(exact_error or error) from None
 
 
-def validate_parameters(model: type[RequestModel], parameters: dict[str, Any]) -> RequestModel:
-    """Validate the "parameters" object of /predict, naming fields as parameters.<field>."""
+def validate_parameters(
+    model: type[RequestModel], parameters: dict[str, Any], raw: bytes
+) -> RequestModel:
+    """Validate the "parameters" object of /predict, naming fields as parameters.<field>.
+
+    `raw` is the whole request body, which is decoded again only to quote an integer
+    beyond 64 bits exactly in the error message.
+    """
     try:
         return model.model_validate(parameters)
     except ValidationError as error:
-        api_error = from_validation_error(error)
+        exact_error = _revalidate_exact_integers(
+            model, error, lambda: json.loads(raw)["parameters"]
+        )
+        api_error = from_validation_error(exact_error or error)
         if api_error.param:
             api_error.message = api_error.message.replace(
                 f"'{api_error.param}'", f"'parameters.{api_error.param}'", 1
             )
             api_error.param = f"parameters.{api_error.param}"
         raise api_error from None
+
+
+def _revalidate_exact_integers(
+    model: type[BaseModel], error: ValidationError, decode_exactly: Callable[[], Any]
+) -> ValidationError | None:
+    """Validate again from a payload with exact integers when orjson turned one into a float.
+
+    Without this, a seed of 2**70 would be rejected as "not an integer" and quoted as
+    1.1805916207174113e+21. The json module keeps integers exact, and it runs only here,
+    after a failed validation. Returns the error from the exact payload, or None when the
+    first error's input is not such a float.
+    """
+    rejected = error.errors(include_url=False)[0].get("input")
+    if not isinstance(rejected, float) or abs(rejected) < _BIG_INTEGER_MAGNITUDE:
+        return None
+    try:
+        model.model_validate(decode_exactly())
+    except ValidationError as exact_error:
+        return exact_error
+    return None

@@ -246,7 +246,8 @@ def _string_inputs(inputs: Sequence[Any]) -> list[str]:
 
 
 async def predict(request: Request, config: RuntimeConfig, model: LoadedModel) -> Response:
-    body = parse_request(PredictRequest, await request.body())
+    raw = await request.body()
+    body = parse_request(PredictRequest, raw)
     predictions: Sequence[Any]
     if config.ml_app is MLApp.ECHO:
         predictions = body.inputs
@@ -257,7 +258,7 @@ async def predict(request: Request, config: RuntimeConfig, model: LoadedModel) -
     else:
         assert model.generator is not None
         prompts = _string_inputs(body.inputs)
-        sampling = validate_parameters(SamplingParameters, body.parameters)
+        sampling = validate_parameters(SamplingParameters, body.parameters, raw)
         params = GenerationParams.from_request(sampling)
         texts = []
         for prompt in prompts:
