@@ -1,12 +1,22 @@
 """`berth endpoint` lifecycle commands against a real server."""
 
 import json
+import re
 
+import httpx
 import pytest
 
 from berth.cli import endpoint_views, output
 from berth.client import Client
-from tests.cli.conftest import WAIT_TIMEOUT_S, RunCli, create_endpoint, parse_json, unboxed
+from tests.cli.conftest import (
+    WAIT_TIMEOUT_S,
+    RunCli,
+    create_endpoint,
+    new_user,
+    parse_json,
+    unboxed,
+    unique,
+)
 
 
 def test_create_underscore_flags_waits_until_live(cli: RunCli, client: Client) -> None:
@@ -79,6 +89,23 @@ def test_info_table_and_json(cli: RunCli, client: Client) -> None:
     assert "Instances        1 of 1 ready" in by_option.stdout
     assert "Ready" in by_option.stdout
     assert parse_json(as_json) == client.get_endpoint("info-target")
+
+
+def test_info_json_has_instance_addresses(cli: RunCli, client: Client) -> None:
+    create_endpoint(cli, "addressed")
+    # Every user who can see an endpoint may see its details, a plain member too.
+    member_key = new_user(client, unique("member"), "default")
+
+    as_admin = parse_json(cli("endpoint", "info", "addressed", "-o", "json"))
+    as_member = parse_json(
+        cli("endpoint", "info", "addressed", "-o", "json", BERTH_API_KEY=member_key)
+    )
+
+    (instance,) = as_admin["instance_list"]
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", instance["address"]), instance
+    health = httpx.get(f"http://{instance['address']}/health", timeout=10)
+    assert health.status_code == 200
+    assert as_member["instance_list"][0]["address"] == instance["address"]
 
 
 def test_info_by_id(cli: RunCli) -> None:

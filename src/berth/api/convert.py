@@ -162,6 +162,8 @@ def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
                 restart_count=row.restart_count,
                 generation=row.generation,
                 pid=row.pid,
+                # The row of an exited instance keeps the address of its ended process.
+                address="" if row.state == InstanceState.EXITED else row.address,
                 started_at=row.started_at,
                 ready_at=row.ready_at,
                 last_error=row.last_error,

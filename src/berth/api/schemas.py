@@ -104,6 +104,10 @@ class InstanceOut(BaseModel):
     restart_count: int
     generation: int
     pid: int | None
+    address: str = Field(
+        description="host:port where the instance's runtime listens, which the gateway "
+        "forwards requests to; empty while no process runs"
+    )
     started_at: datetime | None
     ready_at: datetime | None
     last_error: str
