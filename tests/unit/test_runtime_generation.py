@@ -22,6 +22,8 @@ from tests.runtime_support import RuntimeProcess, wait_until
 
 MODEL_NAME = "demo-test"
 CONTEXT_LENGTH = 512  # max_position_embeddings of the demo model
+# A max_tokens that fits beside a prompt of a few tokens and takes a while to generate.
+LONG_GENERATION_TOKENS = CONTEXT_LENGTH - 16
 
 
 # Streaming text helpers, without a model.
@@ -357,7 +359,77 @@ def test_prompt_longer_than_context_is_400(client: openai.OpenAI) -> None:
         client.completions.create(model=MODEL_NAME, prompt="word " * CONTEXT_LENGTH, max_tokens=4)
 
     assert caught.value.param == "prompt"
+    assert caught.value.code == "context_length_exceeded"
     assert str(CONTEXT_LENGTH) in caught.value.message
+
+
+@pytest.mark.slow
+def test_max_tokens_beyond_context_is_400(client: openai.OpenAI) -> None:
+    prompt = "word " * 400
+    probe = client.completions.create(model=MODEL_NAME, prompt=prompt, max_tokens=1)
+    assert probe.usage is not None
+    prompt_tokens = probe.usage.prompt_tokens
+    tokens_left = CONTEXT_LENGTH - prompt_tokens
+    assert tokens_left > 1
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model=MODEL_NAME, prompt=prompt, max_tokens=tokens_left + 1)
+
+    error = caught.value
+    assert error.code == "context_length_exceeded"
+    assert error.param == "max_tokens"
+    assert isinstance(error.body, dict)
+    assert error.body["message"] == (
+        f"The prompt is {prompt_tokens} tokens long and max_tokens is {tokens_left + 1}, "
+        f"{CONTEXT_LENGTH + 1} tokens together, but model '{MODEL_NAME}' has a context "
+        f"length of {CONTEXT_LENGTH} tokens for prompt and completion together. "
+        f"Set max_tokens to at most {tokens_left}, or shorten the prompt."
+    )
+
+
+@pytest.mark.slow
+def test_max_tokens_filling_context_is_accepted(client: openai.OpenAI) -> None:
+    prompt = "word " * 400
+    probe = client.completions.create(model=MODEL_NAME, prompt=prompt, max_tokens=1)
+    assert probe.usage is not None
+    tokens_left = CONTEXT_LENGTH - probe.usage.prompt_tokens
+
+    response = client.completions.create(
+        model=MODEL_NAME, prompt=prompt, max_tokens=tokens_left, temperature=1.0
+    )
+
+    assert response.usage is not None
+    assert response.usage.completion_tokens <= tokens_left
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/chat/completions", {"messages": USER_MESSAGE, "max_tokens": 4096}, "max_tokens"),
+        (
+            "/v1/chat/completions",
+            {"messages": USER_MESSAGE, "max_completion_tokens": 4096},
+            "max_completion_tokens",
+        ),
+        (
+            "/predict",
+            {"inputs": ["x"], "parameters": {"max_tokens": 4096}},
+            "parameters.max_tokens",
+        ),
+    ],
+)
+def test_context_error_names_token_field(
+    generation: RuntimeProcess, path: str, body: dict[str, object], param: str
+) -> None:
+    response = httpx.post(generation.base_url + path, json=body, timeout=60)
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert error["param"] == param
+    assert f"{param} is 4096" in error["message"]
+    assert f"Set {param} to at most" in error["message"]
 
 
 @pytest.mark.slow
@@ -372,7 +444,12 @@ def test_embeddings_route_is_not_served(generation: RuntimeProcess) -> None:
 
 @pytest.mark.slow
 def test_disconnect_stops_generation(generation: RuntimeProcess) -> None:
-    body = {"prompt": "a long story", "max_tokens": 4096, "temperature": 1.0, "stream": True}
+    body = {
+        "prompt": "a long story",
+        "max_tokens": LONG_GENERATION_TOKENS,
+        "temperature": 1.0,
+        "stream": True,
+    }
     with httpx.stream(
         "POST", generation.base_url + "/v1/completions", json=body, timeout=60
     ) as response:
@@ -419,7 +496,12 @@ def test_batched_requests_match_requests_alone(generation: RuntimeProcess) -> No
     # Long seeded generations keep the worker busy. Each runs alone, because it has a
     # seed, so the requests above queue behind them and then share one batch.
     blockers = [
-        {"prompt": "a long story", "max_tokens": 4096, "temperature": 1.0, "seed": seed}
+        {
+            "prompt": "a long story",
+            "max_tokens": LONG_GENERATION_TOKENS,
+            "temperature": 1.0,
+            "seed": seed,
+        }
         for seed in (1, 2, 3)
     ]
     with ThreadPoolExecutor(len(blockers) + len(requests)) as pool:

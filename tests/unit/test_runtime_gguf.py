@@ -180,9 +180,22 @@ def test_prompt_longer_than_context_is_400(client: openai.OpenAI) -> None:
     assert f"context length of {CONTEXT_LENGTH} tokens" in caught.value.message
 
 
-def test_max_tokens_is_cut_to_the_context(client: openai.OpenAI) -> None:
+def test_max_tokens_beyond_context_is_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model=MODEL_NAME, prompt="a", max_tokens=4096, temperature=0)
+
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.param == "max_tokens"
+    assert f"context length of {CONTEXT_LENGTH} tokens" in caught.value.message
+
+
+def test_max_tokens_filling_context_runs_to_length(client: openai.OpenAI) -> None:
+    probe = client.completions.create(model=MODEL_NAME, prompt="a", max_tokens=1, temperature=0)
+    assert probe.usage is not None
+    tokens_left = CONTEXT_LENGTH - probe.usage.prompt_tokens
+
     response = client.completions.create(
-        model=MODEL_NAME, prompt="a", max_tokens=4096, temperature=0
+        model=MODEL_NAME, prompt="a", max_tokens=tokens_left, temperature=0
     )
 
     usage = response.usage

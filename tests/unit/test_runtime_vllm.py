@@ -161,6 +161,21 @@ async def test_prompt_longer_than_context_is_rejected(tokenizer: Any) -> None:
     assert engine.calls == []
 
 
+async def test_max_tokens_beyond_context_is_rejected(tokenizer: Any) -> None:
+    engine = FakeEngine(["x"])
+
+    with pytest.raises(APIError) as raised:
+        await generator(engine, tokenizer, context_length=16).start_completion(
+            "hello", params(max_tokens=16)
+        )
+
+    assert raised.value.status_code == 400
+    assert raised.value.code == "context_length_exceeded"
+    assert raised.value.param == "max_tokens"
+    assert "Set max_tokens to at most" in raised.value.message
+    assert engine.calls == []
+
+
 async def test_closing_the_stream_aborts_the_request(tokenizer: Any) -> None:
     engine = FakeEngine(["a", "b", "c", "d"])
 

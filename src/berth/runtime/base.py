@@ -20,10 +20,15 @@ class GenerationParams:
     top_p: float
     stop: tuple[str, ...]
     seed: int | None
+    # Name of the request field that set max_tokens, for error messages.
+    max_tokens_param: str = "max_tokens"
 
     @classmethod
     def from_request(
-        cls, request: SamplingParameters, max_tokens: int | None = None
+        cls,
+        request: SamplingParameters,
+        max_tokens: int | None = None,
+        max_tokens_param: str = "max_tokens",
     ) -> GenerationParams:
         return cls(
             max_tokens=max_tokens if max_tokens is not None else request.max_tokens,
@@ -31,6 +36,7 @@ class GenerationParams:
             top_p=request.top_p,
             stop=tuple(request.stop),
             seed=request.seed,
+            max_tokens_param=max_tokens_param,
         )
 
 

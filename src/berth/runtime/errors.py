@@ -12,6 +12,9 @@ from starlette.responses import Response
 
 INVALID_REQUEST = "invalid_request_error"
 SERVER_ERROR = "server_error"
+# The code of a 400 for a prompt, or a prompt plus max_tokens, that does not fit the
+# model's context length. OpenAI uses the same code for this error.
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 
 # Maximum length, in characters, of a rejected value quoted in an error message.
 _MAX_VALUE_REPR = 80

@@ -128,6 +128,13 @@ class _CompletionOptions(SamplingParameters):
         return self.max_tokens
 
     @property
+    def max_tokens_param(self) -> str:
+        """The name of the field that `requested_max_tokens` comes from."""
+        if self.max_completion_tokens is not None:
+            return "max_completion_tokens"
+        return "max_tokens"
+
+    @property
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
 

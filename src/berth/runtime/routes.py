@@ -84,7 +84,7 @@ async def collect_text(request: Request, stream: TextStream) -> str:
 async def chat_completions(request: Request, config: RuntimeConfig, model: LoadedModel) -> Response:
     body = parse_request(ChatCompletionRequest, await request.body())
     assert model.generator is not None
-    params = GenerationParams.from_request(body, body.requested_max_tokens)
+    params = GenerationParams.from_request(body, body.requested_max_tokens, body.max_tokens_param)
     stream = await model.generator.start_chat(body.messages, params)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -144,7 +144,7 @@ async def _chat_events(
 async def completions(request: Request, config: RuntimeConfig, model: LoadedModel) -> Response:
     body = parse_request(CompletionRequest, await request.body())
     assert model.generator is not None
-    params = GenerationParams.from_request(body, body.requested_max_tokens)
+    params = GenerationParams.from_request(body, body.requested_max_tokens, body.max_tokens_param)
     stream = await model.generator.start_completion(body.prompt, params)
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -259,7 +259,7 @@ async def predict(request: Request, config: RuntimeConfig, model: LoadedModel) -
         assert model.generator is not None
         prompts = _string_inputs(body.inputs)
         sampling = validate_parameters(SamplingParameters, body.parameters, raw)
-        params = GenerationParams.from_request(sampling)
+        params = GenerationParams.from_request(sampling, max_tokens_param="parameters.max_tokens")
         texts = []
         for prompt in prompts:
             stream = await model.generator.start_completion(prompt, params)

@@ -31,7 +31,12 @@ from berth.runtime.decoding import (
     LeadingWhitespaceStripper,
     StopSequenceMatcher,
 )
-from berth.runtime.errors import APIError, invalid_request, server_error
+from berth.runtime.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
+    APIError,
+    invalid_request,
+    server_error,
+)
 from berth.runtime.protocol import DEFAULT_MAX_TOKENS, ChatMessage
 
 logger = logging.getLogger("berth.runtime")
@@ -281,10 +286,12 @@ def limit_new_tokens(
     context_length: int | None,
     model_name: str,
 ) -> int:
-    """Return the max tokens to generate for a prompt, raising APIError (400) if none fit.
+    """Return the max tokens to generate for a prompt, raising APIError (400) if they don't fit.
 
     `param` names the request field of the prompt, and `context_length` (prompt and
-    completion together) is None when the model states none.
+    completion together) is None when the model states none. A max_tokens from the
+    request must fit beside the prompt. Without one, the default max_tokens shrinks to
+    the tokens left.
     """
     if prompt_tokens == 0:
         raise invalid_request("The prompt is empty after tokenization.", param=param)
@@ -297,8 +304,22 @@ def limit_new_tokens(
             f"has a context length of {context_length} tokens for prompt and "
             "completion together. Shorten the prompt.",
             param=param,
+            code=CONTEXT_LENGTH_EXCEEDED,
         )
-    return min(requested, context_length - prompt_tokens)
+    tokens_left = context_length - prompt_tokens
+    if params.max_tokens is None:
+        return min(requested, tokens_left)
+    if requested > tokens_left:
+        field = params.max_tokens_param
+        raise invalid_request(
+            f"The prompt is {prompt_tokens} tokens long and {field} is {requested}, "
+            f"{prompt_tokens + requested} tokens together, but model '{model_name}' has a "
+            f"context length of {context_length} tokens for prompt and completion together. "
+            f"Set {field} to at most {tokens_left}, or shorten the prompt.",
+            param=field,
+            code=CONTEXT_LENGTH_EXCEEDED,
+        )
+    return requested
 
 
 def no_chat_template_error(model_name: str) -> APIError:
@@ -499,6 +520,7 @@ class ThreadedGenerator(TextGenerator):
                 f"{self._context_length} tokens for prompt and completion together, about "
                 f"{limit} characters at most. Shorten the prompt.",
                 param=prompt.param,
+                code=CONTEXT_LENGTH_EXCEEDED,
             )
 
     def _prepare(self, request: _Request) -> BatchRow | None:
