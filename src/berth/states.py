@@ -92,3 +92,23 @@ _ML_APP_NAMES = {
     MLApp.TEXT_EMBEDDING: "Text Embedding",
     MLApp.ECHO: "Echo",
 }
+
+
+def instance_counts(requested: int, ready: int, draining: int) -> tuple[int, int]:
+    """Return how many of the requested instances are ready, and how many others are stopping.
+
+    Right after a scale-down, and during a model change, more instances can be ready than
+    were requested. The reconciler drains the extra ones (after a model change, once every
+    new instance is ready), so they count as stopping, and so do Draining instances. The
+    ready count returned never exceeds `requested`.
+    """
+    return min(ready, requested), draining + max(0, ready - requested)
+
+
+def instances_summary(requested: int, ready: int, draining: int, ready_word: str = "ready") -> str:
+    """Describe the instance counts as "R of N ready", with ", S stopping" while any stop."""
+    shown, stopping = instance_counts(requested, ready, draining)
+    text = f"{shown} of {requested} {ready_word}"
+    if stopping:
+        text += f", {stopping} stopping"
+    return text

@@ -14,9 +14,9 @@ from berth.cli.output import (
     print_page_note,
     print_table,
 )
+from berth.states import InstanceState, instance_counts, instances_summary
 
 SHORT_ID_LENGTH = 8
-DRAINING = "Draining"
 
 
 def state_text(endpoint: Json) -> str:
@@ -26,26 +26,19 @@ def state_text(endpoint: Json) -> str:
 
 
 def count_instances(endpoint: Json) -> tuple[int, int]:
-    """Return how many of the requested instances are ready, and how many others are stopping.
-
-    Right after a scale-down, and during a model change, more instances can be ready than
-    were requested. The reconciler drains the extra ones (after a model change, once every
-    new instance is ready), so they count as stopping. Draining instances count as
-    stopping too. The returned ready count never exceeds the requested count.
-    """
-    requested = endpoint["instances"]
-    ready = endpoint["ready_instances"]
-    draining = sum(1 for instance in endpoint["instance_list"] if instance["state"] == DRAINING)
-    return min(ready, requested), draining + max(0, ready - requested)
+    """Return the ready and the stopping instances of an endpoint (see `instance_counts`)."""
+    return instance_counts(endpoint["instances"], endpoint["ready_instances"], _draining(endpoint))
 
 
-def instances_text(endpoint: Json) -> str:
+def instances_text(endpoint: Json, ready_word: str = "ready") -> str:
     """Return "R of N ready", followed by ", S stopping" while instances are stopping."""
-    ready, stopping = count_instances(endpoint)
-    text = f"{ready} of {endpoint['instances']} ready"
-    if stopping:
-        text += f", {stopping} stopping"
-    return text
+    return instances_summary(
+        endpoint["instances"], endpoint["ready_instances"], _draining(endpoint), ready_word
+    )
+
+
+def _draining(endpoint: Json) -> int:
+    return sum(1 for row in endpoint["instance_list"] if row["state"] == InstanceState.DRAINING)
 
 
 def runtime_text(endpoint: Json) -> str:

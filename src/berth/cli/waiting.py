@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from berth.cli.endpoint_views import count_instances
+from berth.cli.endpoint_views import instances_text
 from berth.cli.output import CliError, Json, stderr_console
 from berth.client import Client
 
@@ -106,11 +106,7 @@ def _describe(endpoint: Json) -> str:
     if endpoint["state_reason"]:
         return f"{endpoint['state']} ({endpoint['state_reason']})"
     if endpoint["state"] == LIVE:
-        ready, stopping = count_instances(endpoint)
-        text = f"Live, {ready} of {endpoint['instances']} instances ready"
-        if stopping:
-            text += f", {stopping} stopping"
-        return text
+        return f"Live, {instances_text(endpoint, 'instances ready')}"
     return str(endpoint["state"])
 
 

@@ -11,7 +11,13 @@ from berth.auth import Principal
 from berth.db.models import Endpoint
 from berth.service import models
 from berth.service.common import MAX_PAGE_SIZE
-from berth.states import DesiredState, EndpointState
+from berth.states import (
+    DesiredState,
+    EndpointState,
+    InstanceState,
+    instance_counts,
+    instances_summary,
+)
 
 # Poll intervals of the parts of a page that show endpoint states, in milliseconds:
 # while one of their endpoints changes state, and while none does.
@@ -36,6 +42,23 @@ class EndpointView:
     def actions_allowed(self) -> bool:
         """Tell whether the viewer may change the endpoint and it still exists."""
         return self.can_manage and self.out.state != EndpointState.DELETING
+
+    @property
+    def instances_text(self) -> str:
+        """The instance counts, such as "1 of 1 ready, 1 stopping" after a scale-down."""
+        out = self.out
+        return instances_summary(out.instances, out.ready_instances, self._draining())
+
+    @property
+    def ready_text(self) -> str:
+        """The ready and stopping instances, such as "1 ready, 1 stopping"."""
+        ready, stopping = instance_counts(
+            self.out.instances, self.out.ready_instances, self._draining()
+        )
+        return f"{ready} ready, {stopping} stopping" if stopping else f"{ready} ready"
+
+    def _draining(self) -> int:
+        return sum(1 for row in self.out.instance_list if row.state == InstanceState.DRAINING)
 
     @property
     def can_stop(self) -> bool:
