@@ -10,7 +10,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.testclient import TestClient
 
 from berth.runtime.config import RuntimeConfig
-from berth.runtime.errors import describe_value, from_validation_error, json_type_name
+from berth.runtime.errors import (
+    describe_value,
+    from_validation_error,
+    internal_error,
+    json_type_name,
+)
 from berth.runtime.loading import load_model
 from berth.runtime.server import RuntimeState, build_app
 from berth.states import MLApp
@@ -167,3 +172,14 @@ def test_invalid_utf8_body_names_the_byte() -> None:
     assert raised.value.message == (
         "The request body is not valid UTF-8: byte 0xe9 at position 14; send JSON encoded as UTF-8."
     )
+
+
+def test_server_error_has_a_code() -> None:
+    error = internal_error(RuntimeError("the model thread ended"))
+
+    body = error.body()["error"]
+
+    assert error.status_code == 500
+    assert body["type"] == "server_error"
+    assert body["code"] == "internal_error"
+    assert body["message"] == "Internal server error: RuntimeError: the model thread ended"

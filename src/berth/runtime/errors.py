@@ -64,7 +64,8 @@ def invalid_request(message: str, param: str | None = None, code: str | None = N
 
 
 def server_error(message: str) -> APIError:
-    return APIError(500, message, error_type=SERVER_ERROR)
+    # The gateway sends the same code for its own unexpected errors.
+    return APIError(500, message, error_type=SERVER_ERROR, code="internal_error")
 
 
 def internal_error(error: BaseException) -> APIError:
