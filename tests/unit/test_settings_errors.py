@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
+from berth.cli.main import app
 from berth.cli.up import load_settings
 
 
@@ -61,3 +63,11 @@ def test_non_finite_number_names_range(
     problem = _problem()
 
     assert problem == f"{variable}={value!r}: Input should be a finite number {accepted}"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--port", "abc"), ("--workers", "two")])
+def test_option_text_is_quoted(option: str, value: str) -> None:
+    result = CliRunner().invoke(app, ["up", option, value])
+
+    assert result.exit_code == 2
+    assert f"{option}='{value}'" in result.output

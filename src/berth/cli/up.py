@@ -48,7 +48,11 @@ def up(
     host: Annotated[
         str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="port to listen on [default: 8080]")] = None,
+    # Numbers are taken as text and checked by Settings, so that an error quotes the value.
+    port: Annotated[
+        str | None,
+        typer.Option(metavar="INTEGER", help="port to listen on [default: 8080]"),
+    ] = None,
     home: Annotated[
         str | None, typer.Option(help="Berth home folder [default: $BERTH_HOME or ~/.berth]")
     ] = None,
@@ -61,8 +65,9 @@ def up(
         ),
     ] = False,
     workers: Annotated[
-        int | None,
+        str | None,
         typer.Option(
+            metavar="INTEGER",
             help="number of processes serving the API and the gateway; the reconciler runs "
             "once, in the supervising process [default: $BERTH_WORKERS or 1]",
         ),
