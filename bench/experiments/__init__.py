@@ -74,6 +74,13 @@ EXPERIMENTS = {
             patch="bench.experiments.tcp_hop",
         ),
         Experiment(
+            "two-workers",
+            "the server runs the gateway and the API in two worker processes "
+            "(BERTH_WORKERS=2) instead of one",
+            ("gateway",),
+            env={"BERTH_WORKERS": "2"},
+        ),
+        Experiment(
             "reconcile-50ms",
             "the reconciler runs every 50 ms instead of every 500 ms, an upper bound for "
             "probing starting instances sooner",
