@@ -9,6 +9,7 @@ instances (see `berth.workers`).
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -17,7 +18,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from berth.api.app import API_PREFIX, create_api
 from berth.backends.local import LocalBackend, RuntimeOptions
@@ -172,17 +174,24 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
         lifespan=lifespan,
     )
-    return GatewayFirst(gateway, app)
+    # The API and the UI record the caller's address in the audit log, so behind a
+    # reverse proxy they take it from X-Forwarded-For, from the addresses that uvicorn
+    # trusts by default. The gateway never reads it and skips the header parsing.
+    forwarded = ProxyHeadersMiddleware(
+        app, trusted_hosts=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+    )
+    return GatewayFirst(gateway, forwarded)
 
 
 class GatewayFirst:
     """Send requests under /endpoints/ straight to the gateway and the rest to `app`.
 
     Prediction requests skip Starlette's routing and middleware, which cost as much
-    CPU time per request as forwarding does.
+    CPU time per request as forwarding does. The servers run it without uvicorn's
+    proxy-headers middleware, which `app` carries instead.
     """
 
-    def __init__(self, gateway: Gateway, app: Starlette) -> None:
+    def __init__(self, gateway: Gateway, app: ASGIApp) -> None:
         self.gateway = gateway
         self.app = app
 

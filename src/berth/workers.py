@@ -199,6 +199,8 @@ def worker_main(argv: list[str] | None = None) -> None:
         ),
         log_config=None,
         access_log=False,
+        # create_app applies it to the API and the UI only (see GatewayFirst).
+        proxy_headers=False,
         # uvicorn takes whole seconds.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
     )

@@ -175,6 +175,23 @@ def test_audit_records_actions_without_secrets(tenancy: Tenancy) -> None:
     assert ADMIN_KEY not in everything
 
 
+def test_audit_takes_address_from_local_proxy(tenancy: Tenancy) -> None:
+    # A reverse proxy on the same machine passes the caller's address in X-Forwarded-For.
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}
+    key = tenancy.owner_a.post(
+        f"/endpoints/{tenancy.endpoint_a['id']}/keys",
+        json={"description": "behind a proxy"},
+        headers=forwarded,
+    ).json()
+
+    entries = tenancy.admin.get(
+        "/audit", params={"tenant": "alpha", "resource_id": key["id"]}
+    ).json()["items"]
+
+    assert [row["action"] for row in entries] == ["key.added"]
+    assert entries[0]["source_address"] == "203.0.113.7"
+
+
 def test_audit_filters(tenancy: Tenancy) -> None:
     created = tenancy.admin.get(
         "/audit", params={"tenant": "all", "action": "user.created"}

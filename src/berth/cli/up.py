@@ -120,6 +120,8 @@ def up(
         ),
         log_config=None,
         access_log=False,
+        # create_app applies it to the API and the UI only (see GatewayFirst).
+        proxy_headers=False,
         # On SIGTERM uvicorn stops accepting connections and lets requests in flight
         # finish for this long, in whole seconds. The app's shutdown then ends the instances.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),

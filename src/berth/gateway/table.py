@@ -66,8 +66,8 @@ class Route:
             for up in self.upstreams.values()
             if (up.instance_id, up.address) not in exclude and up.unreachable_until <= now
         ]
-        if not candidates:
-            return None
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
         self.turn += 1
         offset = self.turn % len(candidates)
         rotated = candidates[offset:] + candidates[:offset]
