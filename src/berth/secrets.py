@@ -3,7 +3,7 @@
 Keys are 32 random bytes, so a single SHA-256 is a safe look-up hash: there is nothing
 to brute-force. The encrypted copy of an endpoint key uses Fernet (AES-128-CBC with an
 HMAC) under the server secret, which lives in the home folder with mode 0600 unless
-`BERTH_SECRET_KEY` provides it (needed when several servers share one database).
+`BERTH_SECRET_KEY` provides it, for example from a secret store.
 """
 
 import hashlib

@@ -1,4 +1,5 @@
-"""What `berth up` does before it serves: a busy port, and a CLI profile that exists."""
+"""What `berth up` does before it serves: a busy port, a CLI profile that exists, and a
+home folder that another server uses."""
 
 import os
 import signal
@@ -6,6 +7,8 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import httpx
 
 from tests.support import free_port, wait_until
 
@@ -17,6 +20,8 @@ def _berth_up(tmp_path: Path, port: int) -> subprocess.Popen[str]:
         if name not in ("BERTH_ADMIN_KEY", "BERTH_API_KEY")
     }
     env.update(BERTH_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    # Wide enough that an error box never wraps the text that the tests look for.
+    env["COLUMNS"] = "200"
     return subprocess.Popen(
         [sys.executable, "-m", "berth", "up", "--port", str(port)],
         env=env,
@@ -64,3 +69,28 @@ def test_existing_profile_is_kept(tmp_path: Path) -> None:
     assert f"berth login --server http://127.0.0.1:{port}" in lines[-1]
     assert "exists and was left as it is" in "".join(lines)
     assert profile.read_text() == '{"server": "http://127.0.0.1:9", "api_key": "kept"}'
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_second_server_on_same_home_stops(tmp_path: Path) -> None:
+    first_port, second_port = free_port(), free_port()
+    first = _berth_up(tmp_path, first_port)
+    try:
+        wait_until(lambda: _healthy(first_port), 60, "the first server")
+        second = _berth_up(tmp_path, second_port)
+        output, _ = second.communicate(timeout=60)
+        first_still_healthy = _healthy(first_port)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+
+    assert second.returncode != 0
+    assert f"another Berth server (pid {first.pid}, http://127.0.0.1:{first_port})" in output
+    assert "--home or BERTH_HOME" in output
+    assert first_still_healthy

@@ -1,11 +1,13 @@
 """`berth up`: start the embedded server."""
 
+import fcntl
 import logging
 import math
+import os
 import signal
 import socket
 import threading
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 import uvicorn
@@ -16,6 +18,9 @@ from berth.logs import configure_logging
 from berth.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# The file in the home folder that a running server holds locked.
+LOCK_FILE = "server.lock"
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -79,8 +84,10 @@ def up(
 
     settings = load_settings(host=host, port=port, home=home, workers=workers)
     configure_logging(settings.log_json)
-    # Listen before anything else, so that a port in use stops the start before the
-    # admin is created or the CLI profile points at this address.
+    # Take the home folder and listen before anything else, so that a second server or a
+    # port in use stops the start before the admin is created, instances are touched or
+    # the CLI profile points at this address.
+    home_lock = _lock_home(settings)
     listener = _listen(settings)
     prepared = prepare(settings)
 
@@ -109,6 +116,7 @@ def up(
         from berth.workers import serve_with_workers
 
         serve_with_workers(settings, prepared.database, listener)
+        home_lock.close()
         return
 
     config = uvicorn.Config(
@@ -132,6 +140,33 @@ def up(
     # same graceful stop here.
     signal.signal(signal.SIGHUP, server.handle_exit)
     server.run(sockets=[listener])
+    # Released only now: the instances have ended with the server's shutdown.
+    home_lock.close()
+
+
+def _lock_home(settings: Settings) -> IO[str]:
+    """Hold the home folder's lock for the life of this process, or stop with a message.
+
+    Two servers on one home would each end the other's instances as processes left by an
+    earlier run of the same installation. The kernel releases the lock when the process
+    ends, however it ends.
+    """
+    settings.home.mkdir(parents=True, exist_ok=True)
+    path = settings.home / LOCK_FILE
+    handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise typer.BadParameter(
+            f"another Berth server ({holder}) is using the home folder {settings.home}; "
+            "stop it, or give this server its own home with --home or BERTH_HOME"
+        ) from None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()}, {settings.public_url}")
+    handle.flush()
+    return handle
 
 
 def _listen(settings: Settings) -> socket.socket:
