@@ -235,7 +235,19 @@ def test_stop_without_wait_reports_request(cli: RunCli) -> None:
     result = cli("endpoint", "stop", "stop-no-wait")
 
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("Stop of endpoint stop-no-wait requested; it is ")
+    assert result.stdout.startswith("Stop of endpoint stop-no-wait requested (state when ")
+    assert "add --wait" in result.stdout
+
+
+def test_stop_of_stopped_endpoint_says_so(cli: RunCli) -> None:
+    create_endpoint(cli, "stop-twice")
+    first = cli("endpoint", "stop", "stop-twice", "--wait")
+
+    second = cli("endpoint", "stop", "stop-twice")
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert second.stdout == "Endpoint stop-twice is already Stopped.\n"
 
 
 def test_delete_prints_message(cli: RunCli, client: Client) -> None:

@@ -33,7 +33,15 @@ from berth.cli.output import (
     confirm_on_terminal,
     print_json,
 )
-from berth.cli.waiting import FAILED, LIVE, Goal, goal_for, max_generation, wait_for_goal
+from berth.cli.waiting import (
+    FAILED,
+    LIVE,
+    STOPPED,
+    Goal,
+    goal_for,
+    max_generation,
+    wait_for_goal,
+)
 from berth.runtime.config import (
     DEFAULT_GENERATION_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_SIZE,
@@ -365,10 +373,14 @@ def _print_action_result(data: Json, action: str, waited: bool, output: OutputFo
         print_json(data)
     elif waited:
         typer.echo(f"Endpoint {data['name']} is {state_text(data)}.")
+    elif action == "Stop" and data["state"] == STOPPED:
+        typer.echo(f"Endpoint {data['name']} is already Stopped.")
     else:
+        # The server acts on the request after answering, so the state is the one before.
         typer.echo(
-            f"{action} of endpoint {data['name']} requested; it is {state_text(data)} now. "
-            f"`berth endpoint info {data['name']}` shows its progress."
+            f"{action} of endpoint {data['name']} requested (state when accepted: "
+            f"{state_text(data)}). Follow it with `berth endpoint info {data['name']}`, "
+            "or add --wait."
         )
 
 
