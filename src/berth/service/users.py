@@ -34,7 +34,11 @@ def find_user(session: Session, principal: Principal, ref: str) -> User:
     else:
         user = session.scalar(select(User).where(User.username_key == name_key(ref)))
     if user is None or not _can_see(session, principal, user):
-        raise NotFound(f"user '{ref}' not found", field="user")
+        raise NotFound(
+            f"user '{ref}' not found among the users you can see; create it first "
+            "(berth user create, or Users in the web UI)",
+            field="user",
+        )
     return user
 
 
