@@ -286,6 +286,16 @@ async def test_endpoint_waits_pending_for_capacity(database: Database, tmp_path:
     assert world.endpoint(second).state == EndpointState.LIVE
 
 
+async def test_stopping_one_instance_reads_singular(world: World) -> None:
+    endpoint_id = world.create("single", instances=1)
+    await world.step(2)
+
+    world.change(endpoint_id, "stop")
+    await world.step()
+
+    assert world.endpoint(endpoint_id).state_reason == "ending 1 instance"
+
+
 async def test_scale_down_drains_before_ending(world: World) -> None:
     endpoint_id = world.create("shrink", instances=2)
     await world.step(2)
@@ -334,6 +344,7 @@ async def test_stop_then_delete_ends_instances(world: World) -> None:
     world.change(endpoint_id, "stop")
     await world.step()
     assert world.endpoint(endpoint_id).state == EndpointState.STOPPING
+    assert world.endpoint(endpoint_id).state_reason == "ending 2 instances"
     world.clock.advance(1.5)
     await world.step(2)
     assert world.endpoint(endpoint_id).state == EndpointState.STOPPED

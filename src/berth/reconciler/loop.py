@@ -100,6 +100,10 @@ class _Snapshot:
     artifacts: set[str]
 
 
+def _ending(count: int) -> str:
+    return f"ending {count} instance" if count == 1 else f"ending {count} instances"
+
+
 def threads_per_instance(instances: int) -> int:
     """Return the compute threads for each of an endpoint's `instances` on this machine.
 
@@ -517,7 +521,7 @@ class Reconciler:
         remaining = [row for row in rows if row.ended_at is None]
 
         if deleted:
-            reason = f"ending {len(remaining)} instances" if remaining else "deleted"
+            reason = _ending(len(remaining)) if remaining else "deleted"
             if not remaining and endpoint.state_reason != reason:
                 # _set_state logs changes of state only, and this one keeps Deleting.
                 logger.info(
@@ -527,9 +531,7 @@ class Reconciler:
                 )
             self._set_state(session, endpoint, EndpointState.DELETING, reason)
         elif remaining:
-            self._set_state(
-                session, endpoint, EndpointState.STOPPING, f"ending {len(remaining)} instances"
-            )
+            self._set_state(session, endpoint, EndpointState.STOPPING, _ending(len(remaining)))
         else:
             self._set_state(session, endpoint, EndpointState.STOPPED, "")
 
@@ -755,12 +757,12 @@ class Reconciler:
             return
         if endpoint.state != state:
             logger.info(
-                "endpoint %s (%s): %s -> %s %s",
+                "endpoint %s (%s): %s -> %s%s",
                 endpoint.id,
                 endpoint.name,
                 endpoint.state,
                 state,
-                reason,
+                f" ({reason})" if reason else "",
             )
             endpoint.state_changed_at = utcnow()
         endpoint.state = state
