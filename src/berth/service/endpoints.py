@@ -402,12 +402,14 @@ def _check_room_for(session: Session, limits: Limits, endpoint: Endpoint, instan
     )
     if not holds_slots or instances <= endpoint.instances:
         return
-    free = limits.capacity - slots_in_use(session, excluding=endpoint.id)
-    if instances > free:
+    held_by_others = slots_in_use(session, excluding=endpoint.id)
+    most = limits.capacity - held_by_others
+    if instances > most:
         raise CapacityError(
-            f"cannot scale endpoint '{endpoint.name}' to {instances} instances: only {free} of "
-            f"the platform's {limits.capacity} instance slots are free; stop another endpoint "
-            "or ask for fewer instances",
+            f"cannot scale endpoint '{endpoint.name}' to {instances} instances: other "
+            f"endpoints hold {held_by_others} of the platform's {limits.capacity} instance "
+            f"slots, so it can have at most {most}; stop another endpoint or ask for fewer "
+            "instances",
             field="instances",
         )
 
