@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from berth.client import Client
-from tests.cli.conftest import RunCli, parse_json
+from tests.cli.conftest import RunCli, parse_json, unboxed
 
 
 @pytest.fixture
@@ -54,6 +54,13 @@ def test_add_apikey_then_info(cli: RunCli, endpoint: dict[str, Any]) -> None:
     assert "Description  batch jobs" in by_id.stdout
     assert "FirstKey     no" in by_id.stdout
     assert parse_json(by_key) == added
+
+
+def test_add_apikey_needs_description(cli: RunCli, endpoint: dict[str, Any]) -> None:
+    result = cli("endpoint", "add-apikey", "keyed")
+
+    assert result.exit_code == 2
+    assert "Missing option '--description'" in unboxed(result.output)
 
 
 def test_edit_apikey_changes_description(cli: RunCli, endpoint: dict[str, Any]) -> None:

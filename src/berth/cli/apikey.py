@@ -50,10 +50,11 @@ def list_apikeys(
 
 
 def add_apikey(
+    # Required: the server rejects a key without a description.
+    description: KeyDescriptionOption,
     endpoint_argument: EndpointArgument = None,
     endpoint: EndpointOption = None,
     project: ProjectOption = None,
-    description: KeyDescriptionOption = "",
     output: OutputOption = OutputFormat.TABLE,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
