@@ -1,7 +1,7 @@
 """`berth tenant` commands against a real server."""
 
 from berth.client import Client
-from tests.cli.conftest import RunCli, new_user, parse_json, unique
+from tests.cli.conftest import RunCli, new_user, parse_json, unboxed, unique
 
 
 def test_tenant_create_info_list(cli: RunCli, client: Client) -> None:
@@ -132,3 +132,10 @@ def test_tenant_outsider_sees_not_found(cli: RunCli, client: Client) -> None:
     assert info.stderr == f"Error: tenant '{hidden}' not found\n"
     assert members.exit_code == 1
     assert f"tenant '{hidden}' not found" in members.stderr
+
+
+def test_unknown_role_lists_roles(cli: RunCli) -> None:
+    result = cli("tenant", "add-member", "default", "me", "--role", "Superuser")
+
+    assert result.exit_code == 2
+    assert "'Superuser' is not a tenant role; choose TenantAdmin or User" in unboxed(result.output)

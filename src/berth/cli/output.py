@@ -19,6 +19,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from berth.client import ApiError, ConnectionFailed
+from berth.states import Role
 
 Json = dict[str, Any]
 
@@ -191,3 +192,14 @@ def confirm_on_terminal(question: str, assume_yes: bool) -> None:
 
 def stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
+
+
+def parse_role(value: str | None) -> Role | None:
+    """Read a tenant role in any letter case, or stop with a message that lists the roles."""
+    if value is None:
+        return None
+    for role in Role:
+        if value.strip().casefold() == role.value.casefold():
+            return role
+    choices = " or ".join(role.value for role in Role)
+    raise typer.BadParameter(f"'{value}' is not a tenant role; choose {choices}")

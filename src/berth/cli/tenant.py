@@ -20,6 +20,7 @@ from berth.cli.output import (
     confirm_on_terminal,
     format_time,
     new_table,
+    parse_role,
     print_fields,
     print_json,
     print_page_note,
@@ -48,7 +49,8 @@ RoleOption = Annotated[
     Role,
     typer.Option(
         "--role",
-        case_sensitive=False,
+        parser=parse_role,
+        metavar="ROLE",
         show_default=False,
         help="Role in the tenant: TenantAdmin manages the tenant's members and everything "
         "in it, User works in it.",

@@ -21,6 +21,7 @@ from berth.cli.output import (
     TimeStyle,
     format_time,
     new_table,
+    parse_role,
     print_fields,
     print_json,
     print_page_note,
@@ -121,7 +122,8 @@ def create(
     role: Annotated[
         Role | None,
         typer.Option(
-            case_sensitive=False,
+            parser=parse_role,
+            metavar="ROLE",
             show_default=False,
             help="Role of the user in --tenant: TenantAdmin or User. Defaults to User.",
         ),
