@@ -107,8 +107,8 @@ def instance_counts(requested: int, ready: int, draining: int) -> tuple[int, int
 
 def instances_summary(requested: int, ready: int, draining: int, ready_word: str = "ready") -> str:
     """Describe the instance counts as "R of N ready", with ", S stopping" while any stop."""
-    shown, stopping = instance_counts(requested, ready, draining)
-    text = f"{shown} of {requested} {ready_word}"
+    ready_count, stopping = instance_counts(requested, ready, draining)
+    text = f"{ready_count} of {requested} {ready_word}"
     if stopping:
         text += f", {stopping} stopping"
     return text

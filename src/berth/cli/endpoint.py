@@ -376,7 +376,7 @@ def _print_action_result(data: Json, action: str, waited: bool, output: OutputFo
     elif action == "Stop" and data["state"] == STOPPED:
         typer.echo(f"Endpoint {data['name']} is already Stopped.")
     else:
-        # The server acts on the request after answering, so the state is the one before.
+        # The server acts on the request after it responds, so this is the state before.
         typer.echo(
             f"{action} of endpoint {data['name']} requested (state when accepted: "
             f"{state_text(data)}). Follow it with `berth endpoint info {data['name']}`, "

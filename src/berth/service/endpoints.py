@@ -403,13 +403,13 @@ def _check_room_for(session: Session, limits: Limits, endpoint: Endpoint, instan
     if not holds_slots or instances <= endpoint.instances:
         return
     held_by_others = slots_in_use(session, excluding=endpoint.id)
-    most = limits.capacity - held_by_others
-    if instances > most:
+    max_instances = limits.capacity - held_by_others
+    if instances > max_instances:
         raise CapacityError(
             f"cannot scale endpoint '{endpoint.name}' to {instances} instances: other "
             f"endpoints hold {held_by_others} of the platform's {limits.capacity} instance "
-            f"slots, so it can have at most {most}; stop another endpoint or ask for fewer "
-            "instances",
+            f"slots, so it can have at most {max_instances}; stop another endpoint or ask for "
+            "fewer instances",
             field="instances",
         )
 
