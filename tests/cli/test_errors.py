@@ -1,5 +1,7 @@
 """How the CLI reports API, connection and usage errors."""
 
+import pytest
+
 from tests.cli.conftest import RunCli, unboxed
 from tests.support import free_port
 
@@ -93,3 +95,20 @@ def test_invalid_output_format(cli: RunCli) -> None:
     result = cli("model", "list", "-o", "yaml")
 
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "quoted"),
+    [
+        (("endpoint", "list", "--limit", "zz"), "'zz'"),
+        (("user", "list", "--limit=ten"), "'ten'"),
+        (("endpoint", "update", "--endpoint", "x", "--instances", "two"), "'two'"),
+    ],
+)
+def test_number_option_error_quotes_value(
+    cli: RunCli, arguments: tuple[str, ...], quoted: str
+) -> None:
+    result = cli(*arguments)
+
+    assert result.exit_code == 2
+    assert f"{quoted}: Input should be a valid integer" in unboxed(result.output)

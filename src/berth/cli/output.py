@@ -58,13 +58,39 @@ class BerthGroup(TyperGroup):
 
     # ctx is Typer's vendored click.Context, a type that Typer does not export.
     def invoke(self, ctx: Any) -> Any:
+        # The subcommand's arguments, before it parses them (the name moved in Click 8.2).
+        pending = getattr(ctx, "_protected_args", None) or getattr(ctx, "protected_args", [])
+        arguments = [*pending, *ctx.args]
         try:
             return super().invoke(ctx)
+        except typer.BadParameter as exc:
+            raise _with_value(exc, arguments) from None
         except ApiError as exc:
             print_error(describe_api_error(exc))
         except (ConnectionFailed, CliError) as exc:
             print_error(str(exc))
         raise typer.Exit(1)
+
+
+def _with_value(error: typer.BadParameter, arguments: list[str]) -> typer.BadParameter:
+    """Quote the rejected value in a conversion error, which names only the expected type.
+
+    Typer's message for `--instances abc` is "Input should be a valid integer, unable to
+    parse string as an integer", without the value. It is taken from the command line.
+    """
+    options = getattr(error.param, "opts", None) or []
+    if not options or not error.message.startswith("Input should be"):
+        return error
+    value = None
+    for index, argument in enumerate(arguments):
+        name, equals, attached = argument.partition("=")
+        if name in options and equals:
+            value = attached
+        elif argument in options and index + 1 < len(arguments):
+            value = arguments[index + 1]
+    if value is None:
+        return error
+    return typer.BadParameter(f"'{value}': {error.message}", ctx=error.ctx, param=error.param)
 
 
 def describe_api_error(error: ApiError) -> str:
@@ -108,8 +134,7 @@ def print_fields(fields: Sequence[tuple[str, str]]) -> None:
 def new_table(*columns: str | Column) -> Table:
     """Create a borderless table. Values in columns given by name fold onto more lines."""
     specs = [
-        Column(column, overflow="fold") if isinstance(column, str) else column
-        for column in columns
+        Column(column, overflow="fold") if isinstance(column, str) else column for column in columns
     ]
     return Table(
         *specs,
