@@ -83,3 +83,41 @@ def test_snippets_run_as_shown(open_page, tmp_path) -> None:
     ran = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0, ran.stderr
     assert '"content":"Hello!"' in ran.stdout.replace(" ", "")
+
+
+def test_snippets_show_last_request(open_page, tmp_path) -> None:
+    page = open_page(OWNER)
+    endpoint = create_endpoint(page, "ui-snippets-sent")
+    page.goto(f"/ui/endpoints/{endpoint['id']}")
+    expect(page.locator("#endpoint-status")).to_have_text("Live", timeout=30_000)
+    playground = page.get_by_role("region", name="Playground")
+
+    # A quote in the message must survive the shell quoting of the curl snippet.
+    playground.get_by_label("Message").fill("it's sunny")
+    playground.get_by_role("button", name="Send").click()
+    expect(playground.locator(".message-assistant .message-text")).to_have_attribute(
+        "data-done", "true"
+    )
+    python = page.locator("#snippet-python").inner_text()
+    curl = page.locator("#snippet-curl").inner_text()
+    script = tmp_path / "snippet.py"
+    script.write_text(python)
+    ran_python = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+
+    assert '"content":"it\'s sunny"' in python
+    assert "Hello!" not in python
+    assert ran_python.returncode == 0, ran_python.stderr
+    assert ran_python.stdout.strip() == "it's sunny"
+    if shutil.which("curl") is not None:
+        ran_curl = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60)
+        assert ran_curl.returncode == 0, ran_curl.stderr
+        assert "sunny" in ran_curl.stdout
+
+    playground.get_by_text("Embeddings", exact=True).click()
+    playground.get_by_label("Texts to embed, one per line").fill("first text\nsecond")
+    playground.get_by_role("button", name="Embed").click()
+    expect(playground.locator("caption")).to_have_text("2 vectors of 8 dimensions")
+
+    assert 'input=["first text","second"]' in page.locator("#snippet-python").inner_text()

@@ -1,8 +1,12 @@
 // The playground of the endpoint window: chat with the endpoint (the reply streams in
 // as server-sent events) or embed texts, through the gateway with a key of the
-// endpoint, and show the same request as curl and Python code.
+// endpoint, and show the last request sent as curl and Python code.
 
 import { sentence } from "./core.js";
+
+// The request that the code snippets show until the first one is sent.
+const EXAMPLE_MESSAGES = [{ role: "user", content: "Hello!" }];
+const EXAMPLE_TEXTS = ["a cat sits on the mat"];
 
 const playground = document.getElementById("playground");
 const keySelect = document.getElementById("playground-key");
@@ -14,12 +18,18 @@ if (playground && keySelect) {
   const embeddingsForm = document.getElementById("embeddings-form");
   const forms = { chat: chatForm, embeddings: embeddingsForm };
   const conversation = [];
+  // What the snippets show: the last request sent, or an example before the first.
+  let sentMessages = EXAMPLE_MESSAGES;
+  let sentTexts = EXAMPLE_TEXTS;
 
   const mode = () => playground.querySelector('input[name="playground-mode"]:checked')?.value || "chat";
 
   function updateSnippets() {
     const key = keySelect.value;
-    const snippets = mode() === "chat" ? chatSnippets(baseUrl, model, key) : embeddingSnippets(baseUrl, model, key);
+    const snippets =
+      mode() === "chat"
+        ? chatSnippets(baseUrl, model, key, sentMessages)
+        : embeddingSnippets(baseUrl, model, key, sentTexts);
     document.getElementById("snippet-curl").textContent = snippets.curl;
     document.getElementById("snippet-python").textContent = snippets.python;
   }
@@ -50,6 +60,8 @@ if (playground && keySelect) {
     const question = appendMessage(log, "user", text);
     const reply = appendMessage(log, "assistant", "");
     conversation.push({ role: "user", content: text });
+    sentMessages = conversation.map((message) => ({ ...message }));
+    updateSnippets();
     input.value = "";
 
     const send = chatForm.querySelector('button[type="submit"]');
@@ -74,6 +86,8 @@ if (playground && keySelect) {
 
   document.getElementById("chat-clear")?.addEventListener("click", () => {
     conversation.length = 0;
+    sentMessages = EXAMPLE_MESSAGES;
+    updateSnippets();
     document.getElementById("chat-log").replaceChildren();
   });
 
@@ -90,6 +104,8 @@ if (playground && keySelect) {
       slot.textContent = "Write at least one text, one per line.";
       return;
     }
+    sentTexts = texts;
+    updateSnippets();
     const button = embeddingsForm.querySelector('button[type="submit"]');
     button.disabled = true;
     try {
@@ -197,16 +213,26 @@ function showEmbeddings(result, texts, vectors) {
   result.replaceChildren(table);
 }
 
-// Ready-made code for the endpoint and the chosen key.
+// Ready-made code for the endpoint, the chosen key and the request.
 
-function chatSnippets(baseUrl, model, key) {
-  const body = JSON.stringify({ model, messages: [{ role: "user", content: "Hello!" }], stream: true });
+// Put JSON between single quotes for a POSIX shell: each ' becomes '\''.
+function shellQuoted(text) {
+  return `'${text.replaceAll("'", "'\\''")}'`;
+}
+
+// JSON strings, lists and objects of strings read the same in Python.
+function pythonLiteral(value) {
+  return JSON.stringify(value);
+}
+
+function chatSnippets(baseUrl, model, key, messages) {
+  const body = JSON.stringify({ model, messages, stream: true });
   return {
     curl: [
       `curl -sN ${baseUrl}/chat/completions \\`,
       `  -H "Authorization: Bearer ${key}" \\`,
       `  -H "Content-Type: application/json" \\`,
-      `  -d '${body}'`,
+      `  -d ${shellQuoted(body)}`,
     ].join("\n"),
     python: [
       "from openai import OpenAI",
@@ -214,7 +240,7 @@ function chatSnippets(baseUrl, model, key) {
       ...clientLines(baseUrl, key),
       "stream = client.chat.completions.create(",
       `    model="${model}",`,
-      '    messages=[{"role": "user", "content": "Hello!"}],',
+      `    messages=${pythonLiteral(messages)},`,
       "    stream=True,",
       ")",
       "for chunk in stream:",
@@ -228,20 +254,20 @@ function clientLines(baseUrl, key) {
   return ["client = OpenAI(", `    base_url="${baseUrl}",`, `    api_key="${key}",`, ")"];
 }
 
-function embeddingSnippets(baseUrl, model, key) {
-  const body = JSON.stringify({ model, input: ["a cat sits on the mat"] });
+function embeddingSnippets(baseUrl, model, key, texts) {
+  const body = JSON.stringify({ model, input: texts });
   return {
     curl: [
       `curl -s ${baseUrl}/embeddings \\`,
       `  -H "Authorization: Bearer ${key}" \\`,
       `  -H "Content-Type: application/json" \\`,
-      `  -d '${body}'`,
+      `  -d ${shellQuoted(body)}`,
     ].join("\n"),
     python: [
       "from openai import OpenAI",
       "",
       ...clientLines(baseUrl, key),
-      `result = client.embeddings.create(model="${model}", input=["a cat sits on the mat"])`,
+      `result = client.embeddings.create(model="${model}", input=${pythonLiteral(texts)})`,
       "print(len(result.data[0].embedding), result.data[0].embedding[:4])",
     ].join("\n"),
   };
