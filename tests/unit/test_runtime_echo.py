@@ -364,6 +364,14 @@ def test_non_object_body_is_400(echo: RuntimeProcess, body: bytes) -> None:
         ("/v1/completions", {"prompt": ["a", "b"]}, "prompt", "one string"),
         ("/v1/completions", {"prompt": [1, 2, 3]}, "prompt", "token-id"),
         ("/v1/completions", {"prompt": "x", "n": 3}, "n", "n=1"),
+        ("/v1/completions", {"prompt": "x", "frequency_penalty": 5}, "frequency_penalty", "2"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}], "presence_penalty": -3},
+            "presence_penalty",
+            "-2",
+        ),
+        ("/v1/embeddings", {"input": "x", "user": 5}, "user", "5"),
         ("/v1/embeddings", {"input": [[1, 2, 3]]}, "input", "only text input"),
         ("/v1/embeddings", {"input": []}, "input", "at least one"),
         ("/v1/embeddings", {"input": ["ok", 5]}, "input", "item 1"),
@@ -384,6 +392,18 @@ def test_invalid_field_names_param(
     assert error["param"] == param
     assert f"'{param}'" in error["message"]
     assert fragment.lower() in error["message"].lower()
+
+
+def test_penalties_in_range_are_accepted(client: openai.OpenAI) -> None:
+    response = client.chat.completions.create(
+        model=MODEL_NAME,
+        messages=[{"role": "user", "content": "same words"}],
+        frequency_penalty=0.5,
+        presence_penalty=-0.5,
+        user="reporting-job",
+    )
+
+    assert response.choices[0].message.content == "same words"
 
 
 def test_plain_text_response_format_is_accepted(client: openai.OpenAI) -> None:

@@ -2,7 +2,8 @@
 
 Models run in strict mode, so a string is never coerced to a number or a number to a
 bool, and the client gets a 400 that names the field. Unknown fields are ignored, as
-OpenAI clients send optional fields (user, metadata, penalties) that change nothing here.
+OpenAI clients send optional fields (metadata, for example) that change nothing here.
+The penalties and `user` change nothing either, but are checked as OpenAI checks them.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ class _CompletionOptions(SamplingParameters):
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_COMPLETION_TOKENS)
     logprobs: Any = None
     response_format: Any = None
+    # Accepted in OpenAI's range and not applied: the runtimes sample without penalties.
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    # An end-user ID for the caller's own records; only its type is checked.
+    user: str | None = None
 
     @field_validator("n")
     @classmethod
@@ -222,6 +228,7 @@ class CompletionRequest(_CompletionOptions):
 class EmbeddingRequest(_Strict):
     input: list[str]
     model: str | None = None
+    user: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
 
