@@ -218,6 +218,23 @@ def test_malformed_json_names_the_body(server: BerthServer) -> None:
 
     assert response.json()["error"]["field"] == "body"
     assert "not valid JSON" in response.json()["error"]["message"]
+    # The decoder's reason and where it stopped, not only "JSON decode error".
+    assert " at character 13" in response.json()["error"]["message"]
+
+
+def test_wrong_method_names_allowed_methods(server: BerthServer) -> None:
+    response = httpx.put(
+        f"{server.url}/api/v1/endpoints",
+        json={},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert response.json()["error"]["message"].startswith(
+        "PUT is not allowed on /api/v1/endpoints; use "
+    )
+    assert "POST" in response.headers["allow"]
 
 
 def test_empty_update_changes_nothing(client: Client) -> None:

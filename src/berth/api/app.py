@@ -2,6 +2,8 @@
 
 import email.message
 import logging
+import re
+from typing import Any
 
 import swagger_ui_bundle
 from fastapi import FastAPI, Request
@@ -100,7 +102,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     problems = []
     for error in exc.errors():
         if error.get("type") == "json_invalid":
-            problems.append(("body", f"request body is not valid JSON: {error.get('msg')}"))
+            problems.append(("body", _json_problem(error)))
             continue
         field = _field_path(error.get("loc", ()))
         value = error.get("input")
@@ -111,12 +113,38 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("invalid_input", message, first_field), status_code=422)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _json_problem(error: dict[str, Any]) -> str:
+    """Describe a body that is not JSON by the decoder's reason and the character position."""
+    reason = (error.get("ctx") or {}).get("error") or error.get("msg") or "invalid JSON"
+    location = tuple(error.get("loc", ()))
+    position = location[1] if len(location) > 1 and isinstance(location[1], int) else None
+    where = f" at character {position}" if position is not None else ""
+    return f"request body is not valid JSON: {reason}{where}"
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(
-        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-    )
+    message = str(exc.detail)
+    headers = exc.headers
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route with this path only, and the API
+        # has one route per method (GET and POST /endpoints, for example).
+        allowed = ", ".join(_allowed_methods(request)) or (headers or {}).get("Allow", "")
+        message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+        headers = {**(headers or {}), "Allow": allowed}
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Return the methods of every API route whose path template matches the request's."""
+    root = request.scope.get("root_path", "")
+    path = request.url.path.removeprefix(root)
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\{[^/}]+\}", "[^/]+", template), path):
+            methods.update(method.upper() for method in operations)
+    return sorted(methods)
 
 
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
