@@ -1,8 +1,11 @@
-"""The lines that `berth up --demo` prints once the demo endpoint is Live."""
+"""What `berth up --demo` prints: the lines once the demo endpoint is Live, and the hint
+for a demo endpoint that was left stopped."""
 
 import pytest
 
-from berth.cli.demo import _print_usage
+from berth.cli.demo import DEMO_ENDPOINT, _print_usage, deploy_demo
+from berth.client import Client
+from tests.support import ADMIN_KEY, BerthServer
 
 ENDPOINT = {
     "id": "00000000-0000-0000-0000-0000000000d1",
@@ -21,3 +24,18 @@ def test_password_hint_only_without_password(
     printed = capsys.readouterr().out
     assert "Web UI: http://127.0.0.1:8080/ui/ (user 'admin'" in printed
     assert ("berth user set-password" in printed) is hint_shown
+
+
+def test_stopped_demo_endpoint_is_not_waited_for(
+    capsys: pytest.CaptureFixture[str], server: BerthServer, client: Client, clean_endpoints: None
+) -> None:
+    # An Echo endpoint that bears the demo's name stands in for the demo model here.
+    endpoint = client.create_endpoint("default", DEMO_ENDPOINT, "echo")
+    client.stop_endpoint(endpoint["id"])
+
+    deploy_demo(server.url, ADMIN_KEY)
+
+    printed = capsys.readouterr().out
+    assert f"`berth endpoint restart {DEMO_ENDPOINT}`" in printed
+    assert "exists and was stopped" in printed
+    assert "Deploying" not in printed

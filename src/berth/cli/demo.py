@@ -27,8 +27,19 @@ def deploy_demo(server: str, api_key: str | None) -> None:
             )
             return
         _wait_for_server(client)
-        endpoint = _find_or_create(client)
-        typer.echo(f"Deploying endpoint '{DEMO_ENDPOINT}' with model {DEMO_MODEL}...")
+        endpoint, created = _find_or_create(client)
+        if created:
+            typer.echo(f"Deploying endpoint '{DEMO_ENDPOINT}' with model {DEMO_MODEL}...")
+        elif endpoint["desired_state"] == "stopped" or endpoint["state"] == "Failed":
+            # It stays as its owner left it; waiting for Live would only time out.
+            how = "was stopped" if endpoint["desired_state"] == "stopped" else "is Failed"
+            typer.echo(
+                f"Endpoint '{DEMO_ENDPOINT}' exists and {how}; start it with "
+                f"`berth endpoint restart {DEMO_ENDPOINT}`."
+            )
+            return
+        else:
+            typer.echo(f"Waiting for the existing endpoint '{DEMO_ENDPOINT}' to be Live...")
         live = client.wait_for_state(
             endpoint["id"], {"Live"}, timeout_s=600, on_progress=_report_progress
         )
@@ -59,13 +70,14 @@ def _report_progress(info: dict) -> None:  # type: ignore[type-arg]
         typer.echo(line)
 
 
-def _find_or_create(client: Client) -> dict:  # type: ignore[type-arg]
+def _find_or_create(client: Client) -> tuple[dict, bool]:  # type: ignore[type-arg]
+    """Return the demo endpoint, and whether this call created it."""
     try:
-        return client.get_endpoint(DEMO_ENDPOINT, project="default")
+        return client.get_endpoint(DEMO_ENDPOINT, project="default"), False
     except ApiError as exc:
         if exc.status != 404:
             raise
-    return client.create_endpoint("default", DEMO_ENDPOINT, DEMO_MODEL, instances=1)
+    return client.create_endpoint("default", DEMO_ENDPOINT, DEMO_MODEL, instances=1), True
 
 
 def _print_usage(endpoint: dict, key: str, me: dict) -> None:  # type: ignore[type-arg]
