@@ -32,9 +32,9 @@ def deploy_demo(server: str, api_key: str | None) -> None:
             typer.echo(f"Deploying endpoint '{DEMO_ENDPOINT}' with model {DEMO_MODEL}...")
         elif endpoint["desired_state"] == "stopped" or endpoint["state"] == "Failed":
             # It stays as its owner left it; waiting for Live would only time out.
-            how = "was stopped" if endpoint["desired_state"] == "stopped" else "is Failed"
+            condition = "was stopped" if endpoint["desired_state"] == "stopped" else "is Failed"
             typer.echo(
-                f"Endpoint '{DEMO_ENDPOINT}' exists and {how}; start it with "
+                f"Endpoint '{DEMO_ENDPOINT}' exists and {condition}; start it with "
                 f"`berth endpoint restart {DEMO_ENDPOINT}`."
             )
             return
