@@ -20,7 +20,7 @@ def _berth_up(tmp_path: Path, port: int) -> subprocess.Popen[str]:
         if name not in ("BERTH_ADMIN_KEY", "BERTH_API_KEY")
     }
     env.update(BERTH_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"))
-    # Wide enough that an error box never wraps the text that the tests look for.
+    # Wide enough that no message wraps the text that the tests look for.
     env["COLUMNS"] = "200"
     return subprocess.Popen(
         [sys.executable, "-m", "berth", "up", "--port", str(port)],
@@ -90,7 +90,8 @@ def test_second_server_on_same_home_stops(tmp_path: Path) -> None:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=60)
 
-    assert second.returncode != 0
+    # The command line was fine, so this is an error (1), not a usage error (2).
+    assert second.returncode == 1
     assert f"another Berth server (pid {first.pid}, http://127.0.0.1:{first_port})" in output
     assert "--home or BERTH_HOME" in output
     assert first_still_healthy

@@ -13,6 +13,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from berth.cli.output import CliError
 from berth.httpserver import protocol_class
 from berth.logs import configure_logging
 from berth.settings import Settings
@@ -159,7 +160,8 @@ def _lock_home(settings: Settings) -> IO[str]:
     except OSError:
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise typer.BadParameter(
+        # Not a usage error: the command line is fine, the folder is taken.
+        raise CliError(
             f"another Berth server ({holder}) is using the home folder {settings.home}; "
             "stop it, or give this server its own home with --home or BERTH_HOME"
         ) from None
@@ -176,7 +178,7 @@ def _listen(settings: Settings) -> socket.socket:
     try:
         return bind_listener(settings.host, settings.port)
     except OSError as exc:
-        raise typer.BadParameter(
+        raise CliError(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}; stop "
             "the program that uses it, or choose another address with --port or BERTH_PORT "
             "(--host or BERTH_HOST)"
