@@ -56,6 +56,13 @@ def test_login_without_key_off_terminal(cli: RunCli, config_home: Path) -> None:
     assert not profile_file(config_home).exists()
 
 
+def test_login_reads_key_from_stdin(cli: RunCli, server: BerthServer, config_home: Path) -> None:
+    result = cli("login", "--server", server.url, input=f"{ADMIN_KEY}\n", BERTH_API_KEY=None)
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(profile_file(config_home).read_text())["api_key"] == ADMIN_KEY
+
+
 def test_logout_removes_profile(cli: RunCli, server: BerthServer, config_home: Path) -> None:
     cli("login", "--server", server.url, "--api-key", ADMIN_KEY)
 

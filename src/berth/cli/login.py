@@ -1,5 +1,6 @@
 """`berth login` and `berth logout`: save or remove the CLI profile."""
 
+import sys
 from typing import Annotated
 
 import typer
@@ -18,8 +19,8 @@ def login(
             "--api-key",
             envvar="BERTH_API_KEY",
             show_default=False,
-            help="Platform API key to save. On a terminal, the command prompts for it "
-            "when it is missing.",
+            help="Platform API key to save. When it is missing, the command prompts for "
+            "it on a terminal and reads the first line of stdin elsewhere.",
         ),
     ] = None,
     tenant: TenantOption = None,
@@ -30,13 +31,17 @@ def login(
     ~/.config/berth when XDG_CONFIG_HOME is not set. Later commands read the server,
     key and tenant from it unless options or BERTH_* variables set them.
     """
-    if not api_key:
-        if not stdin_is_terminal():
+    if not api_key and stdin_is_terminal():
+        api_key = typer.prompt("Platform API key", hide_input=True, err=True)
+    elif not api_key:
+        # A script can pipe the key in, which keeps it out of the process list.
+        api_key = sys.stdin.readline().strip()
+        if not api_key:
             raise typer.BadParameter(
-                "a platform API key is required; pass it or set BERTH_API_KEY",
+                "a platform API key is required; pass it, set BERTH_API_KEY or send it "
+                "on the first line of stdin",
                 param_hint="'--api-key'",
             )
-        api_key = typer.prompt("Platform API key", hide_input=True, err=True)
     with Client(server=server, api_key=api_key, tenant=tenant) as client:
         try:
             identity = client.whoami()
