@@ -29,7 +29,7 @@ def test_password_hint_only_without_password(
 def test_stopped_demo_endpoint_is_not_waited_for(
     capsys: pytest.CaptureFixture[str], server: BerthServer, client: Client, clean_endpoints: None
 ) -> None:
-    # An Echo endpoint that bears the demo's name stands in for the demo model here.
+    # An Echo endpoint with the demo's name replaces the demo model here.
     endpoint = client.create_endpoint("default", DEMO_ENDPOINT, "echo")
     client.stop_endpoint(endpoint["id"])
 

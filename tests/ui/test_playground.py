@@ -13,11 +13,16 @@ from tests.ui.conftest import OWNER, create_endpoint
 pytestmark = pytest.mark.ui
 
 
-def test_chat_and_embeddings(open_page) -> None:
-    page = open_page(OWNER)
-    endpoint = create_endpoint(page, "ui-playground")
+def _open_live_endpoint(page, name: str) -> None:
+    """Create an Echo endpoint, open its page and wait until it shows Live."""
+    endpoint = create_endpoint(page, name)
     page.goto(f"/ui/endpoints/{endpoint['id']}")
     expect(page.locator("#endpoint-status")).to_have_text("Live", timeout=30_000)
+
+
+def test_chat_and_embeddings(open_page) -> None:
+    page = open_page(OWNER)
+    _open_live_endpoint(page, "ui-playground")
 
     playground = page.get_by_role("region", name="Playground")
     playground.get_by_label("Message").fill("hello there brave new world")
@@ -87,9 +92,7 @@ def test_snippets_run_as_shown(open_page, tmp_path) -> None:
 
 def test_snippets_show_last_request(open_page, tmp_path) -> None:
     page = open_page(OWNER)
-    endpoint = create_endpoint(page, "ui-snippets-sent")
-    page.goto(f"/ui/endpoints/{endpoint['id']}")
-    expect(page.locator("#endpoint-status")).to_have_text("Live", timeout=30_000)
+    _open_live_endpoint(page, "ui-snippets-sent")
     playground = page.get_by_role("region", name="Playground")
 
     # A quote in the message must survive the shell quoting of the curl snippet.

@@ -81,7 +81,7 @@ async def _json_ok(
     return True
 
 
-def _refused_address() -> str:
+def _closed_port_address() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return f"127.0.0.1:{probe.getsockname()[1]}"
@@ -229,7 +229,7 @@ async def test_slow_reader_pauses_the_instance(serve, pool: UpstreamPool) -> Non
 
 
 async def test_refused_connection_is_unreachable(pool: UpstreamPool) -> None:
-    address = _refused_address()
+    address = _closed_port_address()
     with pytest.raises(UpstreamUnreachable, match=address):
         await pool.request("POST", address, "predict", b"{}")
 
@@ -239,8 +239,8 @@ async def test_local_socket_carries_requests(pool: UpstreamPool) -> None:
     server = ScriptedServer(_json_ok)
     await server.start_local(name)
     try:
-        # Nothing listens on the TCP address, so only the Unix socket can answer.
-        address = _refused_address()
+        # Nothing listens on the TCP address, so only the Unix socket can serve the request.
+        address = _closed_port_address()
         for _ in range(2):
             response = await pool.request("POST", address, "predict", b"{}", name)
             assert response.status == 200

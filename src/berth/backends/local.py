@@ -59,11 +59,13 @@ def openmp_spin_count(ml_app: MLApp) -> int:
 
 
 def local_socket_name(instance_id: str) -> str:
-    """The name of an instance's Unix socket in Linux's abstract namespace, "@" for NUL.
+    """Return the name of an instance's Unix socket in Linux's abstract namespace.
 
-    An abstract name needs no file, so no folder path can make it too long and nothing
-    is left behind when the process ends. The name holds the instance ID, and a relaunch
-    whose earlier process still holds it gets no socket (see `_local_listener`).
+    A leading "@" marks the NUL byte that starts the name. An abstract name needs no
+    file, so no folder path can make it too long and nothing is left behind when the
+    process ends. The name contains the instance ID. A relaunch whose earlier process
+    still has it bound fails to bind it, and `_local_listener` then starts the instance
+    without one.
     """
     return f"@berth-instance-{instance_id}"
 

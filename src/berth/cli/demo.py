@@ -5,6 +5,7 @@ import time
 
 import typer
 
+from berth.cli.waiting import FAILED
 from berth.client import ApiError, Client, ConnectionFailed
 
 DEMO_ENDPOINT = "demo"
@@ -30,8 +31,8 @@ def deploy_demo(server: str, api_key: str | None) -> None:
         endpoint, created = _find_or_create(client)
         if created:
             typer.echo(f"Deploying endpoint '{DEMO_ENDPOINT}' with model {DEMO_MODEL}...")
-        elif endpoint["desired_state"] == "stopped" or endpoint["state"] == "Failed":
-            # It stays as its owner left it; waiting for Live would only time out.
+        elif endpoint["desired_state"] == "stopped" or endpoint["state"] == FAILED:
+            # It stays as its owner left it, so waiting for Live would only time out.
             condition = "was stopped" if endpoint["desired_state"] == "stopped" else "is Failed"
             typer.echo(
                 f"Endpoint '{DEMO_ENDPOINT}' exists and {condition}; start it with "
