@@ -85,8 +85,18 @@ def parse_json(result: Result) -> Any:
 def create_endpoint(cli: RunCli, name: str, *extra: str) -> dict[str, Any]:
     """Create an echo endpoint through the CLI, wait until it is Live, and return its JSON."""
     result = cli(
-        "endpoint", "create", "--endpoint-name", name, "--model", "echo", "--wait",
-        "--timeout", WAIT_TIMEOUT_S, "-o", "json", *extra,
+        "endpoint",
+        "create",
+        "--endpoint-name",
+        name,
+        "--model",
+        "echo",
+        "--wait",
+        "--timeout",
+        WAIT_TIMEOUT_S,
+        "-o",
+        "json",
+        *extra,
     )
     return parse_json(result)  # type: ignore[no-any-return]
 

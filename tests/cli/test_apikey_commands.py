@@ -67,8 +67,14 @@ def test_edit_apikey_changes_description(cli: RunCli, endpoint: dict[str, Any]) 
     added = add_key(cli, "old")
 
     result = cli(
-        "endpoint", "edit-apikey", "--endpoint", "keyed", "--apikey", added["id"],
-        "--description", "new",
+        "endpoint",
+        "edit-apikey",
+        "--endpoint",
+        "keyed",
+        "--apikey",
+        added["id"],
+        "--description",
+        "new",
     )
 
     assert result.exit_code == 0, result.output
@@ -90,8 +96,14 @@ def test_revoke_apikey_marks_revoked(cli: RunCli, endpoint: dict[str, Any]) -> N
 
 def test_edit_first_key_rejected(cli: RunCli, client: Client, endpoint: dict[str, Any]) -> None:
     result = cli(
-        "endpoint", "edit-apikey", "--endpoint", "keyed", "--apikey", first_key_id(client, "keyed"),
-        "--description", "renamed",
+        "endpoint",
+        "edit-apikey",
+        "--endpoint",
+        "keyed",
+        "--apikey",
+        first_key_id(client, "keyed"),
+        "--description",
+        "renamed",
     )
 
     assert result.exit_code == 1
@@ -103,9 +115,7 @@ def test_edit_first_key_rejected(cli: RunCli, client: Client, endpoint: dict[str
 
 
 def test_revoke_first_key_rejected(cli: RunCli, client: Client, endpoint: dict[str, Any]) -> None:
-    result = cli(
-        "endpoint", "revoke-apikey", "keyed", "--apikey", first_key_id(client, "keyed")
-    )
+    result = cli("endpoint", "revoke-apikey", "keyed", "--apikey", first_key_id(client, "keyed"))
 
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: the first key (FirstKey) cannot be revoked")

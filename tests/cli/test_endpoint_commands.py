@@ -21,8 +21,19 @@ from tests.cli.conftest import (
 
 def test_create_underscore_flags_waits_until_live(cli: RunCli, client: Client) -> None:
     result = cli(
-        "endpoint", "create", "--project", "default", "--endpoint_name", "underscore-flags",
-        "--model-checkpoint", "echo", "--instances", "1", "--wait", "--timeout", WAIT_TIMEOUT_S,
+        "endpoint",
+        "create",
+        "--project",
+        "default",
+        "--endpoint_name",
+        "underscore-flags",
+        "--model-checkpoint",
+        "echo",
+        "--instances",
+        "1",
+        "--wait",
+        "--timeout",
+        WAIT_TIMEOUT_S,
     )
 
     assert result.exit_code == 0, result.output
@@ -41,8 +52,16 @@ def test_create_underscore_flags_waits_until_live(cli: RunCli, client: Client) -
 
 def test_create_dashed_flags_prints_json(cli: RunCli, client: Client) -> None:
     result = cli(
-        "endpoint", "create", "--endpoint-name", "dashed-style", "--model_checkpoint", "echo",
-        "--description", "created without waiting", "-o", "json",
+        "endpoint",
+        "create",
+        "--endpoint-name",
+        "dashed-style",
+        "--model_checkpoint",
+        "echo",
+        "--description",
+        "created without waiting",
+        "-o",
+        "json",
     )
 
     created = parse_json(result)
@@ -65,8 +84,15 @@ def test_create_wait_timeout_exits_1(cli: RunCli) -> None:
     # An echo instance needs far longer than one poll to start, so a zero timeout ends
     # the wait before the endpoint can be Live.
     result = cli(
-        "endpoint", "create", "--endpoint-name", "no-patience", "--model", "echo", "--wait",
-        "--timeout", "0",
+        "endpoint",
+        "create",
+        "--endpoint-name",
+        "no-patience",
+        "--model",
+        "echo",
+        "--wait",
+        "--timeout",
+        "0",
     )
 
     assert result.exit_code == 1
@@ -139,8 +165,19 @@ def test_update_instances_waits_until_ready(cli: RunCli) -> None:
     create_endpoint(cli, "scaled")
 
     result = cli(
-        "endpoint", "update", "--endpoint", "scaled", "--instances", "2",
-        "--description", "two now", "--wait", "--timeout", WAIT_TIMEOUT_S, "-o", "json",
+        "endpoint",
+        "update",
+        "--endpoint",
+        "scaled",
+        "--instances",
+        "2",
+        "--description",
+        "two now",
+        "--wait",
+        "--timeout",
+        WAIT_TIMEOUT_S,
+        "-o",
+        "json",
     )
 
     endpoint = parse_json(result)
@@ -203,7 +240,13 @@ def test_stop_and_restart_with_wait(cli: RunCli, client: Client) -> None:
     assert client.get_endpoint("stop-start")["instance_list"] == []
 
     restarted = cli(
-        "endpoint", "restart", "--endpoint", "stop-start", "--wait", "--timeout", WAIT_TIMEOUT_S,
+        "endpoint",
+        "restart",
+        "--endpoint",
+        "stop-start",
+        "--wait",
+        "--timeout",
+        WAIT_TIMEOUT_S,
     )
     assert restarted.exit_code == 0, restarted.output
     assert restarted.stdout.strip() == "Endpoint stop-start is Live."

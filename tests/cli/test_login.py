@@ -15,8 +15,15 @@ def profile_file(config_home: Path) -> Path:
 
 def test_login_writes_private_profile(cli: RunCli, server: BerthServer, config_home: Path) -> None:
     result = cli(
-        "login", "--server", server.url, "--api-key", ADMIN_KEY, "--tenant", "default",
-        BERTH_SERVER=None, BERTH_API_KEY=None,
+        "login",
+        "--server",
+        server.url,
+        "--api-key",
+        ADMIN_KEY,
+        "--tenant",
+        "default",
+        BERTH_SERVER=None,
+        BERTH_API_KEY=None,
     )
 
     assert result.exit_code == 0, result.output
@@ -25,7 +32,9 @@ def test_login_writes_private_profile(cli: RunCli, server: BerthServer, config_h
     assert "as admin in tenant default" in result.stdout
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(path.read_text()) == {
-        "server": server.url, "api_key": ADMIN_KEY, "tenant": "default",
+        "server": server.url,
+        "api_key": ADMIN_KEY,
+        "tenant": "default",
     }
 
 
@@ -84,17 +93,21 @@ def test_login_tenant_becomes_default(
     result = cli("login", "--server", server.url, "--api-key", ADMIN_KEY, "--tenant", tenant)
     projects = cli("project", "list", "-o", "json", BERTH_SERVER=None, BERTH_API_KEY=None)
     overridden = cli(
-        "project", "list", "--tenant", "default", "-o", "json",
-        BERTH_SERVER=None, BERTH_API_KEY=None,
+        "project",
+        "list",
+        "--tenant",
+        "default",
+        "-o",
+        "json",
+        BERTH_SERVER=None,
+        BERTH_API_KEY=None,
     )
 
     assert result.exit_code == 0, result.output
     assert f"in tenant {tenant}" in result.stdout
     assert json.loads(profile_file(config_home).read_text())["tenant"] == tenant
     assert {row["tenant"]["name"] for row in json.loads(projects.stdout)["items"]} == {tenant}
-    assert {row["tenant"]["name"] for row in json.loads(overridden.stdout)["items"]} == {
-        "default"
-    }
+    assert {row["tenant"]["name"] for row in json.loads(overridden.stdout)["items"]} == {"default"}
 
 
 def test_login_unknown_tenant_saves_nothing(

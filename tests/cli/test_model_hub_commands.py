@@ -41,9 +41,19 @@ def test_model_register_table(cli: RunCli, registered: list[str]) -> None:
     name = unique("reverser")
 
     result = cli(
-        "model", "register", name, "--ml-app", "Echo", "--architecture", "Reverser",
-        "--field-of-application", "Testing", "--description", "made by a test",
-        "--sharing", "tenant",
+        "model",
+        "register",
+        name,
+        "--ml-app",
+        "Echo",
+        "--architecture",
+        "Reverser",
+        "--field-of-application",
+        "Testing",
+        "--description",
+        "made by a test",
+        "--sharing",
+        "tenant",
     )
 
     assert result.exit_code == 0, result.output
@@ -70,17 +80,20 @@ def test_model_register_relative_path(
 
 def test_model_register_missing_path(cli: RunCli) -> None:
     result = cli(
-        "model", "register", unique("ghost"), "--ml-app", "text-embedding",
-        "--path", "/no/such/folder",
+        "model",
+        "register",
+        unique("ghost"),
+        "--ml-app",
+        "text-embedding",
+        "--path",
+        "/no/such/folder",
     )
 
     assert result.exit_code == 1
     assert "'/no/such/folder' does not exist on the Berth server" in result.stderr
 
 
-def test_model_list_groups_and_owner(
-    cli: RunCli, client: Client, registered: list[str]
-) -> None:
+def test_model_list_groups_and_owner(cli: RunCli, client: Client, registered: list[str]) -> None:
     mine = register(cli, registered, unique("mine"))
 
     own_group = parse_json(cli("model", "list", "--group", "mine", "-o", "json"))
@@ -184,9 +197,7 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_demo_generation_model(tmp_path_factory.mktemp("cli-import") / "tiny-lm")
 
 
-def test_model_import_and_new_checkpoint(
-    cli: RunCli, registered: list[str], tiny_lm: Path
-) -> None:
+def test_model_import_and_new_checkpoint(cli: RunCli, registered: list[str], tiny_lm: Path) -> None:
     name = unique("imported")
 
     first = cli("model", "import", str(tiny_lm), "--name", name, "--link", "-o", "json")

@@ -25,9 +25,7 @@ def test_org_show(cli: RunCli) -> None:
     assert as_json == {"share_with_all_tenants": False}
 
 
-def test_org_set_sharing_lists_shared(
-    cli: RunCli, client: Client, sharing_off_after: None
-) -> None:
+def test_org_set_sharing_lists_shared(cli: RunCli, client: Client, sharing_off_after: None) -> None:
     turned_on = cli("org", "set-sharing", "--on")
     endpoint = client.create_endpoint(
         "default", unique("wide"), "echo", share_with_all_tenants=True

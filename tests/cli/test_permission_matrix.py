@@ -31,11 +31,11 @@ COMMANDS = {
 # Outcome of each command in COMMANDS, in order, per role.
 EXPECTED = {
     #               info       update     add-apikey  stop       delete
-    "owner":       (OK,        OK,        OK,         OK,        OK),
-    "admin-a":     (OK,        OK,        OK,         OK,        OK),
-    "org-admin":   (OK,        OK,        OK,         OK,        OK),
-    "member-a":    (OK,        FORBIDDEN, FORBIDDEN,  FORBIDDEN, FORBIDDEN),
-    "member-b":    (NOT_FOUND, NOT_FOUND, NOT_FOUND,  NOT_FOUND, NOT_FOUND),
+    "owner": (OK, OK, OK, OK, OK),
+    "admin-a": (OK, OK, OK, OK, OK),
+    "org-admin": (OK, OK, OK, OK, OK),
+    "member-a": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+    "member-b": (NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND),
 }
 
 

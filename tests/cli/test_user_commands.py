@@ -62,7 +62,12 @@ def test_user_create_password_prompt(cli: RunCli, server: BerthServer) -> None:
     name = unique("hal")
 
     result = cli(
-        "user", "create", name, "--password-prompt", "-o", "json",
+        "user",
+        "create",
+        name,
+        "--password-prompt",
+        "-o",
+        "json",
         input=f"{PASSWORD}\n{PASSWORD}\n",
     )
 
@@ -152,7 +157,11 @@ def test_user_set_password_own(cli: RunCli, client: Client, server: BerthServer)
 
     result = cli("user", "set-password", input=f"{PASSWORD}\n", BERTH_API_KEY=key)
     flagged = cli(
-        "user", "set-password", "me", "--password-stdin", input="another-password-1\n",
+        "user",
+        "set-password",
+        "me",
+        "--password-stdin",
+        input="another-password-1\n",
         BERTH_API_KEY=key,
     )
     too_short = cli("user", "set-password", input="short\n", BERTH_API_KEY=key)

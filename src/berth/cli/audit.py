@@ -71,7 +71,6 @@ def _time_option(value: str | None) -> datetime | None:
         raise typer.BadParameter(str(exc)) from exc
 
 
-
 @app.command("list")
 def list_entries(
     action: Annotated[

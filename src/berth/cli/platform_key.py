@@ -94,12 +94,14 @@ def create(
     if output == OutputFormat.JSON:
         print_json(key)
         return
-    print_fields([
-        ("ID", key["id"]),
-        ("Key", key["key"]),
-        ("Description", key["description"] or "-"),
-        ("Created", format_time(key["created_at"])),
-    ])
+    print_fields(
+        [
+            ("ID", key["id"]),
+            ("Key", key["key"]),
+            ("Description", key["description"] or "-"),
+            ("Created", format_time(key["created_at"])),
+        ]
+    )
     typer.echo()
     typer.echo("Save this key now: Berth stores only a hash of it and shows it only this once.")
 

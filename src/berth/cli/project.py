@@ -97,11 +97,13 @@ def info(
 
 
 def _print_project(project: Json) -> None:
-    print_fields([
-        ("Name", project["name"]),
-        ("ID", project["id"]),
-        ("Description", project["description"] or "-"),
-        ("Tenant", project["tenant"]["name"]),
-        ("Owner", project["owner"]["name"]),
-        ("Created", format_time(project["created_at"])),
-    ])
+    print_fields(
+        [
+            ("Name", project["name"]),
+            ("ID", project["id"]),
+            ("Description", project["description"] or "-"),
+            ("Tenant", project["tenant"]["name"]),
+            ("Owner", project["owner"]["name"]),
+            ("Created", format_time(project["created_at"])),
+        ]
+    )

@@ -294,9 +294,7 @@ def remove_member(
     if output == OutputFormat.JSON:
         print_json(current)
     else:
-        typer.echo(
-            f"Removed {current['user']['name']} from tenant {current['tenant']['name']}."
-        )
+        typer.echo(f"Removed {current['user']['name']} from tenant {current['tenant']['name']}.")
 
 
 def _find_membership(client: Client, tenant_ref: str, user: str) -> Json | None:
@@ -318,10 +316,12 @@ def _print_tenant(tenant: Json, output: OutputFormat) -> None:
     if output == OutputFormat.JSON:
         print_json(tenant)
         return
-    print_fields([
-        ("Name", tenant["name"]),
-        ("ID", tenant["id"]),
-        ("Status", _status(tenant)),
-        ("Your role", tenant["role"] or "none (OrgAdmin)"),
-        ("Created", format_time(tenant["created_at"])),
-    ])
+    print_fields(
+        [
+            ("Name", tenant["name"]),
+            ("ID", tenant["id"]),
+            ("Status", _status(tenant)),
+            ("Your role", tenant["role"] or "none (OrgAdmin)"),
+            ("Created", format_time(tenant["created_at"])),
+        ]
+    )

@@ -166,9 +166,7 @@ def create(
     if data["api_key"]:
         typer.echo()
         print_fields([("Platform API key", data["api_key"])])
-        typer.echo(
-            "Save this key now: Berth stores only a hash of it and shows it only this once."
-        )
+        typer.echo("Save this key now: Berth stores only a hash of it and shows it only this once.")
 
 
 @app.command()
@@ -295,10 +293,7 @@ def set_default_tenant(
     profile names one."""
     with connect(server, api_key, tenant) as client:
         data = client.update_user(user, default_tenant=default_tenant)
-    message = (
-        f"The default tenant of user {data['username']} is now "
-        f"{_default_tenant_text(data)}."
-    )
+    message = f"The default tenant of user {data['username']} is now {_default_tenant_text(data)}."
     _print_change(message, data, output)
 
 
@@ -355,15 +350,17 @@ def _print_user(user: Json, output: OutputFormat) -> None:
     if output == OutputFormat.JSON:
         print_json(user)
         return
-    print_fields([
-        ("Name", user["username"]),
-        ("ID", user["id"]),
-        ("Status", _status(user)),
-        ("OrgAdmin", "yes" if user["is_org_admin"] else "no"),
-        ("Password", "set" if user["has_password"] else "not set"),
-        ("Default tenant", _default_tenant_text(user)),
-        ("Created", format_time(user["created_at"], style=TimeStyle.FULL)),
-    ])
+    print_fields(
+        [
+            ("Name", user["username"]),
+            ("ID", user["id"]),
+            ("Status", _status(user)),
+            ("OrgAdmin", "yes" if user["is_org_admin"] else "no"),
+            ("Password", "set" if user["has_password"] else "not set"),
+            ("Default tenant", _default_tenant_text(user)),
+            ("Created", format_time(user["created_at"], style=TimeStyle.FULL)),
+        ]
+    )
     if user["memberships"]:
         typer.echo()
         table = new_table("Tenant", "Role")
