@@ -4,6 +4,7 @@ Every state comparison in Berth goes through these types; the string values are
 what the REST API returns and what the database stores.
 """
 
+import re
 from enum import StrEnum
 
 
@@ -112,3 +113,24 @@ def instances_summary(requested: int, ready: int, draining: int, ready_word: str
     if stopping:
         text += f", {stopping} stopping"
     return text
+
+
+# The capacity part of the reason that `capacity_wait_reason` writes, as read back by
+# `waits_for_capacity`. The reason is plain text in the API, so both live here.
+_CAPACITY_WAIT = re.compile(r"^waiting for \d+ free instance slots? \(\d+ of \d+ in use\)")
+
+
+def capacity_wait_reason(instances: int, used: int, capacity: int) -> str:
+    """Return the state reason of a Pending endpoint whose instances do not fit in the free
+    instance slots, given the slots that other running endpoints hold."""
+    slots = "slot" if instances == 1 else "slots"
+    return (
+        f"waiting for {instances} free instance {slots} ({used} of {capacity} in use); "
+        "stop or delete another endpoint, or lower this endpoint's instances, to make room"
+    )
+
+
+def waits_for_capacity(state: str, reason: str) -> bool:
+    """Tell whether an endpoint is Pending because its instances do not fit in the free
+    instance slots (see `capacity_wait_reason`)."""
+    return state == EndpointState.PENDING and _CAPACITY_WAIT.match(reason) is not None

@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 
 import httpx
 import pytest
@@ -253,6 +254,28 @@ def test_stop_and_restart_with_wait(cli: RunCli, client: Client) -> None:
     endpoint = client.get_endpoint("stop-start")
     assert endpoint["ready_instances"] == 1
     assert endpoint["instance_list"][0]["generation"] > first_generation
+
+
+def test_restart_wait_stops_without_slots(cli: RunCli, client: Client) -> None:
+    # The test server has 8 instance slots, so with one of them held by another endpoint
+    # an endpoint of 8 instances cannot deploy.
+    create_endpoint(cli, "slot-holder")
+    client.create_endpoint("default", "no-room", "echo", instances=8)
+
+    started = time.monotonic()
+    result = cli("endpoint", "restart", "no-room", "--wait", "--timeout", "300")
+    waited_s = time.monotonic() - started
+
+    assert result.exit_code == 1, result.output
+    assert waited_s < 60
+    assert "Error: stopped waiting: endpoint 'no-room' is Pending, waiting for 8 free " in (
+        result.stderr
+    )
+    assert "starts by itself once enough slots are free" in result.stderr
+    assert "`berth endpoint update no-room --instances N`" in result.stderr
+    endpoint = client.get_endpoint("no-room")
+    assert endpoint["state"] == "Pending"
+    assert endpoint["desired_state"] == "running"
 
 
 def test_restart_live_waits_for_new_instances(cli: RunCli) -> None:

@@ -11,6 +11,7 @@ import pytest
 from berth.cli import waiting
 from berth.cli.output import CliError
 from berth.cli.waiting import LIVE, STOPPED, Goal, is_reached, wait_for_goal
+from berth.states import capacity_wait_reason, waits_for_capacity
 
 
 def endpoint_json(
@@ -143,3 +144,51 @@ def test_timeout_after_scale_down_counts_stopping() -> None:
         run_wait(client, Goal(LIVE), timeout_s=0)
 
     assert "it is Live, 1 of 1 instances ready, 1 stopping." in str(raised.value)
+
+
+def test_waits_for_capacity_reads_reason() -> None:
+    assert waits_for_capacity("Pending", capacity_wait_reason(8, 1, 8))
+    assert waits_for_capacity("Pending", capacity_wait_reason(1, 4, 4))
+    assert not waits_for_capacity("Pending", "queued for deployment")
+    assert not waits_for_capacity("Deploying", capacity_wait_reason(8, 1, 8))
+
+
+def test_lack_of_slots_stops_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waiting, "CAPACITY_CONFIRM_S", 0.0)
+    reason = capacity_wait_reason(8, 1, 8)
+    client = ScriptedClient(endpoint_json("Pending", instances=8, reason=reason))
+
+    with pytest.raises(CliError) as raised:
+        run_wait(client, Goal(LIVE), timeout_s=600)
+
+    message = str(raised.value)
+    assert message.startswith(f"stopped waiting: endpoint 'made-up' is Pending, {reason}.")
+    assert "starts by itself once enough slots are free" in message
+    assert "stop another endpoint (`berth endpoint stop NAME`)" in message
+    assert "`berth endpoint update made-up --instances N`" in message
+    assert client.calls == 1
+
+
+def test_brief_lack_of_slots_keeps_waiting() -> None:
+    # A reason read right after a change may predate it, so one such read is not enough.
+    client = ScriptedClient(
+        endpoint_json("Pending", reason=capacity_wait_reason(1, 8, 8)),
+        endpoint_json("Deploying"),
+        endpoint_json(LIVE, ready=1, generations=(1,)),
+    )
+
+    result = run_wait(client, Goal(LIVE))
+
+    assert result["state"] == LIVE
+
+
+def test_queued_endpoint_keeps_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waiting, "CAPACITY_CONFIRM_S", 0.0)
+    client = ScriptedClient(
+        endpoint_json("Pending", reason="queued for deployment"),
+        endpoint_json(LIVE, ready=1, generations=(1,)),
+    )
+
+    result = run_wait(client, Goal(LIVE))
+
+    assert result["state"] == LIVE

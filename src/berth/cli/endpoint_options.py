@@ -33,7 +33,8 @@ WaitOption = Annotated[
     typer.Option(
         "--wait",
         help="Wait until the endpoint reaches the requested state, showing its progress. "
-        "Exits with status 1 if it fails or the timeout passes.",
+        "Exits with status 1 if it fails, if it waits in Pending for free instance slots, "
+        "or if the timeout passes.",
     ),
 ]
 TimeoutOption = Annotated[

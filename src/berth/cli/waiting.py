@@ -14,8 +14,13 @@ from rich.console import Console
 from berth.cli.endpoint_views import instances_text
 from berth.cli.output import CliError, Json, stderr_console
 from berth.client import Client
+from berth.states import waits_for_capacity
 
 POLL_INTERVAL_S = 0.25
+# The reconciler checks for free instance slots every 0.5 s and right after each change,
+# so a Pending reason read just after a change can date from before it. The wait gives
+# up on an endpoint that lacks slots only once it has lacked them for this long.
+CAPACITY_CONFIRM_S = 2.0
 LIVE = "Live"
 STOPPED = "Stopped"
 FAILED = "Failed"
@@ -64,12 +69,14 @@ def wait_for_goal(client: Client, endpoint: Json, goal: Goal, timeout_s: float) 
     """Poll the endpoint until it reaches `goal` and return its last JSON.
 
     Raises CliError when the endpoint fails or is deleted while a Live goal is pending,
-    or when `timeout_s` passes first. The change itself stays in effect in every case.
+    when it waits in Pending for free instance slots for CAPACITY_CONFIRM_S, or when
+    `timeout_s` passes first. The change itself stays in effect in every case.
     """
     console = stderr_console()
     progress = _Progress(console, endpoint["name"], goal.state)
     deadline = time.monotonic() + timeout_s
     seen_other_state = not goal.failed_before_change
+    lacking_slots_since: float | None = None
     try:
         while True:
             endpoint = client.get_endpoint(endpoint["id"])
@@ -79,7 +86,19 @@ def wait_for_goal(client: Client, endpoint: Json, goal: Goal, timeout_s: float) 
             if endpoint["state"] != FAILED:
                 seen_other_state = True
             _raise_if_lost(endpoint, goal, seen_other_state)
-            if time.monotonic() >= deadline:
+
+            now = time.monotonic()
+            if goal.state == LIVE and waits_for_capacity(
+                endpoint["state"], endpoint["state_reason"]
+            ):
+                if lacking_slots_since is None:
+                    lacking_slots_since = now
+                if now - lacking_slots_since >= CAPACITY_CONFIRM_S:
+                    raise CliError(_lacking_slots_message(endpoint))
+            else:
+                lacking_slots_since = None
+
+            if now >= deadline:
                 raise CliError(
                     f"timed out after {timeout_s:g} s waiting for endpoint "
                     f"'{endpoint['name']}' to be {goal.state}; it is {_describe(endpoint)}. "
@@ -98,6 +117,16 @@ def _raise_if_lost(endpoint: Json, goal: Goal, seen_other_state: bool) -> None:
         raise CliError(f"endpoint '{endpoint['name']}' failed: {endpoint['state_reason']}")
     if endpoint["state"] == DELETING:
         raise CliError(f"endpoint '{endpoint['name']}' was deleted while waiting for it")
+
+
+def _lacking_slots_message(endpoint: Json) -> str:
+    name = endpoint["name"]
+    return (
+        f"stopped waiting: endpoint '{name}' is Pending, {endpoint['state_reason']}. "
+        "It stays Pending and starts by itself once enough slots are free. To start it "
+        "now, stop another endpoint (`berth endpoint stop NAME`) or lower its instances "
+        f"(`berth endpoint update {name} --instances N`)"
+    )
 
 
 def _describe(endpoint: Json) -> str:

@@ -30,7 +30,7 @@ from berth.hub.builtin import resolve_artifact
 from berth.reconciler.probes import Prober, ProbeResult
 from berth.service.common import mark_changed, new_id
 from berth.service.endpoints import slots_in_use
-from berth.states import DesiredState, EndpointState, InstanceState
+from berth.states import DesiredState, EndpointState, InstanceState, capacity_wait_reason
 
 logger = logging.getLogger(__name__)
 
@@ -591,9 +591,7 @@ class Reconciler:
                 session,
                 endpoint,
                 EndpointState.PENDING,
-                f"waiting for {endpoint.instances} free instance "
-                f"slot{'' if endpoint.instances == 1 else 's'} "
-                f"({used} of {capacity} in use); stop or delete another endpoint to make room",
+                capacity_wait_reason(endpoint.instances, used, capacity),
             )
             return False
         self._set_state(
