@@ -306,12 +306,6 @@ def test_non_object_body_is_400(echo: RuntimeProcess, body: bytes) -> None:
         ),
         (
             "/v1/chat/completions",
-            {"messages": [{"role": "user", "content": "x"}], "max_tokens": 5000},
-            "max_tokens",
-            "5000",
-        ),
-        (
-            "/v1/chat/completions",
             {"messages": [{"role": "user", "content": "x"}], "temperature": 2.5},
             "temperature",
             "2.5",
@@ -392,6 +386,44 @@ def test_invalid_field_names_param(
     assert error["param"] == param
     assert f"'{param}'" in error["message"]
     assert fragment.lower() in error["message"].lower()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param", "value"),
+    [
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}]},
+            "max_tokens",
+            4097,
+        ),
+        ("/v1/completions", {"prompt": "x"}, "max_tokens", 5000),
+        ("/v1/completions", {"prompt": "x"}, "max_completion_tokens", 5000),
+        # Beyond 64 bits, which orjson decodes as a float.
+        ("/v1/completions", {"prompt": "x"}, "max_tokens", 2**70),
+    ],
+)
+def test_max_tokens_above_limit_is_invalid_value(
+    echo: RuntimeProcess, path: str, body: dict[str, object], param: str, value: int
+) -> None:
+    # httpx writes the body with the json module, which keeps the integer exact.
+    response = httpx.post(echo.base_url + path, json={**body, param: value}, timeout=10)
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "invalid_value"
+    assert error["param"] == param
+    assert error["message"] == (
+        f"{param} is {value}, but this server generates at most 4096 tokens per completion. "
+        f"Set {param} to at most 4096."
+    )
+
+
+def test_max_tokens_at_limit_is_accepted(client: openai.OpenAI) -> None:
+    response = client.completions.create(model=MODEL_NAME, prompt="a b c", max_tokens=4096)
+
+    assert response.choices[0].text == "a b c"
 
 
 def test_penalties_in_range_are_accepted(client: openai.OpenAI) -> None:

@@ -433,6 +433,22 @@ def test_context_error_names_token_field(
 
 
 @pytest.mark.slow
+def test_max_tokens_above_limit_names_context(generation: RuntimeProcess) -> None:
+    # The demo model's context is shorter than MAX_COMPLETION_TOKENS, so the context is
+    # what limits max_tokens here.
+    body = {"messages": USER_MESSAGE, "max_tokens": 5000}
+
+    response = httpx.post(generation.base_url + "/v1/chat/completions", json=body, timeout=60)
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert error["param"] == "max_tokens"
+    assert "max_tokens is 5000" in error["message"]
+    assert f"context length of {CONTEXT_LENGTH} tokens" in error["message"]
+
+
+@pytest.mark.slow
 def test_embeddings_route_is_not_served(generation: RuntimeProcess) -> None:
     response = httpx.post(generation.base_url + "/v1/embeddings", json={"input": "x"})
 

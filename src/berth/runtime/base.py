@@ -6,7 +6,8 @@ import abc
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from berth.runtime.protocol import ChatMessage, SamplingParameters
+from berth.runtime.errors import INVALID_VALUE, invalid_request
+from berth.runtime.protocol import MAX_COMPLETION_TOKENS, ChatMessage, SamplingParameters
 
 FinishReason = str  # "stop" (EOS or a stop sequence) or "length" (token limit)
 
@@ -37,6 +38,23 @@ class GenerationParams:
             stop=tuple(request.stop),
             seed=request.seed,
             max_tokens_param=max_tokens_param,
+        )
+
+    def check_max_tokens_limit(self) -> None:
+        """Raise APIError (400, invalid_value) for a max_tokens above MAX_COMPLETION_TOKENS.
+
+        A runtime with a known context length checks the context first, so that a
+        max_tokens that does not fit beside the prompt gets context_length_exceeded.
+        """
+        if self.max_tokens is None or self.max_tokens <= MAX_COMPLETION_TOKENS:
+            return
+        field = self.max_tokens_param
+        raise invalid_request(
+            f"{field} is {self.max_tokens}, but this server generates at most "
+            f"{MAX_COMPLETION_TOKENS} tokens per completion. "
+            f"Set {field} to at most {MAX_COMPLETION_TOKENS}.",
+            param=field,
+            code=INVALID_VALUE,
         )
 
 

@@ -113,11 +113,13 @@ class EchoGenerator(TextGenerator):
     async def start_chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> TextStream:
+        params.check_max_tokens_limit()
         reply = next((m.content for m in reversed(messages) if m.role == "user"), "")
         prompt_tokens = sum(count_words(message.content) for message in messages)
         return EchoStream(reply, prompt_tokens, params, self._delay_s)
 
     async def start_completion(self, prompt: str, params: GenerationParams) -> TextStream:
+        params.check_max_tokens_limit()
         return EchoStream(prompt, count_words(prompt), params, self._delay_s)
 
 

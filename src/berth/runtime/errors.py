@@ -15,6 +15,9 @@ SERVER_ERROR = "server_error"
 # The code of a 400 for a prompt, or a prompt plus max_tokens, that does not fit the
 # model's context length. OpenAI uses the same code for this error.
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+# The code of a 400 for a value that is valid JSON of the right type but out of the range
+# that this server accepts, such as a max_tokens above MAX_COMPLETION_TOKENS.
+INVALID_VALUE = "invalid_value"
 
 # Maximum length, in characters, of a rejected value quoted in an error message.
 _MAX_VALUE_REPR = 80

@@ -22,6 +22,8 @@ from berth.runtime.errors import (
     json_type_name,
 )
 
+# Maximum tokens that one request may generate. Runtimes check it after the model's
+# context length, once the prompt is tokenized (see GenerationParams).
 MAX_COMPLETION_TOKENS = 4096
 DEFAULT_MAX_TOKENS = 64
 MAX_STOP_SEQUENCES = 4
@@ -44,7 +46,7 @@ class _Strict(BaseModel):
 class SamplingParameters(_Strict):
     """Generation settings shared by both completion routes and by /predict."""
 
-    max_tokens: int | None = Field(default=None, ge=1, le=MAX_COMPLETION_TOKENS)
+    max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=list)
@@ -88,7 +90,7 @@ class _CompletionOptions(SamplingParameters):
     n: int = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_COMPLETION_TOKENS)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: Any = None
     response_format: Any = None
     # Accepted in OpenAI's range and not applied: the runtimes sample without penalties.
@@ -304,8 +306,11 @@ def parse_request(model: type[RequestModel], raw: bytes) -> RequestModel:
     try:
         return model.model_validate(payload)
     except ValidationError as error:
-        exact_error = _revalidate_exact_integers(model, error, lambda: json.loads(raw))
-        raise from_validation_error(exact_error or error) from None
+        first_error = error
+    try:
+        return _validate_exact_integers(model, first_error, lambda: json.loads(raw))
+    except ValidationError as error:
+        raise from_validation_error(error) from None
 
 
 def validate_parameters(
@@ -313,16 +318,17 @@ def validate_parameters(
 ) -> RequestModel:
     """Validate the "parameters" object of /predict, naming fields as parameters.<field>.
 
-    `raw` is the whole request body, which is decoded again only to quote an integer
-    beyond 64 bits exactly in the error message.
+    `raw` is the whole request body, which is decoded again only when orjson turned an
+    integer beyond 64 bits into a float.
     """
     try:
         return model.model_validate(parameters)
     except ValidationError as error:
-        exact_error = _revalidate_exact_integers(
-            model, error, lambda: json.loads(raw)["parameters"]
-        )
-        api_error = from_validation_error(exact_error or error)
+        first_error = error
+    try:
+        return _validate_exact_integers(model, first_error, lambda: json.loads(raw)["parameters"])
+    except ValidationError as error:
+        api_error = from_validation_error(error)
         if api_error.param:
             api_error.message = api_error.message.replace(
                 f"'{api_error.param}'", f"'parameters.{api_error.param}'", 1
@@ -331,21 +337,18 @@ def validate_parameters(
         raise api_error from None
 
 
-def _revalidate_exact_integers(
-    model: type[BaseModel], error: ValidationError, decode_exactly: Callable[[], Any]
-) -> ValidationError | None:
+def _validate_exact_integers(
+    model: type[RequestModel], error: ValidationError, decode_exactly: Callable[[], Any]
+) -> RequestModel:
     """Validate again from a payload with exact integers when orjson turned one into a float.
 
     Without this, a seed of 2**70 would be rejected as "not an integer" and quoted as
-    1.1805916207174113e+21. The json module keeps integers exact, and it runs only here,
-    after a failed validation. Returns the error from the exact payload, or None when the
-    first error's input is not such a float.
+    1.1805916207174113e+21, and a max_tokens of 2**70 would never reach the check of its
+    limit. The json module keeps integers exact, and it runs only here, after a failed
+    validation. Raises `error` again when its first input is not such a float, else the
+    error of the exact payload, if any.
     """
     rejected = error.errors(include_url=False)[0].get("input")
     if not isinstance(rejected, float) or abs(rejected) < _BIG_INTEGER_MAGNITUDE:
-        return None
-    try:
-        model.model_validate(decode_exactly())
-    except ValidationError as exact_error:
-        return exact_error
-    return None
+        raise error
+    return model.model_validate(decode_exactly())

@@ -290,13 +290,14 @@ def limit_new_tokens(
 
     `param` names the request field of the prompt, and `context_length` (prompt and
     completion together) is None when the model states none. A max_tokens from the
-    request must fit beside the prompt. Without one, the default max_tokens shrinks to
-    the tokens left.
+    request must fit beside the prompt, and then within MAX_COMPLETION_TOKENS. Without
+    one, the default max_tokens shrinks to the tokens left.
     """
     if prompt_tokens == 0:
         raise invalid_request("The prompt is empty after tokenization.", param=param)
     requested = params.max_tokens if params.max_tokens is not None else DEFAULT_MAX_TOKENS
     if context_length is None:
+        params.check_max_tokens_limit()
         return requested
     if prompt_tokens >= context_length:
         raise invalid_request(
@@ -319,6 +320,7 @@ def limit_new_tokens(
             param=field,
             code=CONTEXT_LENGTH_EXCEEDED,
         )
+    params.check_max_tokens_limit()
     return requested
 
 
