@@ -188,8 +188,19 @@ def test_update_instances_waits_until_ready(cli: RunCli) -> None:
     assert endpoint["description"] == "two now"
 
 
+def instance_states(table_output: str, instance_ids: list[str]) -> list[str]:
+    """Return the State column of the instance table for each instance, in the given order."""
+    rows = {}
+    for line in table_output.splitlines():
+        columns = line.split()
+        if len(columns) > 1:
+            rows[columns[0]] = columns[1]
+    return [rows[instance_id[: endpoint_views.SHORT_ID_LENGTH]] for instance_id in instance_ids]
+
+
 def test_update_scale_down_shows_stopping(cli: RunCli) -> None:
-    create_endpoint(cli, "scaled-down", "--instances", "2")
+    created = create_endpoint(cli, "scaled-down", "--instances", "2")
+    instance_ids = [instance["id"] for instance in created["instance_list"]]
 
     updated = cli("endpoint", "update", "scaled-down", "--instances", "1")
     info = cli("endpoint", "info", "scaled-down")
@@ -197,9 +208,43 @@ def test_update_scale_down_shows_stopping(cli: RunCli) -> None:
     assert updated.exit_code == 0, updated.output
     # The extra instance is Ready or Draining here, and stopping in both cases.
     assert "Instances        1 of 1 ready, 1 stopping\n" in updated.stdout
+    older_state, newer_state = instance_states(updated.stdout, instance_ids)
+    assert older_state == "Ready"
+    # The reconciler stops the newest instance, and may have begun to drain it already.
+    assert newer_state in ("Stopping", "Draining")
     assert info.exit_code == 0, info.output
     assert "Instances        1 of 1 ready" in info.stdout
     assert "2 of 1" not in info.stdout
+
+
+@pytest.mark.parametrize(
+    ("instances", "generation", "rows", "expected"),
+    [
+        # A scale-down stops the newest instance of the current generation.
+        (1, 1, [("a", 1, "Ready"), ("b", 1, "Ready")], {"b"}),
+        (2, 1, [("a", 1, "Ready"), ("b", 1, "Ready")], set()),
+        # A model change stops the instances of older generations once the new ones serve.
+        (1, 2, [("a", 1, "Ready"), ("b", 2, "Ready")], {"a"}),
+        (1, 2, [("a", 1, "Ready"), ("b", 2, "Starting")], set()),
+        # A draining instance is already shown as Draining.
+        (1, 1, [("a", 1, "Ready"), ("b", 1, "Draining")], set()),
+        (1, 1, [("a", 1, "Ready"), ("b", 1, "Ready"), ("c", 1, "Ready")], {"b", "c"}),
+    ],
+)
+def test_surplus_instances_are_stopping(
+    instances: int, generation: int, rows: list[tuple[str, int, str]], expected: set[str]
+) -> None:
+    endpoint = {
+        "instances": instances,
+        "generation": generation,
+        "ready_instances": sum(1 for _id, _generation, state in rows if state == "Ready"),
+        "instance_list": [
+            {"id": instance_id, "generation": row_generation, "state": state}
+            for instance_id, row_generation, state in rows
+        ],
+    }
+
+    assert endpoint_views.surplus_instance_ids(endpoint) == expected
 
 
 @pytest.mark.parametrize(
