@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from berth.cli import output
 from berth.client import Client
 from tests.cli.conftest import RunCli, parse_json, unboxed
 
@@ -92,6 +93,27 @@ def test_revoke_apikey_marks_revoked(cli: RunCli, endpoint: dict[str, Any]) -> N
     info = key_info(cli, added["id"])
     assert info["status"] == "Revoked"
     assert info["revoked_at"] is not None
+
+
+def test_revoke_apikey_twice_says_so(cli: RunCli, endpoint: dict[str, Any]) -> None:
+    added = add_key(cli, "revoked twice")
+    first = cli("endpoint", "revoke-apikey", "keyed", "--apikey", added["id"])
+    revoked_at = key_info(cli, added["id"])["revoked_at"]
+
+    second = cli("endpoint", "revoke-apikey", "keyed", "--apikey", added["id"])
+    as_json = cli("endpoint", "revoke-apikey", "keyed", "--apikey", added["id"], "-o", "json")
+
+    assert first.exit_code == 0, first.output
+    assert "already revoked" not in first.stdout
+    assert second.exit_code == 0, second.output
+    expected_time = output.format_time(revoked_at)
+    assert second.stdout.startswith(
+        f"API key {added['id']} was already revoked at {expected_time}; nothing changed.\n"
+    )
+    assert "Status       Revoked" in second.stdout
+    key = parse_json(as_json)
+    assert key["already_revoked"] is True
+    assert key["revoked_at"] == revoked_at
 
 
 def test_edit_first_key_rejected(cli: RunCli, client: Client, endpoint: dict[str, Any]) -> None:

@@ -83,12 +83,15 @@ def test_revoked_key_rejected_within_one_second(client: Client) -> None:
 def test_revocation_is_final(client: Client) -> None:
     created = client.create_endpoint("default", "keys-final", "echo")
     extra = client.add_key(created["id"], "temporary")
-    client.revoke_key(created["id"], extra["id"])
+    revoked = client.revoke_key(created["id"], extra["id"])
 
     again = client.revoke_key(created["id"], extra["id"])
     client.edit_key(created["id"], extra["id"], "still revoked")
 
+    assert revoked["already_revoked"] is False
     assert again["status"] == "Revoked"
+    assert again["already_revoked"] is True
+    assert again["revoked_at"] == revoked["revoked_at"]
     assert client.get_key(created["id"], extra["id"])["status"] == "Revoked"
 
 

@@ -242,6 +242,13 @@ class KeyOut(BaseModel):
     revoked_at: datetime | None
 
 
+class KeyRevoked(KeyOut):
+    already_revoked: bool = Field(
+        description="true when the key was revoked before this request, which then changed "
+        "nothing; revoked_at is the time of that first revocation"
+    )
+
+
 class KeyCreate(StrictBody):
     description: str = Field(max_length=200)
 

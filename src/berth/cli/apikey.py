@@ -22,6 +22,7 @@ from berth.cli.output import (
     OutputFormat,
     OutputOption,
     confirm_on_terminal,
+    format_time,
     print_json,
 )
 
@@ -104,7 +105,8 @@ def revoke_apikey(
     """Revoke an endpoint API key for good. FirstKey cannot be revoked.
 
     On a terminal, the command prompts for confirmation unless --yes is given. When stdin
-    is not a terminal, as in scripts, it revokes without asking.
+    is not a terminal, as in scripts, it revokes without asking. Revoking a revoked key
+    changes nothing, says so, and exits with status 0 (`already_revoked` in -o json).
     """
     reference = pick_endpoint(endpoint_argument, endpoint)
     with connect(server, api_key, tenant) as client:
@@ -112,6 +114,12 @@ def revoke_apikey(
             f"Revoke API key '{apikey}' of endpoint '{reference}'? This cannot be undone.", yes
         )
         key = client.revoke_key(reference, apikey, project)
+    if output == OutputFormat.TABLE and key.get("already_revoked"):
+        typer.echo(
+            f"API key {key['id']} was already revoked at {format_time(key['revoked_at'])}; "
+            "nothing changed."
+        )
+        typer.echo()
     _print_key(key, output)
 
 

@@ -19,6 +19,7 @@ from berth.api.schemas import (
     EndpointUpdate,
     KeyCreate,
     KeyOut,
+    KeyRevoked,
     KeyUpdate,
     Page,
     RuntimeSettingsIn,
@@ -27,7 +28,7 @@ from berth.service import endpoints as service
 from berth.service import keys as key_service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 from berth.service.runtime_settings import RuntimeSettings
-from berth.states import EndpointState
+from berth.states import EndpointState, KeyStatus
 
 router = APIRouter(prefix="/endpoints", tags=["endpoints"])
 
@@ -239,7 +240,7 @@ def edit_key(
     return key_out(key_row)
 
 
-@router.post("/{endpoint}/keys/{key}/revoke", response_model=KeyOut)
+@router.post("/{endpoint}/keys/{key}/revoke", response_model=KeyRevoked)
 def revoke_key(
     endpoint: str,
     key: str,
@@ -247,10 +248,13 @@ def revoke_key(
     principal: PrincipalDep,
     request: Request,
     project: ProjectQuery = None,
-) -> KeyOut:
-    """Revoke a key for good; the first key cannot be revoked."""
+) -> KeyRevoked:
+    """Revoke a key for good; the first key cannot be revoked.
+
+    Revoking a revoked key changes nothing and succeeds, with `already_revoked` true."""
     row = service.find_endpoint(session, principal, endpoint, project)
     key_row = key_service.find_key(session, row, key)
+    already_revoked = key_row.status == KeyStatus.REVOKED
     key_service.revoke_key(session, principal, row, key_row)
     commit_and_notify(session, request)
-    return key_out(key_row)
+    return KeyRevoked(**key_out(key_row).model_dump(), already_revoked=already_revoked)
