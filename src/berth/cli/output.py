@@ -18,6 +18,7 @@ from rich.table import Column, Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from berth.cli.plain_help import use_plain_help, use_plain_metavars
 from berth.client import ApiError, ConnectionFailed
 from berth.states import Role
 
@@ -53,8 +54,19 @@ class CliError(Exception):
 class BerthGroup(TyperGroup):
     """Command group that reports API, connection and CLI errors as one line on stderr.
 
-    Every such error exits with status 1. Usage errors keep Click's status 2.
+    Every such error exits with status 1. Usage errors keep Click's status 2. Its help,
+    and that of its commands, shows plain placeholders such as TEXT (see plain_help).
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for command in self.commands.values():
+            use_plain_help(command)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        use_plain_metavars(params)
+        return params
 
     # ctx is Typer's vendored click.Context, a type that Typer does not export.
     def invoke(self, ctx: Any) -> Any:

@@ -245,7 +245,7 @@ def set_password(
     user: Annotated[
         str,
         typer.Argument(
-            metavar="[USER]",
+            metavar="USER",
             help="User name or ID. Only an OrgAdmin may set another user's password.",
         ),
     ] = "me",
