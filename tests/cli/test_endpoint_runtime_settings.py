@@ -110,10 +110,28 @@ def test_setting_of_other_ml_app_fails(cli: RunCli) -> None:
     assert result.exit_code == 1
     message = unboxed(result.stderr)
     assert (
-        "runtime_settings.max_batch_size applies only to Text Embedding and Text Generation "
-        "endpoints" in message
+        "--max-batch-size applies only to Text Embedding and Text Generation endpoints" in message
     )
     assert "model 'echo' has the ML App Echo" in message
+    assert "runtime_settings" not in message
+
+
+def test_runtime_error_names_cli_option(cli: RunCli) -> None:
+    name = unique("echo-runtime")
+
+    created = cli(
+        "endpoint", "create", "--endpoint-name", name, "--model", "echo", "--runtime", "auto"
+    )
+    updated = cli("endpoint", "update", "anything", "--runtime", "transformers")
+
+    assert created.exit_code == 1
+    assert created.stderr == (
+        "Error: --runtime applies only to Text Generation endpoints, but model 'echo' has "
+        "the ML App Echo; leave it out\n"
+    )
+    # An error without a runtime setting in it passes through unchanged.
+    assert updated.exit_code == 1
+    assert "endpoint 'anything' not found" in updated.stderr
 
 
 def test_out_of_range_batch_size_fails(cli: RunCli) -> None:
@@ -129,7 +147,8 @@ def test_out_of_range_batch_size_fails(cli: RunCli) -> None:
     )
 
     assert result.exit_code == 1
-    assert "runtime_settings.max_batch_size" in unboxed(result.stderr)
+    assert "--max-batch-size" in unboxed(result.stderr)
+    assert "runtime_settings" not in unboxed(result.stderr)
     assert "less than or equal to 1024" in unboxed(result.stderr)
 
 

@@ -274,7 +274,9 @@ def test_model_change_with_stale_runtime(
 
     assert error.field == "runtime_settings.runtime"
     assert "runtime 'llama.cpp' cannot serve model 'demo-tiny-llama'" in error.message
-    assert "set runtime_settings.runtime (--runtime in the CLI)" in error.message
+    assert (
+        "so also set runtime_settings.runtime to 'auto', 'transformers' or 'vllm'" in error.message
+    )
     assert fixed.settings == {"runtime": "auto"}
     # The model and the runtime change together, which needs one new generation.
     assert fixed.generation == created.generation + 1

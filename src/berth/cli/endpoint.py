@@ -18,6 +18,7 @@ from berth.cli.endpoint_options import (
     TimeoutOption,
     WaitOption,
     pick_endpoint,
+    runtime_setting_options_in_errors,
 )
 from berth.cli.endpoint_views import (
     print_created,
@@ -148,7 +149,7 @@ def create(
     The endpoint deploys in the background; --wait follows it until it is Live. With
     --wait and -o json, the JSON is the endpoint once Live, with its first_key.
     """
-    with connect(server, api_key, tenant) as client:
+    with connect(server, api_key, tenant) as client, runtime_setting_options_in_errors():
         created = client.create_endpoint(
             project,
             name,
@@ -278,7 +279,7 @@ def update(
             "nothing to update; pass --description, --instances, --model-checkpoint, "
             "--share-with-all-tenants, --max-batch-size, --max-batch-wait-ms or --runtime"
         )
-    with connect(server, api_key, tenant) as client:
+    with connect(server, api_key, tenant) as client, runtime_setting_options_in_errors():
         before = client.get_endpoint(reference, project) if wait else None
         data = client.update_endpoint(
             reference,

@@ -199,6 +199,6 @@ def _check_runtime_fits(
         # The runtime was set before and the update changes the model.
         fix = (
             f"the endpoint keeps its runtime unless the update changes it, so also set "
-            f"{field_name('runtime')} (--runtime in the CLI) to {choices}"
+            f"{field_name('runtime')} to {choices}"
         )
     raise InvalidInput(f"{reason}; {fix}", field=field_name("runtime"))
