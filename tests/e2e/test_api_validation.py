@@ -119,6 +119,41 @@ def test_malformed_json_is_422_with_envelope(server: BerthServer) -> None:
     assert set(response.json()["error"]) >= {"code", "message"}
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/endpoints/val-no-such-endpoint/keys", {}),
+        ("POST", "/endpoints/val-no-such-endpoint/keys", {"description": 5}),
+        ("PATCH", "/endpoints/val-no-such-endpoint", {"instances": "two"}),
+        ("PATCH", "/endpoints/val-no-such-endpoint/keys/some-key", {}),
+    ],
+)
+def test_unknown_endpoint_is_404_before_body_check(
+    server: BerthServer, method: str, path: str, body: dict[str, object]
+) -> None:
+    response = httpx.request(
+        method, f"{server.url}/api/v1{path}", json=body, headers=auth_headers()
+    )
+
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "not_found"
+    assert "'val-no-such-endpoint'" in response.json()["error"]["message"]
+
+
+def test_unknown_key_is_404_before_body_check(client: Client, server: BerthServer) -> None:
+    created = client.create_endpoint("default", "val-key-404", "echo")
+    keys_url = f"{server.url}/api/v1/endpoints/{created['id']}/keys"
+
+    unknown_key = httpx.patch(f"{keys_url}/no-such-key", json={}, headers=auth_headers())
+    invalid_body = httpx.post(keys_url, json={}, headers=auth_headers())
+
+    assert unknown_key.status_code == 404, unknown_key.text
+    assert unknown_key.json()["error"]["field"] == "apikey"
+    # On an endpoint that exists, the body is checked as before.
+    assert invalid_body.status_code == 422, invalid_body.text
+    assert invalid_body.json()["error"]["field"] == "description"
+
+
 def test_no_credentials_is_401(server: BerthServer) -> None:
     response = httpx.get(f"{server.url}/api/v1/endpoints")
 

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from berth.api.convert import endpoint_out, key_out
 from berth.api.deps import (
@@ -35,6 +35,27 @@ router = APIRouter(prefix="/endpoints", tags=["endpoints"])
 ProjectQuery = Annotated[
     str | None, Query(description="project name or ID; needed when a name is in several")
 ]
+
+
+# FastAPI (0.165) runs a route's dependencies before it validates the request body, so a
+# route that lists one of these returns 404 for an unknown endpoint or key before it
+# returns 422 for an invalid body. A body that is not JSON at all fails first, because
+# FastAPI decodes it before the dependencies run. The route looks the rows up again.
+def _require_endpoint(
+    endpoint: str, session: SessionDep, principal: PrincipalDep, project: ProjectQuery = None
+) -> None:
+    service.find_endpoint(session, principal, endpoint, project)
+
+
+def _require_key(
+    endpoint: str,
+    key: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    project: ProjectQuery = None,
+) -> None:
+    row = service.find_endpoint(session, principal, endpoint, project)
+    key_service.find_key(session, row, key)
 
 
 @router.get("", response_model=Page[EndpointOut])
@@ -107,7 +128,7 @@ def get_endpoint(
     return endpoint_out(row, settings.public_url)
 
 
-@router.patch("/{endpoint}", response_model=EndpointOut)
+@router.patch("/{endpoint}", response_model=EndpointOut, dependencies=[Depends(_require_endpoint)])
 def update_endpoint(
     endpoint: str,
     body: EndpointUpdate,
@@ -193,7 +214,12 @@ def list_keys(
     return [key_out(key) for key in key_service.list_keys(session, row)]
 
 
-@router.post("/{endpoint}/keys", response_model=KeyOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{endpoint}/keys",
+    response_model=KeyOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(_require_endpoint)],
+)
 def add_key(
     endpoint: str,
     body: KeyCreate,
@@ -222,7 +248,7 @@ def get_key(
     return key_out(key_service.find_key(session, row, key))
 
 
-@router.patch("/{endpoint}/keys/{key}", response_model=KeyOut)
+@router.patch("/{endpoint}/keys/{key}", response_model=KeyOut, dependencies=[Depends(_require_key)])
 def edit_key(
     endpoint: str,
     key: str,
