@@ -108,15 +108,16 @@ def test_unknown_field_is_rejected(server: BerthServer) -> None:
     assert response.json()["error"]["field"] == "instance"
 
 
-def test_malformed_json_is_422_with_envelope(server: BerthServer) -> None:
+def test_malformed_json_is_400_with_envelope(server: BerthServer) -> None:
     response = httpx.post(
         f"{server.url}/api/v1/endpoints",
         content=b'{"name": ',
         headers={"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"},
     )
 
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert set(response.json()["error"]) >= {"code", "message"}
+    assert response.json()["error"]["code"] == "invalid_json"
 
 
 @pytest.mark.parametrize(
@@ -251,6 +252,7 @@ def test_malformed_json_names_the_body(server: BerthServer) -> None:
         headers={"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"},
     )
 
+    assert response.status_code == 400
     assert response.json()["error"]["field"] == "body"
     assert "not valid JSON" in response.json()["error"]["message"]
     # The decoder's reason and where it stopped, not only "JSON decode error".

@@ -1,4 +1,5 @@
-"""The management API's validation handler on a small app: field names and the 415."""
+"""The management API's validation handler on a small app: field names, the 400 for a
+body that is not JSON, and the 415."""
 
 from __future__ import annotations
 
@@ -126,6 +127,17 @@ def test_json_that_fails_validation_stays_422(client: TestClient) -> None:
 
     assert response.status_code == 422
     assert response.json()["error"]["field"] == "unknown"
+
+
+@pytest.mark.parametrize("body", [b'{"name": ', b"{'name': 1}", b"not json", b'{"a": 1}}'])
+def test_malformed_json_is_400(client: TestClient, body: bytes) -> None:
+    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert error["field"] == "body"
+    assert error["message"].startswith("request body is not valid JSON: ")
 
 
 def test_missing_body_stays_422(client: TestClient) -> None:

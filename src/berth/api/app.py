@@ -99,11 +99,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     unsupported = _unsupported_media_type(request, exc)
     if unsupported is not None:
         return unsupported
+    # A body that is not JSON gets 400, as at the gateway. Valid JSON with a wrong or
+    # missing field, and a missing body, get 422.
+    undecodable = [error for error in exc.errors() if error.get("type") == "json_invalid"]
+    if undecodable:
+        body = error_body("invalid_json", _json_problem(undecodable[0]), "body")
+        return JSONResponse(body, status_code=400)
     problems = []
     for error in exc.errors():
-        if error.get("type") == "json_invalid":
-            problems.append(("body", _json_problem(error)))
-            continue
         field = _field_path(error.get("loc", ()))
         value = error.get("input")
         shown = "" if isinstance(value, dict) or value is None else f" (got {value!r:.60})"
