@@ -106,6 +106,31 @@ def instance_counts(requested: int, ready: int, draining: int) -> tuple[int, int
     return min(ready, requested), draining + max(0, ready - requested)
 
 
+# The state shown for a Ready instance that `surplus_instance_ids` returns, so that an
+# instance table agrees with the "N stopping" of `instance_counts`.
+SURPLUS_INSTANCE_LABEL = "Stopping"
+
+
+def surplus_instance_ids(
+    requested: int, generation: int, instances: list[tuple[str, int, str]]
+) -> set[str]:
+    """Return the IDs of the Ready instances beyond the `requested` number, which the
+    reconciler is about to stop and `instance_counts` counts as stopping.
+
+    `instances` holds (ID, generation, state) for each instance, oldest first;
+    `generation` is the endpoint's current one. The reconciler stops instances of older
+    generations first (after a model change), then the newest of the current generation.
+    """
+    ready = [
+        (index, instance_id, instance_generation)
+        for index, (instance_id, instance_generation, state) in enumerate(instances)
+        if state == InstanceState.READY
+    ]
+    surplus = max(0, len(ready) - requested)
+    ready.sort(key=lambda row: (row[2] >= generation, -row[0]))
+    return {instance_id for _index, instance_id, _generation in ready[:surplus]}
+
+
 def instances_summary(requested: int, ready: int, draining: int, ready_word: str = "ready") -> str:
     """Describe the instance counts as "R of N ready", with ", S stopping" while any stop."""
     ready_count, stopping = instance_counts(requested, ready, draining)

@@ -244,7 +244,7 @@ def test_surplus_instances_are_stopping(
         ],
     }
 
-    assert endpoint_views.surplus_instance_ids(endpoint) == expected
+    assert endpoint_views.stopping_instance_ids(endpoint) == expected
 
 
 @pytest.mark.parametrize(

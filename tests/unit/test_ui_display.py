@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from berth.ui.display import EndpointView
+from berth.states import InstanceState
+from berth.ui.display import EndpointView, shown_instance_states
 
 
 def _view(instances: int, ready: int, states: tuple[str, ...]) -> EndpointView:
@@ -33,3 +34,34 @@ def test_scale_down_counts_stopping(
 
     assert view.instances_text == summary
     assert view.ready_text == ready_text
+
+
+def test_scale_down_shows_the_surplus_instance_as_stopping() -> None:
+    # Right after a scale-down from 2 to 1, both instances are still Ready.
+    out: Any = SimpleNamespace(
+        instances=1,
+        generation=1,
+        ready_instances=2,
+        instance_list=[
+            SimpleNamespace(id=instance_id, generation=1, state=InstanceState.READY)
+            for instance_id in ("older", "newer")
+        ],
+    )
+
+    # The reconciler stops the newest instance, so that one shows as Stopping.
+    assert shown_instance_states(out) == {"older": "Ready", "newer": "Stopping"}
+    view = EndpointView(out=out, tenant_name="t", can_manage=True, settling=False)
+    assert view.instance_states == {"older": "Ready", "newer": "Stopping"}
+
+
+def test_instances_within_the_count_keep_their_state() -> None:
+    out: Any = SimpleNamespace(
+        instances=2,
+        generation=1,
+        instance_list=[
+            SimpleNamespace(id="a", generation=1, state=InstanceState.READY),
+            SimpleNamespace(id="b", generation=1, state=InstanceState.STARTING),
+        ],
+    )
+
+    assert shown_instance_states(out) == {"a": "Ready", "b": "Starting"}

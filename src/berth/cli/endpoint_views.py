@@ -14,12 +14,15 @@ from berth.cli.output import (
     print_page_note,
     print_table,
 )
-from berth.states import InstanceState, instance_counts, instances_summary
+from berth.states import (
+    SURPLUS_INSTANCE_LABEL,
+    InstanceState,
+    instance_counts,
+    instances_summary,
+    surplus_instance_ids,
+)
 
 SHORT_ID_LENGTH = 8
-# The state shown for a Ready instance beyond the requested number, which is about to be
-# drained, so that the table agrees with the "N stopping" of the instance counts.
-STOPPING_LABEL = "Stopping"
 
 
 def state_text(endpoint: Json) -> str:
@@ -44,21 +47,11 @@ def _draining(endpoint: Json) -> int:
     return sum(1 for row in endpoint["instance_list"] if row["state"] == InstanceState.DRAINING)
 
 
-def surplus_instance_ids(endpoint: Json) -> set[str]:
-    """Return the IDs of the Ready instances beyond the requested number, which the
-    reconciler is about to stop and `instance_counts` counts as stopping.
-
-    The reconciler stops instances of older generations first (after a model change),
-    then the newest of the current generation. `instance_list` is oldest first.
-    """
-    surplus = max(0, endpoint["ready_instances"] - endpoint["instances"])
-    ready = [
-        (index, row)
-        for index, row in enumerate(endpoint["instance_list"])
-        if row["state"] == InstanceState.READY
-    ]
-    ready.sort(key=lambda item: (item[1]["generation"] >= endpoint["generation"], -item[0]))
-    return {row["id"] for _index, row in ready[:surplus]}
+def stopping_instance_ids(endpoint: Json) -> set[str]:
+    """Return the IDs of the Ready instances beyond the requested number, which are
+    about to stop (see `berth.states.surplus_instance_ids`)."""
+    rows = [(row["id"], row["generation"], row["state"]) for row in endpoint["instance_list"]]
+    return surplus_instance_ids(endpoint["instances"], endpoint["generation"], rows)
 
 
 def runtime_text(endpoint: Json) -> str:
@@ -122,14 +115,14 @@ def print_endpoint(endpoint: Json) -> None:
     )
     if endpoint["instance_list"]:
         typer.echo()
-        _print_instances(endpoint["instance_list"], surplus_instance_ids(endpoint))
+        _print_instances(endpoint["instance_list"], stopping_instance_ids(endpoint))
 
 
 def _print_instances(instances: list[Json], surplus_ids: set[str]) -> None:
     table = new_table("Instance", "State", "Generation", "Restarts", "PID", "Started", "Ready")
     for instance in instances:
         # A surplus instance still reads Ready until the reconciler starts draining it.
-        state = STOPPING_LABEL if instance["id"] in surplus_ids else instance["state"]
+        state = SURPLUS_INSTANCE_LABEL if instance["id"] in surplus_ids else instance["state"]
         table.add_row(
             instance["id"][:SHORT_ID_LENGTH],
             state,

@@ -12,11 +12,13 @@ from berth.db.models import Endpoint
 from berth.service import models
 from berth.service.common import MAX_PAGE_SIZE
 from berth.states import (
+    SURPLUS_INSTANCE_LABEL,
     DesiredState,
     EndpointState,
     InstanceState,
     instance_counts,
     instances_summary,
+    surplus_instance_ids,
 )
 
 # Poll intervals of the parts of a page that show endpoint states, in milliseconds:
@@ -61,6 +63,12 @@ class EndpointView:
         return sum(1 for row in self.out.instance_list if row.state == InstanceState.DRAINING)
 
     @property
+    def instance_states(self) -> dict[str, str]:
+        """The state to show for each instance, by ID. A Ready instance beyond the
+        requested number shows as Stopping, to match the "N stopping" count."""
+        return shown_instance_states(self.out)
+
+    @property
     def can_stop(self) -> bool:
         return self.out.desired_state == DesiredState.RUNNING and (
             self.out.state != EndpointState.FAILED
@@ -97,7 +105,10 @@ def endpoint_view(endpoint: Endpoint, principal: Principal, server_url: str) -> 
         "share_with_all_tenants": out.share_with_all_tenants,
         "version": out.version,
         "state": out.state.value,
-        "instance_list": [{"id": row.id, "state": row.state.value} for row in out.instance_list],
+        "instance_list": [
+            {"id": instance_id, "state": state}
+            for instance_id, state in shown_instance_states(out).items()
+        ],
         "project_name": out.project.name,
     }
     return EndpointView(
@@ -107,6 +118,20 @@ def endpoint_view(endpoint: Endpoint, principal: Principal, server_url: str) -> 
         settling=is_settling(out),
         dialog_data=dialog_data,
     )
+
+
+def shown_instance_states(out: EndpointOut) -> dict[str, str]:
+    """Return the state to show for each of the endpoint's instances, by ID, in order.
+
+    Right after a scale-down the extra instances are still Ready until the reconciler
+    drains them. They show as Stopping.
+    """
+    rows = [(row.id, row.generation, row.state.value) for row in out.instance_list]
+    stopping = surplus_instance_ids(out.instances, out.generation, rows)
+    return {
+        instance_id: SURPLUS_INSTANCE_LABEL if instance_id in stopping else state
+        for instance_id, _generation, state in rows
+    }
 
 
 def poll_interval_ms(views: list[EndpointView]) -> int:
