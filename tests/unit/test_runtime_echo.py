@@ -515,3 +515,21 @@ def test_serves_on_inherited_socket(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=15)
         log_file.close()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"model": "gpt-4o-mini"},
+        {},
+        {"model": "echo-test", "made_up_option": 1},
+    ],
+)
+def test_any_model_name_accepted(echo: RuntimeProcess, extra: dict[str, object]) -> None:
+    # The endpoint picks the model, so any model name, none, or an unknown field passes.
+    body = {"messages": [{"role": "user", "content": "hi"}], **extra}
+
+    response = post(echo, "/v1/chat/completions", body)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == MODEL_NAME
