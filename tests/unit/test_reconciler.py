@@ -475,7 +475,22 @@ async def test_unhealthy_instance_is_killed_and_restarted(world: World) -> None:
     rows = {row.id: row for row in world.instances(endpoint_id)}
     assert rows[victim.id].state == InstanceState.READY
     assert rows[victim.id].restart_count == 1
+    # The reason for the restart outlasts the kill and the new start.
+    assert "health checks" in rows[victim.id].last_error
     assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+
+
+async def test_start_timeout_is_last_error(world: World) -> None:
+    endpoint_id = world.create("slow")
+    world.prober.ready_all = False
+    await world.step()
+
+    world.clock.advance(301.0)
+    await world.step(2)
+
+    [row] = world.instances(endpoint_id)
+    assert row.state == InstanceState.EXITED
+    assert row.last_error == "did not become ready within 300 s; killed it"
 
 
 class HangingProber(FakeProber):

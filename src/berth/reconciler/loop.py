@@ -80,6 +80,9 @@ class _Track:
     terminated_at: float | None = None
     drain_timeout_s: float | None = None
     ready_probe: bool = field(default=False)
+    # Why the reconciler killed the process, kept as its last error in place of the
+    # "killed by SIGKILL" that the process's exit reports.
+    kill_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -386,8 +389,10 @@ class Reconciler:
             if row.state == InstanceState.STARTING:
                 if now - track.started > self._timing.start_timeout_s:
                     row.last_error = (
-                        f"did not become ready within {self._timing.start_timeout_s:.0f} s"
+                        f"did not become ready within {self._timing.start_timeout_s:.0f} s; "
+                        "killed it"
                     )
+                    track.kill_reason = row.last_error
                     self._backend.kill(row.id)
             elif row.state == InstanceState.UNHEALTHY:
                 # Killed already; repeat it until the process is gone.
@@ -410,7 +415,7 @@ class Reconciler:
             if ok and row.state == InstanceState.STARTING:
                 row.state = InstanceState.READY
                 row.ready_at = utcnow()
-                row.last_error = ""
+                # last_error stays, so that a restarted instance still shows why it restarted.
                 # The column is 32 characters wide, and runtime names are much shorter.
                 row.runtime = str(probe.body.get("runtime", ""))[:32]
                 row.runtime_note = str(probe.body.get("runtime_note", ""))
@@ -438,7 +443,10 @@ class Reconciler:
         )
         if track.health_failures >= self._timing.unhealthy_after:
             row.state = InstanceState.UNHEALTHY
-            row.last_error = f"failed {track.health_failures} health checks in a row; restarting it"
+            row.last_error = (
+                f"failed {track.health_failures} health checks in a row; killed it to restart it"
+            )
+            track.kill_reason = row.last_error
             mark_changed(session, row)
             self._changed = True
             logger.warning(
@@ -473,7 +481,8 @@ class Reconciler:
         row.state = InstanceState.EXITED
         row.pid = None
         row.ready_at = None
-        row.last_error = reason
+        row.last_error = track.kill_reason or reason
+        track.kill_reason = None
         mark_changed(session, row)
         self._changed = True
 
