@@ -9,9 +9,14 @@
     └── CapacityError          409: more instances than the platform can ever hold
 
 Handlers translate them into one JSON envelope:
-`{"error": {"code": ..., "message": ..., "field": ...}}`.
+`{"error": {"code": ..., "message": ..., "field": ...}}`. An InvalidInput also lists
+every invalid field in `"errors": [{"field": ..., "message": ...}]`, so that a form can
+show each message next to its field.
 """
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -34,9 +39,76 @@ class BerthError(Exception):
         return {"error": error}
 
 
+@dataclass(frozen=True)
+class FieldError:
+    """The problem with one field of a request."""
+
+    field: str
+    message: str
+
+
 class InvalidInput(BerthError):
     status_code = 422
     code = "invalid_input"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        errors: Sequence[FieldError] = (),
+        **details: Any,
+    ) -> None:
+        super().__init__(message, field=field, **details)
+        # One entry per invalid field; an error about one field lists only that field.
+        self.errors = list(errors)
+        if not self.errors and field is not None:
+            self.errors = [FieldError(field, message)]
+
+    @classmethod
+    def combine(cls, failures: Sequence["InvalidInput"]) -> "InvalidInput":
+        """Merge the errors of several fields into one that lists them all.
+
+        `field` names the first failure's field, so a client that reads only `field`
+        still gets one. The message joins every failure's message with "; ".
+        """
+        if len(failures) == 1:
+            return failures[0]
+        errors = [error for failure in failures for error in failure.errors]
+        message = "; ".join(failure.message for failure in failures)
+        return cls(message, field=failures[0].field, errors=errors)
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        if self.errors:
+            body["error"]["errors"] = [
+                {"field": error.field, "message": error.message} for error in self.errors
+            ]
+        return body
+
+
+class InputChecks:
+    """Collects the InvalidInput errors of independent checks of one request.
+
+    Each check runs in a `with checks.check():` block, and `raise_failures()` then raises
+    one InvalidInput naming every field that failed, instead of only the first one.
+    """
+
+    def __init__(self) -> None:
+        self.failures: list[InvalidInput] = []
+
+    @contextmanager
+    def check(self) -> Iterator[None]:
+        """Run the block and record an InvalidInput that it raises. Other errors propagate."""
+        try:
+            yield
+        except InvalidInput as failure:
+            self.failures.append(failure)
+
+    def raise_failures(self) -> None:
+        """Raise one InvalidInput for all recorded failures; do nothing when there are none."""
+        if self.failures:
+            raise InvalidInput.combine(self.failures)
 
 
 class Unauthenticated(BerthError):

@@ -11,7 +11,9 @@ import uuid
 from berth.errors import InvalidInput
 
 MAX_NAME_LENGTH = 63
-_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# The web UI checks names in the browser with this pattern too, as a JavaScript RegExp.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_NAME_PATTERN = re.compile(NAME_PATTERN)
 
 
 def normalize_name(value: str, *, field: str = "name") -> str:

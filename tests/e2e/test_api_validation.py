@@ -70,6 +70,37 @@ def test_instances_of_wrong_type(server: BerthServer) -> None:
     assert "'two'" in response.json()["error"]["message"]
 
 
+def test_every_invalid_field_is_listed(client: Client, server: BerthServer) -> None:
+    before = endpoint_count(client)
+
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        json={"name": "has space", "model": "demo-tiny-llama-base", "instances": 0},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == "name"
+    assert [item["field"] for item in error["errors"]] == ["name", "instances", "model"]
+    assert "'has space' is invalid" in error["errors"][0]["message"]
+    assert "instances 0 is out of range" in error["errors"][1]["message"]
+    assert "base model" in error["errors"][2]["message"]
+    assert endpoint_count(client) == before
+
+
+def test_every_field_of_wrong_type_is_listed(server: BerthServer) -> None:
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        json={"name": 5, "model": "echo", "instances": "two"},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert [item["field"] for item in error["errors"]] == ["name", "instances"]
+
+
 def test_base_model_cannot_be_deployed(client: Client) -> None:
     with pytest.raises(ApiError) as error:
         client.create_endpoint("default", "val-base", "demo-tiny-llama-base")

@@ -1,6 +1,7 @@
 """Creating, watching, editing, stopping, restarting and deleting endpoints in the UI."""
 
 import re
+import uuid
 
 import pytest
 from playwright.sync_api import expect
@@ -87,6 +88,90 @@ def test_create_endpoint_through_dialog(open_page) -> None:
     dialog.get_by_label("Select model").select_option(label="echo · Echo")
     dialog.get_by_role("button", name="Add an endpoint").click()
     expect(dialog.locator("#add-name-error")).to_contain_text("already exists in project")
+
+
+def test_add_dialog_shows_every_field_error(open_page) -> None:
+    page = open_page(OWNER)
+    open_default_project(page)
+    page.get_by_role("button", name="New endpoint").click()
+    dialog = page.get_by_role("dialog", name="Add an endpoint")
+    name = dialog.get_by_label("Endpoint name")
+    picker = dialog.get_by_label("Select model")
+    instances = dialog.get_by_label("Number of instances")
+    submit = dialog.get_by_role("button", name="Add an endpoint")
+
+    # The browser checks name, model and instance count together.
+    name.fill("my endpoint!")
+    instances.fill("0")
+    submit.click()
+    expect(dialog.locator("#add-name-error")).to_have_text(
+        "Name 'my endpoint!' is invalid: start with a letter or digit and use only "
+        "letters, digits, '-', '_' and '.'."
+    )
+    expect(dialog.locator("#add-model-error")).to_have_text("Choose a model for the endpoint.")
+    expect(dialog.locator("#add-instances-error")).to_have_text(
+        "Instances 0 is out of range: use 1 to 16."
+    )
+    for field in (name, picker, instances):
+        expect(field).to_have_attribute("aria-invalid", "true")
+    expect(name).to_be_focused()
+    expect(name).to_have_value("my endpoint!")
+    expect(instances).to_have_value("0")
+
+    picker.select_option(label="echo · Echo")
+    instances.fill("1.5")
+    submit.click()
+    expect(dialog.locator("#add-instances-error")).to_have_text(
+        "Enter a whole number of instances, not 1.5."
+    )
+    expect(dialog.locator("#add-name-error")).to_contain_text("'my endpoint!' is invalid")
+    expect(dialog.locator("#add-model-error")).to_have_text("")
+    expect(picker).not_to_have_attribute("aria-invalid", "true")
+
+    # Values that pass the browser's checks but not the API's: a name in the form of an
+    # ID, and an instance count above a limit that the page holds out of date. Both of
+    # the API's errors appear, each next to its field.
+    id_name = str(uuid.uuid4())
+    name.fill(id_name)
+    instances.evaluate("(input) => { input.max = '1000'; }")
+    instances.fill("999")
+    submit.click()
+    expect(dialog.locator("#add-name-error")).to_contain_text("has the form of an ID")
+    expect(dialog.locator("#add-instances-error")).to_contain_text("Instances 999 is out of range")
+    expect(dialog.locator("#add-model-error")).to_have_text("")
+    expect(dialog.locator('[data-error-for="form"]')).to_have_text("")
+    expect(name).to_be_focused()
+    expect(name).to_have_value(id_name)
+    expect(instances).to_have_value("999")
+    expect(picker.locator("option:checked")).to_have_text("echo · Echo")
+    assert page.context.request.get(f"/api/v1/endpoints/{id_name}").status == 404
+
+
+def test_update_dialog_shows_every_field_error(open_page) -> None:
+    page = open_page(OWNER)
+    endpoint = create_endpoint(page, "ui-update-errors")
+    page.goto(f"/ui/endpoints/{endpoint['id']}")
+    page.get_by_role("button", name="Edit").click()
+    dialog = page.get_by_role("dialog", name=re.compile("Update the endpoint"))
+    description = dialog.get_by_label("Description")
+    picker = dialog.get_by_label("Select model")
+    instances = dialog.get_by_label("Number of instances")
+
+    description.fill("kept after errors")
+    picker.select_option(value="")
+    instances.fill("0")
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog.locator("#update-model-error")).to_have_text("Choose a model for the endpoint.")
+    expect(dialog.locator("#update-instances-error")).to_have_text(
+        "Instances 0 is out of range: use 1 to 16."
+    )
+    expect(picker).to_be_focused()
+    expect(description).to_have_value("kept after errors")
+    expect(instances).to_have_value("0")
+    stored = page.context.request.get(f"/api/v1/endpoints/{endpoint['id']}").json()
+    assert stored["description"] == ""
+
+    page.context.request.delete(f"/api/v1/endpoints/{endpoint['id']}")
 
 
 def test_edit_stop_restart_delete_from_endpoint_window(open_page) -> None:

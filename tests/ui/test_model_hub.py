@@ -183,6 +183,37 @@ def test_import_error_keeps_form(open_page, hub_user, tiny_model, tmp_path) -> N
     assert api_total(page, search="ui-never-imported") == 0
 
 
+def test_import_shows_every_field_error(open_page, hub_user, tmp_path) -> None:
+    page = open_page(hub_user, "/ui/models")
+    page.get_by_role("button", name="Import model").click()
+    dialog = page.get_by_role("dialog", name="Import a model")
+    path = dialog.get_by_label("Path on the Berth server")
+    name = dialog.get_by_label("Model name")
+    checkpoint = dialog.get_by_label("Checkpoint name")
+    missing = tmp_path / "no-such-model"
+    path.fill(str(missing))
+    name.fill("has space")
+    checkpoint.fill("")
+    dialog.get_by_label("Description").fill("kept after errors")
+    dialog.get_by_role("button", name="Import").click()
+
+    # The API checks every field and names each invalid one.
+    expect(dialog.locator("#import-path-error")).to_have_text(
+        f"Path '{missing}' does not exist on the Berth server."
+    )
+    expect(dialog.locator("#import-name-error")).to_contain_text("'has space' is invalid")
+    expect(dialog.locator("#import-checkpoint-error")).to_have_text("Checkpoint must not be empty.")
+    for field in (path, name, checkpoint):
+        expect(field).to_have_attribute("aria-invalid", "true")
+    expect(path).to_be_focused()
+    expect(dialog.locator('[data-error-for="form"]')).to_have_text("")
+    expect(path).to_have_value(str(missing))
+    expect(name).to_have_value("has space")
+    expect(checkpoint).to_have_value("")
+    expect(dialog.get_by_label("Description")).to_have_value("kept after errors")
+    assert api_total(page, search="has space") == 0
+
+
 def test_filters_search_pages_and_totals(open_page, hub_user, cleanup) -> None:
     page = open_page(hub_user)
     for number in range(1, 13):

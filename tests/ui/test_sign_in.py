@@ -38,6 +38,17 @@ def test_sign_in_requires_user_name(open_page) -> None:
     expect(page.get_by_label("User name")).to_have_attribute("aria-invalid", "true")
 
 
+def test_sign_in_shows_both_missing_fields(open_page) -> None:
+    page = open_page(None, "/ui/login")
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page.locator("#sign-in-username-error")).to_have_text("Enter your user name.")
+    expect(page.locator("#sign-in-password-error")).to_have_text("Enter your password.")
+    expect(page.get_by_label("User name")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Password")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("User name")).to_be_focused()
+
+
 def test_tenant_switcher_changes_active_tenant(open_page) -> None:
     page = open_page(TRAVELLER, "/ui/projects")
     switcher = page.get_by_label("Tenant")

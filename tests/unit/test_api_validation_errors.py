@@ -147,6 +147,18 @@ def test_missing_body_stays_422(client: TestClient) -> None:
     assert response.json()["error"]["field"] == "body"
 
 
+def test_every_invalid_field_is_listed(client: TestClient) -> None:
+    response = client.post("/things", json={"path": "x", "items": [{"name": 5}]})
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == "path"
+    assert [item["field"] for item in error["errors"]] == ["path", "items.0.name"]
+    assert error["errors"][0]["message"].startswith("path: ")
+    assert error["errors"][1]["message"].startswith("items.0.name: ")
+    assert error["message"] == "; ".join(item["message"] for item in error["errors"])
+
+
 def test_route_without_body_ignores_content_type(client: TestClient) -> None:
     bare = client.post("/things/3/touch")
     with_text = client.post(

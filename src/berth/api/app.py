@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from berth import __version__
 from berth.api.routes import access, audit, endpoints, health, models, projects, tenants, users
-from berth.errors import BerthError
+from berth.errors import BerthError, FieldError
 from berth.service.sessions import LoginLimiter, TooManyAttempts
 
 logger = logging.getLogger(__name__)
@@ -26,10 +26,14 @@ API_PREFIX = "/api/v1"
 _JSON_CONTENT_TYPE = "application/json"
 
 
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, object]:
+def error_body(
+    code: str, message: str, field: str | None = None, errors: list[FieldError] | None = None
+) -> dict[str, object]:
     error: dict[str, object] = {"code": code, "message": message}
     if field is not None:
         error["field"] = field
+    if errors:
+        error["errors"] = [{"field": item.field, "message": item.message} for item in errors]
     return {"error": error}
 
 
@@ -105,15 +109,16 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if undecodable:
         body = error_body("invalid_json", _json_problem(undecodable[0]), "body")
         return JSONResponse(body, status_code=400)
-    problems = []
+    problems: list[FieldError] = []
     for error in exc.errors():
         field = _field_path(error.get("loc", ()))
         value = error.get("input")
         shown = "" if isinstance(value, dict) or value is None else f" (got {value!r:.60})"
-        problems.append((field, f"{field}: {error.get('msg', 'invalid value')}{shown}"))
-    first_field = problems[0][0] if problems else None
-    message = "; ".join(text for _field, text in problems) or "invalid request"
-    return JSONResponse(error_body("invalid_input", message, first_field), status_code=422)
+        problems.append(FieldError(field, f"{field}: {error.get('msg', 'invalid value')}{shown}"))
+    first_field = problems[0].field if problems else None
+    message = "; ".join(problem.message for problem in problems) or "invalid request"
+    body = error_body("invalid_input", message, first_field, problems)
+    return JSONResponse(body, status_code=422)
 
 
 def _json_problem(error: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from berth.auth import Principal
 from berth.db.models import Checkpoint, Endpoint, Model, Project, utcnow
-from berth.errors import CapacityError, Conflict, InvalidInput, NotFound
+from berth.errors import CapacityError, Conflict, InputChecks, InvalidInput, NotFound
 from berth.names import name_key, normalize_name
 from berth.runtime.selection import GGUF_INSTALL_HINT, llama_cpp_installed
 from berth.service import audit, organization
@@ -190,15 +190,25 @@ def create_endpoint(
     share_with_all_tenants: bool = False,
     runtime_settings: RuntimeSettings | None = None,
 ) -> tuple[Endpoint, str]:
-    """Record a new endpoint and its first key; returns the endpoint and the key."""
-    name = normalize_name(name, field="name")
-    instances = _check_instances(instances, limits)
+    """Record a new endpoint and its first key; returns the endpoint and the key.
+
+    An InvalidInput names every invalid field. An unknown project or model raises
+    NotFound at once, and a taken name raises Conflict once every field is valid.
+    """
     project = find_project(session, principal, project_ref)
-    model, checkpoint = find_checkpoint(session, principal, model_ref)
-    _check_deployable(model, checkpoint)
-    settings = merge_settings({}, runtime_settings or RuntimeSettings(), model, checkpoint)
+    checks = InputChecks()
+    with checks.check():
+        name = normalize_name(name, field="name")
+    with checks.check():
+        instances = _check_instances(instances, limits)
+    with checks.check():
+        model, checkpoint = find_checkpoint(session, principal, model_ref)
+        _check_deployable(model, checkpoint)
+        settings = merge_settings({}, runtime_settings or RuntimeSettings(), model, checkpoint)
     if share_with_all_tenants:
-        _check_sharing_allowed(session)
+        with checks.check():
+            _check_sharing_allowed(session)
+    checks.raise_failures()
     _check_unique_name(session, name, project)
 
     now = utcnow()
@@ -304,29 +314,39 @@ def update_endpoint(
             current_version=endpoint.version,
         )
 
+    # Every field is checked before anything changes, so that one InvalidInput names
+    # all invalid fields.
+    checks = InputChecks()
+    if change.share_with_all_tenants and not endpoint.share_with_all_tenants:
+        with checks.check():
+            _check_sharing_allowed(session)
+    model, checkpoint = endpoint.model, endpoint.checkpoint
+    stored = dict(endpoint.settings or {})
+    settings = stored
+    with checks.check():
+        if change.model is not None:
+            model, checkpoint = _find_replacement_model(session, principal, endpoint, change.model)
+        checkpoint_id = checkpoint.id if checkpoint else None
+        model_changed = model.id != endpoint.model_id or checkpoint_id != endpoint.checkpoint_id
+        if model_changed or change.runtime_settings.given():
+            # Checked against the new model, since its checkpoint may need another runtime.
+            settings = merge_settings(stored, change.runtime_settings, model, checkpoint)
+    if change.instances is not None:
+        with checks.check():
+            instances = _check_instances(change.instances, limits)
+    checks.raise_failures()
+
     changed: dict[str, object] = {}
     if change.description is not None:
         endpoint.description = change.description
         changed["description"] = change.description
     if change.share_with_all_tenants is not None:
-        if change.share_with_all_tenants and not endpoint.share_with_all_tenants:
-            _check_sharing_allowed(session)
         endpoint.share_with_all_tenants = change.share_with_all_tenants
         changed["share_with_all_tenants"] = change.share_with_all_tenants
 
     # A new model, checkpoint or runtime setting needs new instances, so the reconciler
     # replaces those of older generations in a rolling update.
     needs_new_instances = False
-    model, checkpoint = endpoint.model, endpoint.checkpoint
-    if change.model is not None:
-        model, checkpoint = _find_replacement_model(session, principal, endpoint, change.model)
-    checkpoint_id = checkpoint.id if checkpoint else None
-    model_changed = model.id != endpoint.model_id or checkpoint_id != endpoint.checkpoint_id
-    stored = dict(endpoint.settings or {})
-    settings = stored
-    if model_changed or change.runtime_settings.given():
-        # Checked against the new model, since its checkpoint may need another runtime.
-        settings = merge_settings(stored, change.runtime_settings, model, checkpoint)
     if model_changed:
         endpoint.model_id = model.id
         endpoint.model = model
@@ -344,7 +364,6 @@ def update_endpoint(
         changed["runtime_settings"] = {name: settings[name] for name in changed_names}
 
     if change.instances is not None:
-        instances = _check_instances(change.instances, limits)
         _check_room_for(session, limits, endpoint, instances)
         endpoint.instances = instances
         changed["instances"] = instances

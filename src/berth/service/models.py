@@ -17,7 +17,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from berth.auth import Principal
 from berth.db.models import Checkpoint, Endpoint, Model, User, utcnow
-from berth.errors import Conflict, Forbidden, InvalidInput, NotFound
+from berth.errors import Conflict, Forbidden, InputChecks, InvalidInput, NotFound
 from berth.hub import importer
 from berth.hub.builtin import BUILTIN_MODELS
 from berth.names import name_key, normalize_name
@@ -435,22 +435,29 @@ def import_model(
     """Import files as a new model, or as a new checkpoint of a model of the same name.
 
     Every check runs before anything is written, and copied files are removed again
-    if recording them fails, so a failed import leaves the hub as it was.
+    if recording them fails, so a failed import leaves the hub as it was. An
+    InvalidInput names every invalid field.
     """
     tenant_id = principal.active_tenant_id
-    name = normalize_name(request.name, field="name")
-    checkpoint_name = normalize_name(request.checkpoint, field="checkpoint")
-    inspection = importer.inspect_path(request.path)
-    ml_app = request.ml_app or inspection.ml_app
-    if ml_app is None:
-        raise InvalidInput(
-            f"cannot tell which ML App serves architecture '{inspection.architecture}'; "
-            "name the ML App (text-generation or text-embedding, --ml-app in the CLI)",
-            field="ml_app",
-        )
-    _check_ml_app(inspection, ml_app)
+    checks = InputChecks()
+    with checks.check():
+        name = normalize_name(request.name, field="name")
+    with checks.check():
+        checkpoint_name = normalize_name(request.checkpoint, field="checkpoint")
+    with checks.check():
+        inspection = importer.inspect_path(request.path)
+        ml_app = request.ml_app or inspection.ml_app
+        if ml_app is None:
+            raise InvalidInput(
+                f"cannot tell which ML App serves architecture '{inspection.architecture}'; "
+                "name the ML App (text-generation or text-embedding, --ml-app in the CLI)",
+                field="ml_app",
+            )
+        _check_ml_app(inspection, ml_app)
+    with checks.check():
+        _check_sharing(session, request.sharing)
+    checks.raise_failures()
     model = _model_for_import(session, principal, tenant_id, name, ml_app, checkpoint_name)
-    _check_sharing(session, request.sharing)
 
     model_id = model.id if model is not None else new_id()
     checkpoint_id = new_id()

@@ -18,6 +18,7 @@ from berth import __version__
 from berth.api.app import API_PREFIX
 from berth.db.engine import Database
 from berth.errors import BerthError
+from berth.names import MAX_NAME_LENGTH, NAME_PATTERN
 from berth.settings import Settings
 from berth.ui import model_hub, views
 from berth.ui.access import SignInRequired, sign_in_url
@@ -109,7 +110,13 @@ def create_templates(prefix: str) -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.globals.update(ui=prefix, api=API_PREFIX, version=__version__)
+    environment.globals.update(
+        ui=prefix,
+        api=API_PREFIX,
+        version=__version__,
+        name_pattern=NAME_PATTERN,
+        max_name_length=MAX_NAME_LENGTH,
+    )
     environment.filters["datetime"] = _format_datetime
     environment.filters["short_checksum"] = short_checksum
     environment.filters["checkpoint_choices"] = checkpoint_choices

@@ -19,12 +19,24 @@ const STATUS_MESSAGES = {
 };
 
 export class ApiError extends Error {
-  constructor(status, message, field = null, code = "") {
+  /**
+   * `fieldErrors` lists every invalid field as {field, message}. By default it contains
+   * `field` with `message`, or nothing when the error names no field.
+   */
+  constructor(status, message, field = null, code = "", fieldErrors = null) {
     super(message);
     this.status = status;
     this.field = field;
     this.code = code;
+    this.fieldErrors = fieldErrors || (field ? [{ field, message }] : []);
   }
+}
+
+/** Throw one ApiError that names every field in `problems` ({field, message}), if any. */
+export function throwFieldErrors(problems) {
+  if (problems.length === 0) return;
+  const message = problems.map((problem) => problem.message).join(" ");
+  throw new ApiError(0, message, problems[0].field, "invalid_input", problems);
 }
 
 /** Turn a server message into a sentence: capital first letter, final full stop. */
@@ -65,13 +77,37 @@ export async function api(method, path, body = undefined, { signInOn401 = true }
     const error = (data && data.error) || {};
     const message =
       sentence(error.message) || STATUS_MESSAGES[response.status] || `The request failed with status ${response.status}.`;
-    throw new ApiError(response.status, message, error.field || null, error.code || "");
+    const fieldErrors = Array.isArray(error.errors)
+      ? error.errors.map((item) => ({ field: item.field, message: sentence(item.message) }))
+      : null;
+    throw new ApiError(response.status, message, error.field || null, error.code || "", fieldErrors);
   }
   return data;
 }
 
+// Names: the rule of berth/names.py, which the page passes in data-name-pattern and
+// data-max-name-length. The API checks names as well, including the ID-shaped names
+// that this check lets through.
+
+/** Return why `value` is not a valid name for `field`, or "" when it is valid. */
+export function nameProblem(value, field = "name") {
+  const name = value.trim();
+  const maxLength = Number(document.body.dataset.maxNameLength);
+  if (!name) return sentence(`${field} must not be empty`);
+  if (name.length > maxLength) {
+    return sentence(`${field} '${name.slice(0, 20)}...' is ${name.length} characters long; use at most ${maxLength}`);
+  }
+  if (!new RegExp(`^(?:${document.body.dataset.namePattern})$`).test(name)) {
+    return sentence(
+      `${field} '${name}' is invalid: start with a letter or digit and use only letters, digits, '-', '_' and '.'`,
+    );
+  }
+  return "";
+}
+
 // Form errors. Each field's message goes into the element with data-error-for="<field>"
-// inside the form; a message for a field the form does not show goes to "form".
+// inside the form, and every invalid field is marked, so a form shows all of its
+// errors at once. A message for a field the form does not show goes to "form".
 
 export function clearErrors(container) {
   container.querySelectorAll("[data-error-for]").forEach((slot) => {
@@ -82,20 +118,31 @@ export function clearErrors(container) {
 
 export function showError(container, error) {
   const message = error instanceof ApiError ? error.message : sentence(String(error.message || error));
-  const fieldSlot = error.field ? container.querySelector(`[data-error-for="${CSS.escape(error.field)}"]`) : null;
-  const slot = fieldSlot || container.querySelector('[data-error-for="form"]');
-  if (!slot) {
-    showAlert(message);
-    return;
-  }
-  slot.textContent = message;
-  if (fieldSlot && fieldSlot.id) {
-    const input = container.querySelector(`[aria-describedby~="${CSS.escape(fieldSlot.id)}"]`);
-    if (input) {
-      input.setAttribute("aria-invalid", "true");
-      input.focus();
+  const fieldErrors = error instanceof ApiError ? error.fieldErrors : [];
+  const unplaced = fieldErrors.length === 0 ? [message] : [];
+  let firstInvalid = null;
+  for (const { field, message: text } of fieldErrors) {
+    const slot = container.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
+    if (!slot) {
+      unplaced.push(text);
+      continue;
+    }
+    // A field can fail more than one check of the API's schema.
+    slot.textContent = slot.textContent ? `${slot.textContent} ${text}` : text;
+    const input = slot.id ? container.querySelector(`[aria-describedby~="${CSS.escape(slot.id)}"]`) : null;
+    if (!input) continue;
+    input.setAttribute("aria-invalid", "true");
+    if (!firstInvalid || firstInvalid.compareDocumentPosition(input) & Node.DOCUMENT_POSITION_PRECEDING) {
+      firstInvalid = input;
     }
   }
+  if (unplaced.length > 0) {
+    const formSlot = container.querySelector('[data-error-for="form"]');
+    if (formSlot) formSlot.textContent = unplaced.join(" ");
+    else showAlert(unplaced.join(" "));
+  }
+  // The focus goes to the first invalid field of the form, whatever order the errors came in.
+  firstInvalid?.focus();
 }
 
 /** Run `action` while the form's submit button is disabled; show any error in the form. */

@@ -2,16 +2,17 @@
 // with their model picker and Model Hub browser, and stop, restart and delete.
 
 import {
-  ApiError,
   UI,
   api,
   fillDialog,
+  nameProblem,
   openDialog,
   refreshAllParts,
   showAlert,
   showMessage,
   showMessageNext,
   submitting,
+  throwFieldErrors,
 } from "./core.js";
 
 const HUB_CHOICE = "hub:browse";
@@ -212,12 +213,18 @@ if (addDialog) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     submitting(form, async () => {
-      if (!picker.value) throw new ApiError(0, "Choose a model for the endpoint.", "model");
+      // Every field is checked before the first error is shown, so the form shows them all.
+      const problems = [];
+      const nameError = nameProblem(form.elements.name.value);
+      if (nameError) problems.push({ field: "name", message: nameError });
+      if (!picker.value) problems.push({ field: "model", message: "Choose a model for the endpoint." });
+      const instances = readInstances(form.elements.instances, problems);
+      throwFieldErrors(problems);
       const body = {
         project: form.dataset.projectId,
         name: form.elements.name.value,
         model: modelReference(picker),
-        instances: parseInstances(form.elements.instances.value),
+        instances,
         share_with_all_tenants: form.elements.share?.value === "all",
       };
       const created = await api("POST", "/endpoints", body);
@@ -227,11 +234,29 @@ if (addDialog) {
   });
 }
 
-/** Read the instance count as a number; the API explains any value that is not whole. */
-function parseInstances(text) {
-  const trimmed = text.trim();
-  if (!trimmed) throw new ApiError(0, "Enter the number of instances.", "instances");
-  return Number(trimmed);
+/**
+ * Read the instance count of a number input. A value that is empty, not a whole number
+ * or outside the input's min and max adds its message to `problems` and returns null.
+ */
+function readInstances(input, problems) {
+  const text = input.value.trim();
+  const minimum = Number(input.min);
+  const maximum = Number(input.max);
+  let message = "";
+  if (input.validity.badInput) {
+    message = "Enter the number of instances as a whole number.";
+  } else if (!text) {
+    message = "Enter the number of instances.";
+  } else if (!Number.isInteger(Number(text))) {
+    message = `Enter a whole number of instances, not ${text}.`;
+  } else if (Number(text) < minimum || Number(text) > maximum) {
+    message = `Instances ${text} is out of range: use ${minimum} to ${maximum}.`;
+  }
+  if (message) {
+    problems.push({ field: "instances", message });
+    return null;
+  }
+  return Number(text);
 }
 
 // Update the endpoint.
@@ -247,11 +272,14 @@ if (updateDialog) {
     event.preventDefault();
     submitting(form, async () => {
       const endpoint = updating;
-      if (!form.elements.model.value) throw new ApiError(0, "Choose a model for the endpoint.", "model");
+      const problems = [];
+      if (!form.elements.model.value) problems.push({ field: "model", message: "Choose a model for the endpoint." });
+      const instances = readInstances(form.elements.instances, problems);
+      throwFieldErrors(problems);
       const body = {
         description: form.elements.description.value,
         model: modelReference(form.elements.model),
-        instances: parseInstances(form.elements.instances.value),
+        instances,
         version: endpoint.version,
       };
       if (form.elements.share) body.share_with_all_tenants = form.elements.share.value === "all";

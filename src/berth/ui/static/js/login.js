@@ -1,7 +1,7 @@
 // The sign-in form: checks the user name and password with the API, which sets the
 // session cookie, then opens the page the person asked for.
 
-import { ApiError, UI, api, submitting } from "./core.js";
+import { ApiError, UI, api, submitting, throwFieldErrors } from "./core.js";
 
 const form = document.getElementById("sign-in-form");
 
@@ -17,8 +17,10 @@ form.addEventListener("submit", (event) => {
   submitting(form, async () => {
     const username = form.elements.username.value.trim();
     const password = form.elements.password.value;
-    if (!username) throw new ApiError(0, "Enter your user name.", "username");
-    if (!password) throw new ApiError(0, "Enter your password.", "password");
+    const problems = [];
+    if (!username) problems.push({ field: "username", message: "Enter your user name." });
+    if (!password) problems.push({ field: "password", message: "Enter your password." });
+    throwFieldErrors(problems);
     try {
       await api("POST", "/auth/login", { username, password }, { signInOn401: false });
     } catch (error) {
