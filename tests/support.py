@@ -157,6 +157,8 @@ def fresh_postgres_database(prefix: str = "berth_test") -> Iterator[str]:
     """Create an empty PostgreSQL database, yield its SQLAlchemy URL, then drop it.
 
     Skips the test when the server is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
+    BERTH_TEST_POSTGRES_PREFIX, when set, goes in front of every database name, so that
+    runs sharing the server can tell their databases apart.
     """
     import pytest
 
@@ -167,7 +169,8 @@ def fresh_postgres_database(prefix: str = "berth_test") -> Iterator[str]:
         if os.environ.get("BERTH_TEST_REQUIRE_POSTGRES") == "1":
             raise
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    run_prefix = os.environ.get("BERTH_TEST_POSTGRES_PREFIX", "")
+    name = f"{run_prefix}{prefix}_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
