@@ -1,16 +1,20 @@
 """Dependencies shared by the API routes: the database session and the caller."""
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from berth.auth import Principal, authenticate_key, authenticate_session
 from berth.db.engine import Database
+from berth.db.transactions import run_transaction
 from berth.errors import Forbidden
+from berth.service.common import looks_like_id
 from berth.service.endpoints import Limits
 from berth.settings import Settings
+
+T = TypeVar("T")
 
 
 def get_database(request: Request) -> Database:
@@ -68,8 +72,51 @@ def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> Limits:
 
 
 def commit_and_notify(session: Session, request: Request) -> None:
-    """Commit the change, then wake the reconciler and the gateway's sync."""
+    """Commit the change, then wake the reconciler and the gateway's sync.
+
+    Unlike apply_change, this never re-runs the change, so it suits handlers that act
+    outside the database too, such as copying model files.
+    """
     session.commit()
+    _notify(request)
+
+
+def apply_change(session: Session, request: Request, work: Callable[[], T]) -> T:
+    """Run `work` and commit it, then wake the reconciler and the gateway's sync.
+
+    After a deadlock, a serialization failure or a locked SQLite database, `work` runs
+    again in a new transaction (see run_transaction), so it must change nothing outside
+    the database and must look up again every row that it uses.
+    """
+    result = run_transaction(session, work, describe_request(request))
+    _notify(request)
+    return result
+
+
+# Path parameters whose value can be a secret, because the key routes also accept the
+# key itself in place of its ID.
+_SECRET_PATH_PARAMETERS = frozenset({"key"})
+
+
+def describe_request(request: Request) -> str:
+    """Name a request for the log by its method, route and path parameters.
+
+    A `key` parameter that is not an ID shows as "(hidden)", so the name never contains a key.
+    """
+    route = getattr(request.scope.get("route"), "path", "")
+    parameters = []
+    for name, value in request.path_params.items():
+        shown = value
+        if name in _SECRET_PATH_PARAMETERS and not looks_like_id(str(value)):
+            shown = "(hidden)"
+        parameters.append(f"{name}={shown}")
+    text = f"{request.method} {request.scope.get('root_path', '')}{route}"
+    if parameters:
+        text += f" ({', '.join(parameters)})"
+    return text
+
+
+def _notify(request: Request) -> None:
     callback = getattr(request.app.state, "on_change", None)
     if callback is not None:
         callback()

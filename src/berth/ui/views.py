@@ -12,6 +12,7 @@ from starlette.templating import Jinja2Templates
 
 from berth.api.convert import key_out, project_out
 from berth.auth import Principal
+from berth.db.transactions import run_transaction
 from berth.errors import InvalidInput
 from berth.service import endpoints, keys, models, organization, projects, sessions, tenants
 from berth.service.common import MAX_PAGE_SIZE
@@ -108,7 +109,11 @@ async def switch_tenant(request: Request) -> Response:
 
     def switch() -> None:
         with request.app.state.database.session() as session:
-            sessions.switch_tenant(session, token, tenant, client_address(request))
+            run_transaction(
+                session,
+                lambda: sessions.switch_tenant(session, token, tenant, client_address(request)),
+                "tenant switch",
+            )
 
     await run_in_threadpool(switch)
     # Pages of the old tenant's projects and endpoints may not exist in the new one.

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request, Response
 
-from berth.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, commit_and_notify
+from berth.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, apply_change
 from berth.api.schemas import (
     OrganizationOut,
     OrganizationUpdate,
@@ -11,6 +11,8 @@ from berth.api.schemas import (
     SignIn,
     WhoAmI,
 )
+from berth.auth import Principal
+from berth.db.transactions import run_transaction
 from berth.service import organization, sessions
 from berth.service.sessions import SESSION_LIFETIME
 
@@ -22,11 +24,17 @@ def sign_in(body: SignIn, request: Request, response: Response, session: Session
     """Check user name and password and set the session cookie used by the web UI."""
     address = request.client.host if request.client else ""
     limiter: sessions.LoginLimiter = request.app.state.login_limiter
-    token, principal = sessions.sign_in(session, limiter, body.username, body.password, address)
-    if body.tenant:
-        # Stored on the session, so later requests with the cookie act in this tenant.
-        principal = sessions.switch_tenant(session, token, body.tenant, address)
-    session.commit()
+
+    # A re-run after a transient database failure is safe for the limiter, because only a
+    # wrong password counts and such a sign-in raises before anything is written.
+    def sign_in() -> tuple[str, Principal]:
+        token, principal = sessions.sign_in(session, limiter, body.username, body.password, address)
+        if body.tenant:
+            # Stored on the session, so later requests with the cookie act in this tenant.
+            principal = sessions.switch_tenant(session, token, body.tenant, address)
+        return token, principal
+
+    token, principal = run_transaction(session, sign_in, "sign-in")
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -48,8 +56,7 @@ def sign_out(request: Request, response: Response, session: SessionDep) -> Respo
     """End the web session of this browser."""
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        sessions.sign_out(session, token)
-        session.commit()
+        run_transaction(session, lambda: sessions.sign_out(session, token), "sign-out")
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -70,10 +77,13 @@ def update_organization(
 
     Turning it off leaves shared endpoints and models shared unless `unshare_existing`
     is set; the response lists them either way."""
-    report = organization.set_sharing(
-        session, principal, body.share_with_all_tenants, body.unshare_existing
+    report = apply_change(
+        session,
+        request,
+        lambda: organization.set_sharing(
+            session, principal, body.share_with_all_tenants, body.unshare_existing
+        ),
     )
-    commit_and_notify(session, request)
     count = len(report.endpoints) + len(report.models)
     if report.share_with_all_tenants:
         message = "sharing with all tenants is on"

@@ -10,7 +10,7 @@ from berth.api.deps import (
     PrincipalDep,
     SessionDep,
     SettingsDep,
-    commit_and_notify,
+    apply_change,
 )
 from berth.api.schemas import (
     EndpointCreate,
@@ -24,6 +24,7 @@ from berth.api.schemas import (
     Page,
     RuntimeSettingsIn,
 )
+from berth.db.models import Endpoint, EndpointKey
 from berth.service import endpoints as service
 from berth.service import keys as key_service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
@@ -88,19 +89,22 @@ def create_endpoint(
     request: Request,
 ) -> EndpointCreated:
     """Create an endpoint and its first key; it deploys in the background."""
-    endpoint, key = service.create_endpoint(
-        session,
-        principal,
-        limits,
-        project_ref=body.project,
-        name=body.name,
-        model_ref=body.model,
-        instances=body.instances,
-        description=body.description,
-        share_with_all_tenants=body.share_with_all_tenants,
-        runtime_settings=_runtime_settings(body.runtime_settings),
-    )
-    commit_and_notify(session, request)
+
+    def create() -> tuple[Endpoint, str]:
+        return service.create_endpoint(
+            session,
+            principal,
+            limits,
+            project_ref=body.project,
+            name=body.name,
+            model_ref=body.model,
+            instances=body.instances,
+            description=body.description,
+            share_with_all_tenants=body.share_with_all_tenants,
+            runtime_settings=_runtime_settings(body.runtime_settings),
+        )
+
+    endpoint, key = apply_change(session, request, create)
     out = endpoint_out(endpoint, settings.public_url)
     return EndpointCreated(**out.model_dump(), first_key=key)
 
@@ -143,7 +147,6 @@ def update_endpoint(
 
     Running instances are replaced or added before old ones are removed, and a value
     equal to the current one replaces no instance."""
-    row = service.find_endpoint(session, principal, endpoint, project)
     change = service.EndpointChange(
         description=body.description,
         instances=body.instances,
@@ -152,9 +155,12 @@ def update_endpoint(
         runtime_settings=_runtime_settings(body.runtime_settings),
         expected_version=body.version,
     )
-    service.update_endpoint(session, principal, limits, row, change)
-    commit_and_notify(session, request)
-    return endpoint_out(row, settings.public_url)
+
+    def update() -> Endpoint:
+        row = service.find_endpoint(session, principal, endpoint, project)
+        return service.update_endpoint(session, principal, limits, row, change)
+
+    return endpoint_out(apply_change(session, request, update), settings.public_url)
 
 
 @router.post("/{endpoint}/stop", response_model=EndpointOut)
@@ -167,10 +173,12 @@ def stop_endpoint(
     project: ProjectQuery = None,
 ) -> EndpointOut:
     """Stop every instance of the endpoint and free their slots."""
-    row = service.find_endpoint(session, principal, endpoint, project)
-    service.stop_endpoint(session, principal, row)
-    commit_and_notify(session, request)
-    return endpoint_out(row, settings.public_url)
+
+    def stop() -> Endpoint:
+        row = service.find_endpoint(session, principal, endpoint, project)
+        return service.stop_endpoint(session, principal, row)
+
+    return endpoint_out(apply_change(session, request, stop), settings.public_url)
 
 
 @router.post("/{endpoint}/restart", response_model=EndpointOut)
@@ -183,10 +191,12 @@ def restart_endpoint(
     project: ProjectQuery = None,
 ) -> EndpointOut:
     """Start a stopped or failed endpoint, or replace a running one's instances."""
-    row = service.find_endpoint(session, principal, endpoint, project)
-    service.restart_endpoint(session, principal, row)
-    commit_and_notify(session, request)
-    return endpoint_out(row, settings.public_url)
+
+    def restart() -> Endpoint:
+        row = service.find_endpoint(session, principal, endpoint, project)
+        return service.restart_endpoint(session, principal, row)
+
+    return endpoint_out(apply_change(session, request, restart), settings.public_url)
 
 
 @router.delete("/{endpoint}", response_model=EndpointOut)
@@ -199,10 +209,12 @@ def delete_endpoint(
     project: ProjectQuery = None,
 ) -> EndpointOut:
     """Mark the endpoint for deletion; its keys stop working at once."""
-    row = service.find_endpoint(session, principal, endpoint, project)
-    service.delete_endpoint(session, principal, row)
-    commit_and_notify(session, request)
-    return endpoint_out(row, settings.public_url)
+
+    def delete() -> Endpoint:
+        row = service.find_endpoint(session, principal, endpoint, project)
+        return service.delete_endpoint(session, principal, row)
+
+    return endpoint_out(apply_change(session, request, delete), settings.public_url)
 
 
 @router.get("/{endpoint}/keys", response_model=list[KeyOut])
@@ -229,10 +241,13 @@ def add_key(
     project: ProjectQuery = None,
 ) -> KeyOut:
     """Add a key with a description."""
-    row = service.find_endpoint(session, principal, endpoint, project)
-    key, _secret = key_service.add_key(session, principal, row, body.description)
-    commit_and_notify(session, request)
-    return key_out(key)
+
+    def add() -> EndpointKey:
+        row = service.find_endpoint(session, principal, endpoint, project)
+        key, _secret = key_service.add_key(session, principal, row, body.description)
+        return key
+
+    return key_out(apply_change(session, request, add))
 
 
 @router.get("/{endpoint}/keys/{key}", response_model=KeyOut)
@@ -259,11 +274,14 @@ def edit_key(
     project: ProjectQuery = None,
 ) -> KeyOut:
     """Change a key's description; the first key cannot be edited."""
-    row = service.find_endpoint(session, principal, endpoint, project)
-    key_row = key_service.find_key(session, row, key)
-    key_service.edit_key(session, principal, row, key_row, body.description)
-    commit_and_notify(session, request)
-    return key_out(key_row)
+
+    def edit() -> EndpointKey:
+        row = service.find_endpoint(session, principal, endpoint, project)
+        key_row = key_service.find_key(session, row, key)
+        key_service.edit_key(session, principal, row, key_row, body.description)
+        return key_row
+
+    return key_out(apply_change(session, request, edit))
 
 
 @router.post("/{endpoint}/keys/{key}/revoke", response_model=KeyRevoked)
@@ -278,9 +296,13 @@ def revoke_key(
     """Revoke a key for good; the first key cannot be revoked.
 
     Revoking a revoked key changes nothing and succeeds, with `already_revoked` true."""
-    row = service.find_endpoint(session, principal, endpoint, project)
-    key_row = key_service.find_key(session, row, key)
-    already_revoked = key_row.status == KeyStatus.REVOKED
-    key_service.revoke_key(session, principal, row, key_row)
-    commit_and_notify(session, request)
+
+    def revoke() -> tuple[EndpointKey, bool]:
+        row = service.find_endpoint(session, principal, endpoint, project)
+        key_row = key_service.find_key(session, row, key)
+        already_revoked = key_row.status == KeyStatus.REVOKED
+        key_service.revoke_key(session, principal, row, key_row)
+        return key_row, already_revoked
+
+    key_row, already_revoked = apply_change(session, request, revoke)
     return KeyRevoked(**key_out(key_row).model_dump(), already_revoked=already_revoked)

@@ -5,8 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from berth.api.convert import model_out
-from berth.api.deps import PrincipalDep, SessionDep, SettingsDep, commit_and_notify
+from berth.api.deps import PrincipalDep, SessionDep, SettingsDep, apply_change, commit_and_notify
 from berth.api.schemas import ModelCreate, ModelImport, ModelOut, ModelUpdate, Page
+from berth.db.models import Model
 from berth.errors import InvalidInput
 from berth.service import models as service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
@@ -69,8 +70,8 @@ def register_model(
         is_base=body.is_base,
         sharing=body.sharing,
     )
-    model = service.register_model(session, principal, new)
-    commit_and_notify(session, request)
+    # A re-run after a transient database failure reads and checksums the files again.
+    model = apply_change(session, request, lambda: service.register_model(session, principal, new))
     return model_out(model)
 
 
@@ -98,6 +99,8 @@ def import_model(
     model, _checkpoint = service.import_model(
         session, principal, import_request, settings.models_dir
     )
+    # NOTE: not re-run after a deadlock, unlike other changes, because the import has
+    # copied the files by now. A failed commit leaves that copy on disk.
     commit_and_notify(session, request)
     return model_out(model)
 
@@ -113,10 +116,12 @@ def update_model(
     model: str, body: ModelUpdate, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> ModelOut:
     """Change a model's description or sharing."""
-    row = service.find_model(session, principal, model)
-    service.update_model(session, principal, row, body.description, body.sharing)
-    commit_and_notify(session, request)
-    return model_out(row)
+
+    def update() -> Model:
+        row = service.find_model(session, principal, model)
+        return service.update_model(session, principal, row, body.description, body.sharing)
+
+    return model_out(apply_change(session, request, update))
 
 
 @router.delete("/{model}", status_code=status.HTTP_204_NO_CONTENT)
@@ -124,6 +129,9 @@ def delete_model(
     model: str, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> None:
     """Remove a model from the hub; refused while an endpoint uses it."""
-    row = service.find_model(session, principal, model)
-    service.delete_model(session, principal, row)
-    commit_and_notify(session, request)
+
+    def delete() -> None:
+        row = service.find_model(session, principal, model)
+        service.delete_model(session, principal, row)
+
+    apply_change(session, request, delete)

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from berth.api.convert import project_out
-from berth.api.deps import PrincipalDep, SessionDep, commit_and_notify
+from berth.api.deps import PrincipalDep, SessionDep, apply_change
 from berth.api.schemas import Page, ProjectCreate, ProjectOut
 from berth.service import projects as service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
@@ -30,8 +30,11 @@ def create_project(
     body: ProjectCreate, session: SessionDep, principal: PrincipalDep, request: Request
 ) -> ProjectOut:
     """Create a project in the active tenant."""
-    project = service.create_project(session, principal, body.name, body.description)
-    commit_and_notify(session, request)
+    project = apply_change(
+        session,
+        request,
+        lambda: service.create_project(session, principal, body.name, body.description),
+    )
     return project_out(project)
 
 

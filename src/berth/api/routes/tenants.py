@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from berth.api.convert import membership_out, tenant_out
-from berth.api.deps import PrincipalDep, SessionDep, commit_and_notify
+from berth.api.deps import PrincipalDep, SessionDep, apply_change
 from berth.api.schemas import (
     MembershipOut,
     MembershipSet,
@@ -14,6 +14,7 @@ from berth.api.schemas import (
     TenantOut,
     TenantUpdate,
 )
+from berth.db.models import Membership, Tenant
 from berth.service import tenants as service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 from berth.service.users import find_user_for_membership
@@ -40,8 +41,9 @@ def create_tenant(
     body: TenantCreate, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> TenantOut:
     """Create a tenant with a `default` project (OrgAdmin only)."""
-    tenant = service.create_tenant(session, principal, body.name)
-    commit_and_notify(session, request)
+    tenant = apply_change(
+        session, request, lambda: service.create_tenant(session, principal, body.name)
+    )
     # The creator became the tenant's TenantAdmin after `principal` was resolved.
     return tenant_out(tenant, principal).model_copy(update={"role": Role.TENANT_ADMIN})
 
@@ -61,10 +63,13 @@ def update_tenant(
     principal: PrincipalDep,
 ) -> TenantOut:
     """Rename, disable or enable a tenant (OrgAdmin only)."""
-    row = service.find_tenant(session, principal, tenant)
-    service.update_tenant(session, principal, row, body.name, body.disabled)
-    commit_and_notify(session, request)
-    return tenant_out(row, principal)
+
+    def update() -> Tenant:
+        row = service.find_tenant(session, principal, tenant)
+        service.update_tenant(session, principal, row, body.name, body.disabled)
+        return row
+
+    return tenant_out(apply_change(session, request, update), principal)
 
 
 @router.get("/{tenant}/members", response_model=list[MembershipOut])
@@ -85,11 +90,13 @@ def set_member(
     principal: PrincipalDep,
 ) -> MembershipOut:
     """Add a user to the tenant or change their role (TenantAdmin or OrgAdmin)."""
-    row = service.find_tenant(session, principal, tenant)
-    member = find_user_for_membership(session, principal, row, user)
-    membership = service.set_membership(session, principal, row, member, body.role)
-    commit_and_notify(session, request)
-    return membership_out(membership)
+
+    def set_role() -> Membership:
+        row = service.find_tenant(session, principal, tenant)
+        member = find_user_for_membership(session, principal, row, user)
+        return service.set_membership(session, principal, row, member, body.role)
+
+    return membership_out(apply_change(session, request, set_role))
 
 
 @router.delete("/{tenant}/members/{user}", status_code=status.HTTP_204_NO_CONTENT)
@@ -97,7 +104,10 @@ def remove_member(
     tenant: str, user: str, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> None:
     """Remove a user from the tenant (TenantAdmin or OrgAdmin)."""
-    row = service.find_tenant(session, principal, tenant)
-    member = find_user_for_membership(session, principal, row, user)
-    service.remove_membership(session, principal, row, member)
-    commit_and_notify(session, request)
+
+    def remove() -> None:
+        row = service.find_tenant(session, principal, tenant)
+        member = find_user_for_membership(session, principal, row, user)
+        service.remove_membership(session, principal, row, member)
+
+    apply_change(session, request, remove)

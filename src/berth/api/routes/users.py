@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from berth.api.convert import platform_key_out, user_out
-from berth.api.deps import PrincipalDep, SessionDep, commit_and_notify
+from berth.api.deps import PrincipalDep, SessionDep, apply_change
 from berth.api.schemas import (
     Page,
     PlatformKeyCreate,
@@ -16,6 +16,7 @@ from berth.api.schemas import (
     UserOut,
     UserUpdate,
 )
+from berth.db.models import PlatformKey, User
 from berth.service import tenants
 from berth.service import users as service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
@@ -40,17 +41,21 @@ def create_user(
     body: UserCreate, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> UserCreated:
     """Create a user (OrgAdmin only), optionally with a tenant role and a platform key."""
-    tenant = tenants.find_tenant(session, principal, body.tenant) if body.tenant else None
     new = service.NewUser(
         username=body.username,
         password=body.password,
         is_org_admin=body.is_org_admin,
         create_key=body.create_key,
     )
-    user, key = service.create_user(session, principal, new)
-    if tenant is not None:
-        tenants.set_membership(session, principal, tenant, user, body.role)
-    commit_and_notify(session, request)
+
+    def create() -> tuple[User, str | None]:
+        tenant = tenants.find_tenant(session, principal, body.tenant) if body.tenant else None
+        user, key = service.create_user(session, principal, new)
+        if tenant is not None:
+            tenants.set_membership(session, principal, tenant, user, body.role)
+        return user, key
+
+    user, key = apply_change(session, request, create)
     session.refresh(user)
     return UserCreated(**user_out(user).model_dump(), api_key=key)
 
@@ -67,24 +72,27 @@ def update_user(
 ) -> UserOut:
     """Rename, disable or promote a user (OrgAdmin), or set a password or default tenant
     (the user or an OrgAdmin)."""
-    row = service.find_user(session, principal, user)
-    default_tenant = (
-        tenants.find_tenant(session, principal, body.default_tenant)
-        if body.default_tenant
-        else None
-    )
-    service.update_user(
-        session,
-        principal,
-        row,
-        username=body.username,
-        disabled=body.disabled,
-        is_org_admin=body.is_org_admin,
-        password=body.password,
-        default_tenant=default_tenant,
-    )
-    commit_and_notify(session, request)
-    return user_out(row)
+
+    def update() -> User:
+        row = service.find_user(session, principal, user)
+        default_tenant = (
+            tenants.find_tenant(session, principal, body.default_tenant)
+            if body.default_tenant
+            else None
+        )
+        service.update_user(
+            session,
+            principal,
+            row,
+            username=body.username,
+            disabled=body.disabled,
+            is_org_admin=body.is_org_admin,
+            password=body.password,
+            default_tenant=default_tenant,
+        )
+        return row
+
+    return user_out(apply_change(session, request, update))
 
 
 @router.get("/{user}/keys", response_model=list[PlatformKeyOut])
@@ -103,9 +111,12 @@ def create_key(
     principal: PrincipalDep,
 ) -> PlatformKeyCreated:
     """Create a platform API key; the response is the only time the key is shown."""
-    row = service.find_user(session, principal, user)
-    key_row, key = service.create_platform_key(session, principal, row, body.description)
-    commit_and_notify(session, request)
+
+    def create() -> tuple[PlatformKey, str]:
+        row = service.find_user(session, principal, user)
+        return service.create_platform_key(session, principal, row, body.description)
+
+    key_row, key = apply_change(session, request, create)
     return PlatformKeyCreated(**platform_key_out(key_row).model_dump(), key=key)
 
 
@@ -114,7 +125,9 @@ def revoke_key(
     user: str, key: str, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> PlatformKeyOut:
     """Revoke a platform API key for good."""
-    row = service.find_user(session, principal, user)
-    key_row = service.revoke_platform_key(session, principal, row, key)
-    commit_and_notify(session, request)
-    return platform_key_out(key_row)
+
+    def revoke() -> PlatformKey:
+        row = service.find_user(session, principal, user)
+        return service.revoke_platform_key(session, principal, row, key)
+
+    return platform_key_out(apply_change(session, request, revoke))

@@ -1,0 +1,220 @@
+"""run_transaction on real databases: which failures it re-runs, and how often, and
+how the retry log names an API request.
+
+The PostgreSQL case needs the server on 127.0.0.1:5432 (trust auth); it is skipped
+when the server is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
+"""
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.routing import Route
+
+from berth.api.deps import describe_request
+from berth.db.engine import CHANGE_COUNTER, Database
+from berth.db.models import Counter
+from berth.db.transactions import FIRST_BACKOFF_S, MAX_ATTEMPTS, run_transaction
+from berth.errors import InvalidInput
+from tests.support import fresh_postgres_database
+
+
+def no_sleep(seconds: float) -> None:
+    raise AssertionError(f"run_transaction waited {seconds} s before a retry")
+
+
+def change_counter(session: Session) -> int:
+    return int(session.scalar(select(Counter.value).where(Counter.name == CHANGE_COUNTER)))
+
+
+@pytest.fixture
+def impatient_engine(database: Database) -> Iterator[Engine]:
+    """An engine on the `database` file that gets "database is locked" at once instead
+    of after the server's 30 s busy timeout."""
+    engine = create_engine(database.url, connect_args={"timeout": 0})
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def write_lock(database: Database) -> Iterator[sqlite3.Connection]:
+    """A second connection that holds SQLite's write lock until it rolls back."""
+    path = database.url.removeprefix("sqlite:///")
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+    yield connection
+    if connection.in_transaction:
+        connection.rollback()
+    connection.close()
+
+
+def test_integrity_error_is_not_retried(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    attempts = []
+
+    with database.session() as session:
+
+        def add_duplicate_counter() -> None:
+            attempts.append(1)
+            session.add(Counter(name=CHANGE_COUNTER, value=0))
+            session.flush()
+
+        with pytest.raises(IntegrityError):
+            run_transaction(session, add_duplicate_counter, "duplicate counter", sleep=no_sleep)
+
+    assert len(attempts) == 1
+    assert "retrying" not in caplog.text
+
+
+def test_service_error_is_not_retried(database: Database) -> None:
+    attempts = []
+
+    with database.session() as session:
+
+        def change_and_reject() -> None:
+            attempts.append(1)
+            session.execute(update(Counter).values(value=Counter.value + 1))
+            raise InvalidInput("name must not be empty", field="name")
+
+        before = change_counter(session)
+        with pytest.raises(InvalidInput):
+            run_transaction(session, change_and_reject, "rejected change", sleep=no_sleep)
+
+        after = change_counter(session)
+
+    assert len(attempts) == 1
+    assert after == before
+
+
+def test_locked_sqlite_is_retried(
+    impatient_engine: Engine,
+    write_lock: sqlite3.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    attempts = []
+    waits: list[float] = []
+
+    def release_lock(seconds: float) -> None:
+        waits.append(seconds)
+        write_lock.rollback()
+
+    with Session(impatient_engine) as session:
+        before = change_counter(session)
+        session.rollback()
+
+        def bump_counter() -> int:
+            attempts.append(1)
+            session.execute(update(Counter).values(value=Counter.value + 1))
+            return len(attempts)
+
+        with caplog.at_level(logging.WARNING, logger="berth.db.transactions"):
+            result = run_transaction(session, bump_counter, "counter bump", sleep=release_lock)
+
+        after = change_counter(session)
+
+    assert result == 2
+    assert len(waits) == 1
+    assert 0 <= waits[0] <= FIRST_BACKOFF_S
+    assert after == before + 1
+    assert "counter bump failed with a locked SQLite database (SQLITE_BUSY)" in caplog.text
+    assert "(attempt 2 of 3)" in caplog.text
+
+
+def test_retries_stop_after_max_attempts(
+    impatient_engine: Engine,
+    write_lock: sqlite3.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    attempts = []
+    waits: list[float] = []
+
+    with Session(impatient_engine) as session:
+
+        def bump_counter() -> None:
+            attempts.append(1)
+            session.execute(update(Counter).values(value=Counter.value + 1))
+
+        with pytest.raises(OperationalError, match="database is locked"):
+            run_transaction(session, bump_counter, "counter bump", sleep=waits.append)
+
+    assert len(attempts) == MAX_ATTEMPTS
+    assert len(waits) == MAX_ATTEMPTS - 1
+    for retry, wait in enumerate(waits):
+        assert 0 <= wait <= FIRST_BACKOFF_S * 2**retry
+    assert f"failed with a locked SQLite database (SQLITE_BUSY) {MAX_ATTEMPTS} times" in (
+        caplog.text
+    )
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from fresh_postgres_database("berth_retry")
+
+
+@pytest.mark.postgres
+def test_serialization_failure_is_retried(postgres_url: str) -> None:
+    """A REPEATABLE READ transaction whose row another connection changed fails with
+    SQLSTATE 40001 at its UPDATE. The second attempt reads the new value and succeeds."""
+    engine = create_engine(postgres_url, isolation_level="REPEATABLE READ")
+    other = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    attempts = []
+    try:
+        with other.connect() as connection:
+            connection.execute(text("CREATE TABLE items (id int PRIMARY KEY, value int)"))
+            connection.execute(text("INSERT INTO items VALUES (1, 0)"))
+
+        with Session(engine) as session, other.connect() as connection:
+
+            def add_one() -> int:
+                attempts.append(1)
+                value = int(session.scalar(text("SELECT value FROM items WHERE id = 1")))
+                if len(attempts) == 1:
+                    # Changes the row after this transaction took its snapshot.
+                    connection.execute(text("UPDATE items SET value = value + 10"))
+                session.execute(text("UPDATE items SET value = :value"), {"value": value + 1})
+                return value
+
+            read = run_transaction(session, add_one, "add one", sleep=lambda _seconds: None)
+
+        with other.connect() as connection:
+            stored = connection.scalar(text("SELECT value FROM items WHERE id = 1"))
+    finally:
+        engine.dispose()
+        other.dispose()
+
+    assert len(attempts) == 2
+    assert read == 10
+    assert stored == 11
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        ("6f1c2a8e-0b7d-4c1e-9a53-2f0d7c4b9e11", "key=6f1c2a8e-0b7d-4c1e-9a53-2f0d7c4b9e11"),
+        ("bk-secret-value-of-the-key", "key=(hidden)"),
+    ],
+)
+def test_request_description_hides_keys(key: str, shown: str) -> None:
+    route = Route("/endpoints/{endpoint}/keys/{key}/revoke", endpoint=lambda _request: None)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "root_path": "/api/v1",
+        "path": f"/api/v1/endpoints/chat/keys/{key}/revoke",
+        "headers": [],
+        "route": route,
+        "path_params": {"endpoint": "chat", "key": key},
+    }
+
+    description = describe_request(Request(scope))
+
+    assert description == (
+        f"POST /api/v1/endpoints/{{endpoint}}/keys/{{key}}/revoke (endpoint=chat, {shown})"
+    )
+    assert "secret" not in description
