@@ -4,7 +4,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from rich.console import Console
 
+from berth.cli import audit
 from berth.cli.audit import parse_time
 from berth.client import Client
 from tests.cli.conftest import RunCli, new_user, parse_json, unboxed, unique
@@ -153,3 +155,25 @@ def test_parse_time_dates() -> None:
 def test_parse_time_invalid(text: str) -> None:
     with pytest.raises(ValueError, match="invalid time"):
         parse_time(text)
+
+
+def test_audit_table_shows_details_as_json() -> None:
+    entry = {
+        "created_at": "2026-12-05T10:00:00Z",
+        "actor": {"name": "admin"},
+        "action": "endpoint.updated",
+        "details": {"runtime_settings": {"runtime": "transformers"}, "instances": 2},
+        "resource_name": "a-rather-long-endpoint-name-for-the-table",
+        "resource_id": "x",
+    }
+    wide = Console(width=160, record=True)
+    narrow = Console(width=80, record=True)
+
+    wide.print(audit._entry_table([entry]))
+    narrow.print(audit._entry_table([entry]))
+
+    text = wide.export_text()
+    assert 'runtime_settings={"runtime": "transformers"}' in text
+    assert "instances=2" in text
+    header = narrow.export_text().splitlines()[0]
+    assert header.split() == ["Time", "Actor", "Action", "and", "details", "Resource"]

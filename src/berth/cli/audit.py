@@ -4,6 +4,7 @@ OrgAdmins read every tenant's entries, TenantAdmins their active tenant's, and o
 users their own entries in their active tenant.
 """
 
+import json
 import re
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -173,20 +174,25 @@ def list_entries(
     print_page_note(page, "audit entries")
 
 
+def _detail_text(value: object) -> str:
+    """Return a detail value as the table shows it: text as it is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _entry_table(entries: list[Json]) -> Table:
     """Build the table of audit entries, with each entry's details below its action.
 
     The resource type is left out because the action names it, as in endpoint.created.
-    Details too wide for the terminal are cut short; `-o json` shows them whole.
+    Details and resource names too wide for the terminal fold onto the next lines.
     """
     table = new_table(
         Column("Time", no_wrap=True),
         "Actor",
-        Column("Action and details", no_wrap=True),
-        "Resource",
+        Column("Action and details", overflow="fold"),
+        Column("Resource", min_width=len("Resource"), overflow="fold"),
     )
     for entry in entries:
-        details = [f"{name}={value}" for name, value in entry["details"].items()]
+        details = [f"{name}={_detail_text(value)}" for name, value in entry["details"].items()]
         table.add_row(
             format_time(entry["created_at"]),
             entry["actor"]["name"] if entry["actor"] else "-",
