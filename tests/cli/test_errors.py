@@ -1,7 +1,11 @@
 """How the CLI reports API, connection and usage errors."""
 
-import pytest
+from typing import Any
 
+import pytest
+import typer.main
+
+from berth.cli.main import app
 from tests.cli.conftest import RunCli, unboxed
 from tests.support import free_port
 
@@ -112,3 +116,43 @@ def test_number_option_error_quotes_value(
 
     assert result.exit_code == 2
     assert f"{quoted}: Input should be a valid integer" in unboxed(result.output)
+
+
+def _float_options() -> list[tuple[tuple[str, ...], str]]:
+    """Return (command path, option) for every float option of the `berth` command."""
+    found = []
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        for name, subcommand in getattr(command, "commands", {}).items():
+            walk(subcommand, (*path, name))
+        for param in getattr(command, "params", []):
+            descriptor = getattr(param, "type_descriptor", None)
+            if descriptor is not None and descriptor.annotation is float:
+                found.append((path, param.opts[0]))
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+FLOAT_OPTIONS = _float_options()
+
+
+def test_float_options_found() -> None:
+    assert (("endpoint", "create"), "--max-batch-wait-ms") in FLOAT_OPTIONS
+    assert (("endpoint", "stop"), "--timeout") in FLOAT_OPTIONS
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "Infinity"])
+@pytest.mark.parametrize(("command", "option"), FLOAT_OPTIONS)
+def test_float_option_rejects_non_finite(
+    cli: RunCli, command: tuple[str, ...], option: str, value: str
+) -> None:
+    required = ("--endpoint-name", "e1", "--model", "echo") if command[-1] == "create" else ("e1",)
+
+    result = cli(*command, *required, option, value)
+
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    message = unboxed(result.output)
+    assert f"Invalid value for '{option}': '{float(value):g}'" in message
+    assert "finite number" in message

@@ -4,6 +4,7 @@ The command and option names follow the `snapi endpoint` CLI, so existing script
 port over by changing the program name.
 """
 
+import math
 from typing import Annotated
 
 import typer
@@ -86,10 +87,22 @@ MaxBatchSizeOption = Annotated[
         f"together (server default: {DEFAULT_GENERATION_MAX_BATCH_SIZE}).",
     ),
 ]
+
+
+def _check_batch_wait_ms(value: float | None) -> float | None:
+    # JSON has no NaN or infinity, so the request could not even be sent.
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(
+            f"'{value}' is not a finite number; use 0 to {MAX_BATCH_WAIT_MS_LIMIT:g} ms"
+        )
+    return value
+
+
 MaxBatchWaitOption = Annotated[
     float | None,
     typer.Option(
         "--max-batch-wait-ms",
+        callback=_check_batch_wait_ms,
         show_default=False,
         help=f"Text Embedding: time in ms, 0 to {MAX_BATCH_WAIT_MS_LIMIT:g}, that a batch "
         "waits for more texts while the encoder is idle (server default: "

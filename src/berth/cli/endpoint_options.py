@@ -1,5 +1,6 @@
 """Options shared by the `berth endpoint` commands."""
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -62,9 +63,27 @@ WaitOption = Annotated[
         "or if the timeout passes.",
     ),
 ]
+
+
+def check_wait_timeout(value: float) -> float:
+    """Reject a negative, NaN or infinite --timeout.
+
+    A callback in place of `min=0`, whose range error would be the only message for NaN.
+    """
+    if not math.isfinite(value) or value < 0:
+        raise typer.BadParameter(
+            f"'{value:g}' is invalid; use a finite number of seconds, 0 or more"
+        )
+    return value
+
+
 TimeoutOption = Annotated[
     float,
-    typer.Option("--timeout", min=0, help="Maximum time to wait with --wait, in seconds."),
+    typer.Option(
+        "--timeout",
+        callback=check_wait_timeout,
+        help="Maximum time to wait with --wait, in seconds, 0 or more.",
+    ),
 ]
 ApiKeyIdOption = Annotated[
     str,
