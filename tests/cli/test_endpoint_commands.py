@@ -3,6 +3,7 @@
 import json
 import re
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -160,6 +161,40 @@ def test_list_table_and_json(cli: RunCli, client: Client) -> None:
     assert "listed" in [endpoint["name"] for endpoint in page["items"]]
     assert page["total"] == client.list_endpoints()["total"]
     assert {endpoint["state"] for endpoint in parse_json(live_only)["items"]} == {"Live"}
+
+
+@pytest.fixture
+def shared_endpoint(client: Client) -> Iterator[dict]:
+    """An endpoint of the default tenant shared with all tenants, stopped at once."""
+    client.set_sharing(True)
+    endpoint = client.create_endpoint(
+        "default", unique("shared"), "echo", share_with_all_tenants=True
+    )
+    client.stop_endpoint(endpoint["id"])
+    yield endpoint
+    client.set_sharing(False, unshare_existing=True)
+
+
+def test_shared_endpoint_by_name_in_other_tenant(
+    cli: RunCli, client: Client, shared_endpoint: dict
+) -> None:
+    tenant = unique("elsewhere")
+    client.create_tenant(tenant)
+    key = new_user(client, unique("outsider"), tenant)
+
+    info = cli("endpoint", "info", shared_endpoint["name"], BERTH_API_KEY=key)
+    listed = cli("endpoint", "list", BERTH_API_KEY=key)
+    own_list = cli("endpoint", "list")
+
+    assert info.exit_code == 0, info.output
+    assert f"ID               {shared_endpoint['id']}" in info.stdout
+    assert "Tenant           default" in info.stdout
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.splitlines()[0].split()[:3] == ["Name", "Tenant", "Project"]
+    row = next(line for line in listed.stdout.splitlines() if shared_endpoint["name"] in line)
+    assert row.split()[1:3] == ["default", "default"]
+    # The endpoint is in the admin's own tenant, so the admin's list has no Tenant column.
+    assert own_list.stdout.splitlines()[0].split()[:2] == ["Name", "Project"]
 
 
 def test_update_instances_waits_until_ready(cli: RunCli) -> None:

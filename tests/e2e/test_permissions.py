@@ -229,3 +229,71 @@ def test_forbidden_message_says_who_may(world: World) -> None:
 
     assert response.status_code == 403
     assert "owner" in response.json()["error"]["message"]
+
+
+def test_shared_endpoint_found_by_name(world: World, sharing_on: None) -> None:
+    endpoint = world.owner_endpoint(shared=True)
+    name = endpoint["name"]
+    member_b = world.clients["member_b"]
+
+    found = member_b.get(f"/endpoints/{name}")
+    in_project = member_b.get(f"/endpoints/{name}", params={"project": "default"})
+    keys = member_b.get(f"/endpoints/{name}/keys")
+    stop = member_b.post(f"/endpoints/{name}/stop")
+
+    assert found.status_code == 200, found.text
+    assert found.json()["id"] == endpoint["id"]
+    assert found.json()["tenant"]["name"] == world.tenant_a
+    assert in_project.json()["id"] == endpoint["id"]
+    assert keys.status_code == 200
+    # The name finds the endpoint, and the rules of who may change it still apply.
+    assert stop.status_code == 403
+
+
+def test_private_endpoint_not_found_by_name(world: World, sharing_on: None) -> None:
+    endpoint = world.owner_endpoint(shared=False)
+
+    response = world.clients["member_b"].get(f"/endpoints/{endpoint['name']}")
+
+    assert response.status_code == 404
+    message = response.json()["error"]["message"]
+    assert f"not found in tenant '{world.tenant_b}'" in message
+    assert "shared with all tenants" in message
+
+
+def test_own_tenant_name_comes_first(world: World, sharing_on: None) -> None:
+    shared = world.owner_endpoint(shared=True)
+    own = world.clients["admin_b"].post(
+        "/endpoints", json={"name": shared["name"], "model": "echo"}
+    )
+    assert own.status_code == 201, own.text
+    world.clients["admin_b"].post(f"/endpoints/{own.json()['id']}/stop").raise_for_status()
+
+    response = world.clients["member_b"].get(f"/endpoints/{shared['name']}")
+
+    assert response.json()["id"] == own.json()["id"]
+
+
+def test_ambiguous_shared_name_lists_ids(world: World, sharing_on: None) -> None:
+    owner = world.clients["owner"]
+    name = f"twin-{uuid.uuid4().hex[:8]}"
+    project = owner.post("/projects", json={"name": f"second-{uuid.uuid4().hex[:8]}"}).json()
+    ids = []
+    for project_name in ("default", project["name"]):
+        body = {"project": project_name, "name": name, "model": "echo"}
+        created = owner.post("/endpoints", json={**body, "share_with_all_tenants": True})
+        assert created.status_code == 201, created.text
+        owner.post(f"/endpoints/{created.json()['id']}/stop").raise_for_status()
+        ids.append(created.json()["id"])
+
+    response = world.clients["member_b"].get(f"/endpoints/{name}")
+    by_project = world.clients["member_b"].get(
+        f"/endpoints/{name}", params={"project": project["name"]}
+    )
+
+    assert response.status_code == 409
+    message = response.json()["error"]["message"]
+    assert ids[0] in message
+    assert ids[1] in message
+    assert "ID" in message
+    assert by_project.json()["id"] == ids[1]

@@ -145,6 +145,7 @@ def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
         description=endpoint.description,
         project=Reference(id=endpoint.project.id, name=endpoint.project.name),
         tenant_id=endpoint.tenant_id,
+        tenant=Reference(id=endpoint.tenant.id, name=endpoint.tenant.name),
         model=Reference(id=endpoint.model.id, name=endpoint.model.name),
         checkpoint=(
             Reference(id=endpoint.checkpoint.id, name=endpoint.checkpoint.name)

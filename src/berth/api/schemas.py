@@ -176,6 +176,7 @@ class EndpointOut(BaseModel):
     description: str
     project: Reference
     tenant_id: str
+    tenant: Reference
     model: Reference
     checkpoint: Reference | None
     ml_app: MLApp

@@ -44,6 +44,7 @@ from berth.cli.waiting import (
     max_generation,
     wait_for_goal,
 )
+from berth.client import Client
 from berth.runtime.config import (
     DEFAULT_GENERATION_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_SIZE,
@@ -226,10 +227,23 @@ def list_endpoints(
     """List the endpoints of the tenant and those shared with all tenants."""
     with connect(server, api_key, tenant) as client:
         page = client.list_endpoints(project, state, limit=limit, offset=offset)
+        show_tenant = output == OutputFormat.TABLE and _lists_other_tenant(client, page)
     if output == OutputFormat.JSON:
         print_json(page)
     else:
-        print_endpoint_list(page)
+        print_endpoint_list(page, show_tenant)
+
+
+def _lists_other_tenant(client: Client, page: Json) -> bool:
+    """Tell whether the page has an endpoint of another tenant than the active one."""
+    # Only an endpoint shared with all tenants can be of another tenant, so the active
+    # tenant is looked up only when the page has one.
+    shared = [endpoint for endpoint in page["items"] if endpoint["share_with_all_tenants"]]
+    if not shared:
+        return False
+    active_tenant = client.whoami()["tenant"]
+    active_tenant_id = active_tenant["id"] if active_tenant else None
+    return any(endpoint["tenant_id"] != active_tenant_id for endpoint in shared)
 
 
 @app.command()

@@ -96,6 +96,7 @@ def print_endpoint(endpoint: Json) -> None:
         [
             ("Name", endpoint["name"]),
             ("ID", endpoint["id"]),
+            ("Tenant", endpoint["tenant"]["name"]),
             ("Project", endpoint["project"]["name"]),
             ("Description", endpoint["description"] or "-"),
             ("Model", model_text(endpoint)),
@@ -139,13 +140,22 @@ def _print_instances(instances: list[Json], surplus_ids: set[str]) -> None:
             typer.echo(f"Last error of instance {short_id}: {instance['last_error']}")
 
 
-def print_endpoint_list(page: Json) -> None:
-    if page["items"]:
-        table = new_table("Name", "Project", "Model", "State", "Ready", "Created", "Owner")
-        for endpoint in page["items"]:
+def print_endpoint_list(page: Json, show_tenant: bool = False) -> None:
+    items = page["items"]
+    if items:
+        # Names stay on one line so that they copy whole into other commands.
+        name_column = Column(
+            "Name", no_wrap=True, min_width=max(len(endpoint["name"]) for endpoint in items)
+        )
+        columns = ["Tenant", "Project"] if show_tenant else ["Project"]
+        table = new_table(name_column, *columns, "Model", "State", "Ready", "Created", "Owner")
+        for endpoint in items:
+            where = [endpoint["project"]["name"]]
+            if show_tenant:
+                where.insert(0, endpoint["tenant"]["name"])
             table.add_row(
                 endpoint["name"],
-                endpoint["project"]["name"],
+                *where,
                 model_text(endpoint),
                 endpoint["state"],
                 f"{count_instances(endpoint)[0]}/{endpoint['instances']}",

@@ -350,6 +350,7 @@ class Endpoint(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
+    tenant: Mapped[Tenant] = relationship()
     project: Mapped[Project] = relationship()
     owner: Mapped[User] = relationship()
     model: Mapped[Model] = relationship()

@@ -53,7 +53,9 @@ def find_endpoint(
     """Find an endpoint by ID (in any tenant the caller can see) or by name.
 
     Names are unique per project, so a name is looked up in the given project, or in
-    every project of the active tenant when none is given.
+    every project of the active tenant when none is given. A name not found in the
+    active tenant is looked up among the endpoints of other tenants that are shared with
+    all tenants, which `list_endpoints` lists too.
     """
     ref = ref.strip()
     if looks_like_id(ref):
@@ -64,17 +66,16 @@ def find_endpoint(
             raise NotFound(f"endpoint '{ref}' not found", field="endpoint")
         return endpoint
 
-    query = select(Endpoint).where(
-        _not_deleted(),
-        Endpoint.tenant_id == principal.active_tenant_id,
-        Endpoint.name_key == name_key(ref),
-    )
+    project: Project | None = None
+    missing_project: NotFound | None = None
     if project_ref:
-        query = query.where(Endpoint.project_id == find_project(session, principal, project_ref).id)
-    matches = session.scalars(query).all()
-    if not matches:
-        where = f"project '{project_ref}'" if project_ref else f"tenant '{principal.tenant_name}'"
-        raise NotFound(f"endpoint '{ref}' not found in {where}", field="endpoint")
+        try:
+            project = find_project(session, principal, project_ref)
+        except NotFound as exc:
+            # The project may be one of another tenant that has a shared endpoint.
+            missing_project = exc
+
+    matches = [] if missing_project else _named_in_active_tenant(session, principal, ref, project)
     if len(matches) > 1:
         projects = ", ".join(sorted(endpoint.project.name for endpoint in matches))
         raise Conflict(
@@ -82,7 +83,69 @@ def find_endpoint(
             "name the project with --project or use the endpoint ID",
             field="endpoint",
         )
-    return matches[0]
+    if matches:
+        return matches[0]
+
+    shared = _named_among_shared(session, principal, ref, project_ref)
+    if len(shared) > 1:
+        described = "; ".join(
+            f"tenant '{endpoint.tenant.name}', project '{endpoint.project.name}', ID {endpoint.id}"
+            for endpoint in shared
+        )
+        raise Conflict(
+            f"endpoint name '{ref}' matches {len(shared)} endpoints shared with all tenants "
+            f"({described}); use the ID of the one you mean",
+            field="endpoint",
+        )
+    if shared:
+        return shared[0]
+    if missing_project is not None:
+        raise missing_project
+    where = f"project '{project_ref}'" if project_ref else f"tenant '{principal.tenant_name}'"
+    raise NotFound(
+        f"endpoint '{ref}' not found in {where} or among the endpoints shared with all tenants",
+        field="endpoint",
+    )
+
+
+def _named_in_active_tenant(
+    session: Session, principal: Principal, name: str, project: Project | None
+) -> list[Endpoint]:
+    query = select(Endpoint).where(
+        _not_deleted(),
+        Endpoint.tenant_id == principal.active_tenant_id,
+        Endpoint.name_key == name_key(name),
+    )
+    if project is not None:
+        query = query.where(Endpoint.project_id == project.id)
+    return list(session.scalars(query).all())
+
+
+def _named_among_shared(
+    session: Session, principal: Principal, name: str, project_ref: str | None
+) -> list[Endpoint]:
+    """Return the endpoints of other tenants, shared with all tenants, that have this name.
+
+    `project_ref` is a project name or ID in the endpoint's own tenant.
+    """
+    query = (
+        select(Endpoint)
+        .join(Project, Endpoint.project_id == Project.id)
+        .where(
+            _not_deleted(),
+            Endpoint.share_with_all_tenants.is_(True),
+            Endpoint.tenant_id != principal.active_tenant_id,
+            Endpoint.name_key == name_key(name),
+        )
+        .order_by(Endpoint.created_at, Endpoint.id)
+    )
+    if project_ref:
+        project_ref = project_ref.strip()
+        if looks_like_id(project_ref):
+            query = query.where(Project.id == project_ref.lower())
+        else:
+            query = query.where(Project.name_key == name_key(project_ref))
+    return list(session.scalars(query).all())
 
 
 def _has_open_instances(endpoint: Endpoint) -> bool:
@@ -118,6 +181,7 @@ def list_endpoints(
         .offset(offset)
         .options(
             selectinload(Endpoint.open_instances),
+            selectinload(Endpoint.tenant),
             selectinload(Endpoint.project),
             selectinload(Endpoint.model),
             selectinload(Endpoint.checkpoint),
