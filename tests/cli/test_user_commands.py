@@ -200,7 +200,8 @@ def test_user_set_password_rules(cli: RunCli, client: Client) -> None:
     assert of_other.exit_code == 1
     # The other user is in no tenant of the caller's, so the server does not reveal them.
     assert f"user '{other}' not found" in of_other.stderr
-    assert "create it first (berth user create" in unboxed(of_other.stderr)
+    assert "creates users with `berth user create`" in unboxed(of_other.stderr)
+    assert "web UI" not in of_other.stderr
     assert as_flag.exit_code == 2
     assert "No such option: --password" in unboxed(as_flag.output)
 

@@ -35,8 +35,8 @@ def find_user(session: Session, principal: Principal, ref: str) -> User:
         user = session.scalar(select(User).where(User.username_key == name_key(ref)))
     if user is None or not _can_see(session, principal, user):
         raise NotFound(
-            f"user '{ref}' not found among the users you can see; create it first "
-            "(berth user create, or Users in the web UI)",
+            f"user '{ref}' not found among the users you can see; an OrgAdmin creates "
+            "users with `berth user create` or POST /api/v1/users",
             field="user",
         )
     return user
