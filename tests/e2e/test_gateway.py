@@ -3,8 +3,10 @@
 import time
 
 import httpx
+import openai
 import psutil
 import pytest
+from openai import OpenAI
 
 from berth.client import Client
 from tests.e2e.conftest import chat, create_live, wait_until
@@ -180,18 +182,34 @@ def test_predict_route(echo: tuple[dict, str]) -> None:
     assert response.json()["predictions"] == ["a", "b"]
 
 
-def test_stopped_endpoint_answers_503_with_retry_after(client: Client) -> None:
+def test_stopped_endpoint_answers_503_without_retry(client: Client) -> None:
     endpoint, key = create_live(client, "gw-stopped")
     client.stop_endpoint(endpoint["id"])
+    client.wait_for_state(endpoint["id"], {"Stopped"}, timeout_s=30, poll_s=0.1)
+    requests: list[str] = []
+    http_client = openai.DefaultHttpxClient(
+        event_hooks={"request": [lambda request: requests.append(request.url.path)]}
+    )
+    openai_client = OpenAI(
+        base_url=endpoint["openai_base_url"], api_key=key, http_client=http_client
+    )
 
     response = wait_until(
         lambda: (r := chat(endpoint, key)).status_code == 503 and r,
         10,
         "the stopped endpoint to answer 503",
     )
+    with pytest.raises(openai.APIStatusError) as raised:
+        openai_client.chat.completions.create(
+            model="echo", messages=[{"role": "user", "content": "hello"}]
+        )
 
-    assert response.headers["retry-after"].isdigit()
     assert response.json()["error"]["code"] == "endpoint_not_live"
+    assert "retry-after" not in response.headers
+    assert response.headers["x-should-retry"] == "false"
+    assert raised.value.status_code == 503
+    # The openai package (3.63) retries a 503 twice unless x-should-retry is false.
+    assert len(requests) == 1
 
 
 def test_streaming_ends_with_done(echo: tuple[dict, str]) -> None:

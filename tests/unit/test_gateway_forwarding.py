@@ -238,17 +238,44 @@ async def test_stopping_endpoint_is_not_served(setup: Setup) -> None:
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "endpoint_not_live"
-    assert "try again once it is Live" in response.json()["error"]["message"]
+    assert "until its owner restarts it" in response.json()["error"]["message"]
     assert setup.first.attempts + setup.second.attempts == 0
 
 
-async def test_stopped_endpoint_names_the_fix(setup: Setup) -> None:
-    setup.route.state = EndpointState.STOPPED
+@pytest.mark.parametrize("state", [EndpointState.STOPPED, EndpointState.FAILED])
+async def test_settled_endpoint_names_the_fix(setup: Setup, state: EndpointState) -> None:
+    setup.route.state = state
 
     response = await setup.post()
 
     assert response.status_code == 503
+    assert f"the endpoint is {state}" in response.json()["error"]["message"]
     assert "berth endpoint restart" in response.json()["error"]["message"]
+    # Waiting does not help, so the response turns off the client's retries.
+    assert "retry-after" not in response.headers
+    assert response.headers["x-should-retry"] == "false"
+
+
+@pytest.mark.parametrize("state", [EndpointState.STOPPING, EndpointState.DELETING])
+async def test_ending_endpoint_has_no_retry_after(setup: Setup, state: EndpointState) -> None:
+    setup.route.state = state
+
+    response = await setup.post()
+
+    assert response.status_code == 503
+    assert "retry-after" not in response.headers
+    assert response.headers["x-should-retry"] == "false"
+
+
+async def test_pending_endpoint_has_retry_after(setup: Setup) -> None:
+    setup.route.state = EndpointState.PENDING
+
+    response = await setup.post()
+
+    assert response.status_code == 503
+    assert "not Live yet" in response.json()["error"]["message"]
+    assert response.headers["retry-after"] == "5"
+    assert "x-should-retry" not in response.headers
 
 
 async def test_request_waits_for_a_ready_instance(setup: Setup) -> None:

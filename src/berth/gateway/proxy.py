@@ -59,8 +59,8 @@ ROUTES = {
 SERVING_STATES = frozenset({EndpointState.LIVE, EndpointState.UPDATING})
 # States in which a request waits up to `no_instance_wait_s` to be served.
 WAITING_STATES = SERVING_STATES | {EndpointState.DEPLOYING}
-# States that need a person to act before the endpoint serves again.
-SETTLED_STATES = frozenset({EndpointState.STOPPED, EndpointState.FAILED})
+# States that end in Live without anyone acting, so a 503 in them has Retry-After.
+RECOVERING_STATES = WAITING_STATES | {EndpointState.PENDING}
 NOT_LIVE_RETRY_AFTER_S = "5"
 NO_INSTANCE_RETRY_AFTER_S = "1"
 # Connection attempts per request: the first instance and one other.
@@ -631,20 +631,31 @@ def _upstream_failure(exc: BaseException, upstream: Upstream, route: Route) -> R
 
 
 def _not_live(route: Route) -> Reply:
-    if route.state in SETTLED_STATES:
-        # Waiting alone will not bring it back, so the message names the fix.
+    if route.state in RECOVERING_STATES:
+        return error_reply(
+            503,
+            f"the endpoint is {route.state}, not Live yet; try again once it is Live",
+            code="endpoint_not_live",
+            error_type="service_unavailable",
+            headers={"Retry-After": NOT_LIVE_RETRY_AFTER_S},
+        )
+    if route.state == EndpointState.DELETING:
+        message = "the endpoint is being deleted and serves no more requests"
+    else:
+        # Stopping, Stopped or Failed: waiting alone will not bring it back, so the
+        # message names the fix.
         message = (
             f"the endpoint is {route.state}, so it serves no requests until its owner "
             "restarts it (berth endpoint restart, or Restart in the web UI)"
         )
-    else:
-        message = f"the endpoint is {route.state}, not Live; try again once it is Live"
+    # No Retry-After, and `x-should-retry: false`. The openai Python package (3.63)
+    # obeys that header, and without it retries every 503 twice.
     return error_reply(
         503,
         message,
         code="endpoint_not_live",
         error_type="service_unavailable",
-        headers={"Retry-After": NOT_LIVE_RETRY_AFTER_S},
+        headers={"x-should-retry": "false"},
     )
 
 
