@@ -57,6 +57,21 @@ def test_unknown_key_is_401_without_echoing_it(echo: tuple[dict, str]) -> None:
     assert wrong not in response.text
 
 
+def test_platform_key_is_401_with_hint(client: Client, echo: tuple[dict, str]) -> None:
+    endpoint, _key = echo
+    platform_key = client.create_platform_key("gateway test")
+
+    response = chat(endpoint, platform_key["key"])
+    client.revoke_platform_key(platform_key["id"])
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    message = response.json()["error"]["message"]
+    assert "platform API key" in message
+    assert "berth endpoint list-apikeys" in message
+    assert platform_key["key"] not in response.text
+
+
 def test_key_of_other_endpoint_is_401(client: Client, echo: tuple[dict, str]) -> None:
     endpoint, _key = echo
     other = client.create_endpoint("default", "gw-other", "echo")

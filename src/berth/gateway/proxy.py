@@ -36,6 +36,7 @@ from berth.gateway.upstream import (
 )
 from berth.runtime.protocol import utf8_problem
 from berth.runtime.routes import SERVED_ROUTES
+from berth.secrets import PLATFORM_KEY_PREFIX
 from berth.states import EndpointState, KeyStatus
 
 logger = logging.getLogger(__name__)
@@ -307,6 +308,15 @@ class Gateway:
             )
         entry = self._table.keys.get(hashlib.sha256(key.encode("utf-8")).hexdigest())
         key_route = self._table.routes.get(entry.endpoint_id) if entry else None
+        if entry is None and key.startswith(PLATFORM_KEY_PREFIX):
+            # The prefix is public, so naming the kind of key reveals nothing.
+            return error_reply(
+                401,
+                "this is a platform API key, which works only for the management API and "
+                "the CLI; prediction requests need an API key of the endpoint, which "
+                "`berth endpoint list-apikeys ENDPOINT` shows",
+                code="invalid_api_key",
+            )
         if entry is None or key_route is None or key_route.deleted:
             return error_reply(401, "invalid API key", code="invalid_api_key")
         if entry.status != KeyStatus.ACTIVE:
