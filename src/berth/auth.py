@@ -24,7 +24,7 @@ from berth.db.models import (
     WebSession,
     utcnow,
 )
-from berth.errors import Forbidden, NotFound, Unauthenticated
+from berth.errors import Forbidden, NotFound, Unauthenticated, UserDisabled
 from berth.names import name_key
 from berth.secrets import hash_key
 from berth.service.common import looks_like_id
@@ -112,8 +112,14 @@ def authenticate_key(
             PlatformKey.key_hash == hash_key(key), PlatformKey.revoked_at.is_(None)
         )
     )
-    if row is None or row.user.disabled:
+    if row is None:
         raise Unauthenticated("invalid platform API key")
+    if row.user.disabled:
+        # The caller has the user's key, so the user's name and status are no secret.
+        raise UserDisabled(
+            f"user '{row.user.username}' is disabled, so its platform API keys are "
+            f"rejected; an OrgAdmin can enable it with `berth user enable {row.user.username}`"
+        )
     return principal_for(session, row.user, tenant_ref, source_address)
 
 

@@ -3,6 +3,7 @@
     BerthError                 any error a caller can act on; carries an HTTP status
     ├── InvalidInput           400/422: a value is wrong; names the field and the value
     ├── Unauthenticated        401: missing or unknown credentials
+    │   └── UserDisabled       401: a valid platform key of a disabled user
     ├── Forbidden              403: the caller sees the resource but may not act on it
     ├── NotFound               404: no such resource, or the caller cannot see it
     ├── Conflict               409: the request clashes with the current state
@@ -114,6 +115,10 @@ class InputChecks:
 class Unauthenticated(BerthError):
     status_code = 401
     code = "unauthenticated"
+
+
+class UserDisabled(Unauthenticated):
+    code = "user_disabled"
 
 
 class Forbidden(BerthError):

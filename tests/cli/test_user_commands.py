@@ -130,7 +130,9 @@ def test_user_rename_disable_enable(cli: RunCli, client: Client) -> None:
     assert disabled.stdout.startswith(f"Disabled user {new_name}.")
     assert "Status          disabled" in disabled.stdout
     assert locked_out.exit_code == 1
-    assert "invalid platform API key" in locked_out.stderr
+    assert f"user '{new_name}' is disabled" in locked_out.stderr
+    assert f"berth user enable {new_name}" in locked_out.stderr
+    assert "--api-key" not in locked_out.stderr
     assert enabled.stdout.startswith(f"Enabled user {new_name}.")
     assert parse_json(back_in)["username"] == new_name
 

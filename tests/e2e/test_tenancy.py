@@ -302,7 +302,11 @@ def test_disabled_user_is_locked_out(tenancy: Tenancy) -> None:
     with api(tenancy.server, key) as leaving:
         assert leaving.get("/whoami").status_code == 200
         tenancy.admin.patch("/users/leaving", json={"disabled": True}).raise_for_status()
-        assert leaving.get("/whoami").status_code == 401
+        response = leaving.get("/whoami")
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "user_disabled"
+    assert "user 'leaving' is disabled" in response.json()["error"]["message"]
 
 
 def test_only_org_admin_creates_tenants_and_users(tenancy: Tenancy) -> None:

@@ -106,7 +106,8 @@ def _with_value(error: typer.BadParameter, arguments: list[str]) -> typer.BadPar
 
 
 def describe_api_error(error: ApiError) -> str:
-    if error.status == 401:
+    # Another key does not help a disabled user, so that message gets no key hint.
+    if error.status == 401 and error.code != "user_disabled":
         return (
             f"{error.message}; pass a valid key with --api-key, set BERTH_API_KEY "
             "or run `berth login`"
