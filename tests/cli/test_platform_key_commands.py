@@ -68,3 +68,23 @@ def test_platform_key_help_names_endpoint_keys(cli: RunCli) -> None:
     assert result.exit_code == 0
     assert "not endpoint API keys" in result.stdout
     assert "berth endpoint *-apikey" in result.stdout
+
+
+def test_revoke_other_users_key_hints_user(cli: RunCli, client: Client) -> None:
+    name = unique("vic")
+    user_key = new_user(client, name)
+    created = parse_json(cli("platform-key", "create", "-o", "json", BERTH_API_KEY=user_key))
+    missing = "00000000-0000-0000-0000-000000000000"
+
+    as_admin = cli("platform-key", "revoke", created["id"])
+    unknown_as_admin = cli("platform-key", "revoke", missing)
+    as_user = cli("platform-key", "revoke", missing, BERTH_API_KEY=user_key)
+
+    assert as_admin.exit_code == 1
+    assert f"it belongs to user '{name}'" in as_admin.stderr
+    assert f"--user {name}" in as_admin.stderr
+    assert unknown_as_admin.exit_code == 1
+    assert "name the user with --user NAME" in unknown_as_admin.stderr
+    assert as_user.exit_code == 1
+    assert f"not found among the keys of user '{name}'" in as_user.stderr
+    assert "--user" not in as_user.stderr

@@ -277,7 +277,7 @@ def revoke_platform_key(
     key_ref = key_id.strip().lower()
     row = session.get(PlatformKey, key_ref) if looks_like_id(key_ref) else None
     if row is None or row.user_id != user.id:
-        raise NotFound(f"platform API key {key_id} not found", field="key")
+        raise NotFound(_missing_key_message(principal, user, key_id, row), field="key")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         audit.record(
@@ -290,3 +290,19 @@ def revoke_platform_key(
             owner=user.username,
         )
     return row
+
+
+def _missing_key_message(
+    principal: Principal, user: User, key_id: str, row: PlatformKey | None
+) -> str:
+    message = f"platform API key {key_id} not found among the keys of user '{user.username}'"
+    # Only an OrgAdmin may manage another user's keys, so only an OrgAdmin gets the hint.
+    if not principal.is_org_admin:
+        return message
+    if row is not None:
+        owner = row.user.username
+        return (
+            f"{message}; it belongs to user '{owner}', so name that user: "
+            f"`berth platform-key revoke {key_id} --user {owner}`"
+        )
+    return f"{message}; to revoke another user's key, name the user with --user NAME"
