@@ -11,15 +11,16 @@ message. Methods that name a user accept `me` for the caller.
 """
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
-from berth.cli.profile import load_profile
+from berth.cli.profile import load_profile, profile_path
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 Json = dict[str, Any]
@@ -47,9 +48,17 @@ class Client:
         timeout_s: float = 30.0,
     ) -> None:
         profile = load_profile() if not (server and api_key) else {}
+        # Where the server URL came from, for the message when it cannot be reached.
+        self._server_source = ""
+        if not server and not os.environ.get("BERTH_SERVER"):
+            if profile.get("server"):
+                self._server_source = f"the CLI profile {profile_path()}"
+            else:
+                self._server_source = "the default"
         self.server = (
             server or os.environ.get("BERTH_SERVER") or profile.get("server") or DEFAULT_SERVER
         ).rstrip("/")
+        _check_server_url(self.server)
         self.api_key = api_key or os.environ.get("BERTH_API_KEY") or profile.get("api_key")
         self.tenant = tenant or os.environ.get("BERTH_TENANT") or profile.get("tenant")
         headers = {}
@@ -74,10 +83,7 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
-            raise ConnectionFailed(
-                f"cannot reach the Berth server at {self.server}; is it running "
-                "(`berth up`), and is BERTH_SERVER or --server right?"
-            ) from exc
+            raise ConnectionFailed(self._unreachable_message()) from exc
         except httpx.TimeoutException as exc:
             raise ConnectionFailed(
                 f"the Berth server at {self.server} did not respond in time"
@@ -101,6 +107,20 @@ class Client:
                 f"the server at {self.server} returned a response that is not JSON; "
                 "is BERTH_SERVER or --server the URL of a Berth server?"
             ) from exc
+
+    def _unreachable_message(self) -> str:
+        message = f"cannot reach the Berth server at {self.server}"
+        if self._server_source.startswith("the CLI profile"):
+            return (
+                f"{message}, the URL in {self._server_source}; is it running (`berth up`)? "
+                "If the server moved, run `berth login --server URL`, or pass --server"
+            )
+        if self._server_source == "the default":
+            return (
+                f"{message}, the default URL; is it running (`berth up`)? For another "
+                "server, run `berth login --server URL`, set BERTH_SERVER or pass --server"
+            )
+        return f"{message}; is it running (`berth up`), and is BERTH_SERVER or --server right?"
 
     # -- server --------------------------------------------------------------------
 
@@ -510,6 +530,27 @@ class Client:
         return self._call(  # type: ignore[no-any-return]
             "GET", "/audit", params={**params, "limit": limit, "offset": offset}
         )
+
+
+# Paths of Berth's own routes, which a server URL must not end with.
+_ROUTE_SUFFIX = re.compile(r"/(api/v1|endpoints/[^/]+(/v1)?)/?$")
+
+
+def _check_server_url(server: str) -> None:
+    """Raise ConnectionFailed for the URL of the API or of an endpoint given as the server.
+
+    The client adds /api/v1 itself, so such a URL would reach no route and every
+    request would fail with a bare 404.
+    """
+    match = _ROUTE_SUFFIX.search(urlsplit(server).path)
+    if match is None:
+        return
+    suffix = match.group(0)
+    base = server.removesuffix(suffix)
+    raise ConnectionFailed(
+        f"invalid server URL '{server}': pass the base URL of the Berth server, "
+        f"without {suffix}, such as {base}"
+    )
 
 
 def _without_none(**values: Any) -> Json:

@@ -207,7 +207,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     headers = dict(exc.headers) if exc.headers else None
-    return openai_error(exc.status_code, str(exc.detail), code=code, headers=headers)
+    message = str(exc.detail)
+    if exc.status_code == 404:
+        # A client configured with a URL that has a path, such as --server .../berth,
+        # ends up here.
+        message = (
+            f"no route {request.url.path}: Berth serves its management API under "
+            f"{API_PREFIX}/, the web UI under {UI_PREFIX}/ and endpoints under "
+            f"{PATH_PREFIX}, so the server URL of the CLI or the SDK is the base URL "
+            "that these paths follow"
+        )
+    return openai_error(exc.status_code, message, code=code, headers=headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

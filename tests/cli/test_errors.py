@@ -1,5 +1,7 @@
 """How the CLI reports API, connection and usage errors."""
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -7,7 +9,7 @@ import typer.main
 
 from berth.cli.main import app
 from tests.cli.conftest import RunCli, unboxed
-from tests.support import free_port
+from tests.support import BerthServer, free_port
 
 
 def assert_one_line_error(output: str) -> None:
@@ -47,6 +49,40 @@ def test_server_url_without_scheme(cli: RunCli) -> None:
 
     assert result.exit_code == 1
     assert "invalid server URL '127.0.0.1:9'" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", ["/api/v1", "/api/v1/", "/endpoints/some-id/v1"])
+def test_server_url_with_route_suffix(cli: RunCli, server: BerthServer, suffix: str) -> None:
+    result = cli("endpoint", "list", "--server", server.url + suffix)
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr)
+    assert f"invalid server URL '{server.url}{suffix.rstrip('/')}'" in result.stderr
+    assert f"such as {server.url}\n" in result.stderr
+
+
+def test_server_url_with_other_path(cli: RunCli, server: BerthServer) -> None:
+    result = cli("endpoint", "list", "--server", f"{server.url}/berth")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr)
+    assert "no route /berth/api/v1/endpoints" in result.stderr
+    assert "management API under /api/v1/" in result.stderr
+
+
+def test_unreachable_profile_server(cli: RunCli, config_home: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    profile = config_home / "berth" / "profile.json"
+    profile.parent.mkdir()
+    profile.write_text(json.dumps({"server": url, "api_key": "some-key"}))
+
+    result = cli("endpoint", "list", BERTH_SERVER=None, BERTH_API_KEY=None)
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr)
+    assert f"cannot reach the Berth server at {url}" in result.stderr
+    assert f"the URL in the CLI profile {profile}" in result.stderr
+    assert "berth login --server URL" in result.stderr
 
 
 def test_invalid_endpoint_name(cli: RunCli) -> None:

@@ -305,6 +305,16 @@ def test_wrong_method_names_allowed_methods(server: BerthServer) -> None:
     assert "POST" in response.headers["allow"]
 
 
+def test_unknown_api_route_is_named(server: BerthServer) -> None:
+    response = httpx.get(f"{server.url}/api/v1/no-such-route", headers=auth_headers())
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert response.json()["error"]["message"] == (
+        "no API route /api/v1/no-such-route; the API reference is at /api/v1/docs"
+    )
+
+
 def test_empty_update_changes_nothing(client: Client) -> None:
     created = client.create_endpoint("default", "val-empty-patch", "echo")
 

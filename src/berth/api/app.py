@@ -135,6 +135,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     message = str(exc.detail)
     headers = exc.headers
+    if exc.status_code == 404:
+        root = request.scope.get("root_path", "")
+        message = f"no API route {request.url.path}; the API reference is at {root}/docs"
     if exc.status_code == 405:
         # Starlette names the methods of the first route with this path only, and the API
         # has one route per method (GET and POST /endpoints, for example).
