@@ -15,10 +15,14 @@ every invalid field in `"errors": [{"field": ..., "message": ...}]`, so that a f
 show each message next to its field.
 """
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+# About the longest value that an error message repeats.
+MAX_SHOWN_VALUE_CHARS = 60
 
 
 class BerthError(Exception):
@@ -138,3 +142,22 @@ class Conflict(BerthError):
 
 class CapacityError(Conflict):
     code = "over_capacity"
+
+
+def value_text(value: object) -> str:
+    """Show a rejected value as JSON writes it (true, null, "text"), for an error message.
+
+    A string longer than MAX_SHOWN_VALUE_CHARS is cut inside its quotes and followed by
+    its length, as in `"abc…", 2100 characters`. Another long value is cut and ends with
+    an ellipsis.
+    """
+    if isinstance(value, str) and len(value) > MAX_SHOWN_VALUE_CHARS:
+        start = json.dumps(value[: MAX_SHOWN_VALUE_CHARS - 20], ensure_ascii=False)
+        return f'{start[:-1]}…", {len(value)} characters'
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    if len(text) > MAX_SHOWN_VALUE_CHARS:
+        text = text[: MAX_SHOWN_VALUE_CHARS - 1] + "…"
+    return text

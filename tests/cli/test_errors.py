@@ -93,6 +93,38 @@ def test_invalid_endpoint_name(cli: RunCli) -> None:
     assert "name 'bad name!' is invalid" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (("endpoint", "create", "--endpoint-name", " ", "--model", "echo"), "--endpoint-name"),
+        (("project", "create", ""), "project name"),
+        (("tenant", "create", ""), "tenant name"),
+        (("model", "register", "", "--ml-app", "echo"), "model name"),
+        (("model", "import", "/tmp", "--name", ""), "--name"),
+    ],
+)
+def test_empty_name_error_names_it(cli: RunCli, arguments: tuple[str, ...], message: str) -> None:
+    result = cli(*arguments)
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr)
+    # The server lists every invalid field, so other problems may follow.
+    assert result.stderr.startswith(f"Error: {message} must not be empty")
+
+
+def test_api_field_errors_name_options(cli: RunCli) -> None:
+    too_long = cli(
+        "endpoint", "create", "--endpoint-name", "long", "--model", "echo",
+        "--description", "d" * 2100,
+    )  # fmt: skip
+
+    assert too_long.exit_code == 1
+    assert too_long.stderr.startswith(
+        "Error: --description: String should have at most 2000 characters"
+    )
+    assert too_long.stderr.endswith(f'(got "{"d" * 40}…", 2100 characters)\n')
+
+
 def test_unknown_model(cli: RunCli) -> None:
     result = cli("endpoint", "create", "--endpoint-name", "fine", "--model", "no-such-model")
 

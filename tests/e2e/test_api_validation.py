@@ -67,7 +67,8 @@ def test_instances_of_wrong_type(server: BerthServer) -> None:
 
     assert response.status_code == 422
     assert response.json()["error"]["field"] == "instances"
-    assert "'two'" in response.json()["error"]["message"]
+    # The message shows the value in JSON notation.
+    assert '(got "two")' in response.json()["error"]["message"]
 
 
 def test_every_invalid_field_is_listed(client: Client, server: BerthServer) -> None:

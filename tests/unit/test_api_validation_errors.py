@@ -8,10 +8,11 @@ from typing import Annotated
 import pytest
 from fastapi import FastAPI, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.testclient import TestClient
 
 from berth.api.app import _field_path, _validation_error
+from berth.errors import value_text
 
 
 class Item(BaseModel):
@@ -26,6 +27,8 @@ class Body(BaseModel):
     header: int = 0
     body: int = 0
     items: list[Item] = []
+    count: StrictInt = 0
+    label: str = Field(default="", max_length=100)
 
 
 def build_app() -> FastAPI:
@@ -86,6 +89,31 @@ def test_query_and_path_parameters_are_named(client: TestClient) -> None:
 
     assert bad_query.json()["error"]["field"] == "limit"
     assert bad_path.json()["error"]["field"] == "number"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(True, "true"), (None, "null"), ("two", '"two"'), (2.5, "2.5"), ([1, 2], "[1, 2]")],
+)
+def test_rejected_value_shown_as_json(client: TestClient, value: object, shown: str) -> None:
+    response = client.post("/things", json={"count": value})
+
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].endswith(f"(got {shown})")
+
+
+def test_long_string_keeps_its_quotes(client: TestClient) -> None:
+    response = client.post("/things", json={"label": "d" * 150})
+
+    message = response.json()["error"]["message"]
+    assert message.startswith("label: String should have at most 100 characters")
+    assert message.endswith(f'(got "{"d" * 40}…", 150 characters)')
+
+
+def test_value_text_cuts_long_values() -> None:
+    assert value_text("short") == '"short"'
+    assert value_text(list(range(100))) == "[" + ", ".join(map(str, range(100)))[:58] + "…"
+    assert value_text(False) == "false"
 
 
 @pytest.mark.parametrize(

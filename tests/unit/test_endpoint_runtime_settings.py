@@ -288,4 +288,8 @@ def test_model_change_to_other_ml_app_is_rejected(database: Database) -> None:
     error = rejected(update, database, "embed", model="demo-tiny-llama")
 
     assert error.field == "model"
+    assert error.message.startswith(
+        "model 'demo-tiny-llama' serves Text Generation, but endpoint 'embed' serves "
+        "Text Embedding;"
+    )
     assert "create a new endpoint for another ML App" in error.message

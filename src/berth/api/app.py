@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from berth import __version__
 from berth.api.routes import access, audit, endpoints, health, models, projects, tenants, users
-from berth.errors import BerthError, FieldError
+from berth.errors import BerthError, FieldError, value_text
 from berth.service.sessions import LoginLimiter, TooManyAttempts
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     for error in exc.errors():
         field = _field_path(error.get("loc", ()))
         value = error.get("input")
-        shown = "" if isinstance(value, dict) or value is None else f" (got {value!r:.60})"
+        # A missing field's input is the whole object that lacks it, so it is left out.
+        missing = error.get("type") == "missing" or isinstance(value, dict)
+        shown = "" if missing else f" (got {value_text(value)})"
         problems.append(FieldError(field, f"{field}: {error.get('msg', 'invalid value')}{shown}"))
     first_field = problems[0].field if problems else None
     message = "; ".join(problem.message for problem in problems) or "invalid request"

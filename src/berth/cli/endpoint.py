@@ -18,8 +18,8 @@ from berth.cli.endpoint_options import (
     ProjectOption,
     TimeoutOption,
     WaitOption,
+    endpoint_options_in_errors,
     pick_endpoint,
-    runtime_setting_options_in_errors,
 )
 from berth.cli.endpoint_views import (
     print_created,
@@ -163,7 +163,7 @@ def create(
     The endpoint deploys in the background; --wait follows it until it is Live. With
     --wait and -o json, the JSON is the endpoint once Live, with its first_key.
     """
-    with connect(server, api_key, tenant) as client, runtime_setting_options_in_errors():
+    with connect(server, api_key, tenant) as client, endpoint_options_in_errors():
         created = client.create_endpoint(
             project,
             name,
@@ -306,7 +306,7 @@ def update(
             "nothing to update; pass --description, --instances, --model-checkpoint, "
             "--share-with-all-tenants, --max-batch-size, --max-batch-wait-ms or --runtime"
         )
-    with connect(server, api_key, tenant) as client, runtime_setting_options_in_errors():
+    with connect(server, api_key, tenant) as client, endpoint_options_in_errors():
         before = client.get_endpoint(reference, project) if wait else None
         data = client.update_endpoint(
             reference,

@@ -1,35 +1,28 @@
 """Options shared by the `berth endpoint` commands."""
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Annotated
 
 import typer
 
-from berth.client import ApiError
+from berth.cli.output import cli_names_in_errors
 
 DEFAULT_WAIT_TIMEOUT_S = 600.0
-# The CLI option of each runtime setting, by the name of its field in the API.
-RUNTIME_SETTING_OPTIONS = {
+# The CLI option of each field of the endpoint API that API error messages name.
+ENDPOINT_OPTIONS = {
+    "name": "--endpoint-name",
+    "description": "--description",
+    "instances": "--instances",
     "runtime_settings.max_batch_size": "--max-batch-size",
     "runtime_settings.max_batch_wait_ms": "--max-batch-wait-ms",
     "runtime_settings.runtime": "--runtime",
 }
 
 
-@contextmanager
-def runtime_setting_options_in_errors() -> Iterator[None]:
-    """Name the CLI options in place of the API's runtime_settings fields in API errors."""
-    try:
-        yield
-    except ApiError as error:
-        message = error.message
-        for field, option in RUNTIME_SETTING_OPTIONS.items():
-            message = message.replace(field, option)
-        if message == error.message:
-            raise
-        raise ApiError(error.status, error.code, message, error.field) from error
+def endpoint_options_in_errors() -> AbstractContextManager[None]:
+    """Name the CLI options in place of the API's endpoint fields in API errors."""
+    return cli_names_in_errors(ENDPOINT_OPTIONS)
 
 
 EndpointArgument = Annotated[

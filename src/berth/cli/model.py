@@ -13,6 +13,7 @@ from berth.cli.output import (
     OutputFormat,
     OutputOption,
     TimeStyle,
+    cli_names_in_errors,
     confirm_on_terminal,
     format_size,
     format_time,
@@ -226,7 +227,7 @@ def register(
     if path and not path.startswith("~") and not Path(path).is_absolute():
         # The server would resolve a relative path against its own working folder.
         path = str(Path.cwd() / path)
-    with connect(server, api_key, tenant) as client:
+    with connect(server, api_key, tenant) as client, cli_names_in_errors({"name": "model name"}):
         data = client.register_model(
             name,
             ml_app,
@@ -304,7 +305,8 @@ def import_model(
     if not path.startswith("~") and not Path(path).is_absolute():
         # The server would resolve a relative path against its own working folder.
         path = str(Path.cwd() / path)
-    with connect(server, api_key, tenant) as client:
+    names = {"name": "--name", "checkpoint": "--checkpoint"}
+    with connect(server, api_key, tenant) as client, cli_names_in_errors(names):
         data = client.import_model(
             path,
             name,

@@ -6,7 +6,8 @@ Tables and messages for people go to stdout, progress and errors to stderr, so t
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -113,6 +114,35 @@ def describe_api_error(error: ApiError) -> str:
             "or run `berth login`"
         )
     return error.message
+
+
+@contextmanager
+def cli_names_in_errors(names: Mapping[str, str]) -> Iterator[None]:
+    """Name the command's options and arguments in place of API field names in API errors.
+
+    `names` maps a field name of the request body to how the command line calls it, such
+    as "name" to "--endpoint-name". A dotted field name is replaced wherever it occurs. A
+    plain one is replaced only where it starts the message or one of its "; "-separated
+    problems, because the word may also occur in its everyday sense.
+    """
+    try:
+        yield
+    except ApiError as error:
+        problems = error.message.split("; ")
+        for field, name in names.items():
+            if "." in field:
+                problems = [problem.replace(field, name) for problem in problems]
+                continue
+            problems = [
+                name + problem[len(field) :]
+                if problem.startswith((f"{field} ", f"{field}:"))
+                else problem
+                for problem in problems
+            ]
+        message = "; ".join(problems)
+        if message == error.message:
+            raise
+        raise ApiError(error.status, error.code, message, error.field) from error
 
 
 def stdout_console() -> Console:

@@ -11,6 +11,7 @@ from berth.cli.output import (
     OutputFormat,
     OutputOption,
     TimeStyle,
+    cli_names_in_errors,
     format_time,
     new_table,
     print_fields,
@@ -69,7 +70,7 @@ def create(
     tenant: TenantOption = None,
 ) -> None:
     """Create a project in the tenant."""
-    with connect(server, api_key, tenant) as client:
+    with connect(server, api_key, tenant) as client, cli_names_in_errors({"name": "project name"}):
         data = client.create_project(name, description)
     if output == OutputFormat.JSON:
         print_json(data)

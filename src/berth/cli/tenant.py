@@ -17,6 +17,7 @@ from berth.cli.output import (
     OutputFormat,
     OutputOption,
     TimeStyle,
+    cli_names_in_errors,
     confirm_on_terminal,
     format_time,
     new_table,
@@ -35,6 +36,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="List, create, rename, disable and enable tenants, and manage their members.",
 )
+
+# The API's errors call the tenant name `name`, which these commands take as an argument.
+_TENANT_NAME = {"name": "tenant name"}
 
 TenantArgument = Annotated[
     str, typer.Argument(metavar="TENANT", show_default=False, help="Tenant name or ID.")
@@ -114,7 +118,7 @@ def create(
 
     You become the new tenant's TenantAdmin; `berth tenant add-member` adds others.
     """
-    with connect(server, api_key, tenant) as client:
+    with connect(server, api_key, tenant) as client, cli_names_in_errors(_TENANT_NAME):
         data = client.create_tenant(name)
     if output == OutputFormat.TABLE:
         typer.echo(f"Created tenant {data['name']} with project default.")
@@ -132,7 +136,7 @@ def rename(
     tenant: TenantOption = None,
 ) -> None:
     """Rename a tenant (OrgAdmin only). Its ID stays the same."""
-    with connect(server, api_key, tenant) as client:
+    with connect(server, api_key, tenant) as client, cli_names_in_errors(_TENANT_NAME):
         data = client.update_tenant(tenant_ref, name=new_name)
     if output == OutputFormat.TABLE:
         typer.echo(f"Renamed tenant {tenant_ref} to {data['name']}.")

@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session, selectinload
 
 from berth.auth import Principal
 from berth.db.models import Checkpoint, Endpoint, Model, Project, utcnow
-from berth.errors import CapacityError, Conflict, InputChecks, InvalidInput, NotFound
+from berth.errors import (
+    CapacityError,
+    Conflict,
+    InputChecks,
+    InvalidInput,
+    NotFound,
+    value_text,
+)
 from berth.names import name_key, normalize_name
 from berth.runtime.selection import GGUF_INSTALL_HINT, llama_cpp_installed
 from berth.service import audit, organization
@@ -192,7 +199,9 @@ def list_endpoints(
 
 def _check_instances(value: int, limits: Limits) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"instances must be a whole number, got {value!r}", field="instances")
+        raise InvalidInput(
+            f"instances must be a whole number, got {value_text(value)}", field="instances"
+        )
     maximum = min(limits.max_instances_per_endpoint, limits.capacity)
     if not 1 <= value <= maximum:
         raise InvalidInput(
@@ -454,7 +463,7 @@ def _find_replacement_model(
     if model.ml_app != endpoint.model.ml_app:
         # An endpoint keeps its ML App, so its batching or runtime settings stay valid.
         raise InvalidInput(
-            f"model '{model.name}' is a {model.ml_app.display_name} model but endpoint "
+            f"model '{model.name}' serves {model.ml_app.display_name}, but endpoint "
             f"'{endpoint.name}' serves {endpoint.model.ml_app.display_name}; "
             "create a new endpoint for another ML App",
             field="model",

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from berth.db.models import Checkpoint, Model
-from berth.errors import InvalidInput
+from berth.errors import InvalidInput, value_text
 from berth.runtime.config import (
     DEFAULT_GENERATION_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_SIZE,
@@ -127,7 +127,9 @@ def _checked_value(name: str, value: Any) -> Any:
     field = field_name(name)
     if name == "max_batch_size":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidInput(f"{field} must be a whole number, got {value!r}", field=field)
+            raise InvalidInput(
+                f"{field} must be a whole number, got {value_text(value)}", field=field
+            )
         if not 1 <= value <= MAX_BATCH_SIZE_LIMIT:
             raise InvalidInput(
                 f"{field} {value} is out of range: use 1 to {MAX_BATCH_SIZE_LIMIT} (texts for "
@@ -137,7 +139,7 @@ def _checked_value(name: str, value: Any) -> Any:
         return value
     if name == "max_batch_wait_ms":
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidInput(f"{field} must be a number, got {value!r}", field=field)
+            raise InvalidInput(f"{field} must be a number, got {value_text(value)}", field=field)
         if not (math.isfinite(value) and 0 <= value <= MAX_BATCH_WAIT_MS_LIMIT):
             raise InvalidInput(
                 f"{field} {value} is out of range: use 0 to {MAX_BATCH_WAIT_MS_LIMIT:g} ms",
