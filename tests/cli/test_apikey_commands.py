@@ -31,15 +31,44 @@ def key_info(cli: RunCli, key_id: str) -> dict[str, Any]:
 
 
 def test_list_apikeys_shows_first_key(cli: RunCli, endpoint: dict[str, Any]) -> None:
-    table = cli("endpoint", "list-apikeys", "--endpoint", "keyed")
+    table = cli("endpoint", "list-apikeys", "--endpoint", "keyed", COLUMNS="100")
     as_json = cli("endpoint", "list-apikeys", "--endpoint", "keyed", "-o", "json")
 
     assert table.exit_code == 0, table.output
-    row = next(line for line in table.stdout.splitlines() if line.startswith("berth_ek_"))
-    assert row.split() == [endpoint["first_key"], "Active", "FirstKey"]
+    assert table.stdout.splitlines()[0].split() == ["ID", "Key", "Status", "Description"]
+    row = next(line for line in table.stdout.splitlines() if endpoint["first_key"] in line)
     keys = parse_json(as_json)
+    assert row.split() == [keys[0]["id"][:8], endpoint["first_key"], "Active", "FirstKey"]
     assert [key["key"] for key in keys] == [endpoint["first_key"]]
     assert keys[0]["is_first"] is True
+
+
+def test_list_apikeys_narrow_terminal(cli: RunCli, endpoint: dict[str, Any]) -> None:
+    added = add_key(cli, "a description that would fold in a table")
+
+    blocks = cli("endpoint", "list-apikeys", "keyed", COLUMNS="80")
+
+    assert blocks.exit_code == 0, blocks.output
+    assert all(len(line) <= 80 for line in blocks.stdout.splitlines())
+    assert f"ID           {added['id']}\n" in blocks.stdout
+    assert f"Key          {added['key']}\n" in blocks.stdout
+    assert "Status       Active\n" in blocks.stdout
+    assert "Description  a description that would fold in a table\n" in blocks.stdout
+
+
+def test_apikey_takes_listed_short_id(cli: RunCli, endpoint: dict[str, Any]) -> None:
+    added = add_key(cli, "short id")
+    table = cli("endpoint", "list-apikeys", "keyed", COLUMNS="100")
+    short_id = next(line.split()[0] for line in table.stdout.splitlines() if added["key"] in line)
+
+    edited = cli(
+        "endpoint", "edit-apikey", "keyed", "--apikey", short_id, "--description", "renamed",
+        "-o", "json",
+    )  # fmt: skip
+
+    assert short_id == added["id"][:8]
+    assert parse_json(edited)["id"] == added["id"]
+    assert parse_json(edited)["description"] == "renamed"
 
 
 def test_add_apikey_then_info(cli: RunCli, endpoint: dict[str, Any]) -> None:

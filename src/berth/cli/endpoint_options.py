@@ -83,7 +83,9 @@ ApiKeyIdOption = Annotated[
     typer.Option(
         "--apikey",
         show_default=False,
-        help="ID of the endpoint API key, or the key itself.",
+        help="ID of the endpoint API key, or the key itself. The start of the ID is "
+        "enough when no other key of the endpoint shares it, such as the 8 characters "
+        "that list-apikeys shows.",
     ),
 ]
 

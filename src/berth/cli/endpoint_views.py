@@ -13,10 +13,12 @@ from berth.cli.output import (
     print_fields,
     print_page_note,
     print_table,
+    stdout_console,
 )
 from berth.states import (
     SURPLUS_INSTANCE_LABEL,
     InstanceState,
+    KeyStatus,
     instance_counts,
     instances_summary,
     surplus_instance_ids,
@@ -218,14 +220,49 @@ def print_key(key: Json) -> None:
     )
 
 
+# Spaces between two columns of a table from new_table.
+_COLUMN_GAP = 2
+# Minimum width of the Description column; a narrower terminal gets blocks of lines.
+_MIN_DESCRIPTION_WIDTH = len("Description")
+
+
 def print_key_list(keys: list[Json]) -> None:
+    """Print keys as a table, or as one block of lines per key on a narrow terminal.
+
+    IDs and keys stay on one line so that they copy whole. The table shortens the ID,
+    as --apikey accepts its start, and leaves the times out, as info-apikey shows them.
+    """
     if not keys:
         typer.echo("No API keys found.")
         return
-    # Keys stay on one line so that they copy whole. To fit 80 columns, the ID and the
-    # times are left out: --apikey accepts the key as well, and info-apikey shows the rest.
-    key_column = Column("Key", no_wrap=True, min_width=max(len(key["key"]) for key in keys))
-    table = new_table(key_column, "Status", "Description")
+    key_width = max(len(key["key"]) for key in keys)
+    table_width = (
+        SHORT_ID_LENGTH
+        + key_width
+        + len(KeyStatus.REVOKED)
+        + _MIN_DESCRIPTION_WIDTH
+        + 3 * _COLUMN_GAP
+    )
+    if stdout_console().width < table_width:
+        _print_key_blocks(keys)
+        return
+    id_column = Column("ID", no_wrap=True)
+    key_column = Column("Key", no_wrap=True, min_width=key_width)
+    table = new_table(id_column, key_column, "Status", "Description")
     for key in keys:
-        table.add_row(key["key"], key["status"], key["description"])
+        table.add_row(key["id"][:SHORT_ID_LENGTH], key["key"], key["status"], key["description"])
     print_table(table)
+
+
+def _print_key_blocks(keys: list[Json]) -> None:
+    for index, key in enumerate(keys):
+        if index:
+            typer.echo()
+        print_fields(
+            [
+                ("ID", key["id"]),
+                ("Key", key["key"]),
+                ("Status", key["status"]),
+                ("Description", key["description"] or "-"),
+            ]
+        )

@@ -5,6 +5,8 @@ edited nor revoked. Revocation is final. Gateways pick up every change within th
 sync interval because each change takes a new change number.
 """
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,6 +20,9 @@ from berth.states import KeyStatus
 
 FIRST_KEY_DESCRIPTION = "FirstKey"
 MAX_DESCRIPTION_LENGTH = 200
+# Minimum length of a key ID start that names a key; `list-apikeys` shows 8 characters.
+MIN_KEY_ID_PREFIX_LENGTH = 4
+_ID_CHARACTERS = re.compile(r"[0-9a-fA-F-]+")
 
 # Set by the server at start-up; the service layer encrypts keys with it.
 _vault: KeyVault | None = None
@@ -117,23 +122,41 @@ def list_keys(session: Session, endpoint: Endpoint) -> list[EndpointKey]:
 
 
 def find_key(session: Session, endpoint: Endpoint, ref: str) -> EndpointKey:
-    """Find a key of the endpoint by its ID or by the key itself."""
+    """Find a key of the endpoint by its ID, a unique start of its ID, or the key itself.
+
+    An ID start needs MIN_KEY_ID_PREFIX_LENGTH characters. Keys themselves start with
+    berth_ek_, so they never look like one.
+    """
     ref = ref.strip()
     query = select(EndpointKey).where(EndpointKey.endpoint_id == endpoint.id)
+    names_id = looks_like_id(ref) or _looks_like_id_prefix(ref)
     if looks_like_id(ref):
         query = query.where(EndpointKey.id == ref.lower())
+    elif names_id:
+        query = query.where(EndpointKey.id.startswith(ref.lower())).order_by(EndpointKey.id)
     else:
         query = query.where(EndpointKey.key_hash == hash_key(ref))
-    row = session.scalar(query)
-    if row is None:
+    rows = session.scalars(query).all()
+    if len(rows) > 1:
+        ids = ", ".join(row.id for row in rows)
+        raise Conflict(
+            f"API key ID '{ref}' is the start of several keys' IDs on endpoint "
+            f"'{endpoint.name}' ({ids}); give more characters of the ID",
+            field="apikey",
+        )
+    if not rows:
         # A value that is not an ID may be the key itself, which must not be echoed.
-        shown = f"'{ref}'" if looks_like_id(ref) else "with the value given"
+        shown = f"'{ref}'" if names_id else "with the value given"
         raise NotFound(
             f"API key {shown} not found on endpoint '{endpoint.name}'; "
             "`berth endpoint list-apikeys` shows its keys",
             field="apikey",
         )
-    return row
+    return rows[0]
+
+
+def _looks_like_id_prefix(ref: str) -> bool:
+    return len(ref) >= MIN_KEY_ID_PREFIX_LENGTH and _ID_CHARACTERS.fullmatch(ref) is not None
 
 
 def edit_key(

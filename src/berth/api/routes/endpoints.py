@@ -258,7 +258,7 @@ def get_key(
     principal: PrincipalDep,
     project: ProjectQuery = None,
 ) -> KeyOut:
-    """Show one key, named by its ID."""
+    """Show one key, named by its ID, a unique start of its ID, or the key itself."""
     row = service.find_endpoint(session, principal, endpoint, project)
     return key_out(key_service.find_key(session, row, key))
 
