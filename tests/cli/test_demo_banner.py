@@ -3,8 +3,10 @@ for a demo endpoint that was left stopped."""
 
 import pytest
 
+from berth.cli import demo
 from berth.cli.demo import DEMO_ENDPOINT, _print_usage, deploy_demo
 from berth.client import Client
+from tests.cli.conftest import new_user, unique
 from tests.support import ADMIN_KEY, BerthServer
 
 ENDPOINT = {
@@ -39,3 +41,26 @@ def test_stopped_demo_endpoint_is_not_waited_for(
     assert f"`berth endpoint restart {DEMO_ENDPOINT}`" in printed
     assert "exists and was stopped" in printed
     assert "Deploying" not in printed
+
+
+def test_demo_of_other_tenant_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch, server: BerthServer, client: Client, clean_endpoints: None
+) -> None:
+    monkeypatch.setattr(demo, "DEMO_MODEL", "echo")
+    client.set_sharing(True)
+    shared = client.create_endpoint("default", DEMO_ENDPOINT, "echo", share_with_all_tenants=True)
+    client.stop_endpoint(shared["id"])
+    tenant = unique("demo-tenant")
+    client.create_tenant(tenant)
+    user_key = new_user(client, unique("demo-user"), tenant)
+
+    try:
+        with Client(server=server.url, api_key=user_key) as user_client:
+            endpoint, created = demo._find_or_create(user_client)
+            user_client.delete_endpoint(endpoint["id"])
+    finally:
+        client.set_sharing(False, unshare_existing=True)
+
+    assert created is True
+    assert endpoint["id"] != shared["id"]
+    assert endpoint["tenant"]["name"] == tenant

@@ -72,12 +72,18 @@ def _report_progress(info: dict) -> None:  # type: ignore[type-arg]
 
 
 def _find_or_create(client: Client) -> tuple[dict, bool]:  # type: ignore[type-arg]
-    """Return the demo endpoint, and whether this call created it."""
+    """Return the demo endpoint of the active tenant, and whether this call created it."""
     try:
-        return client.get_endpoint(DEMO_ENDPOINT, project="default"), False
+        endpoint = client.get_endpoint(DEMO_ENDPOINT, project="default")
     except ApiError as exc:
         if exc.status != 404:
             raise
+    else:
+        # A name also finds an endpoint that another tenant shares with all tenants,
+        # which is that tenant's demo and not this one's.
+        active_tenant = client.whoami()["tenant"]
+        if active_tenant is not None and endpoint["tenant_id"] == active_tenant["id"]:
+            return endpoint, False
     return client.create_endpoint("default", DEMO_ENDPOINT, DEMO_MODEL, instances=1), True
 
 
