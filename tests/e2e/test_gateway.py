@@ -220,7 +220,7 @@ def test_stopped_endpoint_answers_503_without_retry(client: Client) -> None:
         )
 
     assert response.json()["error"]["code"] == "endpoint_not_live"
-    assert "retry-after" not in response.headers
+    assert response.headers["retry-after"] == "5"
     assert response.headers["x-should-retry"] == "false"
     assert raised.value.status_code == 503
     # The openai package (3.63) retries a 503 twice unless x-should-retry is false.

@@ -251,19 +251,19 @@ async def test_settled_endpoint_names_the_fix(setup: Setup, state: EndpointState
     assert response.status_code == 503
     assert f"the endpoint is {state}" in response.json()["error"]["message"]
     assert "berth endpoint restart" in response.json()["error"]["message"]
-    # Waiting does not help, so the response turns off the client's retries.
-    assert "retry-after" not in response.headers
+    # Waiting does not help, so the response turns off the openai client's retries.
+    assert response.headers["retry-after"] == "5"
     assert response.headers["x-should-retry"] == "false"
 
 
 @pytest.mark.parametrize("state", [EndpointState.STOPPING, EndpointState.DELETING])
-async def test_ending_endpoint_has_no_retry_after(setup: Setup, state: EndpointState) -> None:
+async def test_ending_endpoint_stops_client_retries(setup: Setup, state: EndpointState) -> None:
     setup.route.state = state
 
     response = await setup.post()
 
     assert response.status_code == 503
-    assert "retry-after" not in response.headers
+    assert response.headers["retry-after"] == "5"
     assert response.headers["x-should-retry"] == "false"
 
 

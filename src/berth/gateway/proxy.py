@@ -60,7 +60,7 @@ ROUTES = {
 SERVING_STATES = frozenset({EndpointState.LIVE, EndpointState.UPDATING})
 # States in which a request waits up to `no_instance_wait_s` to be served.
 WAITING_STATES = SERVING_STATES | {EndpointState.DEPLOYING}
-# States that end in Live without anyone acting, so a 503 in them has Retry-After.
+# States that end in Live without anyone acting, so a client may retry a 503 in them.
 RECOVERING_STATES = WAITING_STATES | {EndpointState.PENDING}
 NOT_LIVE_RETRY_AFTER_S = "5"
 NO_INSTANCE_RETRY_AFTER_S = "1"
@@ -658,14 +658,15 @@ def _not_live(route: Route) -> Reply:
             f"the endpoint is {route.state}, so it serves no requests until its owner "
             "restarts it (berth endpoint restart, or Restart in the web UI)"
         )
-    # No Retry-After, and `x-should-retry: false`. The openai Python package (3.63)
-    # obeys that header, and without it retries every 503 twice.
+    # Every 503 of an endpoint that is not Live carries Retry-After. Here it also
+    # carries `x-should-retry: false`, which the openai Python package (3.63) obeys
+    # before Retry-After, so its client does not retry twice in vain.
     return error_reply(
         503,
         message,
         code="endpoint_not_live",
         error_type="service_unavailable",
-        headers={"x-should-retry": "false"},
+        headers={"Retry-After": NOT_LIVE_RETRY_AFTER_S, "x-should-retry": "false"},
     )
 
 
