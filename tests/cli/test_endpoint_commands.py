@@ -101,6 +101,8 @@ def test_create_wait_timeout_exits_1(cli: RunCli) -> None:
     assert "Error: timed out after 0 s waiting for endpoint 'no-patience' to be Live" in (
         result.stderr
     )
+    # The first key was not printed, so the error says where to find it.
+    assert "`berth endpoint list-apikeys no-patience` shows its first key" in unboxed(result.stderr)
     assert result.stdout == ""
 
 

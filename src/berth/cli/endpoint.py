@@ -29,6 +29,7 @@ from berth.cli.endpoint_views import (
 )
 from berth.cli.output import (
     BerthGroup,
+    CliError,
     Json,
     OutputFormat,
     OutputOption,
@@ -176,7 +177,15 @@ def create(
             runtime=runtime.value if runtime else None,
         )
         if wait:
-            final = wait_for_goal(client, created, Goal(LIVE), timeout)
+            try:
+                final = wait_for_goal(client, created, Goal(LIVE), timeout)
+            except CliError as exc:
+                # The endpoint exists, and this run printed nothing yet: say where its
+                # first key is, so that a failed wait does not lose it.
+                raise CliError(
+                    f"{exc} The endpoint was created; `berth endpoint list-apikeys "
+                    f"{created['name']}` shows its first key."
+                ) from exc
             created = {**final, "first_key": created["first_key"]}
 
     if output == OutputFormat.JSON:
