@@ -245,6 +245,41 @@ async def test_crashed_instance_restarts_while_live(world: World) -> None:
     assert world.endpoint(endpoint_id).state == EndpointState.LIVE
 
 
+async def test_rollout_counts_new_instances_apart(world: World) -> None:
+    endpoint_id = world.create("rolling")
+    await world.step(2)
+    world.change(endpoint_id, "restart")
+
+    # The new instance starts while the old one serves.
+    await world.step()
+
+    endpoint = world.endpoint(endpoint_id)
+    assert endpoint.state == EndpointState.UPDATING
+    assert (
+        endpoint.state_reason
+        == "0 of 1 new instances ready; 1 old instance keeps serving meanwhile"
+    )
+
+
+async def test_failing_rollout_names_error(world: World) -> None:
+    endpoint_id = world.create("bad-update")
+    await world.step(2)
+    world.backend.crash_on_start = 3
+    world.change(endpoint_id, "restart")
+
+    for _ in range(10):
+        await world.step()
+        world.clock.advance(5.0)
+
+    endpoint = world.endpoint(endpoint_id)
+    # The old instance serves on, so the endpoint does not fail, but says why it is stuck.
+    assert endpoint.state == EndpointState.UPDATING
+    assert endpoint.state_reason.startswith(
+        "new instances failed to start 3 times in a row (model failed to load)"
+    )
+    assert "1 old instance keeps serving" in endpoint.state_reason
+
+
 async def test_instance_that_never_loads_fails_endpoint(world: World) -> None:
     world.backend.crash_on_start = 3
     endpoint_id = world.create("broken")

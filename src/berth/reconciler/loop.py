@@ -588,7 +588,7 @@ class Reconciler:
                 self._drain(session, row)
         draining = any(row.state == InstanceState.DRAINING for row in rows)
         self._update_running_state(
-            session, endpoint, current, all_ready and not old and not draining
+            session, endpoint, current, old, all_ready and not old and not draining
         )
 
     def _admit(self, session: Session, endpoint: Endpoint) -> bool:
@@ -702,11 +702,7 @@ class Reconciler:
         self, session: Session, endpoint: Endpoint, current: list[Instance], old: list[Instance]
     ) -> bool:
         serving = any(row.state == InstanceState.READY for row in current + old)
-        failing = [
-            row
-            for row in current
-            if self._tracks.get(row.id, _Track()).start_failures >= self._timing.max_start_failures
-        ]
+        failing = self._failing_starts(current)
         if serving or not failing:
             return False
         last_error = failing[0].last_error or "no output"
@@ -720,12 +716,24 @@ class Reconciler:
             self._drain(session, row)
         return True
 
+    def _failing_starts(self, current: list[Instance]) -> list[Instance]:
+        """Return the instances that failed to start `max_start_failures` times in a row."""
+        limit = self._timing.max_start_failures
+        return [
+            row for row in current if self._tracks.get(row.id, _Track()).start_failures >= limit
+        ]
+
     def _fail(self, session: Session, endpoint: Endpoint, reason: str) -> None:
         endpoint.observed_generation = endpoint.generation
         self._set_state(session, endpoint, EndpointState.FAILED, reason)
 
     def _update_running_state(
-        self, session: Session, endpoint: Endpoint, current: list[Instance], converged: bool
+        self,
+        session: Session,
+        endpoint: Endpoint,
+        current: list[Instance],
+        old: list[Instance],
+        converged: bool,
     ) -> None:
         if converged:
             endpoint.observed_generation = endpoint.generation
@@ -753,9 +761,33 @@ class Reconciler:
                 )
             return
         if endpoint.state in (EndpointState.LIVE, EndpointState.UPDATING):
+            old_serving = sum(1 for row in old if row.state == InstanceState.READY)
+            if old_serving:
+                progress = self._rollout_progress(current, ready, endpoint.instances, old_serving)
             self._set_state(session, endpoint, EndpointState.UPDATING, progress)
         else:
             self._set_state(session, endpoint, EndpointState.DEPLOYING, progress)
+
+    def _rollout_progress(
+        self, current: list[Instance], ready: int, wanted: int, old_serving: int
+    ) -> str:
+        """Describe a rolling update while `old_serving` old instances still serve.
+
+        New instances are counted apart from the old ones. When they keep failing to start,
+        the reason names their error, because the endpoint stays Updating, not Failed.
+        """
+        if old_serving == 1:
+            old_text, verb = "1 old instance", "keeps"
+        else:
+            old_text, verb = f"{old_serving} old instances", "keep"
+        failing = self._failing_starts(current)
+        if failing:
+            return (
+                f"new instances failed to start {self._timing.max_start_failures} times in a "
+                f"row ({failing[0].last_error or 'no output'}) and are still being retried; "
+                f"{old_text} {verb} serving; fix the cause, or change the endpoint back"
+            )
+        return f"{ready} of {wanted} new instances ready; {old_text} {verb} serving meanwhile"
 
     def _set_state(
         self, session: Session, endpoint: Endpoint, state: EndpointState, reason: str
