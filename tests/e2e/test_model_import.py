@@ -14,7 +14,7 @@ import pytest
 from openai import OpenAI
 
 from berth.hub.demo import build_demo_generation_model
-from tests.e2e.conftest import wait_live
+from tests.e2e.conftest import wait_live, wait_until
 from tests.support import ADMIN_KEY, BerthServer
 
 
@@ -164,6 +164,46 @@ def test_second_checkpoint_and_endpoint_moves_to_it(
 
     assert updated["checkpoint"]["name"] == "v2"
     assert updated["generation"] == endpoint["generation"] + 1
+
+
+def test_restart_with_moved_files_keeps_serving(
+    api: httpx.Client, server: BerthServer, tiny_lm: Path, tmp_path: Path
+) -> None:
+    folder = Path(shutil.copytree(tiny_lm, tmp_path / "linked"))
+    name = unique("moved")
+    import_model(api, path=str(folder), name=name, link=True).raise_for_status()
+    created = api.post("/endpoints", json={"name": unique("moved"), "model": name})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+    from berth.client import Client
+
+    with Client(server=server.url, api_key=ADMIN_KEY) as client:
+        live = wait_live(client, endpoint["id"])
+        (old,) = live["instance_list"]
+        folder.rename(tmp_path / "moved")
+
+        client.restart_endpoint(endpoint["id"])
+
+        def reported() -> dict | None:
+            info = client.get_endpoint(endpoint["id"])
+            errors = [row for row in info["instance_list"] if "unavailable" in row["last_error"]]
+            return info if errors or info["state"] == "Failed" else None
+
+        try:
+            info = wait_until(reported, 60, "the new instance to report its missing files")
+            assert info["state"] == "Updating", info["state_reason"]
+            serving = [row for row in info["instance_list"] if row["id"] == old["id"]]
+            assert [row["state"] for row in serving] == ["Ready"]
+
+            openai = OpenAI(
+                base_url=live["openai_base_url"], api_key=endpoint["first_key"], max_retries=0
+            )
+            reply = openai.chat.completions.create(
+                model=name, messages=[{"role": "user", "content": "hi"}], max_tokens=4
+            )
+            assert reply.choices[0].message.content is not None
+        finally:
+            api.delete(f"/endpoints/{endpoint['id']}")
 
 
 def test_unknown_checkpoint_is_404(api: httpx.Client) -> None:

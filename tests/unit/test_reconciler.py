@@ -5,6 +5,7 @@ records desired state, so these tests check the same transitions the server make
 """
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from berth.db.models import Endpoint, Instance
 from berth.reconciler.loop import Placement, Reconciler, Timing
 from berth.reconciler.probes import ProbeResult
 from berth.service import endpoints as service
+from berth.service import models
 from berth.states import EndpointState, InstanceState
 from tests.unit.conftest import UNIT_ADMIN_KEY as ADMIN_KEY
 
@@ -128,6 +130,7 @@ class World:
     clock: FakeClock
     reconciler: Reconciler
     capacity: int
+    models_dir: Path
 
     async def step(self, times: int = 1) -> None:
         for _ in range(times):
@@ -146,6 +149,15 @@ class World:
                 instances=instances,
             )
             return endpoint.id
+
+    def import_linked(self, name: str, folder: Path, checkpoint: str = "main") -> None:
+        """Import `folder` as a checkpoint that stays where it is, as `--link` does."""
+        with self.database.session() as session:
+            principal = authenticate(session, ADMIN_KEY, None)
+            request = models.ImportRequest(
+                path=str(folder), name=name, link=True, checkpoint=checkpoint
+            )
+            models.import_model(session, principal, request, self.models_dir)
 
     def limits(self) -> service.Limits:
         return service.Limits(capacity=self.capacity, max_instances_per_endpoint=16)
@@ -191,7 +203,7 @@ def make_world(database: Database, tmp_path: Path, capacity: int = 8) -> World:
         clock=clock,
         prober=prober,  # type: ignore[arg-type]
     )
-    return World(database, backend, prober, clock, reconciler, capacity)
+    return World(database, backend, prober, clock, reconciler, capacity, tmp_path / "models")
 
 
 @pytest.fixture
@@ -370,6 +382,94 @@ async def test_model_change_keeps_old_until_new_ready(world: World) -> None:
     assert [row.id for row in rows] != [old.id]
     assert len(rows) == 1
     assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+
+
+def write_model_folder(folder: Path) -> Path:
+    """Write the smallest Hugging Face folder that the importer accepts."""
+    import numpy
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True)
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "tokenizer.json").write_text("{}")
+    save_file(
+        {"weight": numpy.zeros((2, 2), dtype=numpy.float32)}, str(folder / "model.safetensors")
+    )
+    return folder
+
+
+@pytest.mark.parametrize("change", ["restart", "model update", "scale-up"])
+async def test_missing_files_keep_old_instances_serving(
+    world: World, tmp_path: Path, change: str
+) -> None:
+    main = write_model_folder(tmp_path / "main")
+    world.import_linked("linked-lm", main)
+    endpoint_id = world.create("chat", model="linked-lm")
+    await world.step(2)
+    (old,) = world.instances(endpoint_id)
+    assert old.state == InstanceState.READY
+
+    # The linked folder is moved away after the endpoint went Live.
+    missing = main
+    if change == "model update":
+        missing = write_model_folder(tmp_path / "v2")
+        world.import_linked("linked-lm", missing, checkpoint="v2")
+    moved = missing.rename(tmp_path / "moved")
+    if change == "restart":
+        world.change(endpoint_id, "restart")
+    elif change == "model update":
+        world.change(endpoint_id, "update", model="linked-lm:v2")
+    else:
+        world.change(endpoint_id, "update", instances=2)
+
+    # Many more attempts than the start failures that fail an endpoint with nothing serving.
+    for _ in range(10):
+        await world.step()
+        world.clock.advance(31.0)
+
+    endpoint = world.endpoint(endpoint_id)
+    assert endpoint.state == EndpointState.UPDATING
+    rows = {row.id: row for row in world.instances(endpoint_id)}
+    assert rows[old.id].state == InstanceState.READY
+    assert not world.backend.processes[old.id].terminated
+    (new,) = [row for row in rows.values() if row.id != old.id]
+    assert new.state == InstanceState.EXITED
+    assert "the files of model 'linked-lm' are unavailable" in new.last_error
+    assert str(missing) in new.last_error
+    if change != "scale-up":
+        # The scale-up's new instance has the generation of the old one, so it is not
+        # counted apart as a rolling update's new instance is.
+        assert "the files of model 'linked-lm' are unavailable" in endpoint.state_reason
+        assert "1 old instance keeps serving" in endpoint.state_reason
+
+    # Once the files are back, the next try starts the instance and the change completes.
+    moved.rename(missing)
+    world.clock.advance(31.0)
+    await world.step(2)
+    world.clock.advance(2.0)
+    await world.step(2)
+    endpoint = world.endpoint(endpoint_id)
+    assert endpoint.state == EndpointState.LIVE
+    assert new.id in {row.id for row in world.instances(endpoint_id)}
+    assert all(row.state == InstanceState.READY for row in world.instances(endpoint_id))
+
+
+async def test_missing_files_fail_new_endpoint(world: World, tmp_path: Path) -> None:
+    folder = write_model_folder(tmp_path / "main")
+    world.import_linked("linked-lm", folder)
+    folder.rename(tmp_path / "moved")
+    endpoint_id = world.create("chat", model="linked-lm")
+
+    for _ in range(10):
+        await world.step()
+        world.clock.advance(5.0)
+
+    endpoint = world.endpoint(endpoint_id)
+    assert endpoint.state == EndpointState.FAILED
+    assert "the files of model 'linked-lm' are unavailable" in endpoint.state_reason
+    assert world.instances(endpoint_id) == []
+    assert world.backend.started == []
 
 
 async def test_stop_then_delete_ends_instances(world: World) -> None:

@@ -469,8 +469,16 @@ class Reconciler:
             )
             self._backend.kill(row.id)
 
-    def _mark_exited(self, session: Session, row: Instance, track: _Track, reason: str) -> None:
-        if row.state == InstanceState.STARTING:
+    def _mark_exited(
+        self,
+        session: Session,
+        row: Instance,
+        track: _Track,
+        reason: str,
+        *,
+        failed_start: bool = False,
+    ) -> None:
+        if failed_start or row.state == InstanceState.STARTING:
             track.start_failures += 1
         track.crashes += 1
         delay = min(
@@ -567,17 +575,13 @@ class Reconciler:
             self._drain(session, row)
             current.remove(row)
         while len(current) < endpoint.instances:
-            started = self._start_new(session, endpoint)
-            if started is None:
-                return
-            current.append(started)
+            current.append(self._start_new(session, endpoint))
         for row in current:
             if (
                 row.state == InstanceState.EXITED
                 and self._clock() >= self._tracks[row.id].restart_at
             ):
-                if not self._restart(session, endpoint, row):
-                    return
+                self._restart(session, endpoint, row)
 
         if self._deploy_failed(session, endpoint, current, old):
             return
@@ -619,7 +623,7 @@ class Reconciler:
         )
         return ranked[: len(current) - wanted]
 
-    def _start_new(self, session: Session, endpoint: Endpoint) -> Instance | None:
+    def _start_new(self, session: Session, endpoint: Endpoint) -> Instance:
         row = Instance(
             id=new_id(),
             endpoint_id=endpoint.id,
@@ -629,11 +633,10 @@ class Reconciler:
         )
         session.add(row)
         endpoint.instance_rows.append(row)
-        if not self._launch(session, endpoint, row):
-            return None
+        self._launch(session, endpoint, row)
         return row
 
-    def _restart(self, session: Session, endpoint: Endpoint, row: Instance) -> bool:
+    def _restart(self, session: Session, endpoint: Endpoint, row: Instance) -> None:
         if row.last_error == SERVER_RESTART_REASON:
             logger.info(
                 "starting instance %s of endpoint %s again after the server restart",
@@ -648,9 +651,10 @@ class Reconciler:
                 endpoint.id,
                 row.restart_count,
             )
-        return self._launch(session, endpoint, row)
+        self._launch(session, endpoint, row)
 
-    def _launch(self, session: Session, endpoint: Endpoint, row: Instance) -> bool:
+    def _launch(self, session: Session, endpoint: Endpoint, row: Instance) -> None:
+        """Start the instance's process, or record a failed start if its files are missing."""
         model = endpoint.model
         # The endpoint's checkpoint decides the files; the model only names them.
         artifact = endpoint.artifact
@@ -664,11 +668,14 @@ class Reconciler:
                 located = exc
             self._artifacts[artifact] = located
         if isinstance(located, Exception):
-            logger.error("model files of endpoint %s are unavailable: %s", endpoint.id, located)
-            self._fail(
-                session, endpoint, f"the files of model '{model.name}' are unavailable: {located}"
-            )
-            return False
+            reason = f"the files of model '{model.name}' are unavailable: {located}"
+            logger.error("instance %s of endpoint %s cannot start: %s", row.id, endpoint.id, reason)
+            # This counts as a failed start, like a process that exits while loading, so it
+            # is retried with backoff and _deploy_failed fails the endpoint only if no
+            # instance is ready. A restart or update thus leaves the old instances serving.
+            track = self._tracks.setdefault(row.id, _Track(started=self._clock()))
+            self._mark_exited(session, row, track, reason, failed_start=True)
+            return
         path = located
 
         spec = InstanceSpec(
@@ -696,7 +703,6 @@ class Reconciler:
         row.runtime_note = ""
         mark_changed(session, row)
         self._changed = True
-        return True
 
     def _deploy_failed(
         self, session: Session, endpoint: Endpoint, current: list[Instance], old: list[Instance]
