@@ -36,9 +36,9 @@ class KeyVault:
         self._fernet = Fernet(secret)
 
     @classmethod
-    def from_file(cls, path: Path) -> "KeyVault":
-        """Load the server secret, creating it with mode 0600 on first use."""
-        configured = os.environ.get("BERTH_SECRET_KEY")
+    def from_file(cls, path: Path, configured: str | None = None) -> "KeyVault":
+        """Use the `configured` secret (BERTH_SECRET_KEY) if given, else the one in `path`,
+        which is created with mode 0600 on first use."""
         if configured:
             return cls(configured.encode("ascii"))
         if not path.exists():

@@ -56,7 +56,7 @@ def prepare(settings: Settings) -> Prepared:
     settings.home.chmod(0o700)
     database = Database(settings.resolved_database_url)
     migrate(database.engine)
-    set_vault(KeyVault.from_file(settings.secret_file))
+    set_vault(KeyVault.from_file(settings.secret_file, settings.secret_key_text))
     with database.session() as session:
         result = bootstrap(session, settings.admin_key)
     return Prepared(database, result)

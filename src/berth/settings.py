@@ -11,13 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import annotated_types
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path.home() / ".berth"
 MIN_ADMIN_KEY_LENGTH = 16
+GENERATE_SECRET_KEY_COMMAND = (
+    "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+)
 
 
 def default_capacity() -> int:
@@ -53,6 +57,11 @@ class Settings(BaseSettings):
     )
     admin_key: str | None = Field(
         default=None, description="platform key of the organization admin, used on first start"
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key that encrypts the stored endpoint keys (default: the key in "
+        "server-secret.key in the home folder)",
     )
     capacity: int = Field(default_factory=default_capacity, ge=1, le=10_000)
     max_instances_per_endpoint: int = Field(default=16, ge=1, le=1_000)
@@ -178,6 +187,25 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _valid_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty value counts as unset, so `BERTH_SECRET_KEY=` uses the key file.
+        text = value.get_secret_value().strip() if value is not None else ""
+        if not text:
+            return None
+        try:
+            Fernet(text)
+        except ValueError:
+            # The message must not repeat the value, which may be a real key with a typo.
+            raise ValueError(
+                "BERTH_SECRET_KEY is not a valid Fernet key, which is 32 random bytes in "
+                "URL-safe base64 (44 characters). Set it to the key that encrypted the stored "
+                "endpoint keys, or generate a new key for a new home folder with "
+                f"`{GENERATE_SECRET_KEY_COMMAND}`"
+            ) from None
+        return SecretStr(text)
+
     @model_validator(mode="after")
     def _known_database(self) -> "Settings":
         url = self.resolved_database_url
@@ -205,6 +233,11 @@ class Settings(BaseSettings):
     @cached_property
     def secret_file(self) -> Path:
         return self.home / "server-secret.key"
+
+    @property
+    def secret_key_text(self) -> str | None:
+        """The configured secret key, or None to use the one in `secret_file`."""
+        return self.secret_key.get_secret_value() if self.secret_key is not None else None
 
     @property
     def resolved_stall_timeout_s(self) -> float:

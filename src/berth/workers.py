@@ -184,7 +184,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     settings = Settings()
     configure_logging(settings.log_json)
     database = Database(settings.resolved_database_url)
-    set_vault(KeyVault.from_file(settings.secret_file))
+    set_vault(KeyVault.from_file(settings.secret_file, settings.secret_key_text))
     app = create_app(
         settings,
         database,

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from berth.cli.main import app
@@ -71,3 +72,42 @@ def test_option_text_is_quoted(option: str, value: str) -> None:
 
     assert result.exit_code == 2
     assert f"{option}='{value}'" in result.output
+
+
+@pytest.mark.parametrize("value", ["notfernet", "x" * 44, "é" * 44])
+def test_invalid_secret_key_names_fix(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("BERTH_SECRET_KEY", value)
+
+    problem = _problem()
+
+    assert problem.startswith("BERTH_SECRET_KEY: ")
+    assert "not a valid Fernet key" in problem
+    assert "Fernet.generate_key()" in problem
+    assert value not in problem
+
+
+def test_valid_secret_key_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("BERTH_SECRET_KEY", f" {key}\n")
+
+    settings = load_settings()
+
+    assert settings.secret_key_text == key
+
+
+def test_empty_secret_key_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_SECRET_KEY", "")
+
+    assert load_settings().secret_key_text is None
+
+
+def test_invalid_secret_key_stops_up_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_SECRET_KEY", "notfernet")
+
+    result = CliRunner().invoke(app, ["up", "--port", "24001"])
+
+    assert result.exit_code == 2
+    assert "BERTH_SECRET_KEY" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    # Rejected before the home folder, its database or its lock file were created.
+    assert not (tmp_path / "home").exists()
