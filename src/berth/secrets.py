@@ -13,8 +13,19 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from berth.errors import BerthError
+
 PLATFORM_KEY_PREFIX = "berth_pk_"
 ENDPOINT_KEY_PREFIX = "berth_ek_"
+# The two places of the server secret, as error messages name them.
+SECRET_SOURCES = "BERTH_SECRET_KEY, or server-secret.key in the Berth home folder when it is unset"
+
+
+class ServerSecretError(BerthError):
+    """The server secret is invalid, missing, or not the one that encrypted the stored keys."""
+
+    status_code = 500
+    code = "server_secret_mismatch"
 
 
 def new_platform_key() -> str:
@@ -46,16 +57,28 @@ class KeyVault:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(Fernet.generate_key())
-        return cls(path.read_bytes().strip())
+        try:
+            return cls(path.read_bytes().strip())
+        except ValueError:
+            raise ServerSecretError(
+                f"the server secret in {path} is not a valid Fernet key; put back the file "
+                "that encrypted the stored endpoint keys, or set BERTH_SECRET_KEY to that key"
+            ) from None
 
     def encrypt(self, key: str) -> str:
         return self._fernet.encrypt(key.encode("utf-8")).decode("ascii")
 
     def decrypt(self, token: str) -> str:
+        """Return the key that `token` encrypts.
+
+        Raises ServerSecretError when the token was encrypted under another secret.
+        """
         try:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
-        except InvalidToken as exc:
-            raise RuntimeError(
-                "an endpoint key cannot be decrypted with this server's secret; "
-                "was the secret file replaced or BERTH_SECRET_KEY changed?"
-            ) from exc
+        except InvalidToken:
+            raise ServerSecretError(
+                "a stored endpoint key cannot be decrypted, because the server secret "
+                f"({SECRET_SOURCES}) differs from the one that encrypted it. An administrator "
+                "must restore the secret that was in use when the key was created and "
+                "restart Berth. Requests with the key still work"
+            ) from None

@@ -13,6 +13,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from sqlalchemy import inspect, select
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -25,12 +26,13 @@ from berth.api.app import API_PREFIX, create_api
 from berth.backends.local import LocalBackend, RuntimeOptions
 from berth.bootstrap import BootstrapResult, bootstrap
 from berth.db.engine import Database, migrate
+from berth.db.models import EndpointKey
 from berth.gateway.errors import openai_error
 from berth.gateway.proxy import PATH_PREFIX, Gateway
 from berth.gateway.table import RoutingTable
 from berth.reconciler.loop import Placement, Reconciler, ReconcilerThread, Timing
 from berth.reconciler.probes import Prober
-from berth.secrets import KeyVault
+from berth.secrets import KeyVault, ServerSecretError
 from berth.service.keys import set_vault
 from berth.settings import Settings
 from berth.ui import UI_PREFIX, create_ui
@@ -51,15 +53,74 @@ class Prepared:
 
 
 def prepare(settings: Settings) -> Prepared:
-    """Create the home folder, migrate the schema and run the first-start set-up."""
+    """Create the home folder, migrate the schema and run the first-start set-up.
+
+    Raises ServerSecretError, before the schema or any row changes, when the server
+    secret cannot decrypt the endpoint keys that the database stores.
+    """
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.home.chmod(0o700)
     database = Database(settings.resolved_database_url)
+    set_vault(open_vault(settings, database))
     migrate(database.engine)
-    set_vault(KeyVault.from_file(settings.secret_file, settings.secret_key_text))
     with database.session() as session:
         result = bootstrap(session, settings.admin_key)
     return Prepared(database, result)
+
+
+def open_vault(settings: Settings, database: Database) -> KeyVault:
+    """Load the server secret and check that it decrypts the newest stored endpoint key.
+
+    Berth encrypts every key under the one server secret, so one key shows whether the
+    secret is the right one. A missing key file is created only while no key is stored.
+    """
+    sample = _newest_stored_key(database)
+    configured = settings.secret_key_text
+    if sample is not None and configured is None and not settings.secret_file.exists():
+        raise ServerSecretError(
+            "the database stores encrypted endpoint keys, but the server secret that "
+            f"encrypted them is missing: BERTH_SECRET_KEY is unset and {settings.secret_file} "
+            "does not exist. Put that file back, or set BERTH_SECRET_KEY to the key that was "
+            "in use when the endpoint keys were created, then start Berth again. Nothing "
+            "was changed"
+        )
+    vault = KeyVault.from_file(settings.secret_file, configured)
+    if sample is None:
+        return vault
+    try:
+        vault.decrypt(sample)
+    except ServerSecretError:
+        if configured:
+            source = "BERTH_SECRET_KEY"
+            fix = (
+                "Set BERTH_SECRET_KEY to the key that was in use when the endpoint keys were "
+                f"created, or unset it if that was the key in {settings.secret_file}"
+            )
+        else:
+            source = f"the key in {settings.secret_file}"
+            fix = (
+                "Put back the file that was in use when the endpoint keys were created, or "
+                "set BERTH_SECRET_KEY to the key it contained"
+            )
+        raise ServerSecretError(
+            f"the endpoint keys stored in the database cannot be decrypted with {source}, "
+            f"which differs from the server secret that encrypted them. {fix}, then start "
+            "Berth again. Nothing was changed"
+        ) from None
+    return vault
+
+
+def _newest_stored_key(database: Database) -> str | None:
+    """Return the encrypted copy of the newest endpoint key, or None when none is stored.
+
+    Reads only columns of the first schema revision, because it runs before the migration.
+    """
+    if not inspect(database.engine).has_table(EndpointKey.__tablename__):
+        return None
+    with database.engine.connect() as connection:
+        return connection.scalar(
+            select(EndpointKey.key_encrypted).order_by(EndpointKey.created_at.desc()).limit(1)
+        )
 
 
 def create_backend(settings: Settings) -> LocalBackend:

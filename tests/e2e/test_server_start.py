@@ -1,16 +1,19 @@
-"""What `berth up` does before it serves: a busy port, a CLI profile that exists, and a
-home folder that another server uses."""
+"""What `berth up` does before it serves: a busy port, a CLI profile that exists, a
+home folder that another server uses, and a server secret that does not fit the database."""
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
 
-from tests.support import free_port, wait_until
+from tests.support import BerthServer, free_port, wait_until
 
 
 def _berth_up(tmp_path: Path, port: int) -> subprocess.Popen[str]:
@@ -95,3 +98,48 @@ def test_second_server_on_same_home_stops(tmp_path: Path) -> None:
     assert f"another Berth server (pid {first.pid}, http://127.0.0.1:{first_port})" in output
     assert "--home or BERTH_HOME" in output
     assert first_still_healthy
+
+
+def _database_dump(home: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(home / "berth.db")) as connection:
+        return list(connection.iterdump())
+
+
+def test_other_secret_key_stops_start(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    original = Fernet.generate_key().decode()
+    server = BerthServer(home, BERTH_SECRET_KEY=original).start()
+    try:
+        with server.client() as client:
+            endpoint = client.create_endpoint("default", "kept-keys", "echo")
+            client.stop_endpoint(endpoint["id"])
+    finally:
+        server.stop()
+    before = _database_dump(home)
+    other = Fernet.generate_key().decode()
+
+    restarted = BerthServer(home, BERTH_SECRET_KEY=other)
+    restarted.env["COLUMNS"] = "200"
+    process = subprocess.run(
+        [sys.executable, "-m", "berth", "up", "--port", str(restarted.port)],
+        env=restarted.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # The command line was fine, so this is an error (1), not a usage error (2).
+    assert process.returncode == 1, process.stderr
+    assert "cannot be decrypted with BERTH_SECRET_KEY" in process.stderr
+    assert "Traceback" not in process.stderr
+    assert other not in process.stderr
+    assert _database_dump(home) == before
+
+    # With the key that encrypted them, the stored keys can be read again.
+    server = BerthServer(home, BERTH_SECRET_KEY=original).start()
+    try:
+        with server.client() as client:
+            keys = client.list_keys(endpoint["id"])
+    finally:
+        server.stop()
+    assert [key["key"] for key in keys] == [endpoint["first_key"]]

@@ -81,6 +81,7 @@ def up(
 ) -> None:
     """Start Berth: management API, gateway and reconciler in one server."""
     from berth.cli.profile import profile_path, save_profile_if_missing
+    from berth.secrets import ServerSecretError
     from berth.server import create_app, prepare
 
     settings = load_settings(host=host, port=port, home=home, workers=workers)
@@ -90,7 +91,11 @@ def up(
     # the CLI profile points at this address.
     home_lock = _lock_home(settings)
     listener = _listen(settings)
-    prepared = prepare(settings)
+    try:
+        prepared = prepare(settings)
+    except ServerSecretError as exc:
+        # Not a usage error: the settings are valid, but they do not fit the database.
+        raise CliError(exc.message) from None
 
     admin_key = prepared.bootstrap.generated_admin_key
     if admin_key:

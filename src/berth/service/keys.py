@@ -5,6 +5,7 @@ edited nor revoked. Revocation is final. Gateways pick up every change within th
 sync interval because each change takes a new change number.
 """
 
+import logging
 import re
 
 from sqlalchemy import select
@@ -13,10 +14,12 @@ from sqlalchemy.orm import Session
 from berth.auth import Principal
 from berth.db.models import Endpoint, EndpointKey, utcnow
 from berth.errors import Conflict, InvalidInput, NotFound
-from berth.secrets import KeyVault, hash_key, new_endpoint_key
+from berth.secrets import KeyVault, ServerSecretError, hash_key, new_endpoint_key
 from berth.service import audit
 from berth.service.common import looks_like_id, mark_changed, new_id
 from berth.states import KeyStatus
+
+logger = logging.getLogger(__name__)
 
 FIRST_KEY_DESCRIPTION = "FirstKey"
 MAX_DESCRIPTION_LENGTH = 200
@@ -194,4 +197,15 @@ def revoke_key(
 
 
 def reveal(row: EndpointKey) -> str:
-    return vault().decrypt(row.key_encrypted)
+    """Decrypt the stored copy of a key. Raises ServerSecretError under another secret."""
+    try:
+        return vault().decrypt(row.key_encrypted)
+    except ServerSecretError:
+        # `berth up` checks one stored key at start, so this key was encrypted under
+        # another secret than that one.
+        logger.error(
+            "API key %s of endpoint %s cannot be decrypted with the server secret",
+            row.id,
+            row.endpoint_id,
+        )
+        raise
