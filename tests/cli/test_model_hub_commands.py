@@ -219,6 +219,18 @@ def test_model_import_missing_path(cli: RunCli) -> None:
     assert "'/no/such/model' does not exist on the Berth server" in result.stderr
 
 
+def test_model_import_needs_org_admin(cli: RunCli, client: Client, tiny_lm: Path) -> None:
+    member_key = new_user(client, unique("ivy"), "default")
+
+    for path in (str(tiny_lm), "/no/such/model"):
+        result = cli("model", "import", path, "--name", unique("member"), BERTH_API_KEY=member_key)
+
+        assert result.exit_code == 1, path
+        assert "Error: only an OrgAdmin may import" in result.stderr, path
+        assert "Ask an OrgAdmin to import the model" in result.stderr, path
+        assert "does not exist" not in result.stderr, path
+
+
 def test_model_info_lists_checkpoints(
     cli: RunCli, client: Client, registered: list[str], tiny_lm: Path
 ) -> None:

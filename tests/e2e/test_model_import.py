@@ -273,6 +273,71 @@ def test_import_errors_leave_hub_unchanged(
     assert (sorted(stored.rglob("*")) if stored.exists() else []) == stored_before
 
 
+@pytest.fixture(scope="module")
+def member_api(api: httpx.Client, server: BerthServer) -> Iterator[httpx.Client]:
+    """A plain member (role User) of the default tenant."""
+    body = {"username": unique("member"), "tenant": "default", "role": "User", "create_key": True}
+    created = api.post("/users", json=body)
+    assert created.status_code == 201, created.text
+    with httpx.Client(
+        base_url=f"{server.url}/api/v1",
+        headers={"Authorization": f"Bearer {created.json()['api_key']}"},
+        timeout=60,
+    ) as client:
+        yield client
+
+
+def test_member_may_not_read_server_paths(
+    api: httpx.Client,
+    member_api: httpx.Client,
+    server: BerthServer,
+    tiny_lm: Path,
+    tmp_path: Path,
+) -> None:
+    before = model_count(api)
+    stored = server.home / "models" / "imported"
+    stored_before = sorted(stored.rglob("*")) if stored.exists() else []
+    paths = {
+        "model folder": str(tiny_lm),
+        "missing path": str(tmp_path / "does-not-exist"),
+        "folder without config.json": str(tmp_path),
+        "device file": "/dev/null",
+        "unknown home folder": "~no-such-user-berth/model",
+    }
+
+    messages = set()
+    for case, path in paths.items():
+        for link in (False, True):
+            body = {"path": path, "name": unique("member"), "link": link}
+            imported = member_api.post("/models/import", json=body)
+            assert imported.status_code == 403, f"{case}: {imported.text}"
+            messages.add(imported.json()["error"]["message"])
+        body = {"path": path, "name": unique("member"), "ml_app": "text-generation"}
+        registered = member_api.post("/models", json=body)
+        assert registered.status_code == 403, f"{case}: {registered.text}"
+        messages.add(registered.json()["error"]["message"])
+
+    # One message for every path, so the error reveals nothing about the path.
+    assert len(messages) == 1, messages
+    (message,) = messages
+    assert message.startswith("only an OrgAdmin may import or register model files")
+    assert "Ask an OrgAdmin to import the model and share it with your tenant" in message
+    assert model_count(api) == before
+    assert (sorted(stored.rglob("*")) if stored.exists() else []) == stored_before
+
+
+def test_member_may_use_models_without_files(member_api: httpx.Client) -> None:
+    registered = member_api.post("/models", json={"name": unique("member-echo"), "ml_app": "echo"})
+    created = member_api.post("/endpoints", json={"name": unique("member"), "model": "echo"})
+    if created.status_code == 201:
+        member_api.delete(f"/endpoints/{created.json()['id']}")
+    if registered.status_code == 201:
+        member_api.delete(f"/models/{registered.json()['id']}")
+
+    assert registered.status_code == 201, registered.text
+    assert created.status_code == 201, created.text
+
+
 def assert_import_rejected(
     api: httpx.Client, server: BerthServer, cases: dict[str, tuple[str, str]]
 ) -> None:

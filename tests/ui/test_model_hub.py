@@ -15,7 +15,8 @@ from tests.ui.conftest import MEMBER, PASSWORD, admin_api, create_endpoint
 pytestmark = pytest.mark.ui
 
 # Owner of the models that these tests add. Models are private to their owner unless
-# shared, so the lists that other UI tests check stay as they were.
+# shared, so the lists that other UI tests check stay as they were. An OrgAdmin, because
+# only OrgAdmins may import model files from the server.
 HUB_USER = "dora"
 
 # Wraps the page's fetch so that an import request waits for window.releaseImport(),
@@ -35,7 +36,13 @@ HOLD_IMPORT_SCRIPT = """(() => {
 @pytest.fixture(scope="module")
 def hub_user(server: Any) -> str:
     with admin_api(server) as admin:
-        body = {"username": HUB_USER, "password": PASSWORD, "tenant": "default", "role": "User"}
+        body = {
+            "username": HUB_USER,
+            "password": PASSWORD,
+            "tenant": "default",
+            "role": "User",
+            "is_org_admin": True,
+        }
         admin.post("/users", json=body).raise_for_status()
     return HUB_USER
 
@@ -388,5 +395,8 @@ def test_member_sees_shared_model_without_delete(open_page, hub_user, cleanup) -
     expect(fact(card, "Shared with")).to_have_text("All users of default")
     expect(card.get_by_role("button")).to_have_count(0)
     expect(page.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)
-    # Any member of the tenant may import models of their own.
-    expect(page.get_by_role("button", name="Import model")).to_be_visible()
+    # Importing reads files on the server, which only an OrgAdmin may.
+    expect(page.get_by_role("button", name="Import model")).to_have_count(0)
+    expect(page.get_by_text("Only an OrgAdmin can import models")).to_contain_text(
+        "ask an OrgAdmin to import it and share it with default"
+    )

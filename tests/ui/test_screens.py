@@ -6,12 +6,24 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.conftest import MEMBER, OWNER, TRAVELLER, check_screen, create_endpoint
+from tests.ui.conftest import (
+    MEMBER,
+    OWNER,
+    PASSWORD,
+    TRAVELLER,
+    admin_api,
+    check_screen,
+    create_endpoint,
+)
 
 pytestmark = pytest.mark.ui
 
 
-def test_screens_pass_axe_at_both_widths(open_page) -> None:
+# An OrgAdmin that this file creates, for the screens that only OrgAdmins see.
+ORG_ADMIN = "olga"
+
+
+def test_screens_pass_axe_at_both_widths(open_page, server) -> None:
     page = open_page(OWNER)
     endpoint = create_endpoint(page, "ui-screens")
     page.context.request.post(
@@ -71,14 +83,25 @@ def test_screens_pass_axe_at_both_widths(open_page) -> None:
     card = page.get_by_role("article", name="ui-screens-model")
     expect(card).to_be_visible()
     check_screen(page, "model-hub")
-    page.get_by_role("button", name="Import model").click()
-    check_screen(page, "model-import-dialog")
-    dialog = page.get_by_role("dialog", name="Import a model")
+    # Only an OrgAdmin may import, so an OrgAdmin's page shows the import dialog.
+    with admin_api(server) as admin:
+        body = {
+            "username": ORG_ADMIN,
+            "password": PASSWORD,
+            "tenant": "default",
+            "role": "User",
+            "is_org_admin": True,
+        }
+        admin.post("/users", json=body).raise_for_status()
+    admin_page = open_page(ORG_ADMIN, "/ui/models")
+    admin_page.get_by_role("button", name="Import model").click()
+    check_screen(admin_page, "model-import-dialog")
+    dialog = admin_page.get_by_role("dialog", name="Import a model")
     dialog.get_by_label("Path on the Berth server").fill("/no/such/model")
     dialog.get_by_label("Model name").fill("ui-screens-import")
     dialog.get_by_role("button", name="Import").click()
     expect(dialog.locator("#import-path-error")).to_contain_text("does not exist")
-    check_screen(page, "model-import-error")
+    check_screen(admin_page, "model-import-error")
     dialog.get_by_role("button", name="Cancel").click()
     card.get_by_role("button", name="Delete model ui-screens-model").click()
     check_screen(page, "model-delete-alert")

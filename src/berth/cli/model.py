@@ -222,7 +222,8 @@ def register(
 
     The model belongs to you and to the tenant you act in. Berth checks the files as
     `berth model import` does but leaves them where they are. `import` also detects the
-    ML App and architecture, and it can copy the files into Berth's storage.
+    ML App and architecture, and it can copy the files into Berth's storage. Only an
+    OrgAdmin may register a model with files. Any member may register an echo model.
     """
     if path and not path.startswith("~") and not Path(path).is_absolute():
         # The server would resolve a relative path against its own working folder.
@@ -289,12 +290,16 @@ def import_model(
     api_key: ApiKeyOption = None,
     tenant: TenantOption = None,
 ) -> None:
-    """Import model files into the Model Hub.
+    """Import model files from a path on the Berth server into the Model Hub.
 
     Berth detects the format, architecture and ML App, checks that the weights are
     complete, records the size and a checksum, and copies the files into its storage
     (or links them with --link). Deploy a checkpoint other than the newest one with
     `--model-checkpoint MODEL:CHECKPOINT`.
+
+    Only an OrgAdmin may import, because the server's file system belongs to the
+    organization. An OrgAdmin can import a model for a tenant with --tenant and
+    --sharing tenant.
     """
     if not path.strip():
         # Made absolute below, an empty path would become the current folder.

@@ -207,8 +207,29 @@ class NewModel:
     sharing: ModelSharing = ModelSharing.PRIVATE
 
 
+def require_server_files_access(principal: Principal) -> None:
+    """Raise Forbidden unless the caller may read model files from paths on the server.
+
+    The server's file system belongs to the organization, not to a tenant, so only an
+    OrgAdmin may. Callers check this before the path is touched, so that the error does
+    not reveal to others whether a path exists.
+    """
+    if not principal.is_org_admin:
+        raise Forbidden(
+            "only an OrgAdmin may import or register model files from a path on the Berth "
+            "server, because its file system belongs to the organization. Ask an OrgAdmin "
+            "to import the model and share it with your tenant"
+        )
+
+
 def register_model(session: Session, principal: Principal, new: NewModel) -> Model:
-    """Add a model whose files stay where they are on this machine (import copies them)."""
+    """Add a model whose files stay where they are on this machine (import copies them).
+
+    An Echo model needs no files and any member of the tenant may register one. Others
+    read a path on the server and need an OrgAdmin.
+    """
+    if new.ml_app != MLApp.ECHO:
+        require_server_files_access(principal)
     tenant_id = principal.active_tenant_id
     name = normalize_name(new.name, field="name")
     if name_key(name) in _BUILTIN_NAMES:
@@ -436,8 +457,10 @@ def import_model(
 
     Every check runs before anything is written, and copied files are removed again
     if recording them fails, so a failed import leaves the hub as it was. An
-    InvalidInput names every invalid field.
+    InvalidInput names every invalid field. Only an OrgAdmin may import, because the
+    files come from a path on the server.
     """
+    require_server_files_access(principal)
     tenant_id = principal.active_tenant_id
     checks = InputChecks()
     with checks.check():

@@ -213,9 +213,8 @@ def model_hub_page(request: Request, session: Session, principal: Principal) -> 
         page_sizes=PAGE_SIZES,
         default_page_size=DEFAULT_PAGE_SIZE,
         page_size=_page_size(request.query_params),
-        # Importing needs only an active tenant, as in the API, because the new model
-        # belongs to the importing user in that tenant. Every page requires one already.
-        can_import=principal.tenant_id is not None,
+        # Importing reads a path on the server, which only an OrgAdmin may, as in the API.
+        can_import=principal.is_org_admin,
         import_ml_apps=IMPORTABLE_ML_APPS,
         org_sharing=organization.get_settings(session).share_with_all_tenants,
     )

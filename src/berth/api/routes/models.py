@@ -59,7 +59,9 @@ def list_models(
 def register_model(
     body: ModelCreate, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> ModelOut:
-    """Add a model whose files are already on the server to the hub of the active tenant."""
+    """Add a model whose files are already on the server to the hub of the active tenant.
+
+    Files on the server need an OrgAdmin (403 for others). An Echo model needs no files."""
     new = service.NewModel(
         name=body.name,
         ml_app=_parse_ml_app(body.ml_app, "ml_app"),
@@ -85,7 +87,8 @@ def import_model(
 ) -> ModelOut:
     """Import model files into the hub of the active tenant: a Hugging Face folder, a
     folder in the Hugging Face cache layout or a GGUF file. Architecture and ML App are
-    detected, the files are checked, measured and copied (or linked with `link`)."""
+    detected, the files are checked, measured and copied (or linked with `link`).
+    OrgAdmin only (403 for others), because the files are read from the server."""
     import_request = service.ImportRequest(
         path=body.path,
         name=body.name,
