@@ -136,6 +136,12 @@ class World:
         for _ in range(times):
             await self.reconciler.step()
 
+    async def step_past_backoff(self, steps: int = 10, advance_s: float = 5.0) -> None:
+        """Run `steps` steps with `advance_s` seconds between them, longer than a backoff."""
+        for _ in range(steps):
+            await self.reconciler.step()
+            self.clock.advance(advance_s)
+
     def create(self, name: str, instances: int = 1, model: str = "echo") -> str:
         with self.database.session() as session:
             principal = authenticate(session, ADMIN_KEY, None)
@@ -279,9 +285,7 @@ async def test_failing_rollout_names_error(world: World) -> None:
     world.backend.crash_on_start = 3
     world.change(endpoint_id, "restart")
 
-    for _ in range(10):
-        await world.step()
-        world.clock.advance(5.0)
+    await world.step_past_backoff()
 
     endpoint = world.endpoint(endpoint_id)
     # The old instance serves on, so the endpoint does not fail, but says why it is stuck.
@@ -296,9 +300,7 @@ async def test_instance_that_never_loads_fails_endpoint(world: World) -> None:
     world.backend.crash_on_start = 3
     endpoint_id = world.create("broken")
 
-    for _ in range(10):
-        await world.step()
-        world.clock.advance(5.0)
+    await world.step_past_backoff()
 
     endpoint = world.endpoint(endpoint_id)
     assert endpoint.state == EndpointState.FAILED
@@ -424,9 +426,7 @@ async def test_missing_files_keep_old_instances_serving(
         world.change(endpoint_id, "update", instances=2)
 
     # Many more attempts than the start failures that fail an endpoint with nothing serving.
-    for _ in range(10):
-        await world.step()
-        world.clock.advance(31.0)
+    await world.step_past_backoff(advance_s=31.0)
 
     endpoint = world.endpoint(endpoint_id)
     assert endpoint.state == EndpointState.UPDATING
@@ -461,9 +461,7 @@ async def test_missing_files_fail_new_endpoint(world: World, tmp_path: Path) -> 
     folder.rename(tmp_path / "moved")
     endpoint_id = world.create("chat", model="linked-lm")
 
-    for _ in range(10):
-        await world.step()
-        world.clock.advance(5.0)
+    await world.step_past_backoff()
 
     endpoint = world.endpoint(endpoint_id)
     assert endpoint.state == EndpointState.FAILED
