@@ -133,7 +133,7 @@ def test_update_endpoint_lists_every_field(database: Database) -> None:
 
     error = raised.value
     assert fields_of(error) == ["share_with_all_tenants", "model", "instances"]
-    assert "Text Generation model" in error.errors[1].message
+    assert "serves Text Generation, but endpoint 'kept' serves Echo" in error.errors[1].message
     assert "instances 9 is out of range" in error.errors[2].message
 
 
