@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlalchemy import inspect, select
 from starlette.applications import Starlette
@@ -238,10 +239,11 @@ def create_app(
     # The API and the UI record the caller's address in the audit log, so behind a
     # reverse proxy they take it from X-Forwarded-For, from the addresses that uvicorn
     # trusts by default. The gateway never reads it and skips the header parsing.
+    # uvicorn types its middleware with its own ASGI types, which Starlette's do not match.
     forwarded = ProxyHeadersMiddleware(
-        app, trusted_hosts=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+        cast(Any, app), trusted_hosts=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
     )
-    return GatewayFirst(gateway, forwarded)
+    return GatewayFirst(gateway, cast(ASGIApp, forwarded))
 
 
 class GatewayFirst:
