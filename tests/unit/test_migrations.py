@@ -1,5 +1,5 @@
 """Schema migrations on SQLite and PostgreSQL: the newest revision matches the models, and
-0002 and 0003 keep existing instances.
+0002 to 0004 keep existing instances.
 
 The PostgreSQL cases need the server on 127.0.0.1:5432 (trust auth); they are skipped
 when it is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
@@ -66,7 +66,7 @@ def test_newest_revision_matches_models(database_url: str) -> None:
     assert differences == []
 
 
-def test_0002_and_0003_keep_instances_and_add_columns(database_url: str, tmp_path: Path) -> None:
+def test_later_revisions_keep_instances(database_url: str, tmp_path: Path) -> None:
     database = Database(database_url)
     try:
         upgrade(database.engine, "0001")
@@ -100,6 +100,7 @@ def test_0002_and_0003_keep_instances_and_add_columns(database_url: str, tmp_pat
         with database.session() as session:
             row = session.scalars(select(Instance).where(Instance.id == "instance-1")).one()
             runtime, note, local_socket = row.runtime, row.runtime_note, row.local_socket
+            launch = row.launch
 
         downgrade(database.engine, "0001")
         columns_after_downgrade = instance_columns(database.engine)
@@ -111,6 +112,7 @@ def test_0002_and_0003_keep_instances_and_add_columns(database_url: str, tmp_pat
     assert runtime == ""
     assert note == ""
     assert local_socket == ""
-    added = {"runtime", "runtime_note", "local_socket"}
+    assert launch == ""
+    added = {"runtime", "runtime_note", "local_socket", "launch"}
     assert added.isdisjoint(columns_after_downgrade)
     assert added <= columns_after_upgrade

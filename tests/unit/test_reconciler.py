@@ -288,7 +288,7 @@ async def test_failing_rollout_names_error(world: World) -> None:
     await world.step_past_backoff()
 
     endpoint = world.endpoint(endpoint_id)
-    # The old instance serves on, so the endpoint does not fail, but says why it is stuck.
+    # The old instance serves on, so the endpoint does not fail; its reason names the error.
     assert endpoint.state == EndpointState.UPDATING
     assert endpoint.state_reason.startswith(
         "new instances failed to start 3 times in a row (model failed to load)"
@@ -453,6 +453,58 @@ async def test_missing_files_keep_old_instances_serving(
     assert endpoint.state == EndpointState.LIVE
     assert new.id in {row.id for row in world.instances(endpoint_id)}
     assert all(row.state == InstanceState.READY for row in world.instances(endpoint_id))
+
+
+async def stuck_model_update(world: World, tmp_path: Path) -> tuple[str, Instance, Path]:
+    """Deploy linked-lm:main, then update it to a checkpoint whose files are gone.
+
+    Returns the endpoint ID, its old instance, which keeps serving, and main's folder.
+    """
+    main = write_model_folder(tmp_path / "main")
+    world.import_linked("linked-lm", main)
+    endpoint_id = world.create("chat", model="linked-lm")
+    await world.step(2)
+    (old,) = world.instances(endpoint_id)
+    broken = write_model_folder(tmp_path / "v2")
+    world.import_linked("linked-lm", broken, checkpoint="v2")
+    broken.rename(tmp_path / "moved")
+    world.change(endpoint_id, "update", model="linked-lm:v2")
+    await world.step_past_backoff()
+    assert world.endpoint(endpoint_id).state == EndpointState.UPDATING
+    return endpoint_id, old, main
+
+
+def last_start(world: World, instance_id: str) -> InstanceSpec:
+    return [spec for spec in world.backend.started if spec.instance_id == instance_id][-1]
+
+
+async def test_old_instance_restarts_on_its_model(world: World, tmp_path: Path) -> None:
+    endpoint_id, old, main = await stuck_model_update(world, tmp_path)
+
+    # The only serving instance crashes while the update is stuck.
+    world.backend.processes[old.id].exit_code = -9
+    await world.step_past_backoff()
+
+    rows = {row.id: row for row in world.instances(endpoint_id)}
+    assert rows[old.id].state == InstanceState.READY
+    assert rows[old.id].restart_count == 1
+    assert last_start(world, old.id).model_path == str(main)
+    assert world.endpoint(endpoint_id).state == EndpointState.UPDATING
+
+
+async def test_old_instance_survives_server_restart(
+    world: World, database: Database, tmp_path: Path
+) -> None:
+    endpoint_id, old, main = await stuck_model_update(world, tmp_path)
+
+    restarted = make_world(database, tmp_path)
+    restarted.reconciler.recover()
+    await restarted.step_past_backoff()
+
+    rows = {row.id: row for row in restarted.instances(endpoint_id)}
+    assert rows[old.id].state == InstanceState.READY
+    assert last_start(restarted, old.id).model_path == str(main)
+    assert restarted.endpoint(endpoint_id).state != EndpointState.FAILED
 
 
 async def test_missing_files_fail_new_endpoint(world: World, tmp_path: Path) -> None:

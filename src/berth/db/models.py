@@ -409,6 +409,10 @@ class Instance(Base):
     # until then.
     runtime: Mapped[str] = mapped_column(String(32), nullable=False, default="", server_default="")
     runtime_note: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
+    # The model name, files, file format and runtime settings of the process's last start,
+    # as JSON ("" before the first start). During a rolling update, an instance of an
+    # earlier generation starts again from it, on the model it served before.
+    launch: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -12,6 +12,7 @@ database's write lock while API requests wait for it.
 """
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -30,7 +31,13 @@ from berth.hub.builtin import resolve_artifact
 from berth.reconciler.probes import Prober, ProbeResult
 from berth.service.common import mark_changed, new_id
 from berth.service.endpoints import slots_in_use
-from berth.states import DesiredState, EndpointState, InstanceState, capacity_wait_reason
+from berth.states import (
+    CheckpointFormat,
+    DesiredState,
+    EndpointState,
+    InstanceState,
+    capacity_wait_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +97,51 @@ class _ProbeTarget:
     instance_id: str
     address: str
     path: str
+
+
+@dataclass(frozen=True)
+class _LaunchPlan:
+    """The start command of an instance's process: the model, its files and settings."""
+
+    model_name: str
+    artifact: str
+    checkpoint_format: CheckpointFormat | None
+    settings: dict[str, object]
+
+    @classmethod
+    def current(cls, endpoint: Endpoint) -> "_LaunchPlan":
+        """Return the plan of the endpoint's current generation."""
+        return cls(
+            model_name=endpoint.model.name,
+            artifact=endpoint.artifact,
+            checkpoint_format=endpoint.checkpoint_format,
+            settings=dict(endpoint.settings or {}),
+        )
+
+    @classmethod
+    def saved(cls, row: Instance) -> "_LaunchPlan | None":
+        """Return the plan the instance was last started with, or None if it was never
+        started (or was started before Berth recorded plans)."""
+        if not row.launch:
+            return None
+        data = json.loads(row.launch)
+        checkpoint_format = data["checkpoint_format"]
+        return cls(
+            model_name=data["model_name"],
+            artifact=data["artifact"],
+            checkpoint_format=CheckpointFormat(checkpoint_format) if checkpoint_format else None,
+            settings=dict(data["settings"]),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "model_name": self.model_name,
+                "artifact": self.artifact,
+                "checkpoint_format": self.checkpoint_format,
+                "settings": self.settings,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -583,10 +635,22 @@ class Reconciler:
             ):
                 self._restart(session, endpoint, row)
 
+        all_ready = all(row.state == InstanceState.READY for row in current)
+        if not all_ready:
+            # Until the new instances serve, an old one that crashed, or that the server's
+            # restart ended, starts again on the model it served before.
+            for row in old:
+                plan = _LaunchPlan.saved(row)
+                if (
+                    plan is not None
+                    and row.state == InstanceState.EXITED
+                    and self._clock() >= self._tracks.setdefault(row.id, _Track()).restart_at
+                ):
+                    self._restart(session, endpoint, row, plan)
+
         if self._deploy_failed(session, endpoint, current, old):
             return
 
-        all_ready = all(row.state == InstanceState.READY for row in current)
         if all_ready:
             for row in old:
                 self._drain(session, row)
@@ -636,7 +700,13 @@ class Reconciler:
         self._launch(session, endpoint, row)
         return row
 
-    def _restart(self, session: Session, endpoint: Endpoint, row: Instance) -> None:
+    def _restart(
+        self,
+        session: Session,
+        endpoint: Endpoint,
+        row: Instance,
+        plan: _LaunchPlan | None = None,
+    ) -> None:
         if row.last_error == SERVER_RESTART_REASON:
             logger.info(
                 "starting instance %s of endpoint %s again after the server restart",
@@ -651,13 +721,22 @@ class Reconciler:
                 endpoint.id,
                 row.restart_count,
             )
-        self._launch(session, endpoint, row)
+        self._launch(session, endpoint, row, plan)
 
-    def _launch(self, session: Session, endpoint: Endpoint, row: Instance) -> None:
-        """Start the instance's process, or record a failed start if its files are missing."""
-        model = endpoint.model
+    def _launch(
+        self,
+        session: Session,
+        endpoint: Endpoint,
+        row: Instance,
+        plan: _LaunchPlan | None = None,
+    ) -> None:
+        """Start the instance's process, or record a failed start if its files are missing.
+
+        `plan` gives what to start; by default, the endpoint's current model and settings.
+        """
+        plan = plan or _LaunchPlan.current(endpoint)
         # The endpoint's checkpoint decides the files; the model only names them.
-        artifact = endpoint.artifact
+        artifact = plan.artifact
         located = self._artifacts.get(artifact)
         if artifact not in self._artifacts:
             # Not located before the transaction (the endpoint changed since the step's
@@ -668,7 +747,7 @@ class Reconciler:
                 located = exc
             self._artifacts[artifact] = located
         if isinstance(located, Exception):
-            reason = f"the files of model '{model.name}' are unavailable: {located}"
+            reason = f"the files of model '{plan.model_name}' are unavailable: {located}"
             logger.error("instance %s of endpoint %s cannot start: %s", row.id, endpoint.id, reason)
             # This counts as a failed start, like a process that exits while loading, so it
             # is retried with backoff and _deploy_failed fails the endpoint only if no
@@ -681,11 +760,12 @@ class Reconciler:
         spec = InstanceSpec(
             instance_id=row.id,
             endpoint_id=endpoint.id,
-            ml_app=model.ml_app,
-            model_name=model.name,
+            # An update keeps the ML App, so every generation of the endpoint shares it.
+            ml_app=endpoint.model.ml_app,
+            model_name=plan.model_name,
             model_path=str(path) if path else None,
-            settings=dict(endpoint.settings or {}),
-            checkpoint_format=endpoint.checkpoint_format,
+            settings=dict(plan.settings),
+            checkpoint_format=plan.checkpoint_format,
             threads=threads_per_instance(endpoint.instances),
         )
         handle = self._backend.start(spec)
@@ -693,6 +773,7 @@ class Reconciler:
         track.started = self._clock()
         track.health_failures = 0
         row.state = InstanceState.STARTING
+        row.launch = plan.to_json()
         row.address = handle.address
         row.local_socket = handle.local_socket
         row.pid = handle.pid
@@ -708,8 +789,10 @@ class Reconciler:
         self, session: Session, endpoint: Endpoint, current: list[Instance], old: list[Instance]
     ) -> bool:
         serving = any(row.state == InstanceState.READY for row in current + old)
+        # An old instance being started again may serve soon, unless it keeps failing too.
+        old_restarting = any(row.launch and row not in self._failing_starts([row]) for row in old)
         failing = self._failing_starts(current)
-        if serving or not failing:
+        if serving or old_restarting or not failing:
             return False
         last_error = failing[0].last_error or "no output"
         self._fail(
