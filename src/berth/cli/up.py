@@ -41,13 +41,17 @@ _SECRET_SETTINGS = frozenset({"admin_key", "secret_key", "database_url"})
 def _setting_problem(error: Any, overrides: dict[str, object]) -> str:
     """Name a rejected setting as the user set it: the option or the environment variable."""
     field = str(error["loc"][0]) if error["loc"] else ""
+    message = error["msg"]
+    if error["type"] == "value_error":
+        # pydantic puts "Value error, " before the message of a validator's ValueError.
+        message = message.removeprefix("Value error, ")
     if not field:
-        return f"settings: {error['msg']}"
+        return f"settings: {message}"
     name = f"--{field.replace('_', '-')}" if field in overrides else f"BERTH_{field.upper()}"
     value = error.get("input")
     if field in _SECRET_SETTINGS or not isinstance(value, str | int | float):
-        return f"{name}: {error['msg']}"
-    return f"{name}={value!r}: {error['msg']}"
+        return f"{name}: {message}"
+    return f"{name}={value!r}: {message}"
 
 
 def up(
