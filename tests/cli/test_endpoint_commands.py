@@ -95,15 +95,21 @@ def test_create_wait_timeout_exits_1(cli: RunCli) -> None:
         "--wait",
         "--timeout",
         "0",
+        "-o",
+        "json",
     )
 
     assert result.exit_code == 1
     assert "Error: timed out after 0 s waiting for endpoint 'no-patience' to be Live" in (
         result.stderr
     )
-    # The first key was not printed, so the error says where to find it.
-    assert "`berth endpoint list-apikeys no-patience` shows its first key" in unboxed(result.stderr)
-    assert result.stdout == ""
+    # The endpoint exists, so its ID and first key still reach standard output.
+    assert "The endpoint was created, and its details and first key are on standard output." in (
+        unboxed(result.stderr)
+    )
+    created = json.loads(result.stdout)
+    assert created["name"] == "no-patience"
+    assert created["first_key"].startswith("berth_ek_")
 
 
 def test_info_table_and_json(cli: RunCli, client: Client) -> None:

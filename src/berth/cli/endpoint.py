@@ -180,14 +180,19 @@ def create(
             try:
                 final = wait_for_goal(client, created, Goal(LIVE), timeout)
             except CliError as exc:
-                # The endpoint exists, and this run printed nothing yet: say where its
-                # first key is, so that a failed wait does not lose it.
+                # The endpoint exists: print it with its first key, which is shown only
+                # here, before the error, so that a script keeps its ID and key.
+                _print_created(created, output)
                 raise CliError(
-                    f"{exc} The endpoint was created; `berth endpoint list-apikeys "
-                    f"{created['name']}` shows its first key."
+                    f"{str(exc).rstrip('.')}. The endpoint was created, and its details and "
+                    "first key are on standard output."
                 ) from exc
             created = {**final, "first_key": created["first_key"]}
 
+    _print_created(created, output)
+
+
+def _print_created(created: Json, output: OutputFormat) -> None:
     if output == OutputFormat.JSON:
         print_json(created)
     else:
