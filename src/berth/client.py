@@ -21,8 +21,13 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from berth.cli.profile import load_profile, profile_path
+from berth.states import waits_for_capacity
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+# The reconciler checks for free instance slots every 0.5 s and right after each change,
+# so a Pending reason read just after a change can date from before it. A wait for Live
+# gives up on an endpoint that lacks slots only once it has lacked them for this long.
+CAPACITY_CONFIRM_S = 2.0
 Json = dict[str, Any]
 
 
@@ -314,8 +319,12 @@ class Client:
         on_progress: Callable[[Json], None] | None = None,
         poll_s: float = 0.5,
     ) -> Json:
-        """Poll until the endpoint reaches one of `states`; raises TimeoutError or, when
-        the endpoint fails while waiting for another state, ApiError.
+        """Poll until the endpoint reaches one of `states` and return it.
+
+        Raises ApiError when the endpoint fails while waiting for another state. A wait
+        for Live also raises ApiError once the endpoint has been Pending for lack of free
+        instance slots for CAPACITY_CONFIRM_S; it stays Pending and deploys once slots
+        free up. Raises TimeoutError once `timeout_s` passes.
 
         Live and Failed count only once the reconciler has acted on the latest change
         (`observed_generation` caught up), so a state left from before a restart or an
@@ -323,6 +332,7 @@ class Client:
         """
         wanted = set(states)
         deadline = time.monotonic() + timeout_s
+        lacking_slots_since: float | None = None
         while True:
             info = self.get_endpoint(endpoint, project)
             if on_progress is not None:
@@ -335,9 +345,23 @@ class Client:
                 return info
             if info["state"] == "Failed" and settled:
                 raise ApiError(409, "endpoint_failed", f"endpoint failed: {info['state_reason']}")
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if "Live" in wanted and waits_for_capacity(info["state"], info["state_reason"]):
+                if lacking_slots_since is None:
+                    lacking_slots_since = now
+                if now - lacking_slots_since >= CAPACITY_CONFIRM_S:
+                    raise ApiError(
+                        409,
+                        "insufficient_capacity",
+                        f"endpoint '{info['name']}' is Pending: {info['state_reason']}; it "
+                        "deploys by itself once slots free up",
+                    )
+            else:
+                lacking_slots_since = None
+            if now >= deadline:
                 raise TimeoutError(
                     f"endpoint '{info['name']}' is still {info['state']} after {timeout_s:.0f} s"
+                    + (f" ({info['state_reason']})" if info["state_reason"] else "")
                 )
             time.sleep(poll_s)
 

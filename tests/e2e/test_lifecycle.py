@@ -131,10 +131,15 @@ def test_endpoint_waits_pending_until_capacity_frees(fresh_server: BerthServer) 
         )
         with pytest.raises(ApiError) as too_many:
             client.create_endpoint("default", "cap-huge", "echo", instances=3)
+        # A wait for Live gives up once the endpoint has lacked slots for 2 s.
+        with pytest.raises(ApiError) as lacking:
+            client.wait_for_state(second["id"], {"Live"}, timeout_s=60, poll_s=0.1)
 
         client.stop_endpoint(first["id"])
         client.wait_for_state(second["id"], {"Live"}, timeout_s=60, poll_s=0.1)
 
     assert waiting["instance_list"] == []
+    assert lacking.value.code == "insufficient_capacity"
+    assert "waiting for 1 free instance slot" in lacking.value.message
     assert too_many.value.status == 422
     assert "1 to 2" in too_many.value.message

@@ -13,14 +13,10 @@ from rich.console import Console
 
 from berth.cli.endpoint_views import instances_text
 from berth.cli.output import CliError, Json, stderr_console
-from berth.client import Client
+from berth.client import CAPACITY_CONFIRM_S, Client
 from berth.states import waits_for_capacity
 
 POLL_INTERVAL_S = 0.25
-# The reconciler checks for free instance slots every 0.5 s and right after each change,
-# so a Pending reason read just after a change can date from before it. The wait gives
-# up on an endpoint that lacks slots only once it has lacked them for this long.
-CAPACITY_CONFIRM_S = 2.0
 LIVE = "Live"
 STOPPED = "Stopped"
 FAILED = "Failed"
