@@ -149,9 +149,12 @@ def capacity_wait_reason(instances: int, used: int, capacity: int) -> str:
     """Return the state reason of a Pending endpoint whose instances do not fit in the free
     instance slots, given the slots that other running endpoints hold."""
     slots = "slot" if instances == 1 else "slots"
+    fixes = "stop or delete another endpoint"
+    if instances > 1:
+        fixes += ", or lower this endpoint's instances,"
     return (
         f"waiting for {instances} free instance {slots} ({used} of {capacity} in use); "
-        "stop or delete another endpoint, or lower this endpoint's instances, to make room"
+        f"{fixes} to make room"
     )
 
 

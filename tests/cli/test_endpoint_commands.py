@@ -473,3 +473,19 @@ def test_model_text_without_checkpoint() -> None:
     endpoint = {"model": {"name": "echo"}, "checkpoint": None}
 
     assert endpoint_views.model_text(endpoint) == "echo"
+
+
+def test_ready_instance_error_reads_as_past(capsys: pytest.CaptureFixture[str]) -> None:
+    times = {"started_at": None, "ready_at": None}
+    instances = [
+        {"id": "aaaaaaaa-1", "state": "Ready", "last_error": "killed by SIGKILL", **times},
+        {"id": "bbbbbbbb-2", "state": "Exited", "last_error": "model failed to load", **times},
+    ]
+    for instance in instances:
+        instance.update(generation=1, restart_count=1, pid=None)
+
+    endpoint_views._print_instances(instances, set())
+
+    out = capsys.readouterr().out
+    assert "Instance aaaaaaaa is Ready again; its last error was: killed by SIGKILL" in out
+    assert "Last error of instance bbbbbbbb: model failed to load" in out

@@ -192,3 +192,19 @@ def test_queued_endpoint_keeps_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     result = run_wait(client, Goal(LIVE))
 
     assert result["state"] == LIVE
+
+
+def test_lack_of_slots_single_instance_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waiting, "CAPACITY_CONFIRM_S", 0.0)
+    reason = capacity_wait_reason(1, 8, 8)
+    client = ScriptedClient(endpoint_json("Pending", instances=1, reason=reason))
+
+    with pytest.raises(CliError) as raised:
+        run_wait(client, Goal(LIVE), timeout_s=600)
+
+    # One instance cannot be lowered, so only stopping another endpoint is suggested.
+    message = str(raised.value)
+    assert "stop another endpoint (`berth endpoint stop NAME`)" in message
+    assert "--instances" not in message
+    assert "lower this endpoint's instances" not in reason
+    assert "lower this endpoint's instances" in capacity_wait_reason(2, 7, 8)

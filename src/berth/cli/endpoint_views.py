@@ -137,8 +137,15 @@ def _print_instances(instances: list[Json], surplus_ids: set[str]) -> None:
         )
     print_table(table)
     for instance in instances:
-        if instance["last_error"]:
-            short_id = instance["id"][:SHORT_ID_LENGTH]
+        if not instance["last_error"]:
+            continue
+        short_id = instance["id"][:SHORT_ID_LENGTH]
+        if instance["state"] == InstanceState.READY:
+            # The error stays after a restart, so that it still shows why the instance restarted.
+            typer.echo(
+                f"Instance {short_id} is Ready again; its last error was: {instance['last_error']}"
+            )
+        else:
             typer.echo(f"Last error of instance {short_id}: {instance['last_error']}")
 
 

@@ -117,11 +117,14 @@ def _raise_if_lost(endpoint: Json, goal: Goal, seen_other_state: bool) -> None:
 
 def _lacking_slots_message(endpoint: Json) -> str:
     name = endpoint["name"]
+    fixes = "stop another endpoint (`berth endpoint stop NAME`)"
+    if endpoint["instances"] > 1:
+        # One instance is the least an endpoint runs, so only a larger count can be lowered.
+        fixes += f" or give this one fewer instances (`berth endpoint update {name} --instances N`)"
     return (
         f"stopped waiting: endpoint '{name}' is Pending, {endpoint['state_reason']}. "
-        "It stays Pending and starts by itself once enough slots are free. To start it "
-        "now, stop another endpoint (`berth endpoint stop NAME`) or lower its instances "
-        f"(`berth endpoint update {name} --instances N`)"
+        f"It stays Pending and starts by itself once enough slots are free. To start it "
+        f"now, {fixes}"
     )
 
 

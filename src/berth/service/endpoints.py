@@ -347,7 +347,8 @@ def _check_sharing_allowed(session: Session) -> None:
     if not organization.get_settings(session).share_with_all_tenants:
         raise InvalidInput(
             "sharing with all tenants is turned off for this organization; "
-            "an OrgAdmin can turn it on, until then endpoints are shared with their tenant",
+            "an OrgAdmin can turn it on (berth org set-sharing --on); until then endpoints "
+            "are shared with their tenant",
             field="share_with_all_tenants",
         )
 

@@ -329,7 +329,8 @@ def _check_sharing(session: Session, sharing: ModelSharing) -> None:
     ):
         raise InvalidInput(
             "sharing with all tenants is turned off for this organization; "
-            "an OrgAdmin can turn it on, until then share the model with your tenant",
+            "an OrgAdmin can turn it on (berth org set-sharing --on); until then share the "
+            "model with your tenant",
             field="sharing",
         )
 
