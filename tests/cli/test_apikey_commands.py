@@ -178,3 +178,11 @@ def test_info_apikey_unknown_key(cli: RunCli, endpoint: dict[str, Any]) -> None:
 
     assert result.exit_code == 1
     assert "not found on endpoint 'keyed'" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["revoke-apikey", "info-apikey"])
+def test_empty_apikey_is_usage_error(cli: RunCli, endpoint: dict[str, Any], command: str) -> None:
+    result = cli("endpoint", command, "keyed", "--apikey", " ")
+
+    assert result.exit_code == 2
+    assert "must not be empty" in unboxed(result.output)

@@ -93,10 +93,18 @@ def test_unknown_id_start_is_named(database: Database, keyed: dict[str, str]) ->
     assert caught.value.message.startswith("API key 'cccc' not found on endpoint 'keyed'")
 
 
-def test_too_short_start_is_not_an_id(database: Database, keyed: dict[str, str]) -> None:
+def test_too_short_start_is_named(database: Database, keyed: dict[str, str]) -> None:
     with pytest.raises(NotFound) as caught:
         find(database, "aaa")
 
-    # Taken as a key, which an error never repeats.
+    # Too short for an ID start, and no key either, since keys start with berth_ek_.
+    assert caught.value.message.startswith("'aaa' is too short to name an API key")
+    assert "at least 4 characters of the key's ID" in caught.value.message
+
+
+def test_unknown_key_is_not_echoed(database: Database, keyed: dict[str, str]) -> None:
+    with pytest.raises(NotFound) as caught:
+        find(database, "berth_ek_not-a-real-key")
+
     assert "API key with the value given not found" in caught.value.message
-    assert "'aaa'" not in caught.value.message
+    assert "not-a-real-key" not in caught.value.message

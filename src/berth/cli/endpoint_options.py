@@ -52,8 +52,8 @@ WaitOption = Annotated[
     typer.Option(
         "--wait",
         help="Wait until the endpoint reaches the requested state, showing its progress. "
-        "Exits with status 1 if it fails, if it waits in Pending for free instance slots, "
-        "or if the timeout passes.",
+        "Exits with status 1 if it fails, if a wait for Live finds it Pending for free "
+        "instance slots, or if the timeout passes.",
     ),
 ]
 
@@ -78,14 +78,25 @@ TimeoutOption = Annotated[
         help="Maximum time to wait with --wait, in seconds, 0 or more.",
     ),
 ]
+
+
+def _check_apikey(value: str) -> str:
+    if not value.strip():
+        raise typer.BadParameter(
+            "must not be empty; give the key's ID (as list-apikeys shows it) or the key"
+        )
+    return value
+
+
 ApiKeyIdOption = Annotated[
     str,
     typer.Option(
         "--apikey",
         show_default=False,
-        help="ID of the endpoint API key, or the key itself. The start of the ID is "
-        "enough when no other key of the endpoint shares it, such as the 8 characters "
-        "that list-apikeys shows.",
+        callback=_check_apikey,
+        help="ID of the endpoint API key, or the key itself. The start of the ID (at least "
+        "4 characters) is enough when no other key of the endpoint shares it, such as the "
+        "8 characters that list-apikeys shows.",
     ),
 ]
 

@@ -147,6 +147,14 @@ def find_key(session: Session, endpoint: Endpoint, ref: str) -> EndpointKey:
             f"'{endpoint.name}' ({ids}); give more characters of the ID",
             field="apikey",
         )
+    if not rows and _ID_CHARACTERS.fullmatch(ref) and not names_id:
+        # Too short to be an ID start, and keys start with berth_ek_, so it is no key either.
+        raise NotFound(
+            f"'{ref}' is too short to name an API key; give at least "
+            f"{MIN_KEY_ID_PREFIX_LENGTH} characters of the key's ID, as "
+            "`berth endpoint list-apikeys` shows it",
+            field="apikey",
+        )
     if not rows:
         # A value that is not an ID may be the key itself, which must not be echoed.
         shown = f"'{ref}'" if names_id else "with the value given"
