@@ -115,8 +115,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         value = error.get("input")
         # A missing field's input is the whole object that lacks it, so it is left out.
         missing = error.get("type") == "missing" or isinstance(value, dict)
-        shown = "" if missing else f" (got {value_text(value)})"
-        problems.append(FieldError(field, f"{field}: {error.get('msg', 'invalid value')}{shown}"))
+        received = "" if missing else f" (got {value_text(value)})"
+        problems.append(
+            FieldError(field, f"{field}: {error.get('msg', 'invalid value')}{received}")
+        )
     first_field = problems[0].field if problems else None
     message = "; ".join(problem.message for problem in problems) or "invalid request"
     body = error_body("invalid_input", message, first_field, problems)

@@ -106,10 +106,10 @@ def describe_request(request: Request) -> str:
     route = getattr(request.scope.get("route"), "path", "")
     parameters = []
     for name, value in request.path_params.items():
-        shown = value
+        logged = value
         if name in _SECRET_PATH_PARAMETERS and not looks_like_id(str(value)):
-            shown = "(hidden)"
-        parameters.append(f"{name}={shown}")
+            logged = "(hidden)"
+        parameters.append(f"{name}={logged}")
     text = f"{request.method} {request.scope.get('root_path', '')}{route}"
     if parameters:
         text += f" ({', '.join(parameters)})"

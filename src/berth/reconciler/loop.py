@@ -640,12 +640,14 @@ class Reconciler:
             # Until the new instances serve, an old one that crashed, or that the server's
             # restart ended, starts again on the model it served before.
             for row in old:
-                plan = _LaunchPlan.saved(row)
                 if (
-                    plan is not None
-                    and row.state == InstanceState.EXITED
-                    and self._clock() >= self._tracks.setdefault(row.id, _Track()).restart_at
+                    row.state != InstanceState.EXITED
+                    or self._clock() < self._tracks.setdefault(row.id, _Track()).restart_at
                 ):
+                    continue
+                # Parsed only for an instance due to start, not for every old one each step.
+                plan = _LaunchPlan.saved(row)
+                if plan is not None:
                     self._restart(session, endpoint, row, plan)
 
         if self._deploy_failed(session, endpoint, current, old):
@@ -790,7 +792,7 @@ class Reconciler:
     ) -> bool:
         serving = any(row.state == InstanceState.READY for row in current + old)
         # An old instance being started again may serve soon, unless it keeps failing too.
-        old_restarting = any(row.launch and row not in self._failing_starts([row]) for row in old)
+        old_restarting = any(row.launch and not self._keeps_failing(row) for row in old)
         failing = self._failing_starts(current)
         if serving or old_restarting or not failing:
             return False
@@ -805,12 +807,14 @@ class Reconciler:
             self._drain(session, row)
         return True
 
-    def _failing_starts(self, current: list[Instance]) -> list[Instance]:
+    def _failing_starts(self, rows: list[Instance]) -> list[Instance]:
         """Return the instances that failed to start `max_start_failures` times in a row."""
-        limit = self._timing.max_start_failures
-        return [
-            row for row in current if self._tracks.get(row.id, _Track()).start_failures >= limit
-        ]
+        return [row for row in rows if self._keeps_failing(row)]
+
+    def _keeps_failing(self, row: Instance) -> bool:
+        """Tell whether the instance failed to start `max_start_failures` times in a row."""
+        track = self._tracks.get(row.id, _Track())
+        return track.start_failures >= self._timing.max_start_failures
 
     def _fail(self, session: Session, endpoint: Endpoint, reason: str) -> None:
         endpoint.observed_generation = endpoint.generation

@@ -157,9 +157,9 @@ def find_key(session: Session, endpoint: Endpoint, ref: str) -> EndpointKey:
         )
     if not rows:
         # A value that is not an ID may be the key itself, which must not be echoed.
-        shown = f"'{ref}'" if names_id else "with the value given"
+        key_text = f"'{ref}'" if names_id else "with the value given"
         raise NotFound(
-            f"API key {shown} not found on endpoint '{endpoint.name}'; "
+            f"API key {key_text} not found on endpoint '{endpoint.name}'; "
             "`berth endpoint list-apikeys` shows its keys",
             field="apikey",
         )
