@@ -187,6 +187,51 @@ def test_unknown_key_is_404_before_body_check(client: Client, server: BerthServe
     assert invalid_body.json()["error"]["field"] == "description"
 
 
+# Every body below is invalid. The request to the known resource checks that it gets 422
+# once the lookup passes.
+@pytest.mark.parametrize(
+    ("method", "unknown_path", "known_path", "body", "field"),
+    [
+        ("PATCH", "/models/val-no-such", "/models/echo", {"sharing": "everyone"}, "model"),
+        ("PATCH", "/tenants/val-no-such", "/tenants/default", {"disabled": "maybe"}, "tenant"),
+        (
+            "PUT",
+            "/tenants/val-no-such/members/me",
+            "/tenants/default/members/me",
+            {"role": "Boss"},
+            "tenant",
+        ),
+        (
+            "PUT",
+            "/tenants/default/members/val-no-such",
+            "/tenants/default/members/me",
+            {"role": "Boss"},
+            "user",
+        ),
+        ("PATCH", "/users/val-no-such", "/users/me", {"disabled": "maybe"}, "user"),
+        ("POST", "/users/val-no-such/keys", "/users/me/keys", {"description": 5}, "user"),
+    ],
+)
+def test_unknown_resource_is_404_before_body_check(
+    server: BerthServer,
+    method: str,
+    unknown_path: str,
+    known_path: str,
+    body: dict[str, object],
+    field: str,
+) -> None:
+    api = f"{server.url}/api/v1"
+
+    unknown = httpx.request(method, api + unknown_path, json=body, headers=auth_headers())
+    known = httpx.request(method, api + known_path, json=body, headers=auth_headers())
+
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["error"]["code"] == "not_found"
+    assert unknown.json()["error"]["field"] == field
+    assert "'val-no-such'" in unknown.json()["error"]["message"]
+    assert known.status_code == 422, known.text
+
+
 def test_no_credentials_is_401(server: BerthServer) -> None:
     response = httpx.get(f"{server.url}/api/v1/endpoints")
 

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from berth.api.convert import model_out
 from berth.api.deps import PrincipalDep, SessionDep, SettingsDep, apply_change, commit_and_notify
@@ -21,6 +21,13 @@ def _parse_ml_app(text: str, field: str) -> MLApp:
         return MLApp.parse(text)
     except ValueError as exc:
         raise InvalidInput(str(exc), field=field) from exc
+
+
+# Listed as a route dependency so that a change to an unknown model gets 404 before an
+# invalid body gets 422, because FastAPI (0.165) runs dependencies before it validates
+# the body.
+def _require_model(model: str, session: SessionDep, principal: PrincipalDep) -> None:
+    service.find_model(session, principal, model)
 
 
 @router.get("", response_model=Page[ModelOut])
@@ -114,7 +121,7 @@ def get_model(model: str, session: SessionDep, principal: PrincipalDep) -> Model
     return model_out(service.find_model(session, principal, model))
 
 
-@router.patch("/{model}", response_model=ModelOut)
+@router.patch("/{model}", response_model=ModelOut, dependencies=[Depends(_require_model)])
 def update_model(
     model: str, body: ModelUpdate, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> ModelOut:

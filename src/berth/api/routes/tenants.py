@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from berth.api.convert import membership_out, tenant_out
 from berth.api.deps import PrincipalDep, SessionDep, apply_change
@@ -21,6 +21,19 @@ from berth.service.users import find_user_for_membership
 from berth.states import Role
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
+
+
+# Listed as route dependencies so that a change to an unknown tenant or user gets 404
+# before an invalid body gets 422, because FastAPI (0.165) runs dependencies before it
+# validates the body.
+def _require_tenant(tenant: str, session: SessionDep, principal: PrincipalDep) -> None:
+    service.find_tenant(session, principal, tenant)
+
+
+def _require_member(tenant: str, user: str, session: SessionDep, principal: PrincipalDep) -> None:
+    row = service.find_tenant(session, principal, tenant)
+    # This also raises 403 before the body check for a caller who may not change members.
+    find_user_for_membership(session, principal, row, user)
 
 
 @router.get("", response_model=Page[TenantOut])
@@ -54,7 +67,7 @@ def get_tenant(tenant: str, session: SessionDep, principal: PrincipalDep) -> Ten
     return tenant_out(service.find_tenant(session, principal, tenant), principal)
 
 
-@router.patch("/{tenant}", response_model=TenantOut)
+@router.patch("/{tenant}", response_model=TenantOut, dependencies=[Depends(_require_tenant)])
 def update_tenant(
     tenant: str,
     body: TenantUpdate,
@@ -80,7 +93,11 @@ def list_members(tenant: str, session: SessionDep, principal: PrincipalDep) -> l
     return [membership_out(membership) for membership, _user in members]
 
 
-@router.put("/{tenant}/members/{user}", response_model=MembershipOut)
+@router.put(
+    "/{tenant}/members/{user}",
+    response_model=MembershipOut,
+    dependencies=[Depends(_require_member)],
+)
 def set_member(
     tenant: str,
     user: str,

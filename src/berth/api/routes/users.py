@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from berth.api.convert import platform_key_out, user_out
 from berth.api.deps import PrincipalDep, SessionDep, apply_change
@@ -22,6 +22,13 @@ from berth.service import users as service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 
 router = APIRouter(prefix="/users", tags=["users"])
+
+
+# Listed as a route dependency so that a change to an unknown user gets 404 before an
+# invalid body gets 422, because FastAPI (0.165) runs dependencies before it validates
+# the body.
+def _require_user(user: str, session: SessionDep, principal: PrincipalDep) -> None:
+    service.find_user(session, principal, user)
 
 
 @router.get("", response_model=Page[UserOut])
@@ -66,7 +73,7 @@ def get_user(user: str, session: SessionDep, principal: PrincipalDep) -> UserOut
     return user_out(service.find_user(session, principal, user))
 
 
-@router.patch("/{user}", response_model=UserOut)
+@router.patch("/{user}", response_model=UserOut, dependencies=[Depends(_require_user)])
 def update_user(
     user: str, body: UserUpdate, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> UserOut:
@@ -102,7 +109,12 @@ def list_keys(user: str, session: SessionDep, principal: PrincipalDep) -> list[P
     return [platform_key_out(key) for key in service.list_platform_keys(session, principal, row)]
 
 
-@router.post("/{user}/keys", response_model=PlatformKeyCreated, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{user}/keys",
+    response_model=PlatformKeyCreated,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(_require_user)],
+)
 def create_key(
     user: str,
     body: PlatformKeyCreate,
