@@ -336,6 +336,41 @@ def test_malformed_json_names_the_body(server: BerthServer) -> None:
     assert " at character 13" in response.json()["error"]["message"]
 
 
+def test_empty_body_is_400(server: BerthServer) -> None:
+    headers = auth_headers(**{"Content-Type": "application/json"})
+
+    response = httpx.post(f"{server.url}/api/v1/endpoints", content=b"", headers=headers)
+    unknown_endpoint = httpx.patch(
+        f"{server.url}/api/v1/endpoints/val-no-such-endpoint", content=b"", headers=headers
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert response.json()["error"]["field"] == "body"
+    assert response.json()["error"]["message"].startswith(
+        "request body is empty; POST /api/v1/endpoints requires a JSON object"
+    )
+    # The endpoint lookup comes first, as for a body that fails validation.
+    assert unknown_endpoint.status_code == 404, unknown_endpoint.text
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_number_is_400(client: Client, server: BerthServer, constant: str) -> None:
+    before = endpoint_count(client)
+    body = f'{{"name": "val-nan", "model": "echo", "instances": {constant}}}'
+
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        content=body.encode(),
+        headers=auth_headers(**{"Content-Type": "application/json"}),
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert f"{constant} is not a JSON number" in response.json()["error"]["message"]
+    assert endpoint_count(client) == before
+
+
 def test_wrong_method_names_allowed_methods(server: BerthServer) -> None:
     response = httpx.put(
         f"{server.url}/api/v1/endpoints",
@@ -485,7 +520,8 @@ def test_query_error_names_the_parameter(server: BerthServer) -> None:
 def test_missing_body_names_the_body(server: BerthServer) -> None:
     response = httpx.post(f"{server.url}/api/v1/endpoints", headers=auth_headers())
 
-    assert response.status_code == 422
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
     assert response.json()["error"]["field"] == "body"
 
 

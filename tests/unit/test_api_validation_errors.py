@@ -1,8 +1,10 @@
-"""The management API's validation handler on a small app: field names, the 400 for a
-body that is not JSON, and the 415."""
+"""The management API's validation handler on a small app: field names, the 400 for an
+empty body or a body that is not JSON, and the 415."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Annotated
 
 import pytest
@@ -11,7 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.testclient import TestClient
 
+import berth.api.routes
 from berth.api.app import _field_path, _validation_error
+from berth.api.strict_json import StrictJSONRoute
 from berth.errors import value_text
 
 
@@ -33,6 +37,7 @@ class Body(BaseModel):
 
 def build_app() -> FastAPI:
     app = FastAPI()
+    app.router.route_class = StrictJSONRoute
     app.add_exception_handler(RequestValidationError, _validation_error)
 
     @app.post("/things")
@@ -165,14 +170,75 @@ def test_malformed_json_is_400(client: TestClient, body: bytes) -> None:
     error = response.json()["error"]
     assert error["code"] == "invalid_json"
     assert error["field"] == "body"
-    assert error["message"].startswith("request body is not valid JSON: ")
+    assert error["message"].startswith("request body is not valid JSON at character ")
 
 
-def test_missing_body_stays_422(client: TestClient) -> None:
-    response = client.post("/things")
+@pytest.mark.parametrize("content_type", [None, "application/json", "text/plain"])
+def test_empty_body_is_400(client: TestClient, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
 
-    assert response.status_code == 422
-    assert response.json()["error"]["field"] == "body"
+    response = client.post("/things", content=b"", headers=headers)
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert error["field"] == "body"
+    assert error["message"] == (
+        "request body is empty; POST /things requires a JSON object, "
+        "sent with Content-Type: application/json"
+    )
+
+
+def test_json_null_body_stays_422(client: TestClient) -> None:
+    response = client.post("/things", content=b"null", headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize(
+    ("body", "constant", "position"),
+    [
+        (b'{"count": NaN}', "NaN", 10),
+        (b'{"count": Infinity}', "Infinity", 10),
+        (b'{"count": -Infinity}', "-Infinity", 10),
+        (b'{"items": [{"name": "x"}], "path": NaN}', "NaN", 35),
+        # The NaN and Infinity before the escaped quote are inside a string, so the decoder
+        # rejects the Infinity outside it.
+        (b'{"label": "NaN \\" Infinity", "body": Infinity}', "Infinity", 37),
+    ],
+)
+def test_non_finite_number_is_400(
+    client: TestClient, body: bytes, constant: str, position: int
+) -> None:
+    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert error["field"] == "body"
+    assert error["message"] == (
+        f"request body is not valid JSON at character {position}: "
+        f"{constant} is not a JSON number; send a number or null"
+    )
+
+
+def test_non_finite_words_in_strings_are_accepted(client: TestClient) -> None:
+    response = client.post("/things", json={"label": "NaN Infinity -Infinity"})
+
+    assert response.status_code == 200, response.text
+
+
+def test_every_api_route_decodes_strictly() -> None:
+    modules = [
+        importlib.import_module(f"berth.api.routes.{module.name}")
+        for module in pkgutil.iter_modules(berth.api.routes.__path__)
+    ]
+    routes = [route for module in modules for route in module.router.routes]
+
+    assert len(routes) > 20
+    for route in routes:
+        assert isinstance(route, StrictJSONRoute), route.path
 
 
 def test_every_invalid_field_is_listed(client: TestClient) -> None:

@@ -103,8 +103,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     unsupported = _unsupported_media_type(request, exc)
     if unsupported is not None:
         return unsupported
-    # A body that is not JSON gets 400, as at the gateway. Valid JSON with a wrong or
-    # missing field, and a missing body, get 422.
+    # An empty body and a body that is not JSON get 400, as at the gateway. Valid JSON
+    # with a wrong or missing field gets 422.
+    if _body_is_missing(exc):
+        message = (
+            f"request body is empty; {request.method} {request.url.path} requires a JSON "
+            f"object, sent with Content-Type: {_JSON_CONTENT_TYPE}"
+        )
+        return JSONResponse(error_body("invalid_json", message, "body"), status_code=400)
     undecodable = [error for error in exc.errors() if error.get("type") == "json_invalid"]
     if undecodable:
         body = error_body("invalid_json", _json_problem(undecodable[0]), "body")
@@ -125,13 +131,25 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=422)
 
 
+def _body_is_missing(exc: RequestValidationError) -> bool:
+    """Tell whether validation failed because a route that requires a body got none.
+
+    FastAPI (0.165) reports an empty body as a "missing" error at ("body",). A body of
+    JSON null fails with another error type.
+    """
+    return any(
+        error.get("type") == "missing" and tuple(error.get("loc", ())) == ("body",)
+        for error in exc.errors()
+    )
+
+
 def _json_problem(error: dict[str, Any]) -> str:
-    """Describe a body that is not JSON by the decoder's reason and the character position."""
+    """Describe a body that is not JSON by the character position and the decoder's reason."""
     reason = (error.get("ctx") or {}).get("error") or error.get("msg") or "invalid JSON"
     location = tuple(error.get("loc", ()))
     position = location[1] if len(location) > 1 and isinstance(location[1], int) else None
     where = f" at character {position}" if position is not None else ""
-    return f"request body is not valid JSON: {reason}{where}"
+    return f"request body is not valid JSON{where}: {reason}"
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

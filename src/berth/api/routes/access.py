@@ -11,12 +11,13 @@ from berth.api.schemas import (
     SignIn,
     WhoAmI,
 )
+from berth.api.strict_json import StrictJSONRoute
 from berth.auth import Principal
 from berth.db.transactions import run_transaction
 from berth.service import organization, sessions
 from berth.service.sessions import SESSION_LIFETIME
 
-router = APIRouter(tags=["access"])
+router = APIRouter(tags=["access"], route_class=StrictJSONRoute)
 
 
 @router.post("/auth/login", response_model=WhoAmI)

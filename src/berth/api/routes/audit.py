@@ -8,11 +8,12 @@ from fastapi import APIRouter, Query
 from berth.api.convert import audit_out
 from berth.api.deps import PrincipalDep, SessionDep
 from berth.api.schemas import AuditEntryOut, Page
+from berth.api.strict_json import StrictJSONRoute
 from berth.service import audit as service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 from berth.service.tenants import find_tenant
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], route_class=StrictJSONRoute)
 
 
 @router.get("", response_model=Page[AuditEntryOut])

@@ -24,6 +24,7 @@ from berth.api.schemas import (
     Page,
     RuntimeSettingsIn,
 )
+from berth.api.strict_json import StrictJSONRoute
 from berth.db.models import Endpoint, EndpointKey
 from berth.service import endpoints as service
 from berth.service import keys as key_service
@@ -31,7 +32,7 @@ from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 from berth.service.runtime_settings import RuntimeSettings
 from berth.states import EndpointState, KeyStatus
 
-router = APIRouter(prefix="/endpoints", tags=["endpoints"])
+router = APIRouter(prefix="/endpoints", tags=["endpoints"], route_class=StrictJSONRoute)
 
 ProjectQuery = Annotated[
     str | None, Query(description="project name or ID; needed when a name is in several")

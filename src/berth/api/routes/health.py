@@ -5,8 +5,9 @@ from fastapi import APIRouter
 from berth import __version__
 from berth.api.deps import PrincipalDep
 from berth.api.schemas import Health, Reference, WhoAmI
+from berth.api.strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 
 
 @router.get("/health", response_model=Health)

@@ -7,13 +7,14 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from berth.api.convert import model_out
 from berth.api.deps import PrincipalDep, SessionDep, SettingsDep, apply_change, commit_and_notify
 from berth.api.schemas import ModelCreate, ModelImport, ModelOut, ModelUpdate, Page
+from berth.api.strict_json import StrictJSONRoute
 from berth.db.models import Model
 from berth.errors import InvalidInput
 from berth.service import models as service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 from berth.states import MLApp
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], route_class=StrictJSONRoute)
 
 
 def _parse_ml_app(text: str, field: str) -> MLApp:

@@ -7,10 +7,11 @@ from fastapi import APIRouter, Query, Request, status
 from berth.api.convert import project_out
 from berth.api.deps import PrincipalDep, SessionDep, apply_change
 from berth.api.schemas import Page, ProjectCreate, ProjectOut
+from berth.api.strict_json import StrictJSONRoute
 from berth.service import projects as service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 
-router = APIRouter(prefix="/projects", tags=["projects"])
+router = APIRouter(prefix="/projects", tags=["projects"], route_class=StrictJSONRoute)
 
 
 @router.get("", response_model=Page[ProjectOut])

@@ -14,13 +14,14 @@ from berth.api.schemas import (
     TenantOut,
     TenantUpdate,
 )
+from berth.api.strict_json import StrictJSONRoute
 from berth.db.models import Membership, Tenant
 from berth.service import tenants as service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 from berth.service.users import find_user_for_membership
 from berth.states import Role
 
-router = APIRouter(prefix="/tenants", tags=["tenants"])
+router = APIRouter(prefix="/tenants", tags=["tenants"], route_class=StrictJSONRoute)
 
 
 # Listed as route dependencies so that a change to an unknown tenant or user gets 404

@@ -16,12 +16,13 @@ from berth.api.schemas import (
     UserOut,
     UserUpdate,
 )
+from berth.api.strict_json import StrictJSONRoute
 from berth.db.models import PlatformKey, User
 from berth.service import tenants
 from berth.service import users as service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=StrictJSONRoute)
 
 
 # Listed as a route dependency so that a change to an unknown user gets 404 before an
