@@ -7,12 +7,14 @@
     ├── Forbidden              403: the caller sees the resource but may not act on it
     ├── NotFound               404: no such resource, or the caller cannot see it
     ├── Conflict               409: the request clashes with the current state
-    └── CapacityError          409: more instances than the platform can ever hold
+    │   └── CapacityError      409: more instances than the platform can ever hold
+    └── DatabaseBusy           503: concurrent changes kept the database busy; retry
 
 Handlers translate them into one JSON envelope:
-`{"error": {"code": ..., "message": ..., "field": ...}}`. An InvalidInput also lists
-every invalid field in `"errors": [{"field": ..., "message": ...}]`, so that a form can
-show each message next to its field.
+`{"error": {"code": ..., "message": ..., "field": ...}}`, with a Retry-After header when
+`retry_after_s` is set. An InvalidInput also lists every invalid field in
+`"errors": [{"field": ..., "message": ...}]`, so that a form can show each message next
+to its field.
 """
 
 import json
@@ -28,6 +30,8 @@ MAX_SHOWN_VALUE_CHARS = 60
 class BerthError(Exception):
     status_code = 500
     code = "internal_error"
+    # Seconds for the response's Retry-After header, for an error that a retry can fix.
+    retry_after_s: int | None = None
 
     def __init__(self, message: str, *, field: str | None = None, **details: Any) -> None:
         super().__init__(message)
@@ -142,6 +146,22 @@ class Conflict(BerthError):
 
 class CapacityError(Conflict):
     code = "over_capacity"
+
+
+class DatabaseBusy(BerthError):
+    """A change that failed on every attempt because concurrent transactions held the
+    database (deadlock, serialization failure or a locked SQLite database)."""
+
+    status_code = 503
+    code = "database_busy"
+
+    def __init__(self, attempts: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"this change failed {attempts} times because the database was busy with "
+            f"concurrent changes, so nothing was saved; retry the request in {retry_after_s} s",
+            retry_after=retry_after_s,
+        )
+        self.retry_after_s = retry_after_s
 
 
 def value_text(value: object) -> str:

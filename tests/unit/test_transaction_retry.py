@@ -1,5 +1,5 @@
-"""run_transaction on real databases: which failures it re-runs, and how often, and
-how the retry log names an API request.
+"""run_transaction on real databases: which failures it re-runs, and how often, how
+the retry log names an API request, and the API's 503 when every attempt fails.
 
 The PostgreSQL case needs the server on 127.0.0.1:5432 (trust auth); it is skipped
 when the server is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
@@ -10,18 +10,26 @@ import sqlite3
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, text, update
+from sqlalchemy import Engine, create_engine, event, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
+from berth.api.app import create_api
 from berth.api.deps import describe_request
 from berth.db.engine import CHANGE_COUNTER, Database
-from berth.db.models import Counter
-from berth.db.transactions import FIRST_BACKOFF_S, MAX_ATTEMPTS, run_transaction
-from berth.errors import InvalidInput
+from berth.db.models import Counter, Tenant
+from berth.db.transactions import (
+    BUSY_RETRY_AFTER_S,
+    FIRST_BACKOFF_S,
+    MAX_ATTEMPTS,
+    run_transaction,
+)
+from berth.errors import DatabaseBusy, InvalidInput
 from tests.support import fresh_postgres_database
+from tests.unit.conftest import UNIT_ADMIN_KEY
 
 
 def no_sleep(seconds: float) -> None:
@@ -140,9 +148,13 @@ def test_retries_stop_after_max_attempts(
             attempts.append(1)
             session.execute(update(Counter).values(value=Counter.value + 1))
 
-        with pytest.raises(OperationalError, match="database is locked"):
+        with pytest.raises(DatabaseBusy) as raised:
             run_transaction(session, bump_counter, "counter bump", sleep=waits.append)
 
+    assert isinstance(raised.value.__cause__, OperationalError)
+    assert "database is locked" in str(raised.value.__cause__)
+    assert raised.value.status_code == 503
+    assert raised.value.retry_after_s == BUSY_RETRY_AFTER_S
     assert len(attempts) == MAX_ATTEMPTS
     assert len(waits) == MAX_ATTEMPTS - 1
     for retry, wait in enumerate(waits):
@@ -150,6 +162,43 @@ def test_retries_stop_after_max_attempts(
     assert f"failed with a locked SQLite database (SQLITE_BUSY) {MAX_ATTEMPTS} times" in (
         caplog.text
     )
+
+
+def test_api_returns_503_while_locked(
+    database: Database, write_lock: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The server's 30 s busy timeout would make each attempt wait that long.
+    database.engine.dispose()
+    event.listen(
+        database.engine,
+        "connect",
+        lambda connection, _record: connection.execute("PRAGMA busy_timeout = 0"),
+    )
+    api = create_api()
+    api.state.database = database
+
+    with TestClient(api) as client:
+        response = client.patch(
+            "/tenants/default",
+            json={"name": "renamed-while-locked"},
+            headers={"Authorization": f"Bearer {UNIT_ADMIN_KEY}"},
+        )
+    write_lock.rollback()
+    with database.session() as session:
+        names = set(session.scalars(select(Tenant.name)))
+
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == str(BUSY_RETRY_AFTER_S)
+    error = response.json()["error"]
+    assert error["code"] == "database_busy"
+    assert error["message"] == (
+        f"this change failed {MAX_ATTEMPTS} times because the database was busy with "
+        f"concurrent changes, so nothing was saved; retry the request in {BUSY_RETRY_AFTER_S} s"
+    )
+    assert error["details"] == {"retry_after": BUSY_RETRY_AFTER_S}
+    assert "PATCH /tenants/{tenant} (tenant=default) failed with a locked SQLite" in caplog.text
+    assert "giving up" in caplog.text
+    assert "renamed-while-locked" not in names
 
 
 @pytest.fixture

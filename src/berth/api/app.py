@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from berth import __version__
 from berth.api.routes import access, audit, endpoints, health, models, projects, tenants, users
 from berth.errors import BerthError, FieldError, value_text
-from berth.service.sessions import LoginLimiter, TooManyAttempts
+from berth.service.sessions import LoginLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _unsupported_media_type(request: Request, exc: RequestValidationError) -> JS
 async def _berth_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BerthError)
     headers = None
-    if isinstance(exc, TooManyAttempts):
+    if exc.retry_after_s is not None:
         headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 

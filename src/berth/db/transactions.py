@@ -18,6 +18,8 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from berth.errors import DatabaseBusy
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -26,6 +28,10 @@ MAX_ATTEMPTS = 3
 # Upper bound in seconds of the random wait before the first retry. It doubles for each
 # later retry.
 FIRST_BACKOFF_S = 0.02
+# Retry-After in seconds when every attempt failed. The failures come from concurrent
+# transactions, which usually end within a second. The value is an estimate, not a
+# measurement.
+BUSY_RETRY_AFTER_S = 1
 
 _POSTGRES_FAILURES = {"40P01": "deadlock", "40001": "serialization failure"}
 
@@ -64,9 +70,10 @@ def run_transaction(
     rolled back and `work` runs again in a new transaction, up to `max_attempts` times in
     all. Each retry waits a random time of up to FIRST_BACKOFF_S, doubled for each later
     retry. `work` must therefore change nothing outside the database, and must load again every
-    row it uses, because the rollback expires the session's objects. Any other error, and
-    the last failure, is raised after the session is rolled back. `description` names
-    the transaction in the log.
+    row it uses, because the rollback expires the session's objects. Any other error is
+    raised after the session is rolled back. When the last attempt fails too, the session
+    is rolled back and DatabaseBusy is raised from the database error, which the API
+    returns as 503 with Retry-After. `description` names the transaction in the log.
     """
     attempt = 1
     while True:
@@ -83,7 +90,7 @@ def run_transaction(
                 logger.error(
                     "%s failed with a %s %d times; giving up", description, failure, attempt
                 )
-                raise
+                raise DatabaseBusy(attempt, BUSY_RETRY_AFTER_S) from error
             delay_s = random.uniform(0, FIRST_BACKOFF_S * 2 ** (attempt - 1))
             attempt += 1
             logger.warning(
