@@ -1,7 +1,8 @@
 """Server settings, read once at start-up from `BERTH_*` environment variables.
 
-Values that would make the server unsafe or unable to run are rejected here, with the
-variable named, instead of failing later in a request.
+Values that would make the server unsafe or unable to run are rejected here, instead of
+failing later in a request. The validators' messages leave out the setting's name,
+because `berth up` puts the environment variable or option that set it in front.
 """
 
 import math
@@ -12,7 +13,7 @@ from typing import Any
 
 import annotated_types
 from cryptography.fernet import Fernet
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -182,8 +183,9 @@ class Settings(BaseSettings):
         value = value.strip()
         if len(value) < MIN_ADMIN_KEY_LENGTH:
             raise ValueError(
-                f"BERTH_ADMIN_KEY must be at least {MIN_ADMIN_KEY_LENGTH} characters; "
-                "use a long random value such as the output of `openssl rand -hex 24`"
+                f"the key is {len(value)} characters long, but at least "
+                f"{MIN_ADMIN_KEY_LENGTH} are required. Set it to a long random value such "
+                "as the output of `openssl rand -hex 24`"
             )
         return value
 
@@ -199,22 +201,24 @@ class Settings(BaseSettings):
         except ValueError:
             # The message must not repeat the value, which may be a real key with a typo.
             raise ValueError(
-                "BERTH_SECRET_KEY is not a valid Fernet key, which is 32 random bytes in "
-                "URL-safe base64 (44 characters). Set it to the key that encrypted the stored "
+                "the value is not a valid Fernet key, which is 32 random bytes in URL-safe "
+                "base64 (44 characters). Set it to the key that encrypted the stored "
                 "endpoint keys, or generate a new key for a new home folder with "
                 f"`{GENERATE_SECRET_KEY_COMMAND}`"
             ) from None
         return SecretStr(text)
 
-    @model_validator(mode="after")
-    def _known_database(self) -> "Settings":
-        url = self.resolved_database_url
-        if not url.startswith(("sqlite", "postgresql")):
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        # An empty value counts as unset, which means SQLite in the home folder.
+        if value and not value.startswith(("sqlite", "postgresql")):
+            # Only the scheme is shown, because the rest may contain a password.
             raise ValueError(
-                f"BERTH_DATABASE_URL '{url.split(':', 1)[0]}:...' is not supported; "
-                "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+                f"the URL scheme '{value.split(':', 1)[0]}' is not supported. "
+                "Use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
             )
-        return self
+        return value
 
     @property
     def resolved_database_url(self) -> str:

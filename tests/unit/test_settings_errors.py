@@ -8,6 +8,7 @@ from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from berth.cli.main import app
+from berth.cli.output import CliError
 from berth.cli.up import load_settings
 
 
@@ -17,9 +18,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _problem(**overrides: object) -> str:
-    with pytest.raises(typer.BadParameter) as raised:
+    """Return the message of a rejected option (BadParameter) or variable (CliError)."""
+    error: type[Exception] = typer.BadParameter if overrides else CliError
+    with pytest.raises(error) as raised:
         load_settings(**overrides)
     return str(raised.value)
+
+
+FIX_HINT = "to a valid value, or unset it to use the default"
 
 
 def test_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,6 +35,14 @@ def test_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
 
     assert problem.startswith("BERTH_HEADER_TIMEOUT_S='abc': ")
     assert "valid number" in problem
+    assert problem.endswith(f". Set BERTH_HEADER_TIMEOUT_S {FIX_HINT}")
+
+
+def test_option_value_has_no_fix_hint() -> None:
+    problem = _problem(port="abc")
+
+    assert problem.startswith("--port='abc': ")
+    assert "unset" not in problem
 
 
 def test_option_value_names_the_option() -> None:
@@ -42,8 +56,46 @@ def test_secret_value_is_not_repeated(monkeypatch: pytest.MonkeyPatch) -> None:
 
     problem = _problem()
 
-    assert problem.startswith("BERTH_ADMIN_KEY: ")
+    assert problem == (
+        "BERTH_ADMIN_KEY: the key is 8 characters long, but at least 16 are required. "
+        "Set it to a long random value such as the output of `openssl rand -hex 24`"
+    )
     assert "tooshort" not in problem
+
+
+def test_unsupported_database_shows_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_DATABASE_URL", "mysql://berth:hunter2@127.0.0.1/berth")
+
+    problem = _problem()
+
+    assert problem == (
+        "BERTH_DATABASE_URL: the URL scheme 'mysql' is not supported. "
+        "Use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+    )
+
+
+def test_every_invalid_variable_is_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_DATABASE_URL", "mysql://127.0.0.1/berth")
+    monkeypatch.setenv("BERTH_ADMIN_KEY", "tooshort")
+    monkeypatch.setenv("BERTH_PORT", "http")
+
+    lines = _problem().splitlines()
+
+    assert [line.split(":", 1)[0] for line in lines] == [
+        "BERTH_PORT='http'",
+        "BERTH_DATABASE_URL",
+        "BERTH_ADMIN_KEY",
+    ]
+
+
+def test_bad_option_and_variable_is_not_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_ADMIN_KEY", "tooshort")
+
+    with pytest.raises(CliError) as raised:
+        load_settings(port="abc")
+
+    assert str(raised.value).splitlines()[0].startswith("--port='abc': ")
+    assert str(raised.value).splitlines()[1].startswith("BERTH_ADMIN_KEY: ")
 
 
 @pytest.mark.parametrize(
@@ -63,7 +115,10 @@ def test_non_finite_number_names_range(
 
     problem = _problem()
 
-    assert problem == f"{variable}={value!r}: Input should be a finite number {accepted}"
+    assert problem == (
+        f"{variable}={value!r}: Input should be a finite number {accepted}. "
+        f"Set {variable} {FIX_HINT}"
+    )
 
 
 @pytest.mark.parametrize(("option", "value"), [("--port", "abc"), ("--workers", "two")])
@@ -80,7 +135,8 @@ def test_invalid_secret_key_names_fix(monkeypatch: pytest.MonkeyPatch, value: st
 
     problem = _problem()
 
-    assert problem.startswith("BERTH_SECRET_KEY: BERTH_SECRET_KEY is not a valid Fernet key")
+    assert problem.startswith("BERTH_SECRET_KEY: the value is not a valid Fernet key")
+    assert problem.count("BERTH_SECRET_KEY") == 1
     assert "Fernet.generate_key()" in problem
     assert value not in problem
 
@@ -105,8 +161,10 @@ def test_invalid_secret_key_stops_up_first(tmp_path: Path, monkeypatch: pytest.M
 
     result = CliRunner().invoke(app, ["up", "--port", "24001"])
 
-    assert result.exit_code == 2
-    assert "BERTH_SECRET_KEY" in result.output
+    # A variable in the environment is no usage error, so the status is 1, without usage text.
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: BERTH_SECRET_KEY: the value is not a valid")
+    assert "Usage:" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     # Rejected before the home folder, its database or its lock file were created.
     assert not (tmp_path / "home").exists()

@@ -25,33 +25,58 @@ LOCK_FILE = "server.lock"
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment, with command-line values on top."""
+    """Read settings from the environment, with command-line values on top.
+
+    Raises typer.BadParameter, a usage error, when only command-line values are invalid,
+    and CliError when an environment variable is, because that is no usage error.
+    """
     values = {name: value for name, value in overrides.items() if value is not None}
     try:
         return Settings(**values)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(_setting_problem(error, values) for error in exc.errors())
-        raise typer.BadParameter(problems) from None
+        errors = exc.errors()
+    named = [(error, str(error["loc"][0]) if error["loc"] else "") for error in errors]
+    if all(field in values for _error, field in named):
+        raise typer.BadParameter("; ".join(_option_problem(error, field) for error, field in named))
+    # One line for each problem, because each one names its own fix.
+    lines = [
+        _option_problem(error, field) if field in values else _environment_problem(error, field)
+        for error, field in named
+    ]
+    raise CliError("\n".join(lines))
 
 
 # Settings whose values an error message must not repeat.
 _SECRET_SETTINGS = frozenset({"admin_key", "secret_key", "database_url"})
 
 
-def _setting_problem(error: Any, overrides: dict[str, object]) -> str:
-    """Name a rejected setting as the user set it: the option or the environment variable."""
-    field = str(error["loc"][0]) if error["loc"] else ""
-    message = error["msg"]
-    if error["type"] == "value_error":
-        # pydantic puts "Value error, " before the message of a validator's ValueError.
-        message = message.removeprefix("Value error, ")
+def _option_problem(error: Any, field: str) -> str:
+    """Describe a rejected command-line value, such as "--port=70000: Input should be …"."""
+    return _named_problem(error, f"--{field.replace('_', '-')}", field)
+
+
+def _environment_problem(error: Any, field: str) -> str:
+    """Describe a rejected environment variable, and add the fix unless the message has one."""
     if not field:
-        return f"settings: {message}"
-    name = f"--{field.replace('_', '-')}" if field in overrides else f"BERTH_{field.upper()}"
+        return f"settings: {_message(error)}"
+    variable = f"BERTH_{field.upper()}"
+    problem = _named_problem(error, variable, field)
+    # The messages of Berth's own checks (value_error) end with their fix.
+    if error["type"] == "value_error":
+        return problem
+    return f"{problem}. Set {variable} to a valid value, or unset it to use the default"
+
+
+def _named_problem(error: Any, name: str, field: str) -> str:
     value = error.get("input")
     if field in _SECRET_SETTINGS or not isinstance(value, str | int | float):
-        return f"{name}: {message}"
-    return f"{name}={value!r}: {message}"
+        return f"{name}: {_message(error)}"
+    return f"{name}={value!r}: {_message(error)}"
+
+
+def _message(error: Any) -> str:
+    # pydantic puts "Value error, " before the message of a validator's ValueError.
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def up(
