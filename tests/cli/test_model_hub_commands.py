@@ -231,6 +231,24 @@ def test_model_import_needs_org_admin(cli: RunCli, client: Client, tiny_lm: Path
         assert "does not exist" not in result.stderr, path
 
 
+def test_model_register_without_path(cli: RunCli, client: Client) -> None:
+    member_key = new_user(client, unique("ida"), "default")
+    name = unique("no-path")
+
+    result = cli("model", "register", name, "--ml-app", "text-embedding", BERTH_API_KEY=member_key)
+
+    assert result.exit_code == 1
+    message = unboxed(result.stderr)
+    assert message.startswith(
+        "Error: --path is missing; a Text Embedding model needs the folder or .gguf file"
+    )
+    assert "only an OrgAdmin may register model files from a path on the server" in message
+    assert "Ask an OrgAdmin to import the model" in message
+    with pytest.raises(ApiError) as error:
+        client.get_model(name)
+    assert error.value.status == 404
+
+
 def test_model_info_lists_checkpoints(
     cli: RunCli, client: Client, registered: list[str], tiny_lm: Path
 ) -> None:

@@ -326,6 +326,33 @@ def test_member_may_not_read_server_paths(
     assert (sorted(stored.rglob("*")) if stored.exists() else []) == stored_before
 
 
+@pytest.mark.parametrize("path", ["", "   "])
+@pytest.mark.parametrize("ml_app", ["text-embedding", "Text Generation"])
+def test_register_without_path_names_field(
+    api: httpx.Client, member_api: httpx.Client, ml_app: str, path: str
+) -> None:
+    before = model_count(api)
+    body = {"name": unique("no-path"), "ml_app": ml_app, "path": path}
+
+    member = member_api.post("/models", json=body)
+    admin = api.post("/models", json=body)
+
+    expected = (
+        f"path is missing; a {ml_app.replace('-', ' ').title()} model needs the folder or "
+        ".gguf file of the model on the Berth server"
+    )
+    assert member.status_code == 422, member.text
+    assert member.json()["error"]["field"] == "path"
+    assert member.json()["error"]["message"] == (
+        f"{expected}, and only an OrgAdmin may register model files from a path on the "
+        "server. Ask an OrgAdmin to import the model and share it with your tenant"
+    )
+    assert admin.status_code == 422, admin.text
+    assert admin.json()["error"]["field"] == "path"
+    assert admin.json()["error"]["message"] == expected
+    assert model_count(api) == before
+
+
 def test_member_may_use_models_without_files(member_api: httpx.Client) -> None:
     registered = member_api.post("/models", json={"name": unique("member-echo"), "ml_app": "echo"})
     created = member_api.post("/endpoints", json={"name": unique("member"), "model": "echo"})

@@ -228,7 +228,8 @@ def register(
     if path and not path.startswith("~") and not Path(path).is_absolute():
         # The server would resolve a relative path against its own working folder.
         path = str(Path.cwd() / path)
-    with connect(server, api_key, tenant) as client, cli_names_in_errors({"name": "model name"}):
+    names = {"name": "model name", "path": "--path"}
+    with connect(server, api_key, tenant) as client, cli_names_in_errors(names):
         data = client.register_model(
             name,
             ml_app,

@@ -222,6 +222,26 @@ def require_server_files_access(principal: Principal) -> None:
         )
 
 
+def _require_path(principal: Principal, new: NewModel) -> None:
+    """Raise InvalidInput for a model that needs files but was given no path.
+
+    For a caller who is not an OrgAdmin, the message adds that a path would be rejected
+    too, because only an OrgAdmin may register files from the server.
+    """
+    if new.path.strip():
+        return
+    message = (
+        f"path is missing; a {new.ml_app.display_name} model needs the folder or .gguf file "
+        "of the model on the Berth server"
+    )
+    if not principal.is_org_admin:
+        message += (
+            ", and only an OrgAdmin may register model files from a path on the server. "
+            "Ask an OrgAdmin to import the model and share it with your tenant"
+        )
+    raise InvalidInput(message, field="path")
+
+
 def register_model(session: Session, principal: Principal, new: NewModel) -> Model:
     """Add a model whose files stay where they are on this machine (import copies them).
 
@@ -229,6 +249,7 @@ def register_model(session: Session, principal: Principal, new: NewModel) -> Mod
     read a path on the server and need an OrgAdmin.
     """
     if new.ml_app != MLApp.ECHO:
+        _require_path(principal, new)
         require_server_files_access(principal)
     tenant_id = principal.active_tenant_id
     name = normalize_name(new.name, field="name")
