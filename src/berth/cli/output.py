@@ -5,6 +5,7 @@ Tables and messages for people go to stdout, progress and errors to stderr, so t
 """
 
 import json
+import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -148,7 +149,27 @@ def cli_names_in_errors(names: Mapping[str, str]) -> Iterator[None]:
 def stdout_console() -> Console:
     # Markup and emoji codes are off because table cells contain user text such as
     # descriptions, which must print as written.
-    return Console(markup=False, emoji=False, highlight=False)
+    return Console(markup=False, emoji=False, highlight=False, width=_width_when_not_terminal())
+
+
+# The width of tables written to a pipe or a file when COLUMNS is not set. A table takes
+# only the width that its rows need, so this only keeps rows from wrapping.
+UNWRAPPED_WIDTH = 1_000_000
+
+
+def _width_when_not_terminal() -> int | None:
+    """Return the table width when stdout is not a terminal, or None on a terminal.
+
+    Rich (15.0) measures a terminal on stdin or stderr, or assumes 80 columns, even when
+    stdout is a pipe. Instead, COLUMNS sets the width when it is set. Otherwise rows never
+    wrap, so that each row stays on one line for tools such as grep and awk.
+    """
+    if sys.stdout.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return UNWRAPPED_WIDTH
 
 
 def stderr_console() -> Console:
