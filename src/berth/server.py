@@ -208,7 +208,9 @@ def create_app(
         await table.refresh()
         stopping = asyncio.Event()
         sync_task = asyncio.create_task(table.run(stopping), name="berth-gateway-sync")
-        logger.info("Berth is serving on %s", settings.public_url)
+        logger.info("Berth is serving on %s", settings.local_url)
+        if settings.public_url:
+            logger.info("endpoint URLs start with BERTH_PUBLIC_URL, %s", settings.public_url)
         try:
             yield
         finally:

@@ -10,6 +10,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import annotated_types
 from cryptography.fernet import Fernet
@@ -53,6 +54,11 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = Field(
+        default=None,
+        description="URL at which clients reach Berth, such as the address of a reverse "
+        "proxy in front of it; endpoint URLs start with it (default: http://HOST:PORT)",
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; SQLite in the home folder when unset"
     )
@@ -189,6 +195,23 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str | None) -> str | None:
+        # An empty value counts as unset, so `BERTH_PUBLIC_URL=` uses the listen address.
+        text = (value or "").strip()
+        if not text:
+            return None
+        problem = _public_url_problem(text)
+        if problem:
+            raise ValueError(
+                f"BERTH_PUBLIC_URL must be the http:// or https:// URL at which clients reach "
+                f"Berth, but {problem}. Set it to a URL such as https://berth.example.com or "
+                "https://example.com/berth, or leave it unset to use http://HOST:PORT"
+            )
+        # Endpoint paths are appended with their own slash.
+        return text.rstrip("/")
+
     @field_validator("secret_key")
     @classmethod
     def _valid_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
@@ -260,6 +283,32 @@ class Settings(BaseSettings):
         return 2 * self.sync_interval_s + 0.6
 
     @property
-    def public_url(self) -> str:
+    def local_url(self) -> str:
+        """The URL of Berth's own listen address, for clients on this machine."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def advertised_url(self) -> str:
+        """The base of the endpoint URLs that Berth returns and prints: BERTH_PUBLIC_URL
+        when it is set, else `local_url`."""
+        return self.public_url or self.local_url
+
+
+def _public_url_problem(url: str) -> str:
+    """Describe what makes `url` unfit as BERTH_PUBLIC_URL, or return "" when it is fit."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return "it does not start with http:// or https://"
+    if not parts.hostname:
+        return "it names no host"
+    if "?" in url or "#" in url:
+        return "it has a query or a fragment (a part after '?' or '#')"
+    if parts.username is not None or parts.password is not None:
+        return "it contains a user name or password, which every endpoint URL would show"
+    try:
+        # urllib raises ValueError for a port that is not a number from 0 to 65535.
+        _port = parts.port
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    return ""

@@ -155,7 +155,9 @@ def serve_with_workers(settings: Settings, database: Database, listener: socket.
     reconciler_thread.start()
     for index in range(settings.workers):
         supervisor.start_worker(index)
-    logger.info("Berth is serving on %s with %d workers", settings.public_url, settings.workers)
+    logger.info("Berth is serving on %s with %d workers", settings.local_url, settings.workers)
+    if settings.public_url:
+        logger.info("endpoint URLs start with BERTH_PUBLIC_URL, %s", settings.public_url)
     try:
         supervisor.supervise()
     finally:

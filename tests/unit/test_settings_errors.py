@@ -168,3 +168,56 @@ def test_invalid_secret_key_stops_up_first(tmp_path: Path, monkeypatch: pytest.M
     assert result.exception is None or isinstance(result.exception, SystemExit)
     # Rejected before the home folder, its database or its lock file were created.
     assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("berth.example.com", "it does not start with http:// or https://"),
+        ("ftp://berth.example.com", "it does not start with http:// or https://"),
+        ("https://", "it names no host"),
+        ("https://berth.example.com/?tenant=a", "it has a query or a fragment"),
+        ("https://berth.example.com/#top", "it has a query or a fragment"),
+        ("https://user:secret@berth.example.com", "it contains a user name or password"),
+        ("https://berth.example.com:99999", "its port is not a number from 0 to 65535"),
+    ],
+)
+def test_invalid_public_url_names_fix(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("BERTH_PUBLIC_URL", value)
+
+    message = _problem()
+
+    assert message.startswith(f"BERTH_PUBLIC_URL={value!r}: BERTH_PUBLIC_URL must be the ")
+    assert f"but {problem}" in message
+    assert "such as https://berth.example.com" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://berth.example.com", "https://berth.example.com"),
+        ("https://berth.example.com/", "https://berth.example.com"),
+        (" http://127.0.0.1:9000/berth/ ", "http://127.0.0.1:9000/berth"),
+    ],
+)
+def test_public_url_drops_trailing_slash(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: str
+) -> None:
+    monkeypatch.setenv("BERTH_PUBLIC_URL", value)
+
+    settings = load_settings(port=8123)
+
+    assert settings.public_url == expected
+    assert settings.advertised_url == expected
+    assert settings.local_url == "http://127.0.0.1:8123"
+
+
+def test_empty_public_url_means_listen_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_PUBLIC_URL", "")
+
+    settings = load_settings(host="0.0.0.0", port=8123)
+
+    assert settings.public_url is None
+    assert settings.advertised_url == "http://127.0.0.1:8123"

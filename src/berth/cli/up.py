@@ -132,19 +132,19 @@ def up(
             "\nCreated the organization admin. Its platform API key, shown once:", bold=True
         )
         typer.echo(f"\n    {admin_key}\n")
-        saved = save_profile_if_missing(settings.public_url, admin_key)
+        saved = save_profile_if_missing(settings.local_url, admin_key)
         if saved:
             typer.echo(f"Saved it to the CLI profile {saved} (mode 0600).\n")
         else:
             typer.echo(
                 f"The CLI profile {profile_path()} exists and was left as it is. To use "
-                f"this server from the CLI, run: berth login --server {settings.public_url}\n"
+                f"this server from the CLI, run: berth login --server {settings.local_url}\n"
             )
 
     if demo:
         key = admin_key or settings.admin_key
         threading.Thread(
-            target=_deploy_demo, args=(settings.public_url, key), name="berth-demo", daemon=True
+            target=_deploy_demo, args=(settings.local_url, key), name="berth-demo", daemon=True
         ).start()
 
     if settings.workers > 1:
@@ -200,7 +200,7 @@ def _lock_home(settings: Settings) -> IO[str]:
             "stop it, or give this server its own home with --home or BERTH_HOME"
         ) from None
     handle.truncate(0)
-    handle.write(f"pid {os.getpid()}, {settings.public_url}")
+    handle.write(f"pid {os.getpid()}, {settings.local_url}")
     handle.flush()
     return handle
 

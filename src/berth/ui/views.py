@@ -136,7 +136,7 @@ def live_endpoints_fragment(request: Request, session: Session, principal: Princ
 
 
 def _live_endpoints(request: Request, session: Session, principal: Principal) -> dict[str, Any]:
-    server_url = _settings(request).public_url
+    server_url = _settings(request).advertised_url
     live_rows, live_total = endpoints.list_endpoints(
         session, principal, None, EndpointState.LIVE, MAX_PAGE_SIZE, 0
     )
@@ -195,7 +195,7 @@ def _project_endpoints(
     request: Request, session: Session, principal: Principal, project_id: str
 ) -> dict[str, Any]:
     rows, total = endpoints.list_endpoints(session, principal, project_id, None, MAX_PAGE_SIZE, 0)
-    views = [endpoint_view(row, principal, _settings(request).public_url) for row in rows]
+    views = [endpoint_view(row, principal, _settings(request).advertised_url) for row in rows]
     return {
         "principal": principal,
         "project_id": project_id,
@@ -211,7 +211,7 @@ def _project_endpoints(
 @signed_in
 def endpoint_page(request: Request, session: Session, principal: Principal) -> Response:
     endpoint = endpoints.find_endpoint(session, principal, request.path_params["endpoint"])
-    view = endpoint_view(endpoint, principal, _settings(request).public_url)
+    view = endpoint_view(endpoint, principal, _settings(request).advertised_url)
     key_rows = [key_out(row) for row in keys.list_keys(session, endpoint)]
     context = chrome(session, principal, section="projects")
     context.update(_dialog_context(request, session, principal))
@@ -229,7 +229,7 @@ def endpoint_page(request: Request, session: Session, principal: Principal) -> R
 @signed_in
 def endpoint_details_fragment(request: Request, session: Session, principal: Principal) -> Response:
     endpoint = endpoints.find_endpoint(session, principal, request.path_params["endpoint"])
-    view = endpoint_view(endpoint, principal, _settings(request).public_url)
+    view = endpoint_view(endpoint, principal, _settings(request).advertised_url)
     context = {
         "principal": principal,
         "view": view,

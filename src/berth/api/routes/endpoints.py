@@ -73,7 +73,7 @@ def list_endpoints(
     """List endpoints of the active tenant and those shared with all tenants."""
     rows, total = service.list_endpoints(session, principal, project, state, limit, offset)
     return Page(
-        items=[endpoint_out(row, settings.public_url) for row in rows],
+        items=[endpoint_out(row, settings.advertised_url) for row in rows],
         total=total,
         limit=limit,
         offset=offset,
@@ -106,7 +106,7 @@ def create_endpoint(
         )
 
     endpoint, key = apply_change(session, request, create)
-    out = endpoint_out(endpoint, settings.public_url)
+    out = endpoint_out(endpoint, settings.advertised_url)
     return EndpointCreated(**out.model_dump(), first_key=key)
 
 
@@ -130,7 +130,7 @@ def get_endpoint(
 ) -> EndpointOut:
     """Show one endpoint, named by name or ID, with its instances."""
     row = service.find_endpoint(session, principal, endpoint, project)
-    return endpoint_out(row, settings.public_url)
+    return endpoint_out(row, settings.advertised_url)
 
 
 @router.patch("/{endpoint}", response_model=EndpointOut, dependencies=[Depends(_require_endpoint)])
@@ -161,7 +161,7 @@ def update_endpoint(
         row = service.find_endpoint(session, principal, endpoint, project)
         return service.update_endpoint(session, principal, limits, row, change)
 
-    return endpoint_out(apply_change(session, request, update), settings.public_url)
+    return endpoint_out(apply_change(session, request, update), settings.advertised_url)
 
 
 @router.post("/{endpoint}/stop", response_model=EndpointOut)
@@ -179,7 +179,7 @@ def stop_endpoint(
         row = service.find_endpoint(session, principal, endpoint, project)
         return service.stop_endpoint(session, principal, row)
 
-    return endpoint_out(apply_change(session, request, stop), settings.public_url)
+    return endpoint_out(apply_change(session, request, stop), settings.advertised_url)
 
 
 @router.post("/{endpoint}/restart", response_model=EndpointOut)
@@ -197,7 +197,7 @@ def restart_endpoint(
         row = service.find_endpoint(session, principal, endpoint, project)
         return service.restart_endpoint(session, principal, row)
 
-    return endpoint_out(apply_change(session, request, restart), settings.public_url)
+    return endpoint_out(apply_change(session, request, restart), settings.advertised_url)
 
 
 @router.delete("/{endpoint}", response_model=EndpointOut)
@@ -215,7 +215,7 @@ def delete_endpoint(
         row = service.find_endpoint(session, principal, endpoint, project)
         return service.delete_endpoint(session, principal, row)
 
-    return endpoint_out(apply_change(session, request, delete), settings.public_url)
+    return endpoint_out(apply_change(session, request, delete), settings.advertised_url)
 
 
 @router.get("/{endpoint}/keys", response_model=list[KeyOut])
