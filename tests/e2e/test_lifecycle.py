@@ -129,6 +129,16 @@ def test_endpoint_waits_pending_until_capacity_frees(fresh_server: BerthServer) 
             10,
             "the second endpoint to wait for capacity",
         )
+        # The gateway loads the reason with its routes, some moments after the API has it.
+        rejected = wait_until(
+            lambda: (
+                (response := chat(second, second["first_key"])).status_code == 503
+                and "waiting for" in response.text
+                and response
+            ),
+            10,
+            "a 503 that names the missing instance slot",
+        )
         with pytest.raises(ApiError) as too_many:
             client.create_endpoint("default", "cap-huge", "echo", instances=3)
         # A wait for Live gives up once the endpoint has lacked slots for 2 s.
@@ -139,6 +149,11 @@ def test_endpoint_waits_pending_until_capacity_frees(fresh_server: BerthServer) 
         client.wait_for_state(second["id"], {"Live"}, timeout_s=60, poll_s=0.1)
 
     assert waiting["instance_list"] == []
+    assert rejected.json()["error"]["code"] == "endpoint_not_live"
+    assert rejected.json()["error"]["message"].startswith(
+        "the endpoint is Pending, not Live yet: waiting for 1 free instance slot (2 of 2 in use)"
+    )
+    assert rejected.headers["retry-after"] == "5"
     assert lacking.value.code == "insufficient_capacity"
     assert "waiting for 1 free instance slot" in lacking.value.message
     assert too_many.value.status == 422

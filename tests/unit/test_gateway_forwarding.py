@@ -19,7 +19,7 @@ import pytest
 
 from berth.gateway.proxy import Gateway
 from berth.gateway.table import KeyEntry, Route, RoutingTable, Upstream, _Changes
-from berth.states import EndpointState, InstanceState, KeyStatus, MLApp
+from berth.states import EndpointState, InstanceState, KeyStatus, MLApp, capacity_wait_reason
 from tests.support import read_http_request
 
 pytestmark = pytest.mark.anyio
@@ -278,6 +278,23 @@ async def test_pending_endpoint_has_retry_after(setup: Setup) -> None:
     assert "x-should-retry" not in response.headers
 
 
+async def test_pending_endpoint_names_reason(setup: Setup) -> None:
+    setup.route.state = EndpointState.PENDING
+    setup.route.state_reason = capacity_wait_reason(instances=1, used=4, capacity=4)
+
+    response = await setup.post()
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "endpoint_not_live"
+    assert response.json()["error"]["message"] == (
+        "the endpoint is Pending, not Live yet: waiting for 1 free instance slot "
+        "(4 of 4 in use); stop or delete another endpoint to make room; "
+        "try again once it is Live"
+    )
+    assert response.headers["retry-after"] == "5"
+    assert "x-should-retry" not in response.headers
+
+
 async def test_request_waits_for_a_ready_instance(setup: Setup) -> None:
     setup.route.upstreams.clear()
 
@@ -503,7 +520,7 @@ async def test_deploying_endpoint_waits_for_an_instance(setup: Setup) -> None:
         changes = _Changes(
             seq=1,
             keys=[],
-            endpoints=[(ENDPOINT, EndpointState.LIVE, MLApp.ECHO, False)],
+            endpoints=[(ENDPOINT, EndpointState.LIVE, MLApp.ECHO, False, "")],
             instances=[("c", ENDPOINT, InstanceState.READY, setup.first.address, "", False)],
         )
         setup.table._apply(changes)
@@ -517,10 +534,15 @@ async def test_deploying_endpoint_waits_for_an_instance(setup: Setup) -> None:
 
 async def test_deploying_endpoint_without_instance_is_not_live(setup: Setup) -> None:
     setup.route.state = EndpointState.DEPLOYING
+    setup.route.state_reason = "0 of 2 instances ready"
     setup.route.upstreams.clear()
 
     response = await setup.post()
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "endpoint_not_live"
+    assert (
+        "is Deploying, not Live yet: 0 of 2 instances ready;"
+        in (response.json()["error"]["message"])
+    )
     assert response.headers["retry-after"] == "5"

@@ -642,9 +642,12 @@ def _upstream_failure(exc: BaseException, upstream: Upstream, route: Route) -> R
 
 def _not_live(route: Route) -> Reply:
     if route.state in RECOVERING_STATES:
+        # The reason names what the endpoint waits for, such as free instance slots under
+        # BERTH_CAPACITY or instances that are still starting.
+        waiting_for = f": {route.state_reason}" if route.state_reason else ""
         return error_reply(
             503,
-            f"the endpoint is {route.state}, not Live yet; try again once it is Live",
+            f"the endpoint is {route.state}, not Live yet{waiting_for}; try again once it is Live",
             code="endpoint_not_live",
             error_type="service_unavailable",
             headers={"Retry-After": NOT_LIVE_RETRY_AFTER_S},

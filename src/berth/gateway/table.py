@@ -50,6 +50,8 @@ class Route:
     state: EndpointState
     ml_app: MLApp
     deleted: bool
+    # The reconciler's reason for the state, which only the message of a 503 reads.
+    state_reason: str = ""
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     # Round-robin position, to spread ties between equally busy instances.
     turn: int = 0
@@ -78,7 +80,7 @@ class Route:
 class _Changes:
     seq: int
     keys: list[tuple[str, str, str, KeyStatus]]
-    endpoints: list[tuple[str, EndpointState, MLApp, bool]]
+    endpoints: list[tuple[str, EndpointState, MLApp, bool, str]]
     instances: list[tuple[str, str, InstanceState, str, str, bool]]
 
 
@@ -155,12 +157,13 @@ class RoutingTable:
         for key_hash, key_id, endpoint_id, status in changes.keys:
             self.keys[key_hash] = KeyEntry(key_id, endpoint_id, status)
 
-        for endpoint_id, state, ml_app, deleted in changes.endpoints:
+        for endpoint_id, state, ml_app, deleted, reason in changes.endpoints:
             route = self.routes.get(endpoint_id)
             if route is None:
-                route = Route(endpoint_id, state, ml_app, deleted)
+                route = Route(endpoint_id, state, ml_app, deleted, reason)
                 self.routes[endpoint_id] = route
             route.state, route.ml_app, route.deleted = state, ml_app, deleted
+            route.state_reason = reason
         self._drop_deleted()
 
         for instance_id, endpoint_id, instance_state, address, local, ended in changes.instances:
@@ -193,7 +196,9 @@ def _query_changes(session: Session, since: int) -> _Changes:
         ).where(EndpointKey.seq > since)
     ).all()
     endpoints = session.execute(
-        select(Endpoint.id, Endpoint.state, Model.ml_app, Endpoint.deleted_at)
+        select(
+            Endpoint.id, Endpoint.state, Model.ml_app, Endpoint.deleted_at, Endpoint.state_reason
+        )
         .join(Model, Model.id == Endpoint.model_id)
         .where(Endpoint.seq > since)
     ).all()
@@ -212,7 +217,8 @@ def _query_changes(session: Session, since: int) -> _Changes:
         seq=int(seq),
         keys=[(row[0], row[1], row[2], KeyStatus(row[3])) for row in keys],
         endpoints=[
-            (row[0], EndpointState(row[1]), MLApp(row[2]), row[3] is not None) for row in endpoints
+            (row[0], EndpointState(row[1]), MLApp(row[2]), row[3] is not None, row[4] or "")
+            for row in endpoints
         ],
         instances=[
             (row[0], row[1], InstanceState(row[2]), row[3], row[4], row[5] is not None)
