@@ -6,6 +6,7 @@ what the REST API returns and what the database stores.
 
 import re
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class EndpointState(StrEnum):
@@ -95,48 +96,83 @@ _ML_APP_NAMES = {
 }
 
 
-def instance_counts(requested: int, ready: int, draining: int) -> tuple[int, int]:
-    """Return how many of the requested instances are ready, and how many others are stopping.
+# An instance as the count and label helpers below read it: (ID, generation, state).
+InstanceRow = tuple[str, int, str]
 
-    Right after a scale-down, and during a model change, more instances can be ready than
-    were requested. The reconciler drains the extra ones (after a model change, once every
-    new instance is ready), so they count as stopping, and so do Draining instances. The
-    ready count returned never exceeds `requested`.
+
+class _Position(NamedTuple):
+    """An instance with its position in the list, which is oldest first."""
+
+    position: int
+    instance_id: str
+    generation: int
+    state: str
+
+
+def surplus_instance_ids(requested: int, generation: int, instances: list[InstanceRow]) -> set[str]:
+    """Return the IDs of the Ready instances that the reconciler drains at its next step.
+
+    `instances` holds every open instance, oldest first, and `generation` is the
+    endpoint's current one. The rules follow `Reconciler._converge` in
+    berth.reconciler.loop. It drains the current generation's instances beyond
+    `requested`, those that are not Ready first and then the newest. It drains the older
+    generations' instances once `requested` instances of the current generation are
+    Ready, so during a rolling update they keep serving until then. The CLI and the web
+    UI show the returned instances as Draining, the state that the API reports for them
+    a moment later.
     """
-    return min(ready, requested), draining + max(0, ready - requested)
-
-
-# The state shown for a Ready instance that `surplus_instance_ids` returns, so that an
-# instance table agrees with the "N stopping" of `instance_counts`.
-SURPLUS_INSTANCE_LABEL = "Stopping"
-
-
-def surplus_instance_ids(
-    requested: int, generation: int, instances: list[tuple[str, int, str]]
-) -> set[str]:
-    """Return the IDs of the Ready instances beyond the `requested` number, which the
-    reconciler is about to stop and `instance_counts` counts as stopping.
-
-    `instances` holds (ID, generation, state) for each instance, oldest first;
-    `generation` is the endpoint's current one. The reconciler stops instances of older
-    generations first (after a model change), then the newest of the current generation.
-    """
-    ready = [
-        (index, instance_id, instance_generation)
+    active = [
+        _Position(index, instance_id, instance_generation, state)
         for index, (instance_id, instance_generation, state) in enumerate(instances)
-        if state == InstanceState.READY
+        if state != InstanceState.DRAINING
     ]
-    surplus = max(0, len(ready) - requested)
-    ready.sort(key=lambda row: (row[2] >= generation, -row[0]))
-    return {instance_id for _index, instance_id, _generation in ready[:surplus]}
+    current = [row for row in active if row.generation == generation]
+    extra = max(0, len(current) - requested)
+    ranked = sorted(current, key=lambda row: (row.state == InstanceState.READY, -row.position))
+    drained, remaining = ranked[:extra], ranked[extra:]
+
+    surplus = {row.instance_id for row in drained if row.state == InstanceState.READY}
+    if len(remaining) == requested and all(row.state == InstanceState.READY for row in remaining):
+        surplus |= {
+            row.instance_id
+            for row in active
+            if row.generation != generation and row.state == InstanceState.READY
+        }
+    return surplus
 
 
-def instances_summary(requested: int, ready: int, draining: int, ready_word: str = "ready") -> str:
-    """Describe the instance counts as "R of N ready", with ", S stopping" while any stop."""
-    ready_count, stopping = instance_counts(requested, ready, draining)
-    text = f"{ready_count} of {requested} {ready_word}"
-    if stopping:
-        text += f", {stopping} stopping"
+def shown_instance_state(instance_id: str, state: str, surplus_ids: set[str]) -> str:
+    """Return the state to show for an instance: Draining for one of `surplus_ids`."""
+    return InstanceState.DRAINING.value if instance_id in surplus_ids else state
+
+
+def instance_counts(
+    requested: int, generation: int, instances: list[InstanceRow]
+) -> tuple[int, int]:
+    """Return how many of the requested instances are ready, and how many others drain.
+
+    Instances that `surplus_instance_ids` returns count as draining, as the CLI and the web
+    UI show them. During a rolling update the old instances serve next to the new ones,
+    so more instances than requested can be ready. The ready count stops at `requested`.
+    """
+    surplus = surplus_instance_ids(requested, generation, instances)
+    ready = sum(
+        1
+        for instance_id, _generation, state in instances
+        if state == InstanceState.READY and instance_id not in surplus
+    )
+    draining = sum(1 for _id, _generation, state in instances if state == InstanceState.DRAINING)
+    return min(ready, requested), draining + len(surplus)
+
+
+def instances_summary(
+    requested: int, generation: int, instances: list[InstanceRow], ready_word: str = "ready"
+) -> str:
+    """Describe the instance counts as "R of N ready", with ", D draining" while any drain."""
+    ready, draining = instance_counts(requested, generation, instances)
+    text = f"{ready} of {requested} {ready_word}"
+    if draining:
+        text += f", {draining} draining"
     return text
 
 

@@ -241,7 +241,7 @@ def instance_states(table_output: str, instance_ids: list[str]) -> list[str]:
     return [rows[instance_id[: endpoint_views.SHORT_ID_LENGTH]] for instance_id in instance_ids]
 
 
-def test_update_scale_down_shows_stopping(cli: RunCli) -> None:
+def test_update_scale_down_shows_draining(cli: RunCli) -> None:
     created = create_endpoint(cli, "scaled-down", "--instances", "2")
     instance_ids = [instance["id"] for instance in created["instance_list"]]
 
@@ -249,12 +249,12 @@ def test_update_scale_down_shows_stopping(cli: RunCli) -> None:
     info = cli("endpoint", "info", "scaled-down")
 
     assert updated.exit_code == 0, updated.output
-    # The extra instance is Ready or Draining here, and stopping in both cases.
-    assert "Instances        1 of 1 ready, 1 stopping\n" in updated.stdout
+    assert "Instances        1 of 1 ready, 1 draining\n" in updated.stdout
     older_state, newer_state = instance_states(updated.stdout, instance_ids)
     assert older_state == "Ready"
-    # The reconciler stops the newest instance, and may have begun to drain it already.
-    assert newer_state in ("Stopping", "Draining")
+    # The reconciler drains the newest instance. Whether it has started yet or not, the
+    # table calls it Draining, as the API does once it has.
+    assert newer_state == "Draining"
     assert info.exit_code == 0, info.output
     assert "Instances        1 of 1 ready" in info.stdout
     assert "2 of 1" not in info.stdout
@@ -263,18 +263,27 @@ def test_update_scale_down_shows_stopping(cli: RunCli) -> None:
 @pytest.mark.parametrize(
     ("instances", "generation", "rows", "expected"),
     [
-        # A scale-down stops the newest instance of the current generation.
+        # A scale-down drains the newest instance of the current generation.
         (1, 1, [("a", 1, "Ready"), ("b", 1, "Ready")], {"b"}),
         (2, 1, [("a", 1, "Ready"), ("b", 1, "Ready")], set()),
-        # A model change stops the instances of older generations once the new ones serve.
+        (1, 1, [("a", 1, "Ready"), ("b", 1, "Ready"), ("c", 1, "Ready")], {"b", "c"}),
+        # An instance that is not Ready yet is drained before a Ready one.
+        (1, 1, [("a", 1, "Ready"), ("b", 1, "Starting")], set()),
+        (1, 1, [("a", 1, "Ready"), ("b", 1, "Ready"), ("c", 1, "Starting")], {"b"}),
+        # A model change drains the older generations once the new instances are ready.
         (1, 2, [("a", 1, "Ready"), ("b", 2, "Ready")], {"a"}),
         (1, 2, [("a", 1, "Ready"), ("b", 2, "Starting")], set()),
-        # A draining instance is already shown as Draining.
+        (
+            2,
+            2,
+            [("a", 1, "Ready"), ("b", 1, "Ready"), ("c", 2, "Ready"), ("d", 2, "Starting")],
+            set(),
+        ),
+        # A draining instance is Draining in the API already.
         (1, 1, [("a", 1, "Ready"), ("b", 1, "Draining")], set()),
-        (1, 1, [("a", 1, "Ready"), ("b", 1, "Ready"), ("c", 1, "Ready")], {"b", "c"}),
     ],
 )
-def test_surplus_instances_are_stopping(
+def test_surplus_instances_are_draining(
     instances: int, generation: int, rows: list[tuple[str, int, str]], expected: set[str]
 ) -> None:
     endpoint = {
@@ -287,26 +296,30 @@ def test_surplus_instances_are_stopping(
         ],
     }
 
-    assert endpoint_views.stopping_instance_ids(endpoint) == expected
+    assert endpoint_views.draining_instance_ids(endpoint) == expected
 
 
 @pytest.mark.parametrize(
-    ("instances", "ready", "states", "expected"),
+    ("instances", "states", "expected"),
     [
-        (2, 1, ("Ready", "Starting"), "1 of 2 ready"),
-        (1, 2, ("Ready", "Ready"), "1 of 1 ready, 1 stopping"),
-        (1, 1, ("Ready", "Draining"), "1 of 1 ready, 1 stopping"),
-        (2, 0, ("Draining", "Draining"), "0 of 2 ready, 2 stopping"),
-        (1, 2, ("Ready", "Ready", "Draining"), "1 of 1 ready, 2 stopping"),
+        (2, ("Ready", "Starting"), "1 of 2 ready"),
+        (1, ("Ready", "Ready"), "1 of 1 ready, 1 draining"),
+        (1, ("Ready", "Draining"), "1 of 1 ready, 1 draining"),
+        (2, ("Draining", "Draining"), "0 of 2 ready, 2 draining"),
+        (1, ("Ready", "Ready", "Draining"), "1 of 1 ready, 2 draining"),
     ],
 )
-def test_instances_text_counts_stopping(
-    instances: int, ready: int, states: tuple[str, ...], expected: str
+def test_instances_text_counts_draining(
+    instances: int, states: tuple[str, ...], expected: str
 ) -> None:
     endpoint = {
         "instances": instances,
-        "ready_instances": ready,
-        "instance_list": [{"state": state} for state in states],
+        "generation": 1,
+        "ready_instances": states.count("Ready"),
+        "instance_list": [
+            {"id": f"instance-{index}", "generation": 1, "state": state}
+            for index, state in enumerate(states)
+        ],
     }
 
     assert endpoint_views.instances_text(endpoint) == expected

@@ -28,9 +28,11 @@ def endpoint_json(
         "state_reason": reason,
         "desired_state": "stopped" if state in ("Stopping", "Stopped") else "running",
         "instances": instances,
+        "generation": max(generations, default=1),
         "ready_instances": ready,
         "instance_list": [
-            {"generation": generation, "state": "Ready"} for generation in generations
+            {"id": f"instance-{index}", "generation": generation, "state": "Ready"}
+            for index, generation in enumerate(generations)
         ],
     }
 
@@ -137,13 +139,13 @@ def test_timeout_names_state_and_reason() -> None:
     assert "Pending (waiting for 2 free instance slots)" in message
 
 
-def test_timeout_after_scale_down_counts_stopping() -> None:
+def test_timeout_after_scale_down_counts_draining() -> None:
     client = ScriptedClient(endpoint_json(LIVE, ready=2, instances=1, generations=(1, 1)))
 
     with pytest.raises(CliError) as raised:
         run_wait(client, Goal(LIVE), timeout_s=0)
 
-    assert "it is Live, 1 of 1 instances ready, 1 stopping." in str(raised.value)
+    assert "it is Live, 1 of 1 instances ready, 1 draining." in str(raised.value)
 
 
 def test_waits_for_capacity_reads_reason() -> None:

@@ -1,4 +1,4 @@
-"""How the web UI describes an endpoint's instance counts while instances stop."""
+"""How the web UI describes an endpoint's instance counts while instances drain."""
 
 from types import SimpleNamespace
 from typing import Any
@@ -9,49 +9,77 @@ from berth.states import InstanceState
 from berth.ui.display import EndpointView, shown_instance_states
 
 
-def _view(instances: int, ready: int, states: tuple[str, ...]) -> EndpointView:
+def _view(instances: int, generation: int, rows: list[tuple[str, int, str]]) -> EndpointView:
     out: Any = SimpleNamespace(
         instances=instances,
-        ready_instances=ready,
-        instance_list=[SimpleNamespace(state=state) for state in states],
+        generation=generation,
+        ready_instances=sum(1 for _id, _generation, state in rows if state == "Ready"),
+        instance_list=[
+            SimpleNamespace(id=instance_id, generation=row_generation, state=InstanceState(state))
+            for instance_id, row_generation, state in rows
+        ],
     )
     return EndpointView(out=out, tenant_name="t", can_manage=True, settling=False)
 
 
 @pytest.mark.parametrize(
-    ("instances", "ready", "states", "summary", "ready_text"),
+    ("instances", "generation", "rows", "summary", "ready_text"),
     [
-        (2, 2, ("Ready", "Ready"), "2 of 2 ready", "2 ready"),
-        (2, 1, ("Ready", "Starting"), "1 of 2 ready", "1 ready"),
-        (1, 2, ("Ready", "Ready"), "1 of 1 ready, 1 stopping", "1 ready, 1 stopping"),
-        (1, 1, ("Ready", "Draining"), "1 of 1 ready, 1 stopping", "1 ready, 1 stopping"),
+        (2, 1, [("a", 1, "Ready"), ("b", 1, "Ready")], "2 of 2 ready", "2 ready"),
+        (2, 1, [("a", 1, "Ready"), ("b", 1, "Starting")], "1 of 2 ready", "1 ready"),
+        # Right after a scale-down, and once the reconciler drains the extra instance.
+        (
+            1,
+            1,
+            [("a", 1, "Ready"), ("b", 1, "Ready")],
+            "1 of 1 ready, 1 draining",
+            "1 ready, 1 draining",
+        ),
+        (
+            1,
+            1,
+            [("a", 1, "Ready"), ("b", 1, "Draining")],
+            "1 of 1 ready, 1 draining",
+            "1 ready, 1 draining",
+        ),
+        # During a rolling update the old instances serve until every new one is ready.
+        (
+            2,
+            2,
+            [("a", 1, "Ready"), ("b", 1, "Ready"), ("c", 2, "Ready"), ("d", 2, "Starting")],
+            "2 of 2 ready",
+            "2 ready",
+        ),
+        (
+            2,
+            2,
+            [("a", 1, "Ready"), ("b", 1, "Ready"), ("c", 2, "Ready"), ("d", 2, "Ready")],
+            "2 of 2 ready, 2 draining",
+            "2 ready, 2 draining",
+        ),
     ],
 )
-def test_scale_down_counts_stopping(
-    instances: int, ready: int, states: tuple[str, ...], summary: str, ready_text: str
+def test_counts_name_draining_instances(
+    instances: int,
+    generation: int,
+    rows: list[tuple[str, int, str]],
+    summary: str,
+    ready_text: str,
 ) -> None:
-    view = _view(instances, ready, states)
+    view = _view(instances, generation, rows)
 
     assert view.instances_text == summary
     assert view.ready_text == ready_text
 
 
-def test_scale_down_shows_the_surplus_instance_as_stopping() -> None:
+def test_scale_down_shows_surplus_as_draining() -> None:
     # Right after a scale-down from 2 to 1, both instances are still Ready.
-    out: Any = SimpleNamespace(
-        instances=1,
-        generation=1,
-        ready_instances=2,
-        instance_list=[
-            SimpleNamespace(id=instance_id, generation=1, state=InstanceState.READY)
-            for instance_id in ("older", "newer")
-        ],
-    )
+    view = _view(1, 1, [("older", 1, "Ready"), ("newer", 1, "Ready")])
 
-    # The reconciler stops the newest instance, so that one shows as Stopping.
-    assert shown_instance_states(out) == {"older": "Ready", "newer": "Stopping"}
-    view = EndpointView(out=out, tenant_name="t", can_manage=True, settling=False)
-    assert view.instance_states == {"older": "Ready", "newer": "Stopping"}
+    # The reconciler drains the newest instance, so that one shows as Draining, the
+    # state that the API reports for it once the reconciler acts.
+    assert shown_instance_states(view.out) == {"older": "Ready", "newer": "Draining"}
+    assert view.instance_states == {"older": "Ready", "newer": "Draining"}
 
 
 def test_instances_within_the_count_keep_their_state() -> None:

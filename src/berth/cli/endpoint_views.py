@@ -16,11 +16,12 @@ from berth.cli.output import (
     stdout_console,
 )
 from berth.states import (
-    SURPLUS_INSTANCE_LABEL,
+    InstanceRow,
     InstanceState,
     KeyStatus,
     instance_counts,
     instances_summary,
+    shown_instance_state,
     surplus_instance_ids,
 )
 
@@ -34,26 +35,25 @@ def state_text(endpoint: Json) -> str:
 
 
 def count_instances(endpoint: Json) -> tuple[int, int]:
-    """Return the ready and the stopping instances of an endpoint (see `instance_counts`)."""
-    return instance_counts(endpoint["instances"], endpoint["ready_instances"], _draining(endpoint))
+    """Return the ready and the draining instances of an endpoint (see `instance_counts`)."""
+    return instance_counts(endpoint["instances"], endpoint["generation"], _rows(endpoint))
 
 
 def instances_text(endpoint: Json, ready_word: str = "ready") -> str:
-    """Return "R of N ready", followed by ", S stopping" while instances are stopping."""
+    """Return "R of N ready", followed by ", D draining" while instances drain."""
     return instances_summary(
-        endpoint["instances"], endpoint["ready_instances"], _draining(endpoint), ready_word
+        endpoint["instances"], endpoint["generation"], _rows(endpoint), ready_word
     )
 
 
-def _draining(endpoint: Json) -> int:
-    return sum(1 for row in endpoint["instance_list"] if row["state"] == InstanceState.DRAINING)
+def _rows(endpoint: Json) -> list[InstanceRow]:
+    return [(row["id"], row["generation"], row["state"]) for row in endpoint["instance_list"]]
 
 
-def stopping_instance_ids(endpoint: Json) -> set[str]:
-    """Return the IDs of the Ready instances beyond the requested number, which are
-    about to stop (see `berth.states.surplus_instance_ids`)."""
-    rows = [(row["id"], row["generation"], row["state"]) for row in endpoint["instance_list"]]
-    return surplus_instance_ids(endpoint["instances"], endpoint["generation"], rows)
+def draining_instance_ids(endpoint: Json) -> set[str]:
+    """Return the IDs of the Ready instances that the reconciler drains at its next step
+    (see `berth.states.surplus_instance_ids`)."""
+    return surplus_instance_ids(endpoint["instances"], endpoint["generation"], _rows(endpoint))
 
 
 def runtime_text(endpoint: Json) -> str:
@@ -118,17 +118,15 @@ def print_endpoint(endpoint: Json) -> None:
     )
     if endpoint["instance_list"]:
         typer.echo()
-        _print_instances(endpoint["instance_list"], stopping_instance_ids(endpoint))
+        _print_instances(endpoint["instance_list"], draining_instance_ids(endpoint))
 
 
 def _print_instances(instances: list[Json], surplus_ids: set[str]) -> None:
     table = new_table("Instance", "State", "Generation", "Restarts", "PID", "Started", "Ready")
     for instance in instances:
-        # A surplus instance still reads Ready until the reconciler starts draining it.
-        state = SURPLUS_INSTANCE_LABEL if instance["id"] in surplus_ids else instance["state"]
         table.add_row(
             instance["id"][:SHORT_ID_LENGTH],
-            state,
+            shown_instance_state(instance["id"], instance["state"], surplus_ids),
             str(instance["generation"]),
             str(instance["restart_count"]),
             str(instance["pid"] or "-"),

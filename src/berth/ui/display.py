@@ -12,12 +12,12 @@ from berth.db.models import Endpoint
 from berth.service import models
 from berth.service.common import MAX_PAGE_SIZE
 from berth.states import (
-    SURPLUS_INSTANCE_LABEL,
     DesiredState,
     EndpointState,
-    InstanceState,
+    InstanceRow,
     instance_counts,
     instances_summary,
+    shown_instance_state,
     surplus_instance_ids,
 )
 
@@ -47,25 +47,21 @@ class EndpointView:
 
     @property
     def instances_text(self) -> str:
-        """The instance counts, such as "1 of 1 ready, 1 stopping" after a scale-down."""
+        """The instance counts, such as "1 of 1 ready, 1 draining" after a scale-down."""
         out = self.out
-        return instances_summary(out.instances, out.ready_instances, self._draining())
+        return instances_summary(out.instances, out.generation, instance_rows(out))
 
     @property
     def ready_text(self) -> str:
-        """The ready and stopping instances, such as "1 ready, 1 stopping"."""
-        ready, stopping = instance_counts(
-            self.out.instances, self.out.ready_instances, self._draining()
-        )
-        return f"{ready} ready, {stopping} stopping" if stopping else f"{ready} ready"
-
-    def _draining(self) -> int:
-        return sum(1 for row in self.out.instance_list if row.state == InstanceState.DRAINING)
+        """The ready and draining instances, such as "1 ready, 1 draining"."""
+        out = self.out
+        ready, draining = instance_counts(out.instances, out.generation, instance_rows(out))
+        return f"{ready} ready, {draining} draining" if draining else f"{ready} ready"
 
     @property
     def instance_states(self) -> dict[str, str]:
-        """The state to show for each instance, by ID. A Ready instance beyond the
-        requested number shows as Stopping, to match the "N stopping" count."""
+        """The state to show for each instance, by ID. A Ready instance that the
+        reconciler drains next shows as Draining, to match the "N draining" count."""
         return shown_instance_states(self.out)
 
     @property
@@ -120,16 +116,20 @@ def endpoint_view(endpoint: Endpoint, principal: Principal, server_url: str) -> 
     )
 
 
+def instance_rows(out: EndpointOut) -> list[InstanceRow]:
+    return [(row.id, row.generation, row.state.value) for row in out.instance_list]
+
+
 def shown_instance_states(out: EndpointOut) -> dict[str, str]:
     """Return the state to show for each of the endpoint's instances, by ID, in order.
 
     Right after a scale-down the extra instances are still Ready until the reconciler
-    drains them. They show as Stopping.
+    drains them. They show as Draining.
     """
-    rows = [(row.id, row.generation, row.state.value) for row in out.instance_list]
-    stopping = surplus_instance_ids(out.instances, out.generation, rows)
+    rows = instance_rows(out)
+    surplus = surplus_instance_ids(out.instances, out.generation, rows)
     return {
-        instance_id: SURPLUS_INSTANCE_LABEL if instance_id in stopping else state
+        instance_id: shown_instance_state(instance_id, state, surplus)
         for instance_id, _generation, state in rows
     }
 
