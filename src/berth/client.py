@@ -288,6 +288,7 @@ class Client:
         share_with_all_tenants, version) and the runtime settings that are not None.
 
         A changed model or runtime setting replaces the instances in a rolling update.
+        Returns the endpoint as the server accepted the change (see `restart_endpoint`).
         """
         body: Json = {name: value for name, value in changes.items() if value is not None}
         settings = _without_none(
@@ -300,9 +301,19 @@ class Client:
         )
 
     def stop_endpoint(self, endpoint: str, project: str | None = None) -> Json:
+        """Stop the endpoint's instances and return it as accepted (see `restart_endpoint`)."""
         return self._call("POST", f"/endpoints/{_segment(endpoint)}/stop", params=_project(project))  # type: ignore[no-any-return]
 
     def restart_endpoint(self, endpoint: str, project: str | None = None) -> Json:
+        """Start a stopped or failed endpoint, or replace a running one's instances.
+
+        Like `update_endpoint` and `stop_endpoint`, this returns the endpoint as the server
+        accepted the change, before the reconciler acts on it. Its `instances`,
+        `generation` and `desired_state` are the new ones, but `state`, `state_reason`
+        and `instance_list` still describe the instances from before, so a restarted Live
+        endpoint still reads Live. Follow the change with `wait_for_state`, which counts
+        Live and Failed only once the reconciler has acted on the latest change.
+        """
         return self._call(  # type: ignore[no-any-return]
             "POST", f"/endpoints/{_segment(endpoint)}/restart", params=_project(project)
         )

@@ -255,6 +255,8 @@ def test_update_scale_down_shows_draining(cli: RunCli) -> None:
     # The reconciler drains the newest instance. Whether it has started yet or not, the
     # table calls it Draining, as the API does once it has.
     assert newer_state == "Draining"
+    assert "\n1 instance drains: it leaves routing at once" in updated.stdout
+    assert "Follow it with `berth endpoint info scaled-down`, or add --wait.\n" in updated.stdout
     assert info.exit_code == 0, info.output
     assert "Instances        1 of 1 ready" in info.stdout
     assert "2 of 1" not in info.stdout
@@ -323,6 +325,37 @@ def test_instances_text_counts_draining(
     }
 
     assert endpoint_views.instances_text(endpoint) == expected
+
+
+def test_update_shows_state_after_change(cli: RunCli) -> None:
+    create_endpoint(cli, "scaled-up")
+
+    result = cli("endpoint", "update", "scaled-up", "--instances", "2", "-o", "json")
+
+    endpoint = parse_json(result)
+    # The response to the change still read Live with one instance; the reconciler has
+    # started the second one since.
+    assert endpoint["state"] == "Updating"
+    assert endpoint["instances"] == 2
+    assert [row["state"] for row in endpoint["instance_list"]].count("Ready") == 1
+    assert len(endpoint["instance_list"]) == 2
+
+
+def test_update_says_what_happens_next(cli: RunCli) -> None:
+    create_endpoint(cli, "described")
+
+    described = cli("endpoint", "update", "described", "--description", "only words")
+    scaled = cli("endpoint", "update", "described", "--instances", "2")
+
+    assert described.exit_code == 0, described.output
+    assert "State            Live\n" in described.stdout
+    assert described.stdout.endswith(
+        "\nNo instance is started or replaced, so the change is in effect now.\n"
+    )
+    assert scaled.exit_code == 0, scaled.output
+    assert "State            Updating (" in scaled.stdout
+    assert "\n1 more instance starts next to the others.\n" in scaled.stdout
+    assert "Follow it with `berth endpoint info described`, or add --wait." in scaled.stdout
 
 
 def test_update_without_changes_is_usage_error(cli: RunCli) -> None:
@@ -396,13 +429,36 @@ def test_restart_live_waits_for_new_instances(cli: RunCli) -> None:
     )
 
 
+def test_restart_without_wait_shows_update(cli: RunCli) -> None:
+    create_endpoint(cli, "restart-no-wait")
+
+    result = cli("endpoint", "restart", "restart-no-wait")
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    # The response to the restart still read Live; the reconciler has begun since.
+    assert lines[0].startswith("Restart of endpoint restart-no-wait accepted; it is Updating (")
+    assert lines[1] == (
+        "Rolling update: 1 new instance starts next to the old one, which keeps serving "
+        "until every new instance is ready and then drains."
+    )
+    assert lines[2] == "Follow it with `berth endpoint info restart-no-wait`, or add --wait."
+
+
 def test_stop_without_wait_reports_request(cli: RunCli) -> None:
     create_endpoint(cli, "stop-no-wait")
 
     result = cli("endpoint", "stop", "stop-no-wait")
 
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("Stop of endpoint stop-no-wait requested (state when ")
+    # The instance may have ended by the time the endpoint is read again.
+    assert result.stdout.startswith(
+        (
+            "Stop of endpoint stop-no-wait accepted; it is Stopping",
+            "Stop of endpoint stop-no-wait accepted; it is Stopped.",
+        )
+    )
+    assert "Then the endpoint is Stopped." in result.stdout
     assert "add --wait" in result.stdout
 
 

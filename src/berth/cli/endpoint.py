@@ -11,6 +11,7 @@ import typer
 
 from berth.cli import apikey
 from berth.cli.connection import ApiKeyOption, ServerOption, TenantOption, connect
+from berth.cli.endpoint_changes import changes_pending, describe_next_step, read_after_change
 from berth.cli.endpoint_options import (
     DEFAULT_WAIT_TIMEOUT_S,
     EndpointArgument,
@@ -302,8 +303,9 @@ def update(
 
     A new model or runtime setting replaces the instances, and running instances keep
     serving until their replacements are ready. A value equal to the current one
-    replaces nothing. --wait follows the change until the endpoint is Live again, or
-    Stopped if it was stopped.
+    replaces nothing. The command prints the endpoint once the server has begun to carry
+    out the change, and what happens next. --wait follows the change until the endpoint
+    is Live again, or Stopped if it was stopped, and prints it then.
     """
     reference = pick_endpoint(endpoint_argument, endpoint)
     changes = (
@@ -321,8 +323,8 @@ def update(
             "--share-with-all-tenants, --max-batch-size, --max-batch-wait-ms or --runtime"
         )
     with connect(server, api_key, tenant) as client, endpoint_options_in_errors():
-        before = client.get_endpoint(reference, project) if wait else None
-        data = client.update_endpoint(
+        before = client.get_endpoint(reference, project)
+        accepted = client.update_endpoint(
             reference,
             project,
             description=description,
@@ -333,13 +335,19 @@ def update(
             max_batch_wait_ms=max_batch_wait_ms,
             runtime=runtime.value if runtime else None,
         )
-        if before is not None:
-            data = wait_for_goal(client, data, _goal_after_update(before, data), timeout)
+        if wait:
+            goal = _goal_after_update(before, accepted)
+            data = wait_for_goal(client, accepted, goal, timeout)
+        else:
+            data = read_after_change(client, before, accepted)
 
     if output == OutputFormat.JSON:
         print_json(data)
-    else:
-        print_endpoint(data)
+        return
+    print_endpoint(data)
+    if not wait:
+        typer.echo()
+        _print_next_step(before, data)
 
 
 def _goal_after_update(before: Json, after: Json) -> Goal:
@@ -374,10 +382,13 @@ def stop(
     """
     reference = pick_endpoint(endpoint_argument, endpoint)
     with connect(server, api_key, tenant) as client:
-        data = client.stop_endpoint(reference, project)
+        before = client.get_endpoint(reference, project)
+        accepted = client.stop_endpoint(reference, project)
         if wait:
-            data = wait_for_goal(client, data, goal_for(data), timeout)
-    _print_action_result(data, "Stop", wait, output)
+            data = wait_for_goal(client, accepted, goal_for(accepted), timeout)
+        else:
+            data = read_after_change(client, before, accepted)
+    _print_action_result(before, data, "Stop", wait, output)
 
 
 @app.command()
@@ -394,36 +405,44 @@ def restart(
 ) -> None:
     """Start a stopped or failed endpoint, or replace the instances of a running one.
 
-    A running endpoint keeps serving until the new instances are ready.
+    A running endpoint keeps serving until the new instances are ready. The command
+    prints the state once the server has begun the restart, and what happens next.
     """
     reference = pick_endpoint(endpoint_argument, endpoint)
     with connect(server, api_key, tenant) as client:
-        before = client.get_endpoint(reference, project) if wait else None
-        data = client.restart_endpoint(reference, project)
-        if before is not None:
+        before = client.get_endpoint(reference, project)
+        accepted = client.restart_endpoint(reference, project)
+        if wait:
             goal = Goal(
                 LIVE,
                 newer_than_generation=max_generation(before),
                 failed_before_change=before["state"] == FAILED,
             )
-            data = wait_for_goal(client, data, goal, timeout)
-    _print_action_result(data, "Restart", wait, output)
+            data = wait_for_goal(client, accepted, goal, timeout)
+        else:
+            data = read_after_change(client, before, accepted)
+    _print_action_result(before, data, "Restart", wait, output)
 
 
-def _print_action_result(data: Json, action: str, waited: bool, output: OutputFormat) -> None:
+def _print_action_result(
+    before: Json, data: Json, action: str, waited: bool, output: OutputFormat
+) -> None:
+    name = data["name"]
     if output == OutputFormat.JSON:
         print_json(data)
     elif waited:
-        typer.echo(f"Endpoint {data['name']} is {state_text(data)}.")
-    elif action == "Stop" and data["state"] == STOPPED:
-        typer.echo(f"Endpoint {data['name']} is already Stopped.")
+        typer.echo(f"Endpoint {name} is {state_text(data)}.")
+    elif action == "Stop" and before["desired_state"] == "stopped" and before["state"] == STOPPED:
+        typer.echo(f"Endpoint {name} is already Stopped.")
     else:
-        # The server acts on the request after it responds, so this is the state before.
-        typer.echo(
-            f"{action} of endpoint {data['name']} requested (state when accepted: "
-            f"{state_text(data)}). Follow it with `berth endpoint info {data['name']}`, "
-            "or add --wait."
-        )
+        typer.echo(f"{action} of endpoint {name} accepted; it is {state_text(data)}.")
+        _print_next_step(before, data)
+
+
+def _print_next_step(before: Json, after: Json) -> None:
+    typer.echo(describe_next_step(before, after))
+    if changes_pending(before, after):
+        typer.echo(f"Follow it with `berth endpoint info {after['name']}`, or add --wait.")
 
 
 @app.command()
