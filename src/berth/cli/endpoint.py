@@ -55,7 +55,7 @@ from berth.runtime.config import (
     MAX_BATCH_WAIT_MS_LIMIT,
 )
 from berth.runtime.selection import RequestedRuntime
-from berth.states import EndpointState
+from berth.states import DesiredState, EndpointState
 
 app = typer.Typer(
     cls=BerthGroup,
@@ -432,7 +432,11 @@ def _print_action_result(
         print_json(data)
     elif waited:
         typer.echo(f"Endpoint {name} is {state_text(data)}.")
-    elif action == "Stop" and before["desired_state"] == "stopped" and before["state"] == STOPPED:
+    elif (
+        action == "Stop"
+        and before["desired_state"] == DesiredState.STOPPED
+        and before["state"] == STOPPED
+    ):
         typer.echo(f"Endpoint {name} is already Stopped.")
     else:
         typer.echo(f"{action} of endpoint {name} accepted; it is {state_text(data)}.")
