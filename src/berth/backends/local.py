@@ -40,7 +40,13 @@ _SECRET_VARIABLES = ("BERTH_ADMIN_KEY", "BERTH_API_KEY", "BERTH_SECRET_KEY")
 _PR_SET_PDEATHSIG = 1
 OWNER_VARIABLE = "BERTH_INSTANCE_OWNER"
 # Endpoint settings that become runtime command-line options of the same name.
-_RUNTIME_SETTINGS = ("max_batch_size", "max_batch_wait_ms", "echo_delay_ms", "runtime")
+_RUNTIME_SETTINGS = (
+    "max_batch_size",
+    "max_batch_wait_ms",
+    "echo_delay_ms",
+    "echo_cpu_rounds",
+    "runtime",
+)
 
 
 # GNU OpenMP spin rounds before an idle thread sleeps. Embedding batches run a few

@@ -64,6 +64,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    message = f"must be a whole number, 0 or more, got '{text}'"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(message)
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value >= 0):
@@ -167,6 +178,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "to imitate a model's generation time (default: %(default)s).",
     )
     parser.add_argument(
+        "--echo-cpu-rounds",
+        type=_non_negative_int,
+        default=0,
+        help="Echo: rounds of SHA-256 computed per embedded text and per chat or completion "
+        "request, in the request's thread, to imitate a model that computes on one core. "
+        "The work per round is fixed, so a request costs the same CPU time on a loaded "
+        "machine (default: %(default)s).",
+    )
+    parser.add_argument(
         "--shutdown-timeout-s",
         type=_non_negative_float,
         default=30.0,
@@ -246,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         max_batch_size=args.max_batch_size,
         max_batch_wait_ms=args.max_batch_wait_ms,
         echo_delay_ms=args.echo_delay_ms,
+        echo_cpu_rounds=args.echo_cpu_rounds,
         stall_timeout_s=args.stall_timeout_s,
     )
     configure_logging(config.instance_id)

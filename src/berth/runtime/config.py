@@ -40,6 +40,9 @@ class RuntimeConfig:
     max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS
     # Echo only: pause before each streamed word, standing in for a model's generation time.
     echo_delay_ms: float = 0.0
+    # Echo only: SHA-256 rounds per embedded text and per chat or completion request,
+    # standing in for a model that computes on one core.
+    echo_cpu_rounds: int = 0
     # /health reports the instance stalled when requests are in flight and no response
     # bytes were sent for this long; None turns the check off.
     stall_timeout_s: float | None = None

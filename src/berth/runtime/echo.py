@@ -5,7 +5,10 @@ Chat returns the last user message, completions return the prompt, and embedding
 whitespace-separated words. A max_tokens the client sets cuts the reply to that many
 words, and stop sequences apply as they do for a real model. An optional delay before each
 streamed word (and once before an embedding reply) makes requests last long
-enough to be in flight while tests change or break the platform.
+enough to be in flight while tests change or break the platform. Optional CPU work
+(rounds of SHA-256 per embedded text and per chat or completion request) makes Echo
+stand in for a model that computes on one core: it runs in the request's thread and
+needs the GIL throughout, and it leaves the replies unchanged.
 
 This module must not import torch, transformers or sentence_transformers, so that an
 Echo instance starts in well under a second.
@@ -61,6 +64,20 @@ def hash_vector(text: str) -> list[float]:
     return list(_FLOAT32_VECTOR.unpack(_FLOAT32_VECTOR.pack(*(v / norm for v in components))))
 
 
+def hash_repeatedly(text: str, rounds: int) -> bytes:
+    """Return SHA-256 applied `rounds` times, first to the UTF-8 text and then to each digest.
+
+    The work per round is fixed, so a request costs the same CPU time on an idle and on a
+    loaded machine. Every round after the first hashes 32 bytes, and CPython's hashlib
+    keeps the GIL for data under 2048 bytes (HASHLIB_GIL_MINSIZE), so the rounds use one
+    core however many threads wait. Zero rounds return the UTF-8 text itself.
+    """
+    data = text.encode("utf-8")
+    for _ in range(rounds):
+        data = hashlib.sha256(data).digest()
+    return data
+
+
 class EchoStream(TextStream):
     """Stream of a precomputed reply, one word per delta, with no delay between them."""
 
@@ -107,8 +124,9 @@ class EchoStream(TextStream):
 
 
 class EchoGenerator(TextGenerator):
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, cpu_rounds: int = 0) -> None:
         self._delay_s = delay_s
+        self._cpu_rounds = cpu_rounds
 
     async def start_chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams
@@ -116,26 +134,41 @@ class EchoGenerator(TextGenerator):
         params.check_max_tokens_limit()
         reply = next((m.content for m in reversed(messages) if m.role == "user"), "")
         prompt_tokens = sum(count_words(message.content) for message in messages)
+        if self._cpu_rounds:
+            hash_repeatedly(reply, self._cpu_rounds)
         return EchoStream(reply, prompt_tokens, params, self._delay_s)
 
     async def start_completion(self, prompt: str, params: GenerationParams) -> TextStream:
         params.check_max_tokens_limit()
+        if self._cpu_rounds:
+            hash_repeatedly(prompt, self._cpu_rounds)
         return EchoStream(prompt, count_words(prompt), params, self._delay_s)
 
 
 class EchoEmbedder(Embedder):
     dimension = ECHO_DIMENSION
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, cpu_rounds: int = 0) -> None:
         self._delay_s = delay_s
+        self._cpu_rounds = cpu_rounds
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         if self._delay_s:
             await asyncio.sleep(self._delay_s)
+        if self._cpu_rounds:
+            for text in texts:
+                hash_repeatedly(text, self._cpu_rounds)
         vectors = [hash_vector(text) for text in texts]
         return EmbeddingResult(vectors, sum(count_words(text) for text in texts))
 
 
-def load_echo(delay_s: float = 0.0) -> LoadedModel:
-    """Return the Echo model; `delay_s` is the pause before each streamed word."""
-    return LoadedModel(generator=EchoGenerator(delay_s), embedder=EchoEmbedder(delay_s))
+def load_echo(delay_s: float = 0.0, cpu_rounds: int = 0) -> LoadedModel:
+    """Return the Echo model.
+
+    `delay_s` is the pause before each streamed word. `cpu_rounds` is the number of
+    SHA-256 rounds (see `hash_repeatedly`) per embedded text and per chat or completion
+    request.
+    """
+    return LoadedModel(
+        generator=EchoGenerator(delay_s, cpu_rounds), embedder=EchoEmbedder(delay_s, cpu_rounds)
+    )

@@ -80,7 +80,8 @@ def load_model(config: RuntimeConfig) -> LoadedModel:
     if config.ml_app is MLApp.ECHO:
         from berth.runtime.echo import load_echo
 
-        return replace(load_echo(config.echo_delay_ms / 1000), runtime=Runtime.ECHO)
+        loaded = load_echo(config.echo_delay_ms / 1000, config.echo_cpu_rounds)
+        return replace(loaded, runtime=Runtime.ECHO)
     # The folder checks run before the imports, which take seconds.
     if config.ml_app is MLApp.TEXT_EMBEDDING:
         folder = require_model_folder(config.model_path, ("modules.json", "config.json"))

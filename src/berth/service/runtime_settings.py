@@ -3,8 +3,9 @@
 `Endpoint.settings` stores the values that a user set. The local backend passes each of
 them to the endpoint's instances as the runtime command-line option of the same name, and
 a setting that was never set takes the runtime's default. The column may also contain
-settings that the API does not expose, such as `echo_delay_ms`, which the faults tests
-write. A merge keeps them.
+settings that the API does not expose: the Echo test aids `echo_delay_ms`, which the
+faults tests write, and `echo_cpu_rounds`, which the instances benchmark writes. A merge
+keeps them.
 """
 
 import math
