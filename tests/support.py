@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+from sqlalchemy import update
 
 from berth.client import Client
+from berth.db.engine import Database
+from berth.db.models import Endpoint
 
 T = TypeVar("T")
 ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
@@ -136,6 +139,23 @@ class BerthServer:
         assert self.process is not None
         self.process.kill()
         self.process.wait()
+
+
+def server_database(server: BerthServer) -> Database:
+    """The server's own database, for what the API does not expose."""
+    url = server.env.get("BERTH_DATABASE_URL") or f"sqlite:///{server.home / 'berth.db'}"
+    return Database(url)
+
+
+def set_endpoint_settings(server: BerthServer, endpoint_id: str, **values: object) -> None:
+    database = server_database(server)
+    try:
+        with database.session() as session:
+            session.execute(
+                update(Endpoint).where(Endpoint.id == endpoint_id).values(settings=dict(values))
+            )
+    finally:
+        database.dispose()
 
 
 def pid_alive(pid: int) -> bool:

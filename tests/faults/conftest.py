@@ -16,13 +16,18 @@ from typing import Any
 
 import psutil
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from berth.client import Client
-from berth.db.engine import Database
 from berth.db.models import Endpoint
 from tests.faults.load import Figures
-from tests.support import BerthServer, fresh_postgres_database, wait_until
+from tests.support import (
+    BerthServer,
+    fresh_postgres_database,
+    server_database,
+    set_endpoint_settings,
+    wait_until,
+)
 
 LIVE_TIMEOUT_S = 60.0
 # Pause per streamed word: an 8-word request spends about 80 ms in its instance.
@@ -99,23 +104,6 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards; skipped when PostgreSQL is not
     reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1."""
     yield from fresh_postgres_database("berth_faults")
-
-
-def server_database(server: BerthServer) -> Database:
-    """The server's own database, for what the API does not expose."""
-    url = server.env.get("BERTH_DATABASE_URL") or f"sqlite:///{server.home / 'berth.db'}"
-    return Database(url)
-
-
-def set_endpoint_settings(server: BerthServer, endpoint_id: str, **values: object) -> None:
-    database = server_database(server)
-    try:
-        with database.session() as session:
-            session.execute(
-                update(Endpoint).where(Endpoint.id == endpoint_id).values(settings=dict(values))
-            )
-    finally:
-        database.dispose()
 
 
 def endpoint_generation(server: BerthServer, endpoint_id: str) -> int:
