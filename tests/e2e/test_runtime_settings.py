@@ -1,16 +1,25 @@
 """Runtime settings through the API: validation, the instances' command line, rolling."""
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from berth.client import ApiError, Client
+from berth.runtime.echo import hash_repeatedly, hash_vector
 from berth.runtime.selection import llama_cpp_installed
 from tests.e2e.conftest import LIVE_TIMEOUT_S, wait_live
-from tests.support import ADMIN_KEY, BerthServer, pid_alive, wait_until
+from tests.support import (
+    ADMIN_KEY,
+    BerthServer,
+    pid_alive,
+    set_endpoint_settings,
+    wait_until,
+)
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
@@ -221,6 +230,9 @@ def test_echo_shows_no_settings(echo_endpoint: dict[str, Any]) -> None:
         ({"max_batch_wait_ms": True}, "max_batch_wait_ms", "valid number"),
         ({"runtime": "tgi"}, "runtime", "'auto', 'transformers', 'vllm' or 'llama.cpp'"),
         ({"batch_size": 4}, "batch_size", "Extra inputs are not permitted"),
+        # Echo's test aids are runtime options, but not settings that the API accepts.
+        ({"echo_delay_ms": 5}, "echo_delay_ms", "Extra inputs are not permitted"),
+        ({"echo_cpu_rounds": 100}, "echo_cpu_rounds", "Extra inputs are not permitted"),
     ],
 )
 def test_malformed_setting_is_422(
@@ -296,6 +308,71 @@ def test_update_with_misfit_changes_nothing(client: Client, echo_endpoint: dict[
     assert after["version"] == before["version"]
     assert after["description"] == before["description"]
     assert after["generation"] == before["generation"]
+
+
+@pytest.mark.parametrize(("name", "value"), [("echo_delay_ms", 5), ("echo_cpu_rounds", 100)])
+def test_echo_test_aid_update_is_422(
+    api: httpx.Client, client: Client, echo_endpoint: dict[str, Any], name: str, value: int
+) -> None:
+    before = client.get_endpoint(echo_endpoint["id"])
+
+    response = api.patch(
+        f"/endpoints/{echo_endpoint['id']}", json={"runtime_settings": {name: value}}
+    )
+
+    after = client.get_endpoint(echo_endpoint["id"])
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == f"runtime_settings.{name}"
+    assert "Extra inputs are not permitted" in error["message"]
+    assert after["version"] == before["version"]
+    assert after["generation"] == before["generation"]
+
+
+def test_stored_echo_cpu_rounds_reach_instance(client: Client, server: BerthServer) -> None:
+    """The API rejects echo_cpu_rounds, so the test stores it in the database, as the
+    instances benchmark does, and restarts the endpoint."""
+    rounds = 200_000
+    texts = ["a small boat", "drifts across", "the quiet harbor"]
+    created = client.create_endpoint("default", unique("echo-cpu"), "echo")
+    try:
+        wait_live(client, created["id"])
+        set_endpoint_settings(server, created["id"], echo_cpu_rounds=rounds)
+        generation = client.restart_endpoint(created["id"])["generation"]
+        endpoint = wait_until(
+            lambda: ready_generation(client, created["id"], generation),
+            LIVE_TIMEOUT_S,
+            "the echo endpoint to run an instance with --echo-cpu-rounds",
+        )
+        (instance,) = endpoint["instance_list"]
+        process = psutil.Process(instance["pid"])
+        # The rounds' CPU time in this process, to compare the instance's with.
+        started = time.thread_time()
+        hash_repeatedly(texts[0], rounds)
+        expected_cpu_s = (time.thread_time() - started) * len(texts)
+
+        cpu_before = sum(process.cpu_times()[:2])
+        response = httpx.post(
+            f"{endpoint['openai_base_url']}/embeddings",
+            json={"model": "echo", "input": texts},
+            headers={"Authorization": f"Bearer {created['first_key']}"},
+            timeout=60,
+        )
+        cpu_used_s = sum(process.cpu_times()[:2]) - cpu_before
+
+        assert option_value(command_line(instance["pid"]), "--echo-cpu-rounds") == str(rounds)
+        assert endpoint["runtime_settings"] == {
+            "max_batch_size": None,
+            "max_batch_wait_ms": None,
+            "runtime": None,
+        }
+        assert response.status_code == 200, response.text
+        vectors = [item["embedding"] for item in response.json()["data"]]
+        assert vectors == [hash_vector(text) for text in texts]
+        # Half the expected time leaves room for a faster core in the instance.
+        assert cpu_used_s >= expected_cpu_s / 2
+    finally:
+        client.delete_endpoint(created["id"])
 
 
 def test_openapi_documents_defaults(api: httpx.Client) -> None:
