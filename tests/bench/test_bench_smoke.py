@@ -7,6 +7,7 @@ Deselect this file with `-m "not bench"`.
 """
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ pytestmark = [pytest.mark.bench, pytest.mark.slow, pytest.mark.timeout(600)]
 
 @pytest.mark.parametrize("name", list(BENCHMARKS))
 def test_benchmark_runs_small(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Child processes import `bench` from the checkout, as under `python -m bench`.
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    # Child processes import `bench` from the checkout, as under `python -m bench`, and
+    # `berth` from the checkout's src/, because the editable install in the virtual
+    # environment may point at another checkout, such as the main one of a git worktree.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "src")]))
     # Idle OpenMP threads of the model processes sleep instead of spinning. On a busy
     # 2-core machine spinning threads slow each model call down many times over, and
     # this test checks only that the benchmarks work (see docs/benchmarks.md).
