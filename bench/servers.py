@@ -231,6 +231,26 @@ class BerthServer(ManagedProcess):
             info = client.get_endpoint(endpoint_id)
         return [row["pid"] for row in info["instance_list"] if row.get("pid")]
 
+    def write_endpoint_settings(self, endpoint_id: str, settings: dict[str, Any]) -> None:
+        """Replace the endpoint's stored runtime settings in the database.
+
+        This is the way to set runtime options that the API rejects, such as Echo's
+        `echo_cpu_rounds`. Running instances keep their options until they are replaced.
+        """
+        from sqlalchemy import update
+
+        from berth.db.engine import Database
+        from berth.db.models import Endpoint
+
+        database = Database(f"sqlite:///{self.home / 'berth.db'}")
+        try:
+            with database.session() as session:
+                session.execute(
+                    update(Endpoint).where(Endpoint.id == endpoint_id).values(settings=settings)
+                )
+        finally:
+            database.dispose()
+
 
 def create_live_endpoint(
     server: BerthServer, name: str, model: str, instances: int = 1, timeout_s: float = 300.0
@@ -240,6 +260,43 @@ def create_live_endpoint(
         created = client.create_endpoint("default", name, model, instances=instances)
         info = client.wait_for_state(created["id"], {"Live"}, timeout_s=timeout_s, poll_s=0.05)
     return info, created["first_key"]
+
+
+def create_live_endpoint_with_settings(
+    server: BerthServer,
+    name: str,
+    model: str,
+    settings: dict[str, Any],
+    instances: int = 1,
+    timeout_s: float = 300.0,
+) -> tuple[dict[str, Any], str]:
+    """Create an endpoint whose instances run with stored `settings` that the API rejects.
+
+    The endpoint is created, its settings are written into the database, and a restart
+    replaces its instances with ones started with those settings. Returns the endpoint
+    once all its instances are ready at the restart's generation, with its key.
+    """
+    created, key = create_live_endpoint(server, name, model, instances, timeout_s)
+    server.write_endpoint_settings(created["id"], settings)
+    with server.client() as client:
+        generation = client.restart_endpoint(created["id"])["generation"]
+
+        def restarted() -> dict[str, Any] | None:
+            info: dict[str, Any] = client.get_endpoint(created["id"])
+            rows = info["instance_list"]
+            if info["state"] != "Live" or len(rows) != instances:
+                return None
+            if any(row["state"] != "Ready" or row["generation"] != generation for row in rows):
+                return None
+            return info
+
+        info = wait_until(
+            restarted,
+            timeout_s,
+            f"endpoint {name} to run {instances} instances with {settings}",
+            interval_s=0.05,
+        )
+    return info, key
 
 
 class RuntimeProcess(ManagedProcess):

@@ -51,7 +51,7 @@ BENCHMARKS = {
         ),
         Benchmark(
             "instances",
-            "embedding endpoint throughput with 1 vs 2 instances",
+            "embedding and single-core Echo endpoint throughput with 1 vs 2 instances",
             "bench.benchmarks.instances",
         ),
     )
