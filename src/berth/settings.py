@@ -205,8 +205,8 @@ class Settings(BaseSettings):
         problem = _public_url_problem(text)
         if problem:
             raise ValueError(
-                f"BERTH_PUBLIC_URL must be the http:// or https:// URL at which clients reach "
-                f"Berth, but {problem}. Set it to a URL such as https://berth.example.com or "
+                f"it must be the http:// or https:// URL at which clients reach Berth, but "
+                f"{problem}. Set it to a URL such as https://berth.example.com or "
                 "https://example.com/berth, or leave it unset to use http://HOST:PORT"
             )
         # Endpoint paths are appended with their own slash.

@@ -189,7 +189,7 @@ def test_invalid_public_url_names_fix(
 
     message = _problem()
 
-    assert message.startswith(f"BERTH_PUBLIC_URL={value!r}: BERTH_PUBLIC_URL must be the ")
+    assert message.startswith(f"BERTH_PUBLIC_URL={value!r}: it must be the ")
     assert f"but {problem}" in message
     assert "such as https://berth.example.com" in message
 
