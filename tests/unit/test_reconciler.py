@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from berth.api.convert import endpoint_out
 from berth.auth import authenticate
 from berth.backends.base import InstanceHandle, InstanceSpec, ProcessState, ProcessStatus
 from berth.db.engine import Database
@@ -505,6 +506,73 @@ async def test_old_instance_survives_server_restart(
     assert rows[old.id].state == InstanceState.READY
     assert last_start(restarted, old.id).model_path == str(main)
     assert restarted.endpoint(endpoint_id).state != EndpointState.FAILED
+
+
+def served_models(world: World, endpoint_id: str) -> dict[str, tuple[str, str]]:
+    """Return the model and checkpoint names that the API reports for each open instance."""
+    with world.database.session() as session:
+        endpoint = session.get(Endpoint, endpoint_id)
+        assert endpoint is not None
+        out = endpoint_out(endpoint, "http://127.0.0.1:19600")
+        return {row.id: (row.model_name, row.checkpoint_name) for row in out.instance_list}
+
+
+def rewrite_launch(world: World, instance_id: str, launch: str) -> None:
+    with world.database.session() as session:
+        row = session.get(Instance, instance_id)
+        assert row is not None
+        row.launch = launch
+
+
+async def test_stuck_update_names_model_per_instance(world: World, tmp_path: Path) -> None:
+    endpoint_id, old, _main = await stuck_model_update(world, tmp_path)
+
+    served = served_models(world, endpoint_id)
+
+    assert json.loads(old.launch)["checkpoint_name"] == "main"
+    assert served.pop(old.id) == ("linked-lm", "main")
+    # The new instance never started, because its files are missing, so it has no plan;
+    # it reports the endpoint's model, which it starts on.
+    assert list(served.values()) == [("linked-lm", "v2")]
+
+
+async def test_plan_without_checkpoint_still_read(world: World, tmp_path: Path) -> None:
+    endpoint_id, old, main = await stuck_model_update(world, tmp_path)
+    # The plan as Berth wrote it before it recorded the checkpoint.
+    plan = json.loads(old.launch)
+    del plan["checkpoint_id"], plan["checkpoint_name"]
+    rewrite_launch(world, old.id, json.dumps(plan))
+
+    # Its files are main's, not those of the endpoint's checkpoint v2, so the checkpoint
+    # is unknown.
+    assert served_models(world, endpoint_id)[old.id] == ("linked-lm", "")
+
+    # The old instance still restarts on its own files.
+    world.backend.processes[old.id].exit_code = -9
+    await world.step_past_backoff()
+    rows = {row.id: row for row in world.instances(endpoint_id)}
+    assert rows[old.id].state == InstanceState.READY
+    assert last_start(world, old.id).model_path == str(main)
+
+
+async def test_plan_without_checkpoint_matches_files(world: World) -> None:
+    endpoint_id = world.create("echo-plan")
+    await world.step(2)
+    (row,) = world.instances(endpoint_id)
+    plan = json.loads(row.launch)
+    del plan["checkpoint_id"], plan["checkpoint_name"]
+    rewrite_launch(world, row.id, json.dumps(plan))
+
+    # The files are those of the endpoint's checkpoint, so that checkpoint is named.
+    assert served_models(world, endpoint_id) == {row.id: ("echo", "main")}
+
+
+async def test_old_instance_without_plan_is_unknown(world: World, tmp_path: Path) -> None:
+    endpoint_id, old, _main = await stuck_model_update(world, tmp_path)
+    # An instance started before Berth recorded plans.
+    rewrite_launch(world, old.id, "")
+
+    assert served_models(world, endpoint_id)[old.id] == ("", "")
 
 
 async def test_missing_files_fail_new_endpoint(world: World, tmp_path: Path) -> None:

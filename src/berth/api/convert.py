@@ -20,6 +20,7 @@ from berth.db.models import (
     AuditEntry,
     Endpoint,
     EndpointKey,
+    Instance,
     Membership,
     Model,
     PlatformKey,
@@ -27,6 +28,7 @@ from berth.db.models import (
     Tenant,
     User,
 )
+from berth.reconciler.plans import served_model
 from berth.service.keys import reveal
 from berth.service.runtime_settings import effective_settings
 from berth.states import InstanceState
@@ -136,6 +138,26 @@ def model_out(model: Model) -> ModelOut:
     )
 
 
+def instance_out(row: Instance, endpoint: Endpoint) -> InstanceOut:
+    model_name, checkpoint_name = served_model(row, endpoint)
+    return InstanceOut(
+        id=row.id,
+        state=row.state,
+        restart_count=row.restart_count,
+        generation=row.generation,
+        pid=row.pid,
+        # The row of an exited instance keeps the address of its ended process.
+        address="" if row.state == InstanceState.EXITED else row.address,
+        started_at=row.started_at,
+        ready_at=row.ready_at,
+        last_error=row.last_error,
+        runtime=row.runtime,
+        runtime_note=row.runtime_note,
+        model_name=model_name,
+        checkpoint_name=checkpoint_name,
+    )
+
+
 def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
     url = f"{server_url}/endpoints/{endpoint.id}"
     open_instances = endpoint.open_instances
@@ -156,23 +178,7 @@ def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
         ml_app_name=endpoint.model.ml_app.display_name,
         instances=endpoint.instances,
         ready_instances=sum(1 for row in open_instances if row.state == InstanceState.READY),
-        instance_list=[
-            InstanceOut(
-                id=row.id,
-                state=row.state,
-                restart_count=row.restart_count,
-                generation=row.generation,
-                pid=row.pid,
-                # The row of an exited instance keeps the address of its ended process.
-                address="" if row.state == InstanceState.EXITED else row.address,
-                started_at=row.started_at,
-                ready_at=row.ready_at,
-                last_error=row.last_error,
-                runtime=row.runtime,
-                runtime_note=row.runtime_note,
-            )
-            for row in open_instances
-        ],
+        instance_list=[instance_out(row, endpoint) for row in open_instances],
         state=endpoint.state,
         state_reason=endpoint.state_reason,
         desired_state=endpoint.desired_state,

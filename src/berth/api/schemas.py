@@ -119,6 +119,18 @@ class InstanceOut(BaseModel):
         description="why a faster runtime was not used, for example 'vLLM not used: "
         "no CUDA GPU found'; often empty"
     )
+    model_name: str = Field(
+        description="model that the instance was last started with, which differs from "
+        "the endpoint's model while a rolling update replaces the instance. For an "
+        "instance that has not started yet, the endpoint's model if the instance is of "
+        "the current generation. Empty when unknown: an instance of an earlier generation "
+        "that Berth started before it recorded this"
+    )
+    checkpoint_name: str = Field(
+        description="checkpoint of `model_name` that the instance was last started with, "
+        "found the same way. Empty when unknown, and for an instance that a Berth version "
+        "without this field started on files other than the endpoint's current checkpoint"
+    )
 
 
 _MAX_BATCH_SIZE_HELP = (
@@ -182,7 +194,10 @@ class EndpointOut(BaseModel):
     ml_app: MLApp
     ml_app_name: str
     instances: int = Field(description="number of instances asked for")
-    ready_instances: int
+    ready_instances: int = Field(
+        description="open instances that are Ready, of every generation. During a rolling "
+        "update the old instances serve next to the new ones, so this can exceed `instances`"
+    )
     instance_list: list[InstanceOut]
     state: EndpointState
     state_reason: str

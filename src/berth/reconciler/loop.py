@@ -12,7 +12,6 @@ database's write lock while API requests wait for it.
 """
 
 import asyncio
-import json
 import logging
 import os
 import threading
@@ -28,11 +27,11 @@ from berth.backends.base import Backend, InstanceSpec, ProcessState
 from berth.db.engine import Database
 from berth.db.models import Endpoint, Instance, utcnow
 from berth.hub.builtin import resolve_artifact
+from berth.reconciler.plans import LaunchPlan
 from berth.reconciler.probes import Prober, ProbeResult
 from berth.service.common import mark_changed, new_id
 from berth.service.endpoints import slots_in_use
 from berth.states import (
-    CheckpointFormat,
     DesiredState,
     EndpointState,
     InstanceState,
@@ -97,51 +96,6 @@ class _ProbeTarget:
     instance_id: str
     address: str
     path: str
-
-
-@dataclass(frozen=True)
-class _LaunchPlan:
-    """The start command of an instance's process: the model, its files and settings."""
-
-    model_name: str
-    artifact: str
-    checkpoint_format: CheckpointFormat | None
-    settings: dict[str, object]
-
-    @classmethod
-    def current(cls, endpoint: Endpoint) -> "_LaunchPlan":
-        """Return the plan of the endpoint's current generation."""
-        return cls(
-            model_name=endpoint.model.name,
-            artifact=endpoint.artifact,
-            checkpoint_format=endpoint.checkpoint_format,
-            settings=dict(endpoint.settings or {}),
-        )
-
-    @classmethod
-    def saved(cls, row: Instance) -> "_LaunchPlan | None":
-        """Return the plan the instance was last started with, or None if it was never
-        started (or was started before Berth recorded plans)."""
-        if not row.launch:
-            return None
-        data = json.loads(row.launch)
-        checkpoint_format = data["checkpoint_format"]
-        return cls(
-            model_name=data["model_name"],
-            artifact=data["artifact"],
-            checkpoint_format=CheckpointFormat(checkpoint_format) if checkpoint_format else None,
-            settings=dict(data["settings"]),
-        )
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "model_name": self.model_name,
-                "artifact": self.artifact,
-                "checkpoint_format": self.checkpoint_format,
-                "settings": self.settings,
-            }
-        )
 
 
 @dataclass(frozen=True)
@@ -646,7 +600,7 @@ class Reconciler:
                 ):
                     continue
                 # Parsed only for an instance due to start, not for every old one each step.
-                plan = _LaunchPlan.saved(row)
+                plan = LaunchPlan.saved(row)
                 if plan is not None:
                     self._restart(session, endpoint, row, plan)
 
@@ -707,7 +661,7 @@ class Reconciler:
         session: Session,
         endpoint: Endpoint,
         row: Instance,
-        plan: _LaunchPlan | None = None,
+        plan: LaunchPlan | None = None,
     ) -> None:
         if row.last_error == SERVER_RESTART_REASON:
             logger.info(
@@ -730,13 +684,13 @@ class Reconciler:
         session: Session,
         endpoint: Endpoint,
         row: Instance,
-        plan: _LaunchPlan | None = None,
+        plan: LaunchPlan | None = None,
     ) -> None:
         """Start the instance's process, or record a failed start if its files are missing.
 
         `plan` gives what to start; by default, the endpoint's current model and settings.
         """
-        plan = plan or _LaunchPlan.current(endpoint)
+        plan = plan or LaunchPlan.current(endpoint)
         # The endpoint's checkpoint decides the files; the model only names them.
         artifact = plan.artifact
         located = self._artifacts.get(artifact)
