@@ -146,33 +146,59 @@ def shown_instance_state(instance_id: str, state: str, surplus_ids: set[str]) ->
     return InstanceState.DRAINING.value if instance_id in surplus_ids else state
 
 
+class InstanceCounts(NamedTuple):
+    """An endpoint's instances as the CLI and the web UI count them."""
+
+    # Ready instances of the current generation, at most the requested count.
+    ready: int
+    # Instances of earlier generations that are not draining. During a rolling update they
+    # serve until the new ones are ready, or start again to do so.
+    old: int
+    # Of those, the Ready ones.
+    old_ready: int
+    draining: int
+
+
 def instance_counts(
     requested: int, generation: int, instances: list[InstanceRow]
-) -> tuple[int, int]:
-    """Return how many of the requested instances are ready, and how many others drain.
+) -> InstanceCounts:
+    """Count the instances that serve, by generation, and those that drain.
 
     Instances that `surplus_instance_ids` returns count as draining, as the CLI and the web
     UI show them. During a rolling update the old instances serve next to the new ones,
-    so more instances than requested can be ready. The ready count stops at `requested`.
+    so they are counted apart: a ready count that mixed both would reach `requested`
+    before the new instances are ready.
     """
     surplus = surplus_instance_ids(requested, generation, instances)
-    ready = sum(
-        1
-        for instance_id, _generation, state in instances
-        if state == InstanceState.READY and instance_id not in surplus
-    )
-    draining = sum(1 for _id, _generation, state in instances if state == InstanceState.DRAINING)
-    return min(ready, requested), draining + len(surplus)
+    ready = old = old_ready = draining = 0
+    for instance_id, instance_generation, state in instances:
+        if state == InstanceState.DRAINING or instance_id in surplus:
+            draining += 1
+        elif instance_generation == generation:
+            if state == InstanceState.READY:
+                ready += 1
+        else:
+            old += 1
+            if state == InstanceState.READY:
+                old_ready += 1
+    return InstanceCounts(min(ready, requested), old, old_ready, draining)
 
 
 def instances_summary(
     requested: int, generation: int, instances: list[InstanceRow], ready_word: str = "ready"
 ) -> str:
-    """Describe the instance counts as "R of N ready", with ", D draining" while any drain."""
-    ready, draining = instance_counts(requested, generation, instances)
-    text = f"{ready} of {requested} {ready_word}"
-    if draining:
-        text += f", {draining} draining"
+    """Describe the instance counts as "R of N ready", with ", D draining" while any drain.
+
+    During a rolling update it reads "R of N new ready, O old serving", where O counts the
+    Ready instances of earlier generations.
+    """
+    counts = instance_counts(requested, generation, instances)
+    if counts.old:
+        text = f"{counts.ready} of {requested} new {ready_word}, {counts.old_ready} old serving"
+    else:
+        text = f"{counts.ready} of {requested} {ready_word}"
+    if counts.draining:
+        text += f", {counts.draining} draining"
     return text
 
 

@@ -327,6 +327,39 @@ def test_instances_text_counts_draining(
     assert endpoint_views.instances_text(endpoint) == expected
 
 
+@pytest.mark.parametrize(
+    ("rows", "expected_text", "expected_cell"),
+    [
+        # One of two new instances is ready while both old ones serve.
+        (
+            [("a", 1, "Ready"), ("b", 1, "Ready"), ("c", 2, "Ready"), ("d", 2, "Starting")],
+            "1 of 2 new ready, 2 old serving",
+            "1/2 +2 old",
+        ),
+        # Every new instance is ready: the old ones drain next.
+        (
+            [("a", 1, "Ready"), ("b", 2, "Ready"), ("c", 2, "Ready")],
+            "2 of 2 ready, 1 draining",
+            "2/2",
+        ),
+    ],
+)
+def test_instances_text_counts_old_apart(
+    rows: list[tuple[str, int, str]], expected_text: str, expected_cell: str
+) -> None:
+    endpoint = {
+        "instances": 2,
+        "generation": 2,
+        "instance_list": [
+            {"id": instance_id, "generation": generation, "state": state}
+            for instance_id, generation, state in rows
+        ],
+    }
+
+    assert endpoint_views.instances_text(endpoint) == expected_text
+    assert endpoint_views.ready_column_text(endpoint) == expected_cell
+
+
 def test_update_shows_state_after_change(cli: RunCli) -> None:
     create_endpoint(cli, "scaled-up")
 

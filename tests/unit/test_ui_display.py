@@ -42,13 +42,29 @@ def _view(instances: int, generation: int, rows: list[tuple[str, int, str]]) -> 
             "1 of 1 ready, 1 draining",
             "1 ready, 1 draining",
         ),
-        # During a rolling update the old instances serve until every new one is ready.
+        # During a rolling update the old instances serve until every new one is ready,
+        # and are counted apart from the new ones.
         (
             2,
             2,
             [("a", 1, "Ready"), ("b", 1, "Ready"), ("c", 2, "Ready"), ("d", 2, "Starting")],
-            "2 of 2 ready",
-            "2 ready",
+            "1 of 2 new ready, 2 old serving",
+            "1 new ready, 2 old serving",
+        ),
+        (
+            2,
+            2,
+            [("a", 1, "Ready"), ("b", 2, "Ready"), ("c", 2, "Starting")],
+            "1 of 2 new ready, 1 old serving",
+            "1 new ready, 1 old serving",
+        ),
+        # An old instance that starts again on its model serves nothing yet.
+        (
+            1,
+            2,
+            [("a", 1, "Exited"), ("b", 2, "Starting")],
+            "0 of 1 new ready, 0 old serving",
+            "0 new ready, 0 old serving",
         ),
         (
             2,

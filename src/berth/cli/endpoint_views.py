@@ -16,6 +16,7 @@ from berth.cli.output import (
     stdout_console,
 )
 from berth.states import (
+    InstanceCounts,
     InstanceRow,
     InstanceState,
     KeyStatus,
@@ -34,13 +35,14 @@ def state_text(endpoint: Json) -> str:
     return endpoint["state"]
 
 
-def count_instances(endpoint: Json) -> tuple[int, int]:
-    """Return the ready and the draining instances of an endpoint (see `instance_counts`)."""
+def count_instances(endpoint: Json) -> InstanceCounts:
+    """Count the endpoint's instances as `berth.states.instance_counts` does."""
     return instance_counts(endpoint["instances"], endpoint["generation"], _rows(endpoint))
 
 
 def instances_text(endpoint: Json, ready_word: str = "ready") -> str:
-    """Return "R of N ready", followed by ", D draining" while instances drain."""
+    """Return "R of N ready", or "R of N new ready, O old serving" during a rolling
+    update, followed by ", D draining" while instances drain."""
     return instances_summary(
         endpoint["instances"], endpoint["generation"], _rows(endpoint), ready_word
     )
@@ -147,6 +149,16 @@ def _print_instances(instances: list[Json], surplus_ids: set[str]) -> None:
             typer.echo(f"Last error of instance {short_id}: {instance['last_error']}")
 
 
+def ready_column_text(endpoint: Json) -> str:
+    """Return "R/N" for the list's Ready column. During a rolling update "+O old" follows,
+    where O counts the Ready instances of earlier generations."""
+    counts = count_instances(endpoint)
+    text = f"{counts.ready}/{endpoint['instances']}"
+    if counts.old:
+        text += f" +{counts.old_ready} old"
+    return text
+
+
 def print_endpoint_list(page: Json, show_tenant: bool = False) -> None:
     items = page["items"]
     if items:
@@ -165,7 +177,7 @@ def print_endpoint_list(page: Json, show_tenant: bool = False) -> None:
                 *where,
                 model_text(endpoint),
                 endpoint["state"],
-                f"{count_instances(endpoint)[0]}/{endpoint['instances']}",
+                ready_column_text(endpoint),
                 format_time(endpoint["created_at"], style=TimeStyle.MINUTES),
                 endpoint["owner"]["name"],
             )

@@ -53,10 +53,17 @@ class EndpointView:
 
     @property
     def ready_text(self) -> str:
-        """The ready and draining instances, such as "1 ready, 1 draining"."""
+        """The ready and draining instances, such as "1 ready, 1 draining", or
+        "1 new ready, 1 old serving" during a rolling update."""
         out = self.out
-        ready, draining = instance_counts(out.instances, out.generation, instance_rows(out))
-        return f"{ready} ready, {draining} draining" if draining else f"{ready} ready"
+        counts = instance_counts(out.instances, out.generation, instance_rows(out))
+        if counts.old:
+            text = f"{counts.ready} new ready, {counts.old_ready} old serving"
+        else:
+            text = f"{counts.ready} ready"
+        if counts.draining:
+            text += f", {counts.draining} draining"
+        return text
 
     @property
     def instance_states(self) -> dict[str, str]:
