@@ -206,6 +206,80 @@ def test_restart_with_moved_files_keeps_serving(
             api.delete(f"/endpoints/{endpoint['id']}")
 
 
+def test_stuck_checkpoint_update_names_served_checkpoints(
+    api: httpx.Client, server: BerthServer, tiny_lm: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from berth.cli.main import app
+
+    name = unique("rolling")
+    main = Path(shutil.copytree(tiny_lm, tmp_path / "main"))
+    v2 = Path(shutil.copytree(tiny_lm, tmp_path / "v2"))
+    import_model(api, path=str(main), name=name, link=True).raise_for_status()
+    import_model(api, path=str(v2), name=name, checkpoint="v2", link=True).raise_for_status()
+    created = api.post("/endpoints", json={"name": unique("rolling"), "model": f"{name}:main"})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+    from berth.client import Client
+
+    with Client(server=server.url, api_key=ADMIN_KEY) as client:
+        try:
+            live = wait_live(client, endpoint["id"])
+            (old,) = live["instance_list"]
+            # Checkpoint v2's files go missing, so its new instance cannot start and the
+            # old instance serves on: the update stays in progress.
+            v2.rename(tmp_path / "moved")
+            updated = api.patch(f"/endpoints/{endpoint['id']}", json={"model": f"{name}:v2"})
+            assert updated.status_code == 200, updated.text
+
+            def reported() -> dict | None:
+                info = client.get_endpoint(endpoint["id"])
+                errors = [
+                    row for row in info["instance_list"] if "unavailable" in row["last_error"]
+                ]
+                return info if errors or info["state"] == "Failed" else None
+
+            info = wait_until(reported, 60, "the new instance to report its missing files")
+            (tmp_path / "config").mkdir()
+            info_output = CliRunner().invoke(
+                app,
+                ["endpoint", "info", endpoint["id"]],
+                env={
+                    "BERTH_SERVER": server.url,
+                    "BERTH_API_KEY": ADMIN_KEY,
+                    "XDG_CONFIG_HOME": str(tmp_path / "config"),
+                    "COLUMNS": "160",
+                    "NO_COLOR": "1",
+                },
+            )
+        finally:
+            api.delete(f"/endpoints/{endpoint['id']}")
+
+    assert info["state"] == "Updating", info["state_reason"]
+    assert info["checkpoint"]["name"] == "v2"
+    instances = {row["id"]: row for row in info["instance_list"]}
+    assert instances[old["id"]]["state"] == "Ready"
+    assert (instances[old["id"]]["model_name"], instances[old["id"]]["checkpoint_name"]) == (
+        name,
+        "main",
+    )
+    (new,) = [row for row in instances.values() if row["id"] != old["id"]]
+    assert (new["model_name"], new["checkpoint_name"]) == (name, "v2")
+
+    assert info_output.exit_code == 0, info_output.output
+    lines = info_output.stdout.splitlines()
+    assert lines[0] == (
+        f"Rolling update: 1 instance still serves model {name} (checkpoint main) until "
+        "1 new instance of checkpoint v2 is ready."
+    )
+    assert "Instances        0 of 1 new ready, 1 old serving" in lines
+    old_row = next(line for line in lines if line.startswith(old["id"][:8]))
+    assert f"{name}:main" in old_row
+    new_row = next(line for line in lines if line.startswith(new["id"][:8]))
+    assert f"{name}:v2" in new_row
+
+
 def test_unknown_checkpoint_is_404(api: httpx.Client) -> None:
     response = api.post("/endpoints", json={"name": unique("x"), "model": "echo:nope"})
 

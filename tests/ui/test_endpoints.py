@@ -1,16 +1,21 @@
 """Creating, watching, editing, stopping, restarting and deleting endpoints in the UI."""
 
 import re
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.conftest import OWNER, admin_api, create_endpoint
+from berth.hub.demo import build_demo_generation_model
+from tests.ui.conftest import OWNER, admin_api, check_screen, create_endpoint
 
 pytestmark = pytest.mark.ui
 
 LIVE_TIMEOUT_MS = 30_000
+# A Text Generation instance imports torch and transformers before it is ready.
+MODEL_LOAD_TIMEOUT_MS = 120_000
 
 
 def open_default_project(page) -> None:
@@ -302,3 +307,55 @@ def test_dashboard_lists_live_endpoints(open_page) -> None:
 
     row.get_by_role("link", name="ui-dash-live").click()
     expect(page.get_by_role("heading", name="ui-dash-live", level=1)).to_be_visible()
+
+
+def test_endpoint_window_names_rollout_models(open_page, server, tmp_path: Path) -> None:
+    model = "ui-rolling-lm"
+    demo = build_demo_generation_model(tmp_path / "demo")
+    main = Path(shutil.copytree(demo, tmp_path / "main"))
+    v2 = Path(shutil.copytree(demo, tmp_path / "v2"))
+    with admin_api(server) as admin:
+        for checkpoint, folder in (("main", main), ("v2", v2)):
+            imported = admin.post(
+                "/models/import",
+                json={
+                    "path": str(folder),
+                    "name": model,
+                    "checkpoint": checkpoint,
+                    "link": True,
+                    "sharing": "tenant",
+                },
+            )
+            assert imported.status_code == 201, imported.text
+    page = open_page(OWNER)
+    endpoint = create_endpoint(page, "ui-rolling", model=f"{model}:main")
+    try:
+        page.goto(f"/ui/endpoints/{endpoint['id']}")
+        expect(page.locator("#endpoint-status")).to_have_text("Live", timeout=MODEL_LOAD_TIMEOUT_MS)
+        expect(page.locator("#endpoint-rollout")).to_have_count(0)
+
+        # Checkpoint v2's files go missing, so its new instance cannot start and the old
+        # instance serves on: the update stays in progress.
+        v2.rename(tmp_path / "moved")
+        response = page.context.request.patch(
+            f"/api/v1/endpoints/{endpoint['id']}", data={"model": f"{model}:v2"}
+        )
+        assert response.ok, response.text()
+
+        expect(page.locator("#endpoint-model")).to_have_text(f"{model} / v2")
+        expect(page.locator("#endpoint-rollout")).to_have_text(
+            f"Rolling update: 1 instance still serves model {model} (checkpoint main) "
+            "until 1 new instance of checkpoint v2 is ready.",
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        expect(page.locator(".instance-list .instance-model")).to_have_text(
+            [f"serves {model} / main"]
+        )
+        expect(page.locator(".instance-list")).to_contain_text(f"serves {model} / main on ")
+        expect(page.get_by_text("(0 new ready, 1 old serving)")).to_be_visible()
+        expect(page.locator(".instance-list")).to_contain_text(
+            "are unavailable", timeout=LIVE_TIMEOUT_MS
+        )
+        check_screen(page, "endpoint-rolling-update")
+    finally:
+        page.context.request.delete(f"/api/v1/endpoints/{endpoint['id']}")

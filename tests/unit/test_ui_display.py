@@ -109,3 +109,37 @@ def test_instances_within_the_count_keep_their_state() -> None:
     )
 
     assert shown_instance_states(out) == {"a": "Ready", "b": "Starting"}
+
+
+def test_rollout_names_what_instances_serve() -> None:
+    out: Any = SimpleNamespace(
+        instances=1,
+        generation=2,
+        model=SimpleNamespace(name="lm"),
+        checkpoint=SimpleNamespace(name="b"),
+        instance_list=[
+            SimpleNamespace(
+                id="old",
+                generation=1,
+                state=InstanceState.READY,
+                model_name="lm",
+                checkpoint_name="a",
+            ),
+            SimpleNamespace(
+                id="new",
+                generation=2,
+                state=InstanceState.STARTING,
+                model_name="lm",
+                checkpoint_name="b",
+            ),
+        ],
+    )
+    view = EndpointView(out=out, tenant_name="t", can_manage=True, settling=True)
+
+    assert view.rollout_text == (
+        "Rolling update: 1 instance still serves model lm (checkpoint a) until "
+        "1 new instance of checkpoint b is ready."
+    )
+    # Only the instance that serves another checkpoint than the endpoint's is marked.
+    assert view.changed_models == {"old": "lm / a"}
+    assert view.ready_text == "0 new ready, 1 old serving"

@@ -15,6 +15,7 @@ from berth.cli.output import (
     print_table,
     stdout_console,
 )
+from berth.rollout import ServingInstance, differs_from_endpoint, rolling_update_note
 from berth.states import (
     InstanceCounts,
     InstanceRow,
@@ -50,6 +51,37 @@ def instances_text(endpoint: Json, ready_word: str = "ready") -> str:
 
 def _rows(endpoint: Json) -> list[InstanceRow]:
     return [(row["id"], row["generation"], row["state"]) for row in endpoint["instance_list"]]
+
+
+def _serving_instances(endpoint: Json) -> list[ServingInstance]:
+    # A server older than the CLI reports no model per instance; "" marks it unknown.
+    return [
+        ServingInstance(
+            row["id"],
+            row["generation"],
+            row["state"],
+            row.get("model_name", ""),
+            row.get("checkpoint_name", ""),
+        )
+        for row in endpoint["instance_list"]
+    ]
+
+
+def _checkpoint_name(endpoint: Json) -> str:
+    checkpoint = endpoint.get("checkpoint")
+    return checkpoint["name"] if checkpoint else ""
+
+
+def rollout_text(endpoint: Json) -> str:
+    """Return what the old instances of a rolling update still serve, or "" outside one
+    (see `berth.rollout.rolling_update_note`)."""
+    return rolling_update_note(
+        endpoint["instances"],
+        endpoint["generation"],
+        endpoint["model"]["name"],
+        _checkpoint_name(endpoint),
+        _serving_instances(endpoint),
+    )
 
 
 def draining_instance_ids(endpoint: Json) -> set[str]:
@@ -96,6 +128,10 @@ def model_text(endpoint: Json) -> str:
 
 def print_endpoint(endpoint: Json) -> None:
     sharing = "all tenants" if endpoint["share_with_all_tenants"] else "its tenant"
+    rollout = rollout_text(endpoint)
+    if rollout:
+        typer.echo(rollout)
+        typer.echo()
     print_fields(
         [
             ("Name", endpoint["name"]),
@@ -120,13 +156,33 @@ def print_endpoint(endpoint: Json) -> None:
     )
     if endpoint["instance_list"]:
         typer.echo()
-        _print_instances(endpoint["instance_list"], draining_instance_ids(endpoint))
+        _print_instances(
+            endpoint["instance_list"],
+            draining_instance_ids(endpoint),
+            show_model=_serves_other_models(endpoint),
+        )
 
 
-def _print_instances(instances: list[Json], surplus_ids: set[str]) -> None:
-    table = new_table("Instance", "State", "Generation", "Restarts", "PID", "Started", "Ready")
+def _serves_other_models(endpoint: Json) -> bool:
+    """Tell whether an instance is known to serve another model or checkpoint than the
+    endpoint names."""
+    model_name, checkpoint_name = endpoint["model"]["name"], _checkpoint_name(endpoint)
+    return any(
+        bool(row.model_name) and differs_from_endpoint(row, model_name, checkpoint_name)
+        for row in _serving_instances(endpoint)
+    )
+
+
+def _print_instances(
+    instances: list[Json], surplus_ids: set[str], show_model: bool = False
+) -> None:
+    """Print the instances as a table; `show_model` adds the model that each one serves."""
+    columns = ["Instance", "State", "Generation", "Restarts", "PID", "Started", "Ready"]
+    if show_model:
+        columns.insert(2, "Model")
+    table = new_table(*columns)
     for instance in instances:
-        table.add_row(
+        cells = [
             instance["id"][:SHORT_ID_LENGTH],
             shown_instance_state(instance["id"], instance["state"], surplus_ids),
             str(instance["generation"]),
@@ -134,7 +190,10 @@ def _print_instances(instances: list[Json], surplus_ids: set[str]) -> None:
             str(instance["pid"] or "-"),
             format_time(instance["started_at"], style=TimeStyle.TIME_IF_TODAY),
             format_time(instance["ready_at"], style=TimeStyle.TIME_IF_TODAY),
-        )
+        ]
+        if show_model:
+            cells.insert(2, _instance_model_text(instance))
+        table.add_row(*cells)
     print_table(table)
     for instance in instances:
         if not instance["last_error"]:
@@ -147,6 +206,15 @@ def _print_instances(instances: list[Json], surplus_ids: set[str]) -> None:
             )
         else:
             typer.echo(f"Last error of instance {short_id}: {instance['last_error']}")
+
+
+def _instance_model_text(instance: Json) -> str:
+    """Return the model that an instance serves as MODEL:CHECKPOINT, or "-" when unknown."""
+    model_name = instance.get("model_name", "")
+    checkpoint_name = instance.get("checkpoint_name", "")
+    if not model_name:
+        return "-"
+    return f"{model_name}:{checkpoint_name}" if checkpoint_name else str(model_name)
 
 
 def ready_column_text(endpoint: Json) -> str:

@@ -9,6 +9,7 @@ from berth.api.convert import endpoint_out, model_out
 from berth.api.schemas import EndpointOut, ModelOut
 from berth.auth import Principal
 from berth.db.models import Endpoint
+from berth.rollout import ServingInstance, differs_from_endpoint, rolling_update_note
 from berth.service import models
 from berth.service.common import MAX_PAGE_SIZE
 from berth.states import (
@@ -64,6 +65,36 @@ class EndpointView:
         if counts.draining:
             text += f", {counts.draining} draining"
         return text
+
+    @property
+    def rollout_text(self) -> str:
+        """What the old instances of a rolling update still serve, or "" outside one."""
+        out = self.out
+        return rolling_update_note(
+            out.instances,
+            out.generation,
+            out.model.name,
+            out.checkpoint.name if out.checkpoint else "",
+            serving_instances(out),
+        )
+
+    @property
+    def changed_models(self) -> dict[str, str]:
+        """The model and checkpoint of each instance that is known to serve another one
+        than the endpoint names, as "MODEL / CHECKPOINT" by instance ID."""
+        out = self.out
+        checkpoint_name = out.checkpoint.name if out.checkpoint else ""
+        changed = {}
+        for row in serving_instances(out):
+            if not row.model_name or not differs_from_endpoint(
+                row, out.model.name, checkpoint_name
+            ):
+                continue
+            text = row.model_name
+            if row.checkpoint_name:
+                text += f" / {row.checkpoint_name}"
+            changed[row.id] = text
+        return changed
 
     @property
     def instance_states(self) -> dict[str, str]:
@@ -125,6 +156,15 @@ def endpoint_view(endpoint: Endpoint, principal: Principal, server_url: str) -> 
 
 def instance_rows(out: EndpointOut) -> list[InstanceRow]:
     return [(row.id, row.generation, row.state.value) for row in out.instance_list]
+
+
+def serving_instances(out: EndpointOut) -> list[ServingInstance]:
+    return [
+        ServingInstance(
+            row.id, row.generation, row.state.value, row.model_name, row.checkpoint_name
+        )
+        for row in out.instance_list
+    ]
 
 
 def shown_instance_states(out: EndpointOut) -> dict[str, str]:
