@@ -356,6 +356,10 @@ def test_endpoint_window_names_rollout_models(open_page, server, tmp_path: Path)
         expect(page.locator(".instance-list")).to_contain_text(
             "are unavailable", timeout=LIVE_TIMEOUT_MS
         )
+        # The parts of an instance's line stay separate words.
+        expect(page.locator(".instance-list")).to_contain_text(
+            re.compile(r"restarted \d+ times? \S"), timeout=LIVE_TIMEOUT_MS
+        )
         check_screen(page, "endpoint-rolling-update")
     finally:
         page.context.request.delete(f"/api/v1/endpoints/{endpoint['id']}")
