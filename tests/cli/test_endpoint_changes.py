@@ -49,13 +49,13 @@ WAITING = endpoint_json(
         (
             LIVE_ONE,
             endpoint_json("Updating", generation=2),
-            "Rolling update: 1 new instance starts next to the old one, which keeps serving "
+            "1 new instance starts next to the old one, which keeps serving "
             "until every new instance is ready and then drains.",
         ),
         (
             LIVE_TWO,
             endpoint_json("Updating", instances=2, generation=2),
-            "Rolling update: 2 new instances start next to the old ones, which keep serving "
+            "2 new instances start next to the old ones, which keep serving "
             "until every new instance is ready and then drain.",
         ),
         (

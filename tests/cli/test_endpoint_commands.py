@@ -391,6 +391,19 @@ def test_update_says_what_happens_next(cli: RunCli) -> None:
     assert "Follow it with `berth endpoint info described`, or add --wait." in scaled.stdout
 
 
+def test_update_names_rolling_update_once(cli: RunCli) -> None:
+    create_endpoint(cli, "rolled")
+    registered = cli("model", "register", "echo-rolled", "--ml-app", "echo")
+    assert registered.exit_code == 0, registered.output
+
+    result = cli("endpoint", "update", "rolled", "--model", "echo-rolled")
+
+    assert result.exit_code == 0, result.output
+    assert "1 new instance starts next to the old one" in result.stdout
+    # The endpoint's own note and the next step do not both announce the update.
+    assert result.stdout.count("Rolling update") <= 1, result.stdout
+
+
 def test_update_without_changes_is_usage_error(cli: RunCli) -> None:
     result = cli("endpoint", "update", "--endpoint", "anything")
 
@@ -472,7 +485,7 @@ def test_restart_without_wait_shows_update(cli: RunCli) -> None:
     # The response to the restart still read Live; the reconciler has begun since.
     assert lines[0].startswith("Restart of endpoint restart-no-wait accepted; it is Updating (")
     assert lines[1] == (
-        "Rolling update: 1 new instance starts next to the old one, which keeps serving "
+        "1 new instance starts next to the old one, which keeps serving "
         "until every new instance is ready and then drains."
     )
     assert lines[2] == "Follow it with `berth endpoint info restart-no-wait`, or add --wait."

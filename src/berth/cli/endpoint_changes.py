@@ -116,7 +116,7 @@ def describe_next_step(before: Json, after: Json) -> str:
             old = (
                 "the old ones, which keep serving until every new instance is ready and then drain"
             )
-        return f"Rolling update: {_instances(requested, 'new')} {_start(requested)} next to {old}."
+        return f"{_instances(requested, 'new')} {_start(requested)} next to {old}."
     if replaced:
         return (
             f"{_instances(requested, 'new')} {_start(requested)} in place of the ones that "
