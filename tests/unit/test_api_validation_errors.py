@@ -189,6 +189,29 @@ def test_empty_body_is_400(client: TestClient, content_type: str | None) -> None
     )
 
 
+@pytest.mark.parametrize("body", [b" ", b"\n", b" \t\r\n "])
+@pytest.mark.parametrize("content_type", [None, "application/json", "text/plain"])
+def test_whitespace_body_is_empty(
+    client: TestClient, body: bytes, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+
+    response = client.post("/things", content=body, headers=headers)
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert error["field"] == "body"
+    assert error["message"].startswith("request body is empty; POST /things requires")
+
+
+def test_form_feed_is_not_json_whitespace(client: TestClient) -> None:
+    response = client.post("/things", content=b"\x0c", headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"].startswith("request body is not valid JSON")
+
+
 def test_json_null_body_stays_422(client: TestClient) -> None:
     response = client.post("/things", content=b"null", headers={"Content-Type": "application/json"})
 
