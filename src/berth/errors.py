@@ -2,6 +2,7 @@
 
     BerthError                 any error a caller can act on; carries an HTTP status
     ├── InvalidInput           400/422: a value is wrong; names the field and the value
+    ├── InvalidJSON            400: the request body is not UTF-8 or not valid JSON
     ├── Unauthenticated        401: missing or unknown credentials
     │   └── UserDisabled       401: a valid platform key of a disabled user
     ├── Forbidden              403: the caller sees the resource but may not act on it
@@ -118,6 +119,13 @@ class InputChecks:
         """Raise one InvalidInput for all recorded failures; do nothing when there are none."""
         if self.failures:
             raise InvalidInput.combine(self.failures)
+
+
+class InvalidJSON(BerthError):
+    """A request body that is not UTF-8 or not valid JSON."""
+
+    status_code = 400
+    code = "invalid_json"
 
 
 class Unauthenticated(BerthError):

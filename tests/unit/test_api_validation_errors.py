@@ -1,5 +1,5 @@
 """The management API's validation handler on a small app: field names, the 400 for an
-empty body or a body that is not JSON, and the 415."""
+empty body or a body that is not UTF-8 JSON, and the 415."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.testclient import TestClient
 
 import berth.api.routes
-from berth.api.app import _field_path, _validation_error
+from berth.api.app import _berth_error, _field_path, _validation_error
 from berth.api.strict_json import StrictJSONRoute
-from berth.errors import value_text
+from berth.errors import BerthError, value_text
 
 
 class Item(BaseModel):
@@ -39,6 +39,7 @@ def build_app() -> FastAPI:
     app = FastAPI()
     app.router.route_class = StrictJSONRoute
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(BerthError, _berth_error)
 
     @app.post("/things")
     def create_thing(body: Body) -> dict[str, str]:
@@ -210,6 +211,53 @@ def test_form_feed_is_not_json_whitespace(client: TestClient) -> None:
 
     assert response.status_code == 400, response.text
     assert response.json()["error"]["message"].startswith("request body is not valid JSON")
+
+
+@pytest.mark.parametrize(
+    ("body", "byte", "position"),
+    [
+        (b'{"label": "\xff"}', "0xff", 11),
+        (b'{"label": "caf\xe9"}', "0xe9", 14),
+        # A UTF-16 surrogate encoded as UTF-8 bytes (CESU-8), which UTF-8 does not allow.
+        (b'{"label": "\xed\xa0\x80"}', "0xed", 11),
+        # UTF-16 with a byte order mark, which Python's json module would decode.
+        ('{"label": "x"}'.encode("utf-16"), "0xff", 0),
+        (b'\xef\xbb\xbf{"label": "\xff"}', "0xff", 14),
+    ],
+)
+def test_body_not_utf8_is_400(client: TestClient, body: bytes, byte: str, position: int) -> None:
+    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert error["field"] == "body"
+    assert error["message"] == (
+        f"request body is not valid UTF-8: byte {byte} at position {position}; "
+        "send JSON encoded as UTF-8"
+    )
+
+
+def test_utf8_body_with_byte_order_mark_is_accepted(client: TestClient) -> None:
+    body = '\ufeff{"label": "café"}'.encode()
+
+    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 200, response.text
+
+
+def test_body_not_utf8_is_415_without_json_type(client: TestClient) -> None:
+    response = client.post("/things", content=b"\xff", headers={"Content-Type": "text/plain"})
+
+    assert response.status_code == 415, response.text
+
+
+def test_body_ignored_by_route_is_not_decoded(client: TestClient) -> None:
+    response = client.post(
+        "/things/1/touch", content=b"\xff", headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 200, response.text
 
 
 def test_json_null_body_stays_422(client: TestClient) -> None:

@@ -1,9 +1,7 @@
 """Assembly of the management API: routers, error envelope and OpenAPI schema."""
 
-import email.message
 import logging
 import re
-from typing import Any
 
 import swagger_ui_bundle
 from fastapi import FastAPI, Request
@@ -17,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from berth import __version__
 from berth.api.routes import access, audit, endpoints, health, models, projects, tenants, users
+from berth.api.strict_json import is_json_content_type
 from berth.errors import BerthError, FieldError, value_text
 from berth.service.sessions import LoginLimiter
 
@@ -52,17 +51,6 @@ def _field_path(location: tuple[object, ...] | list[object]) -> str:
     return ".".join(str(part) for part in parts) or "body"
 
 
-def _is_json_content_type(header: str) -> bool:
-    """Tell whether a Content-Type is application/json or application/*+json, the types
-    that FastAPI decodes as JSON."""
-    message = email.message.Message()
-    message["content-type"] = header
-    if message.get_content_maintype() != "application":
-        return False
-    subtype = message.get_content_subtype()
-    return subtype == "json" or subtype.endswith("+json")
-
-
 def _unsupported_media_type(request: Request, exc: RequestValidationError) -> JSONResponse | None:
     """Return a 415 when the body failed validation because it was not sent as JSON.
 
@@ -79,7 +67,7 @@ def _unsupported_media_type(request: Request, exc: RequestValidationError) -> JS
             "the request has a body but no Content-Type header; "
             f"send the body as JSON with Content-Type: {_JSON_CONTENT_TYPE}"
         )
-    elif _is_json_content_type(content_type):
+    elif is_json_content_type(content_type):
         return None
     else:
         message = (
@@ -103,18 +91,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     unsupported = _unsupported_media_type(request, exc)
     if unsupported is not None:
         return unsupported
-    # An empty body and a body that is not JSON get 400, as at the gateway. Valid JSON
-    # with a wrong or missing field gets 422.
+    # An empty body gets 400, as at the gateway, and so does a body that is not UTF-8 JSON,
+    # which StrictJSONRoute rejects before validation. Valid JSON with a wrong or missing
+    # field gets 422.
     if _body_is_missing(exc):
         message = (
             f"request body is empty; {request.method} {request.url.path} requires a JSON "
             f"object, sent with Content-Type: {_JSON_CONTENT_TYPE}"
         )
         return JSONResponse(error_body("invalid_json", message, "body"), status_code=400)
-    undecodable = [error for error in exc.errors() if error.get("type") == "json_invalid"]
-    if undecodable:
-        body = error_body("invalid_json", _json_problem(undecodable[0]), "body")
-        return JSONResponse(body, status_code=400)
     problems: list[FieldError] = []
     for error in exc.errors():
         field = _field_path(error.get("loc", ()))
@@ -141,15 +126,6 @@ def _body_is_missing(exc: RequestValidationError) -> bool:
         error.get("type") == "missing" and tuple(error.get("loc", ())) == ("body",)
         for error in exc.errors()
     )
-
-
-def _json_problem(error: dict[str, Any]) -> str:
-    """Describe a body that is not JSON by the character position and the decoder's reason."""
-    reason = (error.get("ctx") or {}).get("error") or error.get("msg") or "invalid JSON"
-    location = tuple(error.get("loc", ()))
-    position = location[1] if len(location) > 1 and isinstance(location[1], int) else None
-    where = f" at character {position}" if position is not None else ""
-    return f"request body is not valid JSON{where}: {reason}"
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
