@@ -354,6 +354,30 @@ def test_empty_body_is_400(server: BerthServer) -> None:
     assert unknown_endpoint.status_code == 404, unknown_endpoint.text
 
 
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b" \r\n", "request body is empty; POST /api/v1/endpoints requires a JSON object"),
+        (b"null", "request body is JSON null, but POST /api/v1/endpoints requires a JSON object"),
+        (b'["echo"]', "request body is a JSON array, but POST"),
+        (b'{"name": "val-\xff"}', "request body is not valid UTF-8: byte 0xff at position 14"),
+    ],
+)
+def test_body_without_json_object_is_400(
+    client: Client, server: BerthServer, body: bytes, fragment: str
+) -> None:
+    before = endpoint_count(client)
+    headers = auth_headers(**{"Content-Type": "application/json"})
+
+    response = httpx.post(f"{server.url}/api/v1/endpoints", content=body, headers=headers)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert response.json()["error"]["field"] == "body"
+    assert response.json()["error"]["message"].startswith(fragment)
+    assert endpoint_count(client) == before
+
+
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_number_is_400(client: Client, server: BerthServer, constant: str) -> None:
     before = endpoint_count(client)

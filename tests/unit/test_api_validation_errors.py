@@ -8,7 +8,7 @@ import pkgutil
 from typing import Annotated
 
 import pytest
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.testclient import TestClient
@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 import berth.api.routes
 from berth.api.app import _berth_error, _field_path, _validation_error
 from berth.api.strict_json import StrictJSONRoute
-from berth.errors import BerthError, value_text
+from berth.errors import BerthError, NotFound, value_text
 
 
 class Item(BaseModel):
@@ -35,6 +35,11 @@ class Body(BaseModel):
     label: str = Field(default="", max_length=100)
 
 
+def require_thing(number: int) -> None:
+    if number != 1:
+        raise NotFound(f"thing {number} not found")
+
+
 def build_app() -> FastAPI:
     app = FastAPI()
     app.router.route_class = StrictJSONRoute
@@ -48,6 +53,10 @@ def build_app() -> FastAPI:
     @app.get("/things/{number}")
     def get_thing(number: int, limit: Annotated[int, Query(ge=1)] = 10) -> dict[str, int]:
         return {"number": number, "limit": limit}
+
+    @app.patch("/things/{number}", dependencies=[Depends(require_thing)])
+    def update_thing(number: int, body: Body) -> dict[str, int]:
+        return {"number": number}
 
     @app.post("/things/{number}/touch")
     def touch_thing(number: int) -> dict[str, int]:
@@ -260,11 +269,37 @@ def test_body_ignored_by_route_is_not_decoded(client: TestClient) -> None:
     assert response.status_code == 200, response.text
 
 
-def test_json_null_body_stays_422(client: TestClient) -> None:
-    response = client.post("/things", content=b"null", headers={"Content-Type": "application/json"})
+@pytest.mark.parametrize(
+    ("body", "received"),
+    [
+        (b"null", "JSON null"),
+        (b"[]", "a JSON array"),
+        (b'[{"label": "x"}]', "a JSON array"),
+        (b'"text"', "a JSON string"),
+        (b"3", "a JSON number"),
+        (b"2.5", "a JSON number"),
+        (b"true", "a JSON boolean"),
+        (b" false ", "a JSON boolean"),
+    ],
+)
+def test_body_not_object_is_400(client: TestClient, body: bytes, received: str) -> None:
+    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
 
-    assert response.status_code == 422, response.text
-    assert response.json()["error"]["code"] == "invalid_input"
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert error["field"] == "body"
+    assert error["message"] == (
+        f"request body is {received}, but POST /things requires a JSON object"
+    )
+
+
+@pytest.mark.parametrize("body", [b"", b" \n", b"null", b"[1]", b'{"count": "two"}'])
+def test_unknown_resource_is_404_before_body(client: TestClient, body: bytes) -> None:
+    response = client.patch("/things/2", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "not_found"
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from berth import __version__
 from berth.api.routes import access, audit, endpoints, health, models, projects, tenants, users
 from berth.api.strict_json import is_json_content_type
 from berth.errors import BerthError, FieldError, value_text
+from berth.runtime.errors import json_type_name
 from berth.service.sessions import LoginLimiter
 
 logger = logging.getLogger(__name__)
@@ -91,13 +92,21 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     unsupported = _unsupported_media_type(request, exc)
     if unsupported is not None:
         return unsupported
-    # An empty body gets 400, as at the gateway, and so does a body that is not UTF-8 JSON,
-    # which StrictJSONRoute rejects before validation. Valid JSON with a wrong or missing
-    # field gets 422.
+    # An empty body and valid JSON that is not an object get 400, as at the gateway, and
+    # so does a body that is not UTF-8 JSON, which StrictJSONRoute rejects before
+    # validation. A JSON object with a wrong or missing field gets 422.
     if _body_is_missing(exc):
         message = (
             f"request body is empty; {request.method} {request.url.path} requires a JSON "
             f"object, sent with Content-Type: {_JSON_CONTENT_TYPE}"
+        )
+        return JSONResponse(error_body("invalid_json", message, "body"), status_code=400)
+    kind = _non_object_body_kind(exc)
+    if kind is not None:
+        received = "JSON null" if kind == "null" else f"a JSON {kind}"
+        message = (
+            f"request body is {received}, but {request.method} {request.url.path} "
+            "requires a JSON object"
         )
         return JSONResponse(error_body("invalid_json", message, "body"), status_code=400)
     problems: list[FieldError] = []
@@ -126,6 +135,22 @@ def _body_is_missing(exc: RequestValidationError) -> bool:
         error.get("type") == "missing" and tuple(error.get("loc", ())) == ("body",)
         for error in exc.errors()
     )
+
+
+def _non_object_body_kind(exc: RequestValidationError) -> str | None:
+    """Return the JSON type of a body that is valid JSON but not an object, such as
+    "array" or "null", or None when the body is an object.
+
+    FastAPI (0.165) reports a whole body that fails the route's model at the location
+    ("body",), with the decoded body as the input.
+    """
+    for error in exc.errors():
+        if tuple(error.get("loc", ())) != ("body",) or error.get("type") == "missing":
+            continue
+        value = error.get("input")
+        if not isinstance(value, dict):
+            return json_type_name(value)
+    return None
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
