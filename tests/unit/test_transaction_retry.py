@@ -1,5 +1,6 @@
 """run_transaction on real databases: which failures it re-runs, and how often, how
-the retry log names an API request, and the API's 503 when every attempt fails.
+the retry log names an API request, the API's 503 when every attempt fails, and model
+import, which copies its files once and re-runs only its database work.
 
 The PostgreSQL case needs the server on 127.0.0.1:5432 (trust auth); it is skipped
 when the server is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
@@ -8,9 +9,10 @@ when the server is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
 import logging
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, select, text, update
+from sqlalchemy import Engine, ExceptionContext, create_engine, event, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -19,8 +21,9 @@ from starlette.testclient import TestClient
 
 from berth.api.app import create_api
 from berth.api.deps import describe_request
+from berth.auth import authenticate
 from berth.db.engine import CHANGE_COUNTER, Database
-from berth.db.models import Counter, Tenant
+from berth.db.models import AuditEntry, Checkpoint, Counter, Model, Tenant
 from berth.db.transactions import (
     BUSY_RETRY_AFTER_S,
     FIRST_BACKOFF_S,
@@ -28,8 +31,12 @@ from berth.db.transactions import (
     run_transaction,
 )
 from berth.errors import DatabaseBusy, InvalidInput
+from berth.hub import importer
+from berth.service import models
+from berth.settings import Settings
 from tests.support import fresh_postgres_database
 from tests.unit.conftest import UNIT_ADMIN_KEY
+from tests.unit.test_reconciler import write_model_folder
 
 
 def no_sleep(seconds: float) -> None:
@@ -164,16 +171,27 @@ def test_retries_stop_after_max_attempts(
     )
 
 
-def test_api_returns_503_while_locked(
-    database: Database, write_lock: sqlite3.Connection, caplog: pytest.LogCaptureFixture
-) -> None:
-    # The server's 30 s busy timeout would make each attempt wait that long.
+@pytest.fixture
+def impatient_database(database: Database) -> Database:
+    """The `database` with a busy timeout of 0, so that a locked database fails at once.
+
+    The server's 30 s busy timeout would make each attempt wait that long.
+    """
     database.engine.dispose()
     event.listen(
         database.engine,
         "connect",
         lambda connection, _record: connection.execute("PRAGMA busy_timeout = 0"),
     )
+    return database
+
+
+def test_api_returns_503_while_locked(
+    impatient_database: Database,
+    write_lock: sqlite3.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    database = impatient_database
     api = create_api()
     api.state.database = database
 
@@ -199,6 +217,146 @@ def test_api_returns_503_while_locked(
     assert "PATCH /tenants/{tenant} (tenant=default) failed with a locked SQLite" in caplog.text
     assert "giving up" in caplog.text
     assert "renamed-while-locked" not in names
+
+
+@pytest.fixture
+def counted_copies(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record the target folder of every copy that model import makes."""
+    targets: list[Path] = []
+
+    def store_files(inspection: importer.Inspection, target: Path) -> Path:
+        targets.append(target)
+        return original(inspection, target)
+
+    original = importer.store_files
+    monkeypatch.setattr(importer, "store_files", store_files)
+    return targets
+
+
+def stored_files(models_dir: Path) -> list[Path]:
+    return sorted(path for path in models_dir.rglob("*") if path.is_file())
+
+
+def test_import_retries_only_database_work(
+    impatient_engine: Engine,
+    write_lock: sqlite3.Connection,
+    counted_copies: list[Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = write_model_folder(tmp_path / "source")
+    models_dir = tmp_path / "models"
+    failures: list[str] = []
+
+    def release_lock(context: ExceptionContext) -> None:
+        failures.append(str(context.original_exception))
+        write_lock.rollback()
+
+    # The first write fails because `write_lock` holds the database, and releasing the
+    # lock then lets the retry succeed.
+    event.listen(impatient_engine, "handle_error", release_lock)
+    request = models.ImportRequest(path=str(source), name="retried-import")
+    with Session(impatient_engine) as session:
+        principal = authenticate(session, UNIT_ADMIN_KEY, None)
+        with caplog.at_level(logging.WARNING, logger="berth.db.transactions"):
+            model, checkpoint = models.import_model(
+                session, principal, request, models_dir, "import of retried-import"
+            )
+        model_id, checkpoint_id = model.id, checkpoint.id
+
+    with Session(impatient_engine) as session:
+        saved = session.scalars(select(Checkpoint).where(Checkpoint.model_id == model_id)).all()
+        audited = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "model.imported")
+        ).all()
+
+    assert len(failures) == 1
+    assert "database is locked" in failures[0]
+    assert "import of retried-import failed with a locked SQLite database" in caplog.text
+    assert counted_copies == [models_dir / "imported" / model_id / checkpoint_id]
+    assert [row.id for row in saved] == [checkpoint_id]
+    assert [row.resource_id for row in audited] == [model_id]
+    assert stored_files(models_dir) == sorted(
+        models_dir / "imported" / model_id / checkpoint_id / path.name for path in source.iterdir()
+    )
+
+
+def test_import_while_locked_saves_nothing(
+    impatient_engine: Engine,
+    write_lock: sqlite3.Connection,
+    counted_copies: list[Path],
+    tmp_path: Path,
+) -> None:
+    source = write_model_folder(tmp_path / "source")
+    models_dir = tmp_path / "models"
+    request = models.ImportRequest(path=str(source), name="locked-import")
+
+    with Session(impatient_engine) as session:
+        principal = authenticate(session, UNIT_ADMIN_KEY, None)
+        with pytest.raises(DatabaseBusy):
+            models.import_model(session, principal, request, models_dir)
+    write_lock.rollback()
+    with Session(impatient_engine) as session:
+        names = set(session.scalars(select(Model.name)))
+
+    assert len(counted_copies) == 1
+    assert stored_files(models_dir) == []
+    assert "locked-import" not in names
+
+
+def test_import_keeps_files_after_lost_connection(
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = write_model_folder(tmp_path / "source")
+    models_dir = tmp_path / "models"
+    lost = OperationalError(
+        "COMMIT",
+        None,
+        Exception("server closed the connection unexpectedly"),
+        connection_invalidated=True,
+    )
+
+    def lose_connection(*_args: object) -> None:
+        raise lost
+
+    # A connection lost during the commit leaves open whether the import was saved.
+    monkeypatch.setattr(models, "_record_import", lose_connection)
+    request = models.ImportRequest(path=str(source), name="lost-import")
+    with database.session() as session:
+        principal = authenticate(session, UNIT_ADMIN_KEY, None)
+        with pytest.raises(OperationalError):
+            models.import_model(session, principal, request, models_dir)
+
+    assert len(stored_files(models_dir)) == len(list(source.iterdir()))
+    assert "keeping the copied files at" in caplog.text
+
+
+def test_api_import_returns_503_while_locked(
+    impatient_database: Database, write_lock: sqlite3.Connection, tmp_path: Path
+) -> None:
+    source = write_model_folder(tmp_path / "source")
+    api = create_api()
+    api.state.database = impatient_database
+    api.state.settings = Settings(home=tmp_path / "home")  # type: ignore[call-arg]
+
+    with TestClient(api) as client:
+        response = client.post(
+            "/models/import",
+            json={"path": str(source), "name": "api-locked-import"},
+            headers={"Authorization": f"Bearer {UNIT_ADMIN_KEY}"},
+        )
+    write_lock.rollback()
+    with impatient_database.session() as session:
+        names = set(session.scalars(select(Model.name)))
+
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == str(BUSY_RETRY_AFTER_S)
+    assert response.json()["error"]["code"] == "database_busy"
+    assert stored_files(tmp_path / "home" / "models") == []
+    assert "api-locked-import" not in names
 
 
 @pytest.fixture

@@ -71,16 +71,6 @@ def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> Limits:
     )
 
 
-def commit_and_notify(session: Session, request: Request) -> None:
-    """Commit the change, then wake the reconciler and the gateway's sync.
-
-    Unlike apply_change, this never re-runs the change, so it suits handlers that act
-    outside the database too, such as copying model files.
-    """
-    session.commit()
-    _notify(request)
-
-
 def apply_change(session: Session, request: Request, work: Callable[[], T]) -> T:
     """Run `work` and commit it, then wake the reconciler and the gateway's sync.
 
@@ -89,7 +79,7 @@ def apply_change(session: Session, request: Request, work: Callable[[], T]) -> T
     the database and must look up again every row that it uses.
     """
     result = run_transaction(session, work, describe_request(request))
-    _notify(request)
+    notify_change(request)
     return result
 
 
@@ -116,7 +106,8 @@ def describe_request(request: Request) -> str:
     return text
 
 
-def _notify(request: Request) -> None:
+def notify_change(request: Request) -> None:
+    """Wake the reconciler and the gateway's sync after a committed change."""
     callback = getattr(request.app.state, "on_change", None)
     if callback is not None:
         callback()

@@ -7,16 +7,19 @@ Lists apply the same rule to OrgAdmins, so the hub of the active tenant stays re
 an OrgAdmin may still open any model by ID.
 """
 
+import logging
 import shutil
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from berth.auth import Principal
 from berth.db.models import Checkpoint, Endpoint, Model, User, utcnow
+from berth.db.transactions import run_transaction
 from berth.errors import Conflict, Forbidden, InputChecks, InvalidInput, NotFound
 from berth.hub import importer
 from berth.hub.builtin import BUILTIN_MODELS
@@ -24,6 +27,8 @@ from berth.names import name_key, normalize_name
 from berth.service import audit, organization
 from berth.service.common import looks_like_id, new_id
 from berth.states import CheckpointFormat, MLApp, ModelSharing
+
+logger = logging.getLogger(__name__)
 
 _BUILTIN_NAMES = {name_key(builtin.name) for builtin in BUILTIN_MODELS}
 DEFAULT_CHECKPOINT = "main"
@@ -473,14 +478,22 @@ class ImportRequest:
 
 
 def import_model(
-    session: Session, principal: Principal, request: ImportRequest, models_dir: Path
+    session: Session,
+    principal: Principal,
+    request: ImportRequest,
+    models_dir: Path,
+    description: str = "model import",
 ) -> tuple[Model, Checkpoint]:
-    """Import files as a new model, or as a new checkpoint of a model of the same name.
+    """Import files as a new model, or as a new checkpoint of a model of the same name,
+    and commit.
 
-    Every check runs before anything is written, and copied files are removed again
-    if recording them fails, so a failed import leaves the hub as it was. An
-    InvalidInput names every invalid field. Only an OrgAdmin may import, because the
-    files come from a path on the server.
+    Every check runs before anything is written, and the files are checksummed and
+    copied once. The rows are then recorded with run_transaction, which re-runs only
+    the database work after a transient failure and raises DatabaseBusy when every
+    attempt fails. Copied files are removed again when recording fails, so a failed
+    import leaves the hub as it was. An InvalidInput names every invalid field. Only an
+    OrgAdmin may import, because the files come from a path on the server.
+    `description` names the import in the log of a retry.
     """
     require_server_files_access(principal)
     tenant_id = principal.active_tenant_id
@@ -502,52 +515,101 @@ def import_model(
     with checks.check():
         _check_sharing(session, request.sharing)
     checks.raise_failures()
-    model = _model_for_import(session, principal, tenant_id, name, ml_app, checkpoint_name)
+    existing = _model_for_import(session, principal, tenant_id, name, ml_app, checkpoint_name)
 
-    model_id = model.id if model is not None else new_id()
+    new_model_id = new_id()
     checkpoint_id = new_id()
     root = importer.source_root(inspection)
     size, checksum = importer.digest_files(root, inspection.files)
+    stored: Path | None = None
     if request.link:
         artifact = str(inspection.source.resolve())
-        stored: Path | None = None
     else:
-        stored = models_dir / "imported" / model_id / checkpoint_id
+        folder_model_id = existing.id if existing is not None else new_model_id
+        stored = models_dir / "imported" / folder_model_id / checkpoint_id
         artifact = str(importer.store_files(inspection, stored))
 
+    record = _ImportRecord(
+        request=request,
+        name=name,
+        checkpoint_name=checkpoint_name,
+        ml_app=ml_app,
+        inspection=inspection,
+        new_model_id=new_model_id,
+        checkpoint_id=checkpoint_id,
+        artifact=artifact,
+        size=size,
+        checksum=checksum,
+    )
     try:
-        if model is None:
-            model = Model(
-                id=model_id,
-                name=name,
-                name_key=name_key(name),
-                description=request.description,
-                ml_app=ml_app,
-                architecture=inspection.architecture,
-                field_of_application=inspection.field_of_application,
-                owner_id=principal.user_id,
-                tenant_id=tenant_id,
-                is_base=request.is_base,
-                sharing=request.sharing,
-                artifact=artifact,
-            )
-            session.add(model)
-        checkpoint = _add_checkpoint(
-            session,
-            model,
-            checkpoint_name,
-            artifact,
-            inspection.format,
-            size,
-            checksum,
-            request.link,
+        return run_transaction(
+            session, lambda: _record_import(session, principal, record), description
         )
-        checkpoint.id = checkpoint_id
-        session.flush()
-    except BaseException:
+    except BaseException as error:
         if stored is not None:
-            shutil.rmtree(stored, ignore_errors=True)
+            _remove_stored_files(stored, error)
         raise
+
+
+@dataclass(frozen=True)
+class _ImportRecord:
+    """The values that an import writes to the database, fixed before the first attempt."""
+
+    request: ImportRequest
+    name: str
+    checkpoint_name: str
+    ml_app: MLApp
+    inspection: importer.Inspection
+    # The ID of the model when the import creates one.
+    new_model_id: str
+    checkpoint_id: str
+    artifact: str
+    size: int
+    checksum: str
+
+
+def _record_import(
+    session: Session, principal: Principal, record: _ImportRecord
+) -> tuple[Model, Checkpoint]:
+    """Add the checkpoint, and the model unless it exists, with an audit entry.
+
+    run_transaction may run this again after a rollback, so it looks up the model and
+    checks the sharing setting each time, because a concurrent import may have created
+    the model in the meantime.
+    """
+    request = record.request
+    tenant_id = principal.active_tenant_id
+    _check_sharing(session, request.sharing)
+    model = _model_for_import(
+        session, principal, tenant_id, record.name, record.ml_app, record.checkpoint_name
+    )
+    if model is None:
+        model = Model(
+            id=record.new_model_id,
+            name=record.name,
+            name_key=name_key(record.name),
+            description=request.description,
+            ml_app=record.ml_app,
+            architecture=record.inspection.architecture,
+            field_of_application=record.inspection.field_of_application,
+            owner_id=principal.user_id,
+            tenant_id=tenant_id,
+            is_base=request.is_base,
+            sharing=request.sharing,
+            artifact=record.artifact,
+        )
+        session.add(model)
+    checkpoint = _add_checkpoint(
+        session,
+        model,
+        record.checkpoint_name,
+        record.artifact,
+        record.inspection.format,
+        record.size,
+        record.checksum,
+        request.link,
+    )
+    checkpoint.id = record.checkpoint_id
     audit.record(
         session,
         principal,
@@ -556,12 +618,26 @@ def import_model(
         model.id,
         model.name,
         tenant_id,
-        checkpoint=checkpoint_name,
-        size_bytes=size,
-        checksum=checksum,
+        checkpoint=record.checkpoint_name,
+        size_bytes=record.size,
+        checksum=record.checksum,
         linked=request.link,
     )
     return model, checkpoint
+
+
+def _remove_stored_files(stored: Path, error: BaseException) -> None:
+    """Remove the files that a failed import copied, unless its commit may have succeeded."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        # NOTE: the connection was lost, maybe during the commit, so the import may have
+        # been saved and its files are kept. If it was not, nothing uses them.
+        logger.warning(
+            "model import failed because the database connection was lost; keeping the "
+            "copied files at %s, which may belong to a saved import",
+            stored,
+        )
+        return
+    shutil.rmtree(stored, ignore_errors=True)
 
 
 def _model_for_import(

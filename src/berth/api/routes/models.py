@@ -5,7 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 
 from berth.api.convert import model_out
-from berth.api.deps import PrincipalDep, SessionDep, SettingsDep, apply_change, commit_and_notify
+from berth.api.deps import (
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+    apply_change,
+    describe_request,
+    notify_change,
+)
 from berth.api.schemas import ModelCreate, ModelImport, ModelOut, ModelUpdate, Page
 from berth.api.strict_json import StrictJSONRoute
 from berth.db.models import Model
@@ -107,12 +114,12 @@ def import_model(
         description=body.description,
         sharing=body.sharing,
     )
+    # The import commits itself, because after a transient failure only its database
+    # work may run again, not the copy of the files.
     model, _checkpoint = service.import_model(
-        session, principal, import_request, settings.models_dir
+        session, principal, import_request, settings.models_dir, describe_request(request)
     )
-    # NOTE: not re-run after a deadlock, unlike other changes, because the import has
-    # copied the files by now. A failed commit leaves that copy on disk.
-    commit_and_notify(session, request)
+    notify_change(request)
     return model_out(model)
 
 
