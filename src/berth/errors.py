@@ -9,7 +9,7 @@
     ├── NotFound               404: no such resource, or the caller cannot see it
     ├── Conflict               409: the request clashes with the current state
     │   └── CapacityError      409: more instances than the platform can ever hold
-    └── DatabaseBusy           503: concurrent changes kept the database busy; retry
+    └── DatabaseBusy           503: concurrent transactions kept the database busy; retry
 
 Handlers translate them into one JSON envelope:
 `{"error": {"code": ..., "message": ..., "field": ...}}`, with a Retry-After header when
@@ -157,18 +157,14 @@ class CapacityError(Conflict):
 
 
 class DatabaseBusy(BerthError):
-    """A change that failed on every attempt because concurrent transactions held the
-    database (deadlock, serialization failure or a locked SQLite database)."""
+    """A request that failed because concurrent transactions held the database (deadlock,
+    serialization failure, lock timeout or a locked SQLite database)."""
 
     status_code = 503
     code = "database_busy"
 
-    def __init__(self, attempts: int, retry_after_s: int) -> None:
-        super().__init__(
-            f"this change failed {attempts} times because the database was busy with "
-            f"concurrent changes, so nothing was saved; retry the request in {retry_after_s} s",
-            retry_after=retry_after_s,
-        )
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, retry_after=retry_after_s)
         self.retry_after_s = retry_after_s
 
 

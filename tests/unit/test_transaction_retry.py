@@ -1,6 +1,7 @@
 """run_transaction on real databases: which failures it re-runs, and how often, how
 the retry log names an API request, the API's 503 when every attempt fails, and model
-import, which copies its files once and re-runs only its database work.
+import, which copies its files once and re-runs only its database work. Also the 503
+of the API and the web UI for a locked database outside run_transaction.
 
 The PostgreSQL case needs the server on 127.0.0.1:5432 (trust auth); it is skipped
 when the server is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
@@ -22,18 +23,24 @@ from starlette.testclient import TestClient
 from berth.api.app import create_api
 from berth.api.deps import describe_request
 from berth.auth import authenticate
-from berth.db.engine import CHANGE_COUNTER, Database
+from berth.bootstrap import bootstrap
+from berth.db.engine import CHANGE_COUNTER, Database, migrate
 from berth.db.models import AuditEntry, Checkpoint, Counter, Model, Tenant
 from berth.db.transactions import (
     BUSY_RETRY_AFTER_S,
     FIRST_BACKOFF_S,
     MAX_ATTEMPTS,
+    busy_failure,
     run_transaction,
+    transient_failure,
 )
 from berth.errors import DatabaseBusy, InvalidInput
 from berth.hub import importer
+from berth.secrets import KeyVault
 from berth.service import models
+from berth.service.keys import set_vault
 from berth.settings import Settings
+from berth.ui import create_ui
 from tests.support import fresh_postgres_database
 from tests.unit.conftest import UNIT_ADMIN_KEY
 from tests.unit.test_reconciler import write_model_folder
@@ -177,12 +184,19 @@ def impatient_database(database: Database) -> Database:
 
     The server's 30 s busy timeout would make each attempt wait that long.
     """
+
+    def fail_before_setup(connection: sqlite3.Connection, _record: object) -> None:
+        connection.execute("PRAGMA busy_timeout = 0")
+
+    def fail_after_setup(connection: sqlite3.Connection, _record: object) -> None:
+        connection.execute("PRAGMA busy_timeout = 0")
+
     database.engine.dispose()
-    event.listen(
-        database.engine,
-        "connect",
-        lambda connection, _record: connection.execute("PRAGMA busy_timeout = 0"),
-    )
+    # Set before the server's set-up of a new connection, which reads the database, and
+    # again after it, because the set-up sets 30 s. SQLAlchemy registers a function for
+    # an event only once, hence two.
+    event.listen(database.engine, "connect", fail_before_setup, insert=True)
+    event.listen(database.engine, "connect", fail_after_setup)
     return database
 
 
@@ -360,6 +374,107 @@ def test_api_import_returns_503_while_locked(
 
 
 @pytest.fixture
+def read_lock(impatient_database: Database) -> Iterator[sqlite3.Connection]:
+    """A second connection in SQLite's exclusive locking mode, which keeps every other
+    connection from reading the database until the test ends.
+
+    It takes the lock only while no other connection is open.
+    """
+    path = impatient_database.url.removeprefix("sqlite:///")
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA locking_mode=EXCLUSIVE")
+    connection.execute("BEGIN EXCLUSIVE")
+    yield connection
+    connection.close()
+
+
+ESCAPED_BUSY_MESSAGE = (
+    "the database was busy with concurrent changes, so this request failed with a locked "
+    f"SQLite database (SQLITE_BUSY); retry the request in {BUSY_RETRY_AFTER_S} s"
+)
+
+
+def test_api_read_returns_503_while_locked(
+    impatient_database: Database,
+    read_lock: sqlite3.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = create_api()
+    api.state.database = impatient_database
+
+    with TestClient(api) as client:
+        response = client.get("/tenants", headers={"Authorization": f"Bearer {UNIT_ADMIN_KEY}"})
+
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == str(BUSY_RETRY_AFTER_S)
+    error = response.json()["error"]
+    assert error["code"] == "database_busy"
+    assert error["message"] == ESCAPED_BUSY_MESSAGE
+    assert error["details"] == {"retry_after": BUSY_RETRY_AFTER_S}
+    assert "GET /tenants failed with a locked SQLite database (SQLITE_BUSY)" in caplog.text
+
+
+def test_api_other_database_error_is_500(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A database without tables: every query fails with "no such table".
+    api = create_api()
+    api.state.database = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+
+    with TestClient(api) as client:
+        response = client.get("/tenants", headers={"Authorization": f"Bearer {UNIT_ADMIN_KEY}"})
+
+    assert response.status_code == 500, response.text
+    assert "Retry-After" not in response.headers
+    assert response.json()["error"]["code"] == "internal_error"
+    assert "no such table" in caplog.text
+
+
+def ui_client(database: Database, home: Path) -> TestClient:
+    ui = create_ui(Settings(home=home), database)  # type: ignore[call-arg]
+    return TestClient(
+        ui,
+        base_url="http://127.0.0.1",
+        follow_redirects=False,
+        cookies={"berth_session": "token-of-no-session"},
+    )
+
+
+def test_ui_page_returns_503_while_locked(
+    impatient_database: Database, read_lock: sqlite3.Connection, tmp_path: Path
+) -> None:
+    client = ui_client(impatient_database, tmp_path / "home")
+
+    page = client.get("/")
+    fragment = client.get("/fragments/live-endpoints")
+
+    assert page.status_code == 503, page.text
+    assert page.headers["Retry-After"] == str(BUSY_RETRY_AFTER_S)
+    assert "<h1>Something went wrong</h1>" in page.text
+    assert "The database was busy with concurrent changes" in page.text
+    assert fragment.status_code == 503, fragment.text
+    assert fragment.headers["Retry-After"] == str(BUSY_RETRY_AFTER_S)
+    assert fragment.text == ESCAPED_BUSY_MESSAGE
+
+
+def test_ui_change_returns_503_while_locked(
+    impatient_database: Database, read_lock: sqlite3.Connection, tmp_path: Path
+) -> None:
+    client = ui_client(impatient_database, tmp_path / "home")
+
+    response = client.post(
+        "/tenant",
+        content="tenant=default",
+        headers={
+            "Origin": "http://127.0.0.1",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == str(BUSY_RETRY_AFTER_S)
+    assert f"This change failed {MAX_ATTEMPTS} times" in response.text
+
+
+@pytest.fixture
 def postgres_url() -> Iterator[str]:
     yield from fresh_postgres_database("berth_retry")
 
@@ -398,6 +513,67 @@ def test_serialization_failure_is_retried(postgres_url: str) -> None:
     assert len(attempts) == 2
     assert read == 10
     assert stored == 11
+
+
+@pytest.mark.postgres
+def test_lock_timeout_is_busy_but_not_retried(postgres_url: str) -> None:
+    engine = create_engine(postgres_url)
+    other = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with other.connect() as connection:
+            connection.execute(text("CREATE TABLE items (id int PRIMARY KEY, value int)"))
+            connection.execute(text("INSERT INTO items VALUES (1, 0)"))
+
+        with engine.connect() as holder, Session(engine) as session:
+            holder.execute(text("SELECT value FROM items WHERE id = 1 FOR UPDATE"))
+            session.execute(text("SET lock_timeout = '50ms'"))
+            with pytest.raises(OperationalError) as raised:
+                session.execute(text("UPDATE items SET value = 1"))
+    finally:
+        engine.dispose()
+        other.dispose()
+
+    assert busy_failure(raised.value) == "lock timeout (SQLSTATE 55P03)"
+    assert transient_failure(raised.value) is None
+
+
+@pytest.mark.postgres
+def test_api_returns_503_after_lock_timeout(
+    postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = Database(postgres_url)
+    migrate(database.engine)
+    set_vault(KeyVault.from_file(tmp_path / "secret.key"))
+    with database.session() as session:
+        bootstrap(session, UNIT_ADMIN_KEY)
+    database.engine.dispose()
+    event.listen(
+        database.engine,
+        "connect",
+        lambda connection, _record: connection.execute("SET lock_timeout = '50ms'"),
+    )
+    api = create_api()
+    api.state.database = database
+    try:
+        with database.engine.connect() as holder, TestClient(api) as client:
+            holder.execute(text("SELECT id FROM tenants FOR UPDATE"))
+            response = client.patch(
+                "/tenants/default",
+                json={"name": "renamed-after-timeout"},
+                headers={"Authorization": f"Bearer {UNIT_ADMIN_KEY}"},
+            )
+        with database.session() as session:
+            names = set(session.scalars(select(Tenant.name)))
+    finally:
+        database.dispose()
+
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == str(BUSY_RETRY_AFTER_S)
+    error = response.json()["error"]
+    assert error["code"] == "database_busy"
+    assert "failed with a lock timeout (SQLSTATE 55P03)" in error["message"]
+    assert "retrying" not in caplog.text
+    assert "renamed-after-timeout" not in names
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from berth import __version__
+from berth.api.deps import describe_request
 from berth.api.routes import access, audit, endpoints, health, models, projects, tenants, users
 from berth.api.strict_json import is_json_content_type
+from berth.db.transactions import busy_error, busy_failure
 from berth.errors import BerthError, FieldError, value_text
 from berth.runtime.errors import json_type_name
 from berth.service.sessions import LoginLimiter
@@ -194,6 +196,20 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """Return 503 database_busy for a lock or serialization failure that no retry
+    handled, such as one in a read. Re-raise any other database error, so that
+    CatchUnexpectedErrors logs it and returns 500."""
+    assert isinstance(exc, OperationalError)
+    failure = busy_failure(exc)
+    if failure is None:
+        raise exc
+    logger.warning(
+        "%s failed with a %s; returning 503: %s", describe_request(request), failure, exc.orig
+    )
+    return await _berth_error(request, busy_error(failure))
+
+
 class CatchUnexpectedErrors:
     """Return 500 with the JSON envelope for any error that no handler took, and log it.
 
@@ -259,6 +275,9 @@ def create_api() -> FastAPI:
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
     api.add_exception_handler(IntegrityError, _integrity_error)
+    # SQLAlchemy raises the lock and serialization failures of both drivers (sqlite3 and
+    # psycopg 3) as OperationalError.
+    api.add_exception_handler(OperationalError, _database_error)
     api.add_middleware(CatchUnexpectedErrors)
     return api
 

@@ -6,6 +6,10 @@ whose reads a concurrent commit made stale (serialization failure, 40001). SQLit
 reports "database is locked" (SQLITE_BUSY) when another connection keeps the write lock
 for longer than the busy timeout. The aborted transaction changed nothing, so running
 it again from the start usually succeeds.
+
+A request that fails this way outside run_transaction, or with a lock timeout (55P03,
+after PostgreSQL's lock_timeout), is not re-run. busy_failure names such failures too,
+so that the API and the web UI return 503 for them instead of 500.
 """
 
 import logging
@@ -34,6 +38,15 @@ FIRST_BACKOFF_S = 0.02
 BUSY_RETRY_AFTER_S = 1
 
 _POSTGRES_FAILURES = {"40P01": "deadlock", "40001": "serialization failure"}
+# A lock wait that passed PostgreSQL's lock_timeout. Not re-run, because each attempt
+# could wait that long again.
+_POSTGRES_LOCK_TIMEOUT = "55P03"
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    # psycopg 3 names the code `sqlstate`, psycopg2 `pgcode`.
+    original = error.orig
+    return getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
 
 
 def transient_failure(error: BaseException) -> str | None:
@@ -41,8 +54,7 @@ def transient_failure(error: BaseException) -> str | None:
     if not isinstance(error, DBAPIError):
         return None
     original = error.orig
-    # psycopg 3 names the code `sqlstate`, psycopg2 `pgcode`.
-    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    sqlstate = _sqlstate(error)
     if sqlstate in _POSTGRES_FAILURES:
         return f"{_POSTGRES_FAILURES[sqlstate]} (SQLSTATE {sqlstate})"
     if isinstance(original, sqlite3.OperationalError):
@@ -54,6 +66,29 @@ def transient_failure(error: BaseException) -> str | None:
         if code is None and "database is locked" in str(original):
             return "locked SQLite database (SQLITE_BUSY)"
     return None
+
+
+def busy_failure(error: BaseException) -> str | None:
+    """Name the failure when concurrent transactions held the database, so that the
+    same request may succeed later, else return None.
+
+    These are the failures that run_transaction re-runs, and a lock timeout.
+    """
+    failure = transient_failure(error)
+    if failure is None and isinstance(error, DBAPIError):
+        if _sqlstate(error) == _POSTGRES_LOCK_TIMEOUT:
+            return f"lock timeout (SQLSTATE {_POSTGRES_LOCK_TIMEOUT})"
+    return failure
+
+
+def busy_error(failure: str) -> DatabaseBusy:
+    """Build the DatabaseBusy for a request that failed with `failure` outside
+    run_transaction, or with a failure that it does not re-run."""
+    return DatabaseBusy(
+        f"the database was busy with concurrent changes, so this request failed with a "
+        f"{failure}; retry the request in {BUSY_RETRY_AFTER_S} s",
+        BUSY_RETRY_AFTER_S,
+    )
 
 
 def run_transaction(
@@ -90,7 +125,12 @@ def run_transaction(
                 logger.error(
                     "%s failed with a %s %d times; giving up", description, failure, attempt
                 )
-                raise DatabaseBusy(attempt, BUSY_RETRY_AFTER_S) from error
+                message = (
+                    f"this change failed {attempt} times because the database was busy "
+                    "with concurrent changes, so nothing was saved; retry the request in "
+                    f"{BUSY_RETRY_AFTER_S} s"
+                )
+                raise DatabaseBusy(message, BUSY_RETRY_AFTER_S) from error
             delay_s = random.uniform(0, FIRST_BACKOFF_S * 2 ** (attempt - 1))
             attempt += 1
             logger.warning(

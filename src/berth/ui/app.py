@@ -5,6 +5,7 @@ from datetime import datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from berth import __version__
 from berth.api.app import API_PREFIX
 from berth.db.engine import Database
+from berth.db.transactions import busy_error, busy_failure
 from berth.errors import BerthError
 from berth.names import MAX_NAME_LENGTH, NAME_PATTERN
 from berth.settings import Settings
@@ -150,7 +152,23 @@ def create_ui(settings: Settings, database: Database, prefix: str = UI_PREFIX) -
 
     async def berth_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BerthError)
-        return _error_page(request, exc.status_code, exc.message)
+        return _error_page(request, exc.status_code, exc.message, exc.retry_after_s)
+
+    async def database_error(request: Request, exc: Exception) -> Response:
+        # As in the API, a lock or serialization failure that no retry handled gets 503.
+        # Any other database error goes on to CatchUnexpectedErrors, which returns 500.
+        assert isinstance(exc, OperationalError)
+        failure = busy_failure(exc)
+        if failure is None:
+            raise exc
+        logger.warning(
+            "%s %s failed with a %s; returning 503: %s",
+            request.method,
+            request.url.path,
+            failure,
+            exc.orig,
+        )
+        return await berth_error(request, busy_error(failure))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -163,6 +181,7 @@ def create_ui(settings: Settings, database: Database, prefix: str = UI_PREFIX) -
             SignInRequired: sign_in_required,
             BerthError: berth_error,
             HTTPException: http_error,
+            OperationalError: database_error,
         },
     )
     templates = create_templates(prefix)
@@ -184,9 +203,14 @@ def _is_fragment(request: Request) -> bool:
     return path.startswith("/fragments/")
 
 
-def _error_page(request: Request, status_code: int, message: str) -> Response:
+def _error_page(
+    request: Request, status_code: int, message: str, retry_after_s: int | None = None
+) -> Response:
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
     if _is_fragment(request):
-        return Response(message, status_code=status_code, media_type="text/plain")
+        return Response(message, status_code=status_code, media_type="text/plain", headers=headers)
     templates: Jinja2Templates = request.app.state.templates
     context = {"status_code": status_code, "message": message}
-    return templates.TemplateResponse(request, "error.html", context, status_code=status_code)
+    return templates.TemplateResponse(
+        request, "error.html", context, status_code=status_code, headers=headers
+    )
