@@ -247,6 +247,48 @@ def test_body_not_utf8_is_400(client: TestClient, body: bytes, byte: str, positi
     )
 
 
+@pytest.mark.parametrize(
+    ("body", "escape", "position"),
+    [
+        (b'{"label": "x\\ud800"}', "\\ud800", 12),
+        (b'{"label": "\\udc00x"}', "\\udc00", 11),
+        # A high surrogate followed by an escape that is not a low one.
+        (b'{"label": "\\ud83d\\n"}', "\\ud83d", 11),
+        (b'{"label": "\\ud83d\\ud83d"}', "\\ud83d", 11),
+        # The halves of a pair in the wrong order.
+        (b'{"label": "\\ude00\\ud83d"}', "\\ude00", 11),
+        (b'{"\\ud800": 1}', "\\ud800", 2),
+    ],
+)
+def test_lone_surrogate_is_400(client: TestClient, body: bytes, escape: str, position: int) -> None:
+    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert error["field"] == "body"
+    assert error["message"] == (
+        f"request body is not valid JSON at character {position}: {escape} is half of a "
+        "UTF-16 surrogate pair without the other half; escape a character above U+FFFF as a "
+        "pair, or send it as UTF-8"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"label": "\\ud83d\\ude00"}',
+        b'{"label": "\\uD83D\\uDE00 and \\u00e9"}',
+        # An escaped backslash followed by the text "ud800", which is no escape.
+        b'{"label": "\\\\ud800"}',
+    ],
+)
+def test_surrogate_pair_is_accepted(client: TestClient, body: bytes) -> None:
+    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 200, response.text
+
+
 def test_utf8_body_with_byte_order_mark_is_accepted(client: TestClient) -> None:
     body = '\ufeff{"label": "café"}'.encode()
 

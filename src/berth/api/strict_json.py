@@ -10,6 +10,7 @@ raises InvalidJSON, a 400, for a body that is not UTF-8 or not valid JSON.
 import codecs
 import email.message
 import json
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
 
@@ -67,12 +68,40 @@ def is_json_content_type(header: str) -> bool:
     return subtype == "json" or subtype.endswith("+json")
 
 
-def decode_json(body: bytes) -> Any:
-    """Decode a request body as UTF-8 JSON, rejecting NaN, Infinity and -Infinity.
+# One escape in JSON text: \uXXXX with its code unit, or a backslash and one character.
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)")
 
-    A UTF-8 byte order mark is skipped, which RFC 8259 (section 8.1) allows. Raises InvalidJSON with
-    the offset of the first byte that is not UTF-8, or the character position and the
-    decoder's reason for text that is not valid JSON.
+
+def _lone_surrogate_position(text: str) -> int | None:
+    """Return the index of the first \\u escape in valid JSON `text` that is half of a
+    UTF-16 surrogate pair without its other half, or None when there is none.
+
+    Every backslash in valid JSON starts an escape, so matching escapes from the start
+    never takes an escaped backslash followed by "u" for a \\u escape.
+    """
+    high_start: int | None = None
+    high_end = -1
+    for match in _ESCAPE.finditer(text):
+        code = int(match.group(1), 16) if match.group(1) else None
+        if high_start is not None:
+            if match.start() == high_end and code is not None and 0xDC00 <= code <= 0xDFFF:
+                high_start = None
+                continue
+            return high_start
+        if code is not None and 0xD800 <= code <= 0xDBFF:
+            high_start, high_end = match.start(), match.end()
+        elif code is not None and 0xDC00 <= code <= 0xDFFF:
+            return match.start()
+    return high_start
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a request body as UTF-8 JSON, rejecting NaN, Infinity, -Infinity and
+    escapes of lone UTF-16 surrogates.
+
+    A UTF-8 byte order mark is skipped, which RFC 8259 (section 8.1) allows. Raises
+    InvalidJSON with the offset of the first byte that is not UTF-8, or with the
+    character position and the reason for text that is not valid JSON.
     """
     content = body.removeprefix(codecs.BOM_UTF8)
     try:
@@ -85,13 +114,25 @@ def decode_json(body: bytes) -> Any:
             field="body",
         ) from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
     except _NonFiniteNumber as error:
         position = _constant_position(text, error.constant)
         reason = f"{error.constant} is not a JSON number; send a number or null"
         raise _not_valid_json(position, reason) from None
     except json.JSONDecodeError as error:
         raise _not_valid_json(error.pos, error.msg) from None
+
+    # json.loads decodes a lone surrogate escape into a string that UTF-8 cannot encode,
+    # so storing or returning it would fail later.
+    surrogate_position = _lone_surrogate_position(text) if "\\u" in text else None
+    if surrogate_position is not None:
+        escape = text[surrogate_position : surrogate_position + 6]
+        reason = (
+            f"{escape} is half of a UTF-16 surrogate pair without the other half; escape a "
+            "character above U+FFFF as a pair, or send it as UTF-8"
+        )
+        raise _not_valid_json(surrogate_position, reason)
+    return value
 
 
 def _not_valid_json(position: int, reason: str) -> InvalidJSON:
