@@ -190,6 +190,10 @@ class RoutingTable:
 def _query_changes(session: Session, since: int) -> _Changes:
     # Read the counter first: every transaction with a number up to it has committed.
     seq = session.scalar(select(Counter.value).where(Counter.name == CHANGE_COUNTER)) or 0
+    if seq == since and since:
+        # Nothing has changed since the last refresh: every change takes a new number.
+        # Most refreshes end here, and the three queries below cost 2-3 times this one.
+        return _Changes(seq=int(seq), keys=[], endpoints=[], instances=[])
     keys = session.execute(
         select(
             EndpointKey.key_hash, EndpointKey.id, EndpointKey.endpoint_id, EndpointKey.status
