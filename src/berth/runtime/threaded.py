@@ -49,8 +49,10 @@ MAX_CHARACTERS_PER_TOKEN = 128
 # from the first text, which leaves at once. Waking the loop for every token takes a
 # core from torch's threads in the middle of the next token: one stream reached 0.84 of
 # plain generate() with ticks of 20 ms against 0.76 with a wake-up per token, measured
-# with a runtime started by hand (docs/benchmarks.md).
-TEXT_INTERVAL_S = 0.02
+# with a runtime started by hand. Each tick also wakes the caller, and the gateway when
+# there is one, so ticks of 50 ms gave 0.96 against 0.94 with 20 ms (docs/benchmarks.md).
+# Twenty pieces a second still read as a steady stream.
+TEXT_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True)
