@@ -206,7 +206,8 @@ def _check_instances(value: int, limits: Limits) -> int:
     if not 1 <= value <= maximum:
         raise InvalidInput(
             f"instances {value} is out of range: use 1 to {maximum} "
-            f"(the platform has {limits.capacity} instance slots)",
+            f"(the platform has {limits.capacity} instance "
+            f"{'slot' if limits.capacity == 1 else 'slots'})",
             field="instances",
         )
     return value
