@@ -35,6 +35,28 @@ def _berth_up(tmp_path: Path, port: int) -> subprocess.Popen[str]:
     )
 
 
+def test_address_of_no_interface_names_the_fix(tmp_path: Path) -> None:
+    # 192.0.2.1 is reserved for documentation (RFC 5737), so no interface has it. Binding
+    # fails locally; nothing is sent.
+    env = os.environ.copy()
+    env.update(BERTH_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"))
+    env["COLUMNS"] = "200"
+    result = subprocess.run(
+        [sys.executable, "-m", "berth", "up", "--host", "192.0.2.1", "--port", "19999"],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "cannot listen on 192.0.2.1:19999" in output
+    assert "no network interface of this machine has that address" in output
+    assert "stop the program" not in output
+
+
 def test_busy_port_creates_nothing(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]

@@ -1,5 +1,6 @@
 """`berth up`: start the embedded server."""
 
+import errno
 import fcntl
 import logging
 import math
@@ -212,11 +213,23 @@ def _listen(settings: Settings) -> socket.socket:
     try:
         return bind_listener(settings.host, settings.port)
     except OSError as exc:
-        raise CliError(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}; stop "
-            "the program that uses it, or choose another address with --port or BERTH_PORT "
-            "(--host or BERTH_HOST)"
-        ) from None
+        where = f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        if exc.errno == errno.EADDRINUSE:
+            fix = (
+                "stop the program that uses it, or choose another port with --port or "
+                "BERTH_PORT"
+            )
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            fix = (
+                "no network interface of this machine has that address; use one of its "
+                "addresses with --host or BERTH_HOST, such as 127.0.0.1 or 0.0.0.0 (every "
+                "interface)"
+            )
+        elif exc.errno == errno.EACCES:
+            fix = "ports below 1024 need privileges; choose a port from 1024 up with --port"
+        else:
+            fix = "choose another address with --host and --port (BERTH_HOST, BERTH_PORT)"
+        raise CliError(f"{where}; {fix}") from None
 
 
 def _deploy_demo(server: str, api_key: str | None) -> None:
