@@ -117,6 +117,16 @@ def test_rejected_value_shown_as_json(client: TestClient, value: object, shown: 
     assert response.json()["error"]["message"].endswith(f"(got {shown})")
 
 
+def test_messages_read_as_the_api_words_them(client: TestClient) -> None:
+    too_small = client.get("/things/1", params={"limit": 0}).json()["error"]["message"]
+    unknown = client.post("/things", json={"colour": "red"}).json()["error"]["message"]
+    missing = client.post("/things", json={"items": [{}]}).json()["error"]["message"]
+
+    assert too_small == 'limit: must be greater than or equal to 1 (got "0")'
+    assert unknown == 'colour: is not a field of this request; leave it out (got "red")'
+    assert missing == "items.0.name: is required"
+
+
 def test_long_string_keeps_its_quotes(client: TestClient) -> None:
     response = client.post("/things", json={"label": "d" * 150})
 
