@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from berth.cli.profile import load_profile, profile_path
-from berth.states import waits_for_capacity
+from berth.states import EndpointState, waits_for_capacity
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 # The reconciler checks for free instance slots every 0.5 s and right after each change,
@@ -332,7 +332,8 @@ class Client:
     ) -> Json:
         """Poll until the endpoint reaches one of `states` and return it.
 
-        Raises ApiError when the endpoint fails while waiting for another state. A wait
+        Raises ValueError at once for a name that is not an endpoint state, and ApiError
+        when the endpoint fails while waiting for another state. A wait
         for Live also raises ApiError once the endpoint has been Pending for lack of free
         instance slots for CAPACITY_CONFIRM_S; it stays Pending and deploys once slots
         free up. Raises TimeoutError once `timeout_s` passes.
@@ -342,6 +343,13 @@ class Client:
         update is not taken for its outcome.
         """
         wanted = set(states)
+        known = {state.value for state in EndpointState}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise ValueError(
+                f"unknown endpoint state {', '.join(repr(name) for name in unknown)}; "
+                f"wait for one of {', '.join(state.value for state in EndpointState)}"
+            )
         deadline = time.monotonic() + timeout_s
         lacking_slots_since: float | None = None
         while True:
