@@ -6,6 +6,7 @@ records desired state, so these tests check the same transitions the server make
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -346,21 +347,29 @@ async def test_stopping_one_instance_reads_singular(world: World) -> None:
     assert world.endpoint(endpoint_id).state_reason == "ending 1 instance"
 
 
-async def test_scale_down_drains_before_ending(world: World) -> None:
+async def test_scale_down_drains_before_ending(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     endpoint_id = world.create("shrink", instances=2)
     await world.step(2)
 
+    caplog.set_level(logging.INFO, logger="berth.reconciler.loop")
     world.change(endpoint_id, "update", instances=1)
     await world.step()
     states = sorted(row.state for row in world.instances(endpoint_id))
     assert states == [InstanceState.DRAINING, InstanceState.READY]
     # Still inside the drain grace: the process has not been asked to exit yet.
     assert not any(p.terminated for p in world.backend.processes.values())
+    [surplus] = [row for row in world.instances(endpoint_id) if row.state == InstanceState.DRAINING]
 
     world.clock.advance(1.5)
     await world.step(2)
     assert len(world.instances(endpoint_id)) == 1
     assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+    # The server's log tells when the surplus instance left routing and when it ended.
+    messages = [record.getMessage() for record in caplog.records]
+    assert f"instance {surplus.id} of endpoint {endpoint_id} is draining" in "\n".join(messages)
+    assert f"instance {surplus.id} of endpoint {endpoint_id} has ended" in messages
 
 
 async def test_model_change_keeps_old_until_new_ready(world: World) -> None:

@@ -501,6 +501,7 @@ class Reconciler:
         self._changed = True
 
     def _end(self, session: Session, row: Instance) -> None:
+        logger.info("instance %s of endpoint %s has ended", row.id, row.endpoint_id)
         row.state = InstanceState.EXITED
         row.ended_at = utcnow()
         row.pid = None
@@ -520,6 +521,12 @@ class Reconciler:
         if self._backend.status(row.id).state != ProcessState.RUNNING:
             self._end(session, row)
             return
+        logger.info(
+            "instance %s of endpoint %s is draining: it takes no new requests and ends once "
+            "those in flight finish",
+            row.id,
+            row.endpoint_id,
+        )
         row.state = InstanceState.DRAINING
         track = self._tracks.setdefault(row.id, _Track())
         track.drain_started = self._clock()
