@@ -475,6 +475,18 @@ def test_restart_live_waits_for_new_instances(cli: RunCli) -> None:
     )
 
 
+def test_follow_hint_keeps_the_named_project(cli: RunCli) -> None:
+    assert cli("project", "create", "hint-other").exit_code == 0
+    create_endpoint(cli, "hinted")
+    create_endpoint(cli, "hinted", "--project", "hint-other")
+
+    result = cli("endpoint", "restart", "hinted", "--project", "hint-other")
+
+    assert result.exit_code == 0, result.output
+    # The name alone is in two projects, so the hint names the project.
+    assert "`berth endpoint info hinted --project hint-other`" in result.stdout
+
+
 def test_restart_without_wait_shows_update(cli: RunCli) -> None:
     create_endpoint(cli, "restart-no-wait")
 

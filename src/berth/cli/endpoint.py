@@ -347,7 +347,7 @@ def update(
     print_endpoint(data)
     if not wait:
         typer.echo()
-        _print_next_step(before, data)
+        _print_next_step(before, data, project)
 
 
 def _goal_after_update(before: Json, after: Json) -> Goal:
@@ -388,7 +388,7 @@ def stop(
             data = wait_for_goal(client, accepted, goal_for(accepted), timeout)
         else:
             data = read_after_change(client, before, accepted)
-    _print_action_result(before, data, "Stop", wait, output)
+    _print_action_result(before, data, "Stop", wait, output, project)
 
 
 @app.command()
@@ -421,11 +421,16 @@ def restart(
             data = wait_for_goal(client, accepted, goal, timeout)
         else:
             data = read_after_change(client, before, accepted)
-    _print_action_result(before, data, "Restart", wait, output)
+    _print_action_result(before, data, "Restart", wait, output, project)
 
 
 def _print_action_result(
-    before: Json, data: Json, action: str, waited: bool, output: OutputFormat
+    before: Json,
+    data: Json,
+    action: str,
+    waited: bool,
+    output: OutputFormat,
+    project: str | None,
 ) -> None:
     name = data["name"]
     if output == OutputFormat.JSON:
@@ -440,13 +445,16 @@ def _print_action_result(
         typer.echo(f"Endpoint {name} is already Stopped.")
     else:
         typer.echo(f"{action} of endpoint {name} accepted; it is {state_text(data)}.")
-        _print_next_step(before, data)
+        _print_next_step(before, data, project)
 
 
-def _print_next_step(before: Json, after: Json) -> None:
+def _print_next_step(before: Json, after: Json, project: str | None) -> None:
     typer.echo(describe_next_step(before, after))
     if changes_pending(before, after):
-        typer.echo(f"Follow it with `berth endpoint info {after['name']}`, or add --wait.")
+        # The project the user named keeps the command unambiguous when several projects
+        # hold an endpoint of this name.
+        where = f" --project {after['project']['name']}" if project else ""
+        typer.echo(f"Follow it with `berth endpoint info {after['name']}{where}`, or add --wait.")
 
 
 @app.command()
