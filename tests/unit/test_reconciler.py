@@ -255,6 +255,7 @@ async def test_crashed_instance_restarts_while_live(world: World) -> None:
     await world.step()
     # The endpoint stays Live on its other instance; the crashed one waits for backoff.
     assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+    assert world.endpoint(endpoint_id).state_reason == "1 of 2 instances ready; 1 restarting"
     assert world.backend.status(victim.id).state == ProcessState.UNKNOWN
 
     world.clock.advance(1.0)
@@ -263,6 +264,7 @@ async def test_crashed_instance_restarts_while_live(world: World) -> None:
     assert rows[victim.id].restart_count == 1
     assert rows[victim.id].state == InstanceState.READY
     assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+    assert world.endpoint(endpoint_id).state_reason == ""
 
 
 async def test_rollout_counts_new_instances_apart(world: World) -> None:

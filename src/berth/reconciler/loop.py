@@ -800,9 +800,15 @@ class Reconciler:
             endpoint.observed_generation == endpoint.generation
             and endpoint.observed_instances == endpoint.instances
         )
-        if endpoint.state == EndpointState.LIVE and spec_reached:
-            return
         progress = f"{ready} of {endpoint.instances} instances ready"
+        if endpoint.state == EndpointState.LIVE and spec_reached:
+            # It stays Live while an instance restarts, and the reason tells dashboards
+            # and scripts that it serves with fewer instances meanwhile.
+            restarting = endpoint.instances - ready
+            self._set_state(
+                session, endpoint, EndpointState.LIVE, f"{progress}; {restarting} restarting"
+            )
+            return
         if endpoint.state == EndpointState.DEPLOYING and spec_reached:
             # Only `recover` moves an endpoint that had reached its spec back to Deploying.
             # It serves again as soon as one instance is ready, like a Live endpoint does
