@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 import berth.api.routes
 from berth.api.app import _berth_error, _field_path, _validation_error
-from berth.api.strict_json import StrictJSONRoute
+from berth.api.strict_json import MAX_JSON_DEPTH, StrictJSONRoute
 from berth.errors import BerthError, NotFound, value_text
 
 
@@ -385,6 +385,45 @@ def test_non_finite_words_in_strings_are_accepted(client: TestClient) -> None:
     response = client.post("/things", json={"label": "NaN Infinity -Infinity"})
 
     assert response.status_code == 200, response.text
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    ("body", "position"),
+    [
+        (b"[" * DEEP, MAX_JSON_DEPTH),
+        (b'{"a": ' * DEEP, 6 * MAX_JSON_DEPTH),
+        # The first level is the object, so the array opens the second.
+        (b'{"items": ' + b"[" * DEEP + b"]" * DEEP + b"}", 10 + MAX_JSON_DEPTH - 1),
+        # Brackets inside strings do not count.
+        (b'{"label": "' + b"[" * DEEP + b'", "items": ' + b"[" * DEEP, 11 + DEEP + 12 + 511),
+    ],
+)
+def test_deeply_nested_json_is_400(client: TestClient, body: bytes, position: int) -> None:
+    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert error["field"] == "body"
+    assert error["message"] == (
+        f"request body is not valid JSON at character {position}: depth limit exceeded, "
+        f"arrays and objects are nested more than {MAX_JSON_DEPTH} levels deep; send JSON "
+        f"with at most {MAX_JSON_DEPTH} levels of nesting"
+    )
+
+
+def test_nesting_at_depth_limit_is_decoded(client: TestClient) -> None:
+    depth = MAX_JSON_DEPTH - 1
+    body = b'{"label": ' + b"[" * depth + b"]" * depth + b"}"
+
+    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+
+    # A 422 for the label shows that the body was decoded.
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "label"
 
 
 def test_every_api_route_decodes_strictly() -> None:
