@@ -3,6 +3,7 @@
     BerthError                 any error a caller can act on; carries an HTTP status
     ├── InvalidInput           400/422: a value is wrong; names the field and the value
     ├── InvalidJSON            400: the request body is not UTF-8 or not valid JSON
+    ├── RequestTooLarge        413: the request body is larger than the limit
     ├── Unauthenticated        401: missing or unknown credentials
     │   └── UserDisabled       401: a valid platform key of a disabled user
     ├── Forbidden              403: the caller sees the resource but may not act on it
@@ -126,6 +127,13 @@ class InvalidJSON(BerthError):
 
     status_code = 400
     code = "invalid_json"
+
+
+class RequestTooLarge(BerthError):
+    """A request body larger than BERTH_MAX_API_REQUEST_BYTES."""
+
+    status_code = 413
+    code = "request_too_large"
 
 
 class Unauthenticated(BerthError):

@@ -193,7 +193,7 @@ def create_app(
         if wake_reconciler is not None:
             wake_reconciler()
 
-    api = create_api()
+    api = create_api(settings.max_api_request_bytes)
     api.state.settings = settings
     api.state.database = database
     api.state.on_change = on_change

@@ -21,6 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path.home() / ".berth"
 MIN_ADMIN_KEY_LENGTH = 16
+# The API's bodies are small JSON objects: model folders are sent as paths, not files.
+DEFAULT_MAX_API_REQUEST_BYTES = 1024 * 1024
 GENERATE_SECRET_KEY_COMMAND = (
     "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
 )
@@ -73,6 +75,11 @@ class Settings(BaseSettings):
     capacity: int = Field(default_factory=default_capacity, ge=1, le=10_000)
     max_instances_per_endpoint: int = Field(default=16, ge=1, le=1_000)
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_api_request_bytes: int = Field(
+        default=DEFAULT_MAX_API_REQUEST_BYTES,
+        ge=1024,
+        description="largest request body of the management API and the web UI, in bytes",
+    )
     upstream_timeout_s: float = Field(default=300.0, gt=0)
     header_timeout_s: float = Field(
         default=30.0,

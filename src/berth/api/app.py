@@ -14,13 +14,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from berth import __version__
+from berth.api.body_limit import RequestBodyLimit
 from berth.api.deps import describe_request
 from berth.api.routes import access, audit, endpoints, health, models, projects, tenants, users
 from berth.api.strict_json import is_json_content_type
 from berth.db.transactions import busy_error, busy_failure
-from berth.errors import BerthError, FieldError, value_text
+from berth.errors import BerthError, FieldError, RequestTooLarge, value_text
 from berth.runtime.errors import json_type_name
 from berth.service.sessions import LoginLimiter
+from berth.settings import DEFAULT_MAX_API_REQUEST_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +264,11 @@ class CatchUnexpectedErrors:
             await response(scope, receive, send)
 
 
-def create_api() -> FastAPI:
+def _render_too_large(_scope: Scope, error: RequestTooLarge) -> JSONResponse:
+    return JSONResponse(error.to_body(), status_code=error.status_code)
+
+
+def create_api(max_request_bytes: int = DEFAULT_MAX_API_REQUEST_BYTES) -> FastAPI:
     api = FastAPI(
         title="Berth management API",
         version=__version__,
@@ -294,6 +300,8 @@ def create_api() -> FastAPI:
     # psycopg 3) as OperationalError.
     api.add_exception_handler(OperationalError, _database_error)
     api.add_middleware(CatchUnexpectedErrors)
+    # Added last, so it runs first, before anything reads the body.
+    api.add_middleware(RequestBodyLimit, max_bytes=max_request_bytes, render=_render_too_large)
     return api
 
 

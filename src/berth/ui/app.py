@@ -17,9 +17,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from berth import __version__
 from berth.api.app import API_PREFIX
+from berth.api.body_limit import RequestBodyLimit
 from berth.db.engine import Database
 from berth.db.transactions import busy_error, busy_failure
-from berth.errors import BerthError
+from berth.errors import BerthError, RequestTooLarge
 from berth.names import MAX_NAME_LENGTH, NAME_PATTERN
 from berth.settings import Settings
 from berth.ui import model_hub, views
@@ -186,12 +187,20 @@ def create_ui(settings: Settings, database: Database, prefix: str = UI_PREFIX) -
     )
     templates = create_templates(prefix)
     app.add_middleware(CatchUnexpectedErrors, templates=templates)
+    app.add_middleware(
+        RequestBodyLimit, max_bytes=settings.max_api_request_bytes, render=_render_too_large
+    )
+    # Outermost, so the 413 of RequestBodyLimit gets the headers too.
     app.add_middleware(SecurityHeaders)
     app.state.settings = settings
     app.state.database = database
     app.state.prefix = prefix
     app.state.templates = templates
     return app
+
+
+def _render_too_large(scope: Scope, error: RequestTooLarge) -> Response:
+    return _error_page(Request(scope), error.status_code, error.message)
 
 
 def _is_fragment(request: Request) -> bool:
