@@ -43,6 +43,8 @@ class Principal:
     roles: dict[str, Role] = field(default_factory=dict)
     # Client address of the request, recorded in the audit log.
     source_address: str = ""
+    # ID of the platform key that authenticated the request; None for a web session.
+    platform_key_id: str | None = None
 
     @property
     def active_tenant_id(self) -> str:
@@ -120,7 +122,9 @@ def authenticate_key(
             f"user '{row.user.username}' is disabled, so its platform API keys are "
             f"rejected; an OrgAdmin can enable it with `berth user enable {row.user.username}`"
         )
-    return principal_for(session, row.user, tenant_ref, source_address)
+    principal = principal_for(session, row.user, tenant_ref, source_address)
+    principal.platform_key_id = row.id
+    return principal
 
 
 def authenticate_session(

@@ -51,15 +51,8 @@ def bootstrap(session: Session, admin_key: str | None) -> BootstrapResult:
             )
         )
         logger.info("created the organization admin '%s'", ADMIN_USERNAME)
-    elif (
-        admin_key
-        and session.scalar(select(PlatformKey).where(PlatformKey.key_hash == hash_key(admin_key)))
-        is None
-    ):
-        logger.warning(
-            "BERTH_ADMIN_KEY is set but differs from the admin key created at first start; "
-            "the variable only applies to a new home folder, so the existing key stays in force"
-        )
+    elif admin_key:
+        _warn_about_admin_key(session, admin_key)
 
     tenant = session.scalar(select(Tenant).where(Tenant.name_key == DEFAULT_TENANT))
     if tenant is None:
@@ -81,6 +74,24 @@ def bootstrap(session: Session, admin_key: str | None) -> BootstrapResult:
 
     _register_builtin_models(session)
     return BootstrapResult(admin_id=admin.id, generated_admin_key=generated)
+
+
+def _warn_about_admin_key(session: Session, admin_key: str) -> None:
+    """Warn when BERTH_ADMIN_KEY, which only a new home folder uses, is not a usable key."""
+    row = session.scalar(select(PlatformKey).where(PlatformKey.key_hash == hash_key(admin_key)))
+    if row is not None and row.revoked_at is None:
+        return
+    if row is not None:
+        logger.warning(
+            "BERTH_ADMIN_KEY is set to a platform key that was revoked, and revoked keys "
+            "never work again; the variable only applies to a new home folder, so sign in "
+            "with another key of an OrgAdmin (see 'Lost admin key' in README.md)"
+        )
+        return
+    logger.warning(
+        "BERTH_ADMIN_KEY is set but matches no platform key; the variable only applies to a "
+        "new home folder, so it was ignored and the existing platform keys are unchanged"
+    )
 
 
 def _register_builtin_models(session: Session) -> None:

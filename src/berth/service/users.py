@@ -278,6 +278,15 @@ def revoke_platform_key(
     row = session.get(PlatformKey, key_ref) if looks_like_id(key_ref) else None
     if row is None or row.user_id != user.id:
         raise NotFound(_missing_key_message(principal, user, key_id, row), field="key")
+    # The caller keeps the key or the password it signed in with, so this check alone
+    # keeps an OrgAdmin with a way in: only OrgAdmins may revoke an OrgAdmin's keys.
+    if row.id == principal.platform_key_id and row.revoked_at is None:
+        raise Conflict(
+            f"platform API key {row.id} authenticates this request, and revoking it could "
+            "leave you with no way to sign in; create another key with `berth platform-key "
+            "create`, use that key (for example after `berth login`), then revoke this one",
+            field="key",
+        )
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         audit.record(
