@@ -113,7 +113,8 @@ def revoke(
         typer.Argument(
             metavar="KEY_ID",
             show_default=False,
-            help="ID of the key from `berth platform-key list`, or the key itself.",
+            help="ID of the key from `berth platform-key list`, a unique start of the ID "
+            "(4 characters or more), or the key itself.",
         ),
     ],
     user: UserOption = "me",

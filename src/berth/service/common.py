@@ -1,5 +1,6 @@
 """Helpers shared by the service modules."""
 
+import re
 import uuid
 
 from sqlalchemy.orm import Session
@@ -10,6 +11,10 @@ from berth.db.models import Endpoint, EndpointKey, Instance
 MAX_PAGE_SIZE = 500
 # Largest row offset a list accepts: SQLite and PostgreSQL take 64-bit signed offsets.
 MAX_OFFSET = 2**63 - 1
+# Minimum length of an ID start that names an endpoint or platform key. `berth endpoint
+# list-apikeys` shows 8 characters of a key's ID.
+MIN_KEY_ID_PREFIX_LENGTH = 4
+_ID_CHARACTERS = re.compile(r"[0-9a-fA-F-]+")
 
 
 def new_id() -> str:
@@ -29,3 +34,12 @@ def looks_like_id(ref: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def has_only_id_characters(ref: str) -> bool:
+    """Return whether `ref` contains only the characters of an ID: hex digits and dashes."""
+    return _ID_CHARACTERS.fullmatch(ref) is not None
+
+
+def looks_like_id_prefix(ref: str) -> bool:
+    return len(ref) >= MIN_KEY_ID_PREFIX_LENGTH and has_only_id_characters(ref)

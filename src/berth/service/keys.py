@@ -6,7 +6,6 @@ sync interval because each change takes a new change number.
 """
 
 import logging
-import re
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,16 +15,20 @@ from berth.db.models import Endpoint, EndpointKey, utcnow
 from berth.errors import Conflict, InvalidInput, NotFound
 from berth.secrets import KeyVault, ServerSecretError, hash_key, new_endpoint_key
 from berth.service import audit
-from berth.service.common import looks_like_id, mark_changed, new_id
+from berth.service.common import (
+    MIN_KEY_ID_PREFIX_LENGTH,
+    has_only_id_characters,
+    looks_like_id,
+    looks_like_id_prefix,
+    mark_changed,
+    new_id,
+)
 from berth.states import KeyStatus
 
 logger = logging.getLogger(__name__)
 
 FIRST_KEY_DESCRIPTION = "FirstKey"
 MAX_DESCRIPTION_LENGTH = 200
-# Minimum length of a key ID start that names a key; `list-apikeys` shows 8 characters.
-MIN_KEY_ID_PREFIX_LENGTH = 4
-_ID_CHARACTERS = re.compile(r"[0-9a-fA-F-]+")
 
 # Set by the server at start-up; the service layer encrypts keys with it.
 _vault: KeyVault | None = None
@@ -132,7 +135,7 @@ def find_key(session: Session, endpoint: Endpoint, ref: str) -> EndpointKey:
     """
     ref = ref.strip()
     query = select(EndpointKey).where(EndpointKey.endpoint_id == endpoint.id)
-    names_id = looks_like_id(ref) or _looks_like_id_prefix(ref)
+    names_id = looks_like_id(ref) or looks_like_id_prefix(ref)
     if looks_like_id(ref):
         query = query.where(EndpointKey.id == ref.lower())
     elif names_id:
@@ -147,7 +150,7 @@ def find_key(session: Session, endpoint: Endpoint, ref: str) -> EndpointKey:
             f"'{endpoint.name}' ({ids}); give more characters of the ID",
             field="apikey",
         )
-    if not rows and _ID_CHARACTERS.fullmatch(ref) and not names_id:
+    if not rows and has_only_id_characters(ref) and not names_id:
         # Too short to be an ID start, and keys start with berth_ek_, so it is no key either.
         raise NotFound(
             f"'{ref}' is too short to name an API key; give at least "
@@ -164,10 +167,6 @@ def find_key(session: Session, endpoint: Endpoint, ref: str) -> EndpointKey:
             field="apikey",
         )
     return rows[0]
-
-
-def _looks_like_id_prefix(ref: str) -> bool:
-    return len(ref) >= MIN_KEY_ID_PREFIX_LENGTH and _ID_CHARACTERS.fullmatch(ref) is not None
 
 
 def edit_key(

@@ -13,7 +13,13 @@ from berth.errors import Conflict, Forbidden, InvalidInput, NotFound
 from berth.names import name_key, normalize_name
 from berth.secrets import hash_key, new_platform_key
 from berth.service import audit
-from berth.service.common import looks_like_id, new_id
+from berth.service.common import (
+    MIN_KEY_ID_PREFIX_LENGTH,
+    has_only_id_characters,
+    looks_like_id,
+    looks_like_id_prefix,
+    new_id,
+)
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
@@ -274,12 +280,9 @@ def revoke_platform_key(
     session: Session, principal: Principal, user: User, key_id: str
 ) -> PlatformKey:
     _require_self_or_org_admin(principal, user, "revoke")
-    key_ref = key_id.strip().lower()
-    row = session.get(PlatformKey, key_ref) if looks_like_id(key_ref) else None
-    if row is None or row.user_id != user.id:
-        raise NotFound(_missing_key_message(principal, user, key_id, row), field="key")
-    # The caller keeps the key or the password it signed in with, so this check alone
-    # keeps an OrgAdmin with a way in: only OrgAdmins may revoke an OrgAdmin's keys.
+    row = _find_platform_key(session, principal, user, key_id)
+    # Only OrgAdmins may revoke an OrgAdmin's keys, and the caller keeps the key or the
+    # password it signed in with, so this check alone keeps an OrgAdmin with a way in.
     if row.id == principal.platform_key_id and row.revoked_at is None:
         raise Conflict(
             f"platform API key {row.id} authenticates this request, and revoking it could "
@@ -299,6 +302,55 @@ def revoke_platform_key(
             owner=user.username,
         )
     return row
+
+
+def _find_platform_key(session: Session, principal: Principal, user: User, ref: str) -> PlatformKey:
+    """Find a key of `user` by its ID or by a unique start of its ID.
+
+    An ID start needs MIN_KEY_ID_PREFIX_LENGTH characters, as for endpoint keys.
+    """
+    ref = ref.strip()
+    key_ref = ref.lower()
+    if looks_like_id(key_ref):
+        found = session.get(PlatformKey, key_ref)
+        if found is None or found.user_id != user.id:
+            raise NotFound(_missing_key_message(principal, user, ref, found), field="key")
+        return found
+
+    if not looks_like_id_prefix(key_ref):
+        if has_only_id_characters(key_ref):
+            raise NotFound(
+                f"'{ref}' is too short to name a platform API key; give at least "
+                f"{MIN_KEY_ID_PREFIX_LENGTH} characters of the key's ID, as "
+                "`berth platform-key list` shows it",
+                field="key",
+            )
+        # The value may be the key itself, which must not be echoed.
+        raise NotFound(
+            f"platform API key with the value given not found among the keys of user "
+            f"'{user.username}'; pass a key ID from `berth platform-key list`",
+            field="key",
+        )
+
+    starts_with = PlatformKey.id.startswith(key_ref)
+    rows = session.scalars(
+        select(PlatformKey)
+        .where(PlatformKey.user_id == user.id, starts_with)
+        .order_by(PlatformKey.id)
+    ).all()
+    if len(rows) > 1:
+        ids = ", ".join(row.id for row in rows)
+        raise Conflict(
+            f"platform API key ID '{ref}' is the start of several keys' IDs of user "
+            f"'{user.username}' ({ids}); give more characters of the ID",
+            field="key",
+        )
+    if not rows:
+        # For the OrgAdmin's hint: the key of another user that the start names, if one.
+        others = session.scalars(select(PlatformKey).where(starts_with).limit(2)).all()
+        other = others[0] if len(others) == 1 else None
+        raise NotFound(_missing_key_message(principal, user, ref, other), field="key")
+    return rows[0]
 
 
 def _missing_key_message(
