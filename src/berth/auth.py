@@ -45,16 +45,33 @@ class Principal:
     source_address: str = ""
     # ID of the platform key that authenticated the request; None for a web session.
     platform_key_id: str | None = None
+    # Names of the disabled tenants the user belongs to, set only when tenant_id is None.
+    disabled_tenant_names: list[str] = field(default_factory=list)
 
     @property
     def active_tenant_id(self) -> str:
         """The active tenant's ID; raises Forbidden for a user of no tenant."""
         if self.tenant_id is None:
-            raise Forbidden(
-                f"user '{self.username}' is not a member of any tenant; "
-                "ask a TenantAdmin or an OrgAdmin to add you to one"
-            )
+            raise Forbidden(self._no_tenant_message())
         return self.tenant_id
+
+    def _no_tenant_message(self) -> str:
+        names = self.disabled_tenant_names
+        if len(names) == 1:
+            return (
+                f"user '{self.username}' is a member only of tenant '{names[0]}', which is "
+                f"disabled; an OrgAdmin can enable it with `berth tenant enable {names[0]}`"
+            )
+        if names:
+            listed = ", ".join(f"'{name}'" for name in names)
+            return (
+                f"user '{self.username}' is a member only of disabled tenants ({listed}); "
+                "an OrgAdmin can enable one with `berth tenant enable NAME`"
+            )
+        return (
+            f"user '{self.username}' is not a member of any tenant; "
+            "ask a TenantAdmin or an OrgAdmin to add you to one"
+        )
 
     def is_tenant_admin(self, tenant_id: str) -> bool:
         return self.is_org_admin or self.roles.get(tenant_id) == Role.TENANT_ADMIN
@@ -147,6 +164,15 @@ def principal_for(
     memberships = session.scalars(select(Membership).where(Membership.user_id == user.id)).all()
     roles = {membership.tenant_id: membership.role for membership in memberships}
     tenant = _active_tenant(session, user, roles, tenant_ref)
+    disabled_names: list[str] = []
+    if tenant is None and roles:
+        disabled_names = list(
+            session.scalars(
+                select(Tenant.name)
+                .where(Tenant.id.in_(roles), Tenant.disabled.is_(True))
+                .order_by(Tenant.name_key)
+            )
+        )
     return Principal(
         user_id=user.id,
         username=user.username,
@@ -155,6 +181,7 @@ def principal_for(
         tenant_name=tenant.name if tenant else "",
         roles=roles,
         source_address=source_address,
+        disabled_tenant_names=disabled_names,
     )
 
 
