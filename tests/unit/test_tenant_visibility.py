@@ -3,6 +3,7 @@ the memberships that user lists show."""
 
 import pytest
 
+from berth.api.convert import user_out
 from berth.auth import authenticate
 from berth.db.engine import Database
 from berth.errors import Forbidden
@@ -29,3 +30,33 @@ def test_member_of_disabled_tenant_message(database: Database) -> None:
     assert "tenant 'research', which is disabled" in error.value.message
     assert "`berth tenant enable research`" in error.value.message
     assert "not a member of any tenant" not in error.value.message
+
+
+def test_user_list_hides_other_tenants(database: Database) -> None:
+    with database.session() as session:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        research = tenants.create_tenant(session, admin, "research")
+        secret = tenants.create_tenant(session, admin, "secret")
+        ada, ada_key = users.create_user(
+            session, admin, users.NewUser(username="ada", create_key=True)
+        )
+        grace, _grace_key = users.create_user(session, admin, users.NewUser(username="grace"))
+        tenants.set_membership(session, admin, research, ada, Role.USER)
+        tenants.set_membership(session, admin, research, grace, Role.USER)
+        tenants.set_membership(session, admin, secret, grace, Role.TENANT_ADMIN)
+        grace.default_tenant_id = secret.id
+
+    with database.session() as session:
+        ada_principal = authenticate(session, str(ada_key), None)
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        rows, _total = users.list_users(session, ada_principal, 100, 0)
+        seen_by_ada = {row.username: user_out(row, ada_principal) for row in rows}
+        grace_row = users.find_user(session, admin, "grace")
+        seen_by_admin = user_out(grace_row, admin)
+
+    grace_tenants = [membership.tenant.name for membership in seen_by_ada["grace"].memberships]
+    assert grace_tenants == ["research"]
+    assert seen_by_ada["grace"].default_tenant_id is None
+    admin_tenants = sorted(membership.tenant.name for membership in seen_by_admin.memberships)
+    assert admin_tenants == ["research", "secret"]
+    assert seen_by_admin.default_tenant_id is not None

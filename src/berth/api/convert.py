@@ -56,15 +56,22 @@ def membership_out(membership: Membership) -> MembershipOut:
     )
 
 
-def user_out(user: User) -> UserOut:
+def user_out(user: User, principal: Principal) -> UserOut:
+    """Convert a user; callers other than OrgAdmins see only their own tenants in it."""
+
+    def visible(tenant_id: str | None) -> bool:
+        return principal.is_org_admin or tenant_id in principal.roles
+
+    memberships = [membership for membership in user.memberships if visible(membership.tenant_id)]
+    default_tenant_id = user.default_tenant_id if visible(user.default_tenant_id) else None
     return UserOut(
         id=user.id,
         username=user.username,
         is_org_admin=user.is_org_admin,
         disabled=user.disabled,
         has_password=user.password_hash is not None,
-        default_tenant_id=user.default_tenant_id,
-        memberships=[membership_out(membership) for membership in user.memberships],
+        default_tenant_id=default_tenant_id,
+        memberships=[membership_out(membership) for membership in memberships],
         created_at=user.created_at,
     )
 

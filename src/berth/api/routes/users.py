@@ -41,7 +41,9 @@ def list_users(
 ) -> Page[UserOut]:
     """List users: all of them for an OrgAdmin, the active tenant's members for others."""
     rows, total = service.list_users(session, principal, limit, offset)
-    return Page(items=[user_out(row) for row in rows], total=total, limit=limit, offset=offset)
+    return Page(
+        items=[user_out(row, principal) for row in rows], total=total, limit=limit, offset=offset
+    )
 
 
 @router.post("", response_model=UserCreated, status_code=status.HTTP_201_CREATED)
@@ -65,13 +67,13 @@ def create_user(
 
     user, key = apply_change(session, request, create)
     session.refresh(user)
-    return UserCreated(**user_out(user).model_dump(), api_key=key)
+    return UserCreated(**user_out(user, principal).model_dump(), api_key=key)
 
 
 @router.get("/{user}", response_model=UserOut)
 def get_user(user: str, session: SessionDep, principal: PrincipalDep) -> UserOut:
     """Show one user, named by name, ID or `me`."""
-    return user_out(service.find_user(session, principal, user))
+    return user_out(service.find_user(session, principal, user), principal)
 
 
 @router.patch("/{user}", response_model=UserOut, dependencies=[Depends(_require_user)])
@@ -100,7 +102,7 @@ def update_user(
         )
         return row
 
-    return user_out(apply_change(session, request, update))
+    return user_out(apply_change(session, request, update), principal)
 
 
 @router.get("/{user}/keys", response_model=list[PlatformKeyOut])
