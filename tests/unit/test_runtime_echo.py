@@ -272,6 +272,16 @@ def test_malformed_json_names_position(echo: RuntimeProcess) -> None:
     assert error["param"] is None
 
 
+def test_deeply_nested_field_is_400(echo: RuntimeProcess) -> None:
+    # Deep enough to fail Python's json module, within orjson's read limit of 1,024.
+    body = b'{"messages": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+
+    response = post(echo, "/v1/chat/completions", body)
+
+    assert response.status_code == 400, response.text
+    assert "nested too deeply to show" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("body", [b"[1, 2]", b'"text"', b"null", b""])
 def test_non_object_body_is_400(echo: RuntimeProcess, body: bytes) -> None:
     response = post(echo, "/v1/completions", body)

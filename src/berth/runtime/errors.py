@@ -83,7 +83,12 @@ def describe_value(value: Any) -> str:
     except TypeError:
         # orjson rejects integers beyond 64 bits, which the json module writes. Anything
         # that is not JSON at all is written as a JSON string rather than as Python repr().
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        try:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        except RecursionError:
+            # orjson writes at most 254 levels and the json module about 990, while a
+            # request body may nest up to orjson's read limit of 1,024.
+            return f"a JSON {json_type_name(value)} nested too deeply to show"
     if len(text) > _MAX_VALUE_REPR:
         text = text[: _MAX_VALUE_REPR - 3] + "..."
     return text
