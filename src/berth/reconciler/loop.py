@@ -802,8 +802,8 @@ class Reconciler:
         )
         progress = f"{ready} of {endpoint.instances} instances ready"
         if endpoint.state == EndpointState.LIVE and spec_reached:
-            # It stays Live while an instance restarts, and the reason tells dashboards
-            # and scripts that it serves with fewer instances meanwhile.
+            # It stays Live while an instance restarts. The reason lets dashboards and
+            # scripts see that it serves with fewer instances meanwhile.
             restarting = endpoint.instances - ready
             self._set_state(
                 session, endpoint, EndpointState.LIVE, f"{progress}; {restarting} restarting"
