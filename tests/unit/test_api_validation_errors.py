@@ -70,6 +70,16 @@ def client() -> TestClient:
     return TestClient(build_app())
 
 
+def _invalid_json_message(client: TestClient, body: bytes) -> str:
+    """POST `body` as JSON, check that it gets 400 invalid_json, and return the message."""
+    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert error["field"] == "body"
+    return str(error["message"])
+
+
 @pytest.mark.parametrize(
     ("location", "field"),
     [
@@ -245,13 +255,9 @@ def test_form_feed_is_not_json_whitespace(client: TestClient) -> None:
     ],
 )
 def test_body_not_utf8_is_400(client: TestClient, body: bytes, byte: str, position: int) -> None:
-    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+    message = _invalid_json_message(client, body)
 
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert error["code"] == "invalid_json"
-    assert error["field"] == "body"
-    assert error["message"] == (
+    assert message == (
         f"request body is not valid UTF-8: byte {byte} at position {position}; "
         "send JSON encoded as UTF-8"
     )
@@ -271,13 +277,9 @@ def test_body_not_utf8_is_400(client: TestClient, body: bytes, byte: str, positi
     ],
 )
 def test_lone_surrogate_is_400(client: TestClient, body: bytes, escape: str, position: int) -> None:
-    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+    message = _invalid_json_message(client, body)
 
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert error["code"] == "invalid_json"
-    assert error["field"] == "body"
-    assert error["message"] == (
+    assert message == (
         f"request body is not valid JSON at character {position}: {escape} is half of a "
         "UTF-16 surrogate pair without the other half; escape a character above U+FFFF as a "
         "pair, or send it as UTF-8"
@@ -335,15 +337,9 @@ def test_body_ignored_by_route_is_not_decoded(client: TestClient) -> None:
     ],
 )
 def test_body_not_object_is_400(client: TestClient, body: bytes, received: str) -> None:
-    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+    message = _invalid_json_message(client, body)
 
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert error["code"] == "invalid_json"
-    assert error["field"] == "body"
-    assert error["message"] == (
-        f"request body is {received}, but POST /things requires a JSON object"
-    )
+    assert message == (f"request body is {received}, but POST /things requires a JSON object")
 
 
 @pytest.mark.parametrize("body", [b"", b" \n", b"null", b"[1]", b'{"count": "two"}'])
@@ -369,13 +365,9 @@ def test_unknown_resource_is_404_before_body(client: TestClient, body: bytes) ->
 def test_non_finite_number_is_400(
     client: TestClient, body: bytes, constant: str, position: int
 ) -> None:
-    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+    message = _invalid_json_message(client, body)
 
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert error["code"] == "invalid_json"
-    assert error["field"] == "body"
-    assert error["message"] == (
+    assert message == (
         f"request body is not valid JSON at character {position}: "
         f"{constant} is not a JSON number; send a number or null"
     )
@@ -402,13 +394,9 @@ DEEP = 100_000
     ],
 )
 def test_deeply_nested_json_is_400(client: TestClient, body: bytes, position: int) -> None:
-    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+    message = _invalid_json_message(client, body)
 
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert error["code"] == "invalid_json"
-    assert error["field"] == "body"
-    assert error["message"] == (
+    assert message == (
         f"request body is not valid JSON at character {position}: depth limit exceeded, "
         f"arrays and objects are nested more than {MAX_JSON_DEPTH} levels deep; send JSON "
         f"with at most {MAX_JSON_DEPTH} levels of nesting"
