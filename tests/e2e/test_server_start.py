@@ -41,6 +41,7 @@ def test_address_of_no_interface_names_the_fix(tmp_path: Path) -> None:
     env = os.environ.copy()
     env.update(BERTH_HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "config"))
     env["COLUMNS"] = "200"
+    env["BERTH_CAPCITY"] = "3"
     result = subprocess.run(
         [sys.executable, "-m", "berth", "up", "--host", "192.0.2.1", "--port", "19999"],
         env=env,
@@ -55,6 +56,8 @@ def test_address_of_no_interface_names_the_fix(tmp_path: Path) -> None:
     assert "cannot listen on 192.0.2.1:19999" in output
     assert "no network interface of this machine has that address" in output
     assert "stop the program" not in output
+    # A misspelt setting is named before the server gives up.
+    assert "BERTH_CAPCITY is not a Berth setting" in output
 
 
 def test_busy_port_creates_nothing(tmp_path: Path) -> None:

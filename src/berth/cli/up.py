@@ -1,5 +1,6 @@
 """`berth up`: start the embedded server."""
 
+import difflib
 import errno
 import fcntl
 import logging
@@ -8,6 +9,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Mapping
 from typing import IO, Annotated, Any
 
 import typer
@@ -45,6 +47,34 @@ def load_settings(**overrides: object) -> Settings:
         for error, field in named
     ]
     raise CliError("\n".join(lines))
+
+
+# BERTH_* variables that are not server settings: the CLI's and the SDK's connection.
+_CLIENT_VARIABLES = frozenset({"BERTH_SERVER", "BERTH_API_KEY", "BERTH_TENANT"})
+# The test suite's switches (BERTH_TEST_REQUIRE_POSTGRES and others).
+_TEST_PREFIX = "BERTH_TEST_"
+
+
+def unknown_variable_warnings(environ: Mapping[str, str]) -> list[str]:
+    """Describe each BERTH_* variable in `environ` that Berth does not read.
+
+    A misspelt setting such as BERTH_CAPCITY would otherwise be ignored without a word.
+    """
+    # The mark that the server puts on its instance processes.
+    from berth.backends.local import OWNER_VARIABLE
+
+    known = {f"BERTH_{name.upper()}" for name in Settings.model_fields}
+    known |= _CLIENT_VARIABLES | {OWNER_VARIABLE}
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith("BERTH_") or name in known or name.startswith(_TEST_PREFIX):
+            continue
+        # Compared without the prefix that every name shares.
+        suffixes = sorted(known_name.removeprefix("BERTH_") for known_name in known)
+        guess = difflib.get_close_matches(name.removeprefix("BERTH_"), suffixes, n=1, cutoff=0.7)
+        hint = f"; did you mean BERTH_{guess[0]}?" if guess else ""
+        warnings.append(f"{name} is not a Berth setting, so it has no effect{hint}")
+    return warnings
 
 
 # Settings whose values an error message must not repeat.
@@ -116,6 +146,8 @@ def up(
 
     settings = load_settings(host=host, port=port, home=home, workers=workers)
     configure_logging(settings.log_json)
+    for warning in unknown_variable_warnings(os.environ):
+        logger.warning("%s", warning)
     # Take the home folder and listen before anything else, so that a second server or a
     # port in use stops the start before the admin is created, instances are touched or
     # the CLI profile points at this address.
@@ -215,10 +247,7 @@ def _listen(settings: Settings) -> socket.socket:
     except OSError as exc:
         where = f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
         if exc.errno == errno.EADDRINUSE:
-            fix = (
-                "stop the program that uses it, or choose another port with --port or "
-                "BERTH_PORT"
-            )
+            fix = "stop the program that uses it, or choose another port with --port or BERTH_PORT"
         elif exc.errno == errno.EADDRNOTAVAIL:
             fix = (
                 "no network interface of this machine has that address; use one of its "
