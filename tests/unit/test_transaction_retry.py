@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, ExceptionContext, create_engine, event, select, text, update
+from sqlalchemy import Engine, ExceptionContext, create_engine, event, false, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -601,3 +601,26 @@ def test_request_description_hides_keys(key: str, shown: str) -> None:
         f"POST /api/v1/endpoints/{{endpoint}}/keys/{{key}}/revoke (endpoint=chat, {shown})"
     )
     assert "secret" not in description
+
+
+def test_conflict_log_leaves_out_the_statement(
+    database: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from berth.service import projects
+
+    # Make the duplicate check miss, as when two requests race past it.
+    original = projects.select
+    monkeypatch.setattr(projects, "select", lambda *columns: original(*columns).where(false()))
+    api = create_api()
+    api.state.database = database
+    headers = {"Authorization": f"Bearer {UNIT_ADMIN_KEY}"}
+
+    with TestClient(api) as client:
+        first = client.post("/projects", json={"name": "raced"}, headers=headers)
+        caplog.set_level(logging.INFO, logger="berth.api.app")
+        second = client.post("/projects", json={"name": "raced"}, headers=headers)
+
+    assert first.status_code == 201, first.text
+    assert second.status_code == 409, second.text
+    assert "conflicting write in POST /projects: UNIQUE constraint failed" in caplog.text
+    assert "INSERT" not in caplog.text

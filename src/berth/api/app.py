@@ -201,8 +201,11 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IntegrityError)
     # Reached only when two requests race past the same uniqueness check.
-    logger.info("conflicting write in %s %s: %s", request.method, request.url.path, exc)
+    # exc.orig is the driver's one-line message ("UNIQUE constraint failed: ..."). The
+    # whole exception would add the SQL statement and the values of the row.
+    logger.info("conflicting write in %s: %s", describe_request(request), exc.orig)
     return JSONResponse(
         error_body(
             "conflict",
