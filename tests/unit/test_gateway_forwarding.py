@@ -475,6 +475,18 @@ async def test_missing_bearer_key_names_the_fix(
     assert "'Authorization: Bearer <key>'" in response.json()["error"]["message"]
 
 
+async def test_two_authorization_headers_are_rejected(setup: Setup) -> None:
+    response = await setup.client.post(
+        f"/endpoints/{ENDPOINT}/v1/embeddings",
+        json={"input": "x"},
+        headers=[("Authorization", f"Bearer {KEY}"), ("Authorization", "Bearer other")],
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "repeated_authorization"
+    assert "more than one Authorization header" in response.json()["error"]["message"]
+
+
 async def test_missing_content_type_is_named(setup: Setup) -> None:
     response = await setup.client.post(
         f"/endpoints/{ENDPOINT}/v1/embeddings",

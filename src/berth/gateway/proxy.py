@@ -155,14 +155,20 @@ class _Incoming:
     other_scheme: str = ""
     content_type: str = ""
     content_length: str = ""
+    # True when the request has more than one Authorization header, which leaves
+    # unclear which key it means.
+    repeated_authorization: bool = False
 
     @classmethod
     def read(cls, raw_headers: list[tuple[bytes, bytes]]) -> "_Incoming":
         incoming = cls()
         authorization_key = None
         header_key = None
+        seen_authorization = False
         for name, value in raw_headers:
             if name == b"authorization":
+                incoming.repeated_authorization = seen_authorization
+                seen_authorization = True
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() == "bearer":
                     authorization_key = token.strip() or None
@@ -264,6 +270,13 @@ class Gateway:
         self, incoming: _Incoming, endpoint_id: str, path: str, method: str
     ) -> Reply | tuple[Route, str]:
         """Check the key, route and method; return the route and the route's method."""
+        if incoming.repeated_authorization:
+            return error_reply(
+                400,
+                "the request has more than one Authorization header; send the endpoint's "
+                "key in one 'Authorization: Bearer <key>' header",
+                code="repeated_authorization",
+            )
         denied = self._check_key(incoming.key, endpoint_id, incoming.other_scheme)
         if denied is not None:
             return denied
