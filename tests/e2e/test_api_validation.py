@@ -71,6 +71,19 @@ def test_instances_of_wrong_type(server: BerthServer) -> None:
     assert '(got "two")' in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("value", ["yes", "no", 0, 1, "true"])
+def test_flag_of_wrong_type(server: BerthServer, value: object) -> None:
+    response = httpx.post(
+        f"{server.url}/api/v1/endpoints",
+        json={"name": "val-flag", "model": "echo", "share_with_all_tenants": value},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "share_with_all_tenants"
+    assert "must be a valid boolean" in response.json()["error"]["message"]
+
+
 def test_every_invalid_field_is_listed(client: Client, server: BerthServer) -> None:
     before = endpoint_count(client)
 

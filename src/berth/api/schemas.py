@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from berth.runtime.config import (
     DEFAULT_GENERATION_MAX_BATCH_SIZE,
@@ -224,7 +224,7 @@ class EndpointCreate(StrictBody):
     model: str = Field(description="model name or ID from the Model Hub")
     instances: StrictInt = Field(default=1, description="number of instances to run")
     description: str = Field(default="", max_length=2000)
-    share_with_all_tenants: bool = False
+    share_with_all_tenants: StrictBool = False
     runtime_settings: RuntimeSettingsIn | None = Field(
         default=None,
         description="batching of a Text Embedding endpoint or runtime of a Text Generation "
@@ -236,7 +236,7 @@ class EndpointUpdate(StrictBody):
     description: str | None = Field(default=None, max_length=2000)
     instances: StrictInt | None = None
     model: str | None = None
-    share_with_all_tenants: bool | None = None
+    share_with_all_tenants: StrictBool | None = None
     runtime_settings: RuntimeSettingsIn | None = Field(
         default=None,
         description="settings to change; with a new model, the stored runtime must suit its "
@@ -292,7 +292,7 @@ class TenantCreate(StrictBody):
 
 class TenantUpdate(StrictBody):
     name: str | None = None
-    disabled: bool | None = None
+    disabled: StrictBool | None = None
 
 
 class MembershipOut(BaseModel):
@@ -319,10 +319,10 @@ class UserOut(BaseModel):
 class UserCreate(StrictBody):
     username: str
     password: str | None = Field(default=None, description="for web sign-in; 10 characters or more")
-    is_org_admin: bool = False
+    is_org_admin: StrictBool = False
     tenant: str | None = Field(default=None, description="tenant to add the user to")
     role: Role = Role.USER
-    create_key: bool = Field(default=False, description="also create a platform API key")
+    create_key: StrictBool = Field(default=False, description="also create a platform API key")
 
 
 class UserCreated(UserOut):
@@ -331,8 +331,8 @@ class UserCreated(UserOut):
 
 class UserUpdate(StrictBody):
     username: str | None = None
-    disabled: bool | None = None
-    is_org_admin: bool | None = None
+    disabled: StrictBool | None = None
+    is_org_admin: StrictBool | None = None
     password: str | None = None
     default_tenant: str | None = None
 
@@ -365,7 +365,7 @@ class OrganizationOut(BaseModel):
 
 class OrganizationUpdate(StrictBody):
     share_with_all_tenants: bool
-    unshare_existing: bool = Field(
+    unshare_existing: StrictBool = Field(
         default=False,
         description="when turning sharing off, also move shared endpoints and models back "
         "to their own tenant",
@@ -401,7 +401,7 @@ class ModelCreate(StrictBody):
     architecture: str = Field(default="", max_length=100)
     field_of_application: str = Field(default="", max_length=100)
     description: str = Field(default="", max_length=2000)
-    is_base: bool = False
+    is_base: StrictBool = False
     sharing: ModelSharing = ModelSharing.PRIVATE
 
 
@@ -414,8 +414,8 @@ class ModelImport(StrictBody):
     path: str = Field(description="model folder, Hugging Face cache folder or .gguf file")
     name: str = Field(description="model name; an existing model of yours gets a new checkpoint")
     ml_app: str | None = Field(default=None, description="detected from the files when left out")
-    is_base: bool = False
-    link: bool = Field(default=False, description="leave the files in place instead of copying")
+    is_base: StrictBool = False
+    link: StrictBool = Field(default=False, description="leave the files in place instead of copying")
     checkpoint: str = Field(default="main", description="name of the new checkpoint")
     description: str = Field(default="", max_length=2000)
     sharing: ModelSharing = ModelSharing.PRIVATE
