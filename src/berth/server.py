@@ -178,6 +178,7 @@ def create_app(
         settings.upstream_timeout_s,
         no_instance_wait_s=settings.no_instance_wait_s,
         worker_label=worker_label,
+        cors_origins=settings.cors_origins,
     )
     backend: LocalBackend | None = None
     reconciler_thread: ReconcilerThread | None = None

@@ -9,7 +9,7 @@ import math
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import annotated_types
@@ -17,12 +17,14 @@ from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOME = Path.home() / ".berth"
 MIN_ADMIN_KEY_LENGTH = 16
 # The API's bodies are small JSON objects: model folders are sent as paths, not files.
 DEFAULT_MAX_API_REQUEST_BYTES = 1024 * 1024
+ANY_ORIGIN = "*"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 GENERATE_SECRET_KEY_COMMAND = (
     "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
 )
@@ -158,6 +160,13 @@ class Settings(BaseSettings):
         "server stops",
     )
 
+    # NoDecode: the environment variable is a comma-separated list, not JSON.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="origins (scheme://host[:port]) whose browser apps may call the "
+        "gateway, or * for any origin; empty means that the gateway sends no CORS headers",
+    )
+
     @field_validator("*", mode="before")
     @classmethod
     def _reject_non_finite_number(cls, value: Any, info: ValidationInfo) -> Any:
@@ -237,6 +246,36 @@ class Settings(BaseSettings):
                 f"`{GENERATE_SECRET_KEY_COMMAND}`"
             ) from None
         return SecretStr(text)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _valid_cors_origins(cls, value: Any) -> Any:
+        # Checked before pydantic converts the value, so that errors quote the text as set.
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list | tuple):
+            # Pydantic rejects it as not a list.
+            return value
+        if ANY_ORIGIN in value and len(value) > 1:
+            raise ValueError(
+                "'*' allows every origin, so no other origin may be listed with it. Set it "
+                "to * alone, or to a comma-separated list of origins"
+            )
+        origins: list[str] = []
+        for origin in value:
+            if origin == ANY_ORIGIN:
+                origins.append(origin)
+                continue
+            problem = _origin_problem(origin) if isinstance(origin, str) else "it is no text"
+            if problem:
+                raise ValueError(
+                    f"{origin!r} is not a valid origin because {problem}. Set it to a "
+                    "comma-separated list of origins such as "
+                    "https://app.example.com,http://localhost:3000, to * for any origin, or "
+                    "to nothing to turn CORS off"
+                )
+            origins.append(_normalize_origin(origin))
+        return tuple(dict.fromkeys(origins))
 
     @field_validator("database_url")
     @classmethod
@@ -319,3 +358,42 @@ def _public_url_problem(url: str) -> str:
     except ValueError:
         return "its port is not a number from 0 to 65535"
     return ""
+
+
+def _origin_problem(origin: str) -> str:
+    """Describe what makes `origin` unfit as an entry of BERTH_CORS_ORIGINS, or return ""."""
+    if not origin.isascii() or not origin.isprintable() or " " in origin:
+        return "it contains spaces or characters other than printable ASCII"
+    parts = urlsplit(origin)
+    if parts.scheme.lower() not in _DEFAULT_PORTS:
+        return "it does not start with http:// or https://"
+    if not parts.hostname:
+        return "it names no host"
+    if parts.username is not None or parts.password is not None:
+        return "it contains a user name or password"
+    if parts.path or "?" in origin or "#" in origin:
+        return (
+            "it has something after the host and port (a path, a trailing slash, a query "
+            "or a fragment), which a browser never sends in an Origin header"
+        )
+    try:
+        # urllib raises ValueError for a port that is not a number from 0 to 65535.
+        _port = parts.port
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    if parts.netloc.endswith(":"):
+        return "it has a ':' with no port after it"
+    return ""
+
+
+def _normalize_origin(origin: str) -> str:
+    """Write `origin` as browsers send it: scheme and host in lower case, and no port
+    when it is the scheme's default."""
+    parts = urlsplit(origin)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is None or parts.port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{parts.port}"

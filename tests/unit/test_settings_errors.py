@@ -221,3 +221,66 @@ def test_empty_public_url_means_listen_address(monkeypatch: pytest.MonkeyPatch) 
 
     assert settings.public_url is None
     assert settings.advertised_url == "http://127.0.0.1:8123"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("https://app.example.com/", "it has something after the host and port"),
+        ("https://app.example.com/chat", "it has something after the host and port"),
+        ("https://app.example.com?x=1", "it has something after the host and port"),
+        ("app.example.com", "it does not start with http:// or https://"),
+        ("ftp://app.example.com", "it does not start with http:// or https://"),
+        ("https://", "it names no host"),
+        ("https://user@app.example.com", "it contains a user name or password"),
+        ("https://app.example.com:99999", "its port is not a number from 0 to 65535"),
+        ("https://app.example.com:", "it has a ':' with no port after it"),
+        ("https://app example.com", "it contains spaces"),
+    ],
+)
+def test_invalid_cors_origin_names_fix(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("BERTH_CORS_ORIGINS", f"http://localhost:3000,{value}")
+
+    message = _problem()
+
+    assert message.startswith(f"BERTH_CORS_ORIGINS='http://localhost:3000,{value}': ")
+    assert f"{value!r} is not a valid origin because {problem}" in message
+    assert "such as https://app.example.com,http://localhost:3000" in message
+    assert "to * for any origin" in message
+
+
+def test_cors_star_with_origins_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_CORS_ORIGINS", "*,https://app.example.com")
+
+    message = _problem()
+
+    assert message.startswith("BERTH_CORS_ORIGINS='*,https://app.example.com': ")
+    assert "Set it to * alone" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", ()),
+        (" , ", ()),
+        ("*", ("*",)),
+        (
+            " HTTPS://App.Example.com:443 , http://localhost:3000,",
+            ("https://app.example.com", "http://localhost:3000"),
+        ),
+        ("http://[::1]:80,http://[::1]:80", ("http://[::1]",)),
+        ("https://app.example.com:8443", ("https://app.example.com:8443",)),
+    ],
+)
+def test_cors_origins_are_normalized(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("BERTH_CORS_ORIGINS", value)
+
+    assert load_settings().cors_origins == expected
+
+
+def test_cors_origins_default_empty() -> None:
+    assert load_settings().cors_origins == ()

@@ -20,12 +20,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from berth.gateway.cors import CorsPolicy, is_preflight
 from berth.gateway.errors import openai_error_body
 from berth.gateway.table import Route, RoutingTable, Upstream
 from berth.gateway.upstream import (
@@ -192,11 +193,16 @@ class Gateway:
         timeout_s: float,
         no_instance_wait_s: float = 10.0,
         worker_label: str | None = None,
+        cors_origins: Sequence[str] = (),
     ) -> None:
         self._table = table
         self._max_body = max_body_bytes
         self._no_instance_wait_s = no_instance_wait_s
         self._common_headers = [(b"x-berth-worker", worker_label.encode())] if worker_label else []
+        # None while CORS is off, so that requests skip every CORS step.
+        self._cors = CorsPolicy(cors_origins) if cors_origins else None
+        if self._cors is not None:
+            self._common_headers.extend(self._cors.common_headers)
         self._timeout_s = timeout_s
         self._pool: UpstreamPool | None = None
         # Requests waiting for their instance, and the timer that starts their watches.
@@ -222,6 +228,12 @@ class Gateway:
             self._pool = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._cors is not None:
+            if scope["method"] == "OPTIONS" and is_preflight(scope["headers"]):
+                await self._send_preflight_response(self._cors, scope["headers"], send)
+                return
+            send = self._cors.add_response_headers(scope["headers"], send)
+
         started = False
 
         async def tracked_send(message: Message) -> None:
@@ -245,6 +257,31 @@ class Gateway:
                         error_type="server_error",
                     ),
                 )
+
+    async def _send_preflight_response(
+        self, cors: CorsPolicy, headers: list[tuple[bytes, bytes]], send: Send
+    ) -> None:
+        """Send the response to a CORS preflight request, which carries no key."""
+        preflight_headers = cors.preflight_headers(headers)
+        if preflight_headers is None:
+            # 403 rather than 405, so that a person who tries the request with curl
+            # learns which setting to change.
+            denied = error_reply(
+                403,
+                "this origin may not call the endpoint from a browser; the Berth server's "
+                "BERTH_CORS_ORIGINS setting lists the origins that may",
+                code="cors_origin_not_allowed",
+            )
+            await self._send_reply(send, denied)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 204,
+                "headers": [*preflight_headers, *self._common_headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint_id, _, rest = scope["path"][len(PATH_PREFIX) :].partition("/")
