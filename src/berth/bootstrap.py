@@ -12,13 +12,13 @@ from berth.db.models import Checkpoint, Membership, Model, PlatformKey, Project,
 from berth.hub.builtin import BUILTIN_MODELS
 from berth.names import name_key
 from berth.secrets import hash_key, new_platform_key
+from berth.service.projects import DEFAULT_PROJECT
 from berth.states import CheckpointFormat, ModelSharing, Role
 
 logger = logging.getLogger(__name__)
 
 ADMIN_USERNAME = "admin"
 DEFAULT_TENANT = "default"
-DEFAULT_PROJECT = "default"
 BUILTIN_CHECKPOINT = "main"
 
 

@@ -70,6 +70,14 @@ class ProjectCreate(StrictBody):
     description: str = Field(default="", max_length=2000)
 
 
+class ProjectUpdate(StrictBody):
+    name: str | None = Field(
+        default=None,
+        description="new project name, unique in the tenant; the `default` project keeps its name",
+    )
+    description: str | None = Field(default=None, max_length=2000)
+
+
 class CheckpointOut(BaseModel):
     id: str
     name: str

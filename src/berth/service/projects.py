@@ -1,14 +1,18 @@
 """Projects: folders of endpoints inside one tenant."""
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from berth.auth import Principal
-from berth.db.models import Project
-from berth.errors import Conflict, NotFound
+from berth.db.models import Endpoint, Project, utcnow
+from berth.errors import Conflict, Forbidden, NotFound
 from berth.names import name_key, normalize_name
 from berth.service import audit
 from berth.service.common import looks_like_id, new_id
+
+# Every tenant gets a project of this name. Endpoint creation in the API, CLI and SDK
+# uses it when no project is given, so it cannot be renamed or deleted.
+DEFAULT_PROJECT = "default"
 
 
 def find_project(session: Session, principal: Principal, ref: str) -> Project:
@@ -41,20 +45,26 @@ def list_projects(
     return list(rows), total
 
 
-def create_project(session: Session, principal: Principal, name: str, description: str) -> Project:
-    name = normalize_name(name, field="name")
-    duplicate = session.scalar(
-        select(Project.id).where(
-            Project.tenant_id == principal.active_tenant_id,
-            Project.name_key == name_key(name),
-            Project.deleted_at.is_(None),
-        )
+def _check_unique(
+    session: Session, principal: Principal, name: str, excluding: str | None = None
+) -> None:
+    query = select(Project.id).where(
+        Project.tenant_id == principal.active_tenant_id,
+        Project.name_key == name_key(name),
+        Project.deleted_at.is_(None),
     )
-    if duplicate is not None:
+    if excluding is not None:
+        query = query.where(Project.id != excluding)
+    if session.scalar(query) is not None:
         raise Conflict(
             f"a project named '{name}' already exists in tenant '{principal.tenant_name}'",
             field="name",
         )
+
+
+def create_project(session: Session, principal: Principal, name: str, description: str) -> Project:
+    name = normalize_name(name, field="name")
+    _check_unique(session, principal, name)
     project = Project(
         id=new_id(),
         tenant_id=principal.active_tenant_id,
@@ -68,3 +78,119 @@ def create_project(session: Session, principal: Principal, name: str, descriptio
         session, principal, "project.created", "project", project.id, name, project.tenant_id
     )
     return project
+
+
+def is_default_project(project: Project) -> bool:
+    return project.name_key == DEFAULT_PROJECT
+
+
+def _require_manage(principal: Principal, project: Project, action: str) -> None:
+    if project.owner_id == principal.user_id or principal.is_tenant_admin(project.tenant_id):
+        return
+    raise Forbidden(
+        f"you may not {action} project '{project.name}': only its owner, a TenantAdmin of "
+        "its tenant or an OrgAdmin may"
+    )
+
+
+def _lock_for_change(session: Session, project: Project) -> None:
+    """Lock the project's row for this transaction and reload it.
+
+    The UPDATE changes nothing but takes the row lock on PostgreSQL and the write lock on
+    SQLite, so a rename or delete runs after any concurrent change of the same project.
+    """
+    session.execute(
+        update(Project)
+        .where(Project.id == project.id)
+        .values(name=Project.name)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(project)
+
+
+def update_project(
+    session: Session,
+    principal: Principal,
+    project: Project,
+    name: str | None,
+    description: str | None,
+) -> Project:
+    """Rename the project and/or change its description; None leaves a field as it is."""
+    _require_manage(principal, project, "change")
+    _lock_for_change(session, project)
+    details: dict[str, str] = {}
+    if name is not None:
+        name = normalize_name(name, field="name")
+        renamed = name_key(name) != project.name_key
+        if renamed and is_default_project(project):
+            raise Conflict(
+                f"project '{project.name}' cannot be renamed: new endpoints go into it when "
+                "no project is given; create another project with `berth project create`",
+                field="name",
+            )
+        _check_unique(session, principal, name, excluding=project.id)
+        if name != project.name:
+            details["old_name"] = project.name
+            project.name = name
+            project.name_key = name_key(name)
+    if description is not None and description != project.description:
+        details["old_description"] = project.description
+        project.description = description
+    if details:
+        audit.record(
+            session,
+            principal,
+            "project.updated",
+            "project",
+            project.id,
+            project.name,
+            project.tenant_id,
+            **details,
+        )
+    return project
+
+
+def count_endpoints(session: Session, project: Project) -> int:
+    """Count the project's endpoints in any state, except those marked for deletion."""
+    query = (
+        select(func.count())
+        .select_from(Endpoint)
+        .where(Endpoint.project_id == project.id, Endpoint.deleted_at.is_(None))
+    )
+    return session.scalar(query) or 0
+
+
+def delete_project(session: Session, principal: Principal, project: Project) -> None:
+    """Mark an empty project deleted, which frees its name in the tenant.
+
+    Endpoints already marked for deletion do not count: they keep their project row,
+    which stays in the database, while the reconciler removes their instances.
+    """
+    _require_manage(principal, project, "delete")
+    if is_default_project(project):
+        raise Conflict(
+            f"project '{project.name}' cannot be deleted: new endpoints go into it when no "
+            "project is given",
+            field="project",
+        )
+    _lock_for_change(session, project)
+    endpoints = count_endpoints(session, project)
+    if endpoints:
+        noun = "endpoint" if endpoints == 1 else "endpoints"
+        raise Conflict(
+            f"project '{project.name}' still contains {endpoints} {noun}, stopped ones "
+            f"included; delete them first (`berth endpoint list --project {project.name}` "
+            "lists them)",
+            field="project",
+            endpoints=endpoints,
+        )
+    project.deleted_at = utcnow()
+    audit.record(
+        session,
+        principal,
+        "project.deleted",
+        "project",
+        project.id,
+        project.name,
+        project.tenant_id,
+    )

@@ -9,9 +9,8 @@ from berth.errors import Conflict, InvalidInput, NotFound
 from berth.names import name_key, normalize_name
 from berth.service import audit
 from berth.service.common import new_id
+from berth.service.projects import DEFAULT_PROJECT
 from berth.states import Role
-
-DEFAULT_PROJECT = "default"
 
 
 def find_tenant(session: Session, principal: Principal, ref: str) -> Tenant:

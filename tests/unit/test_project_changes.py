@@ -1,0 +1,190 @@
+"""Renaming and deleting projects: unique names, the `default` project, endpoints that
+block a delete, who may change a project, and the audit entries."""
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from berth.auth import Principal, authenticate
+from berth.db.engine import Database
+from berth.db.models import AuditEntry, Endpoint
+from berth.errors import Conflict, Forbidden, InvalidInput, NotFound
+from berth.service import endpoints, projects, tenants, users
+from berth.states import DesiredState, Role
+from tests.unit.conftest import UNIT_ADMIN_KEY
+
+LIMITS = endpoints.Limits(capacity=8, max_instances_per_endpoint=4)
+
+
+def _admin(session: Session) -> Principal:
+    return authenticate(session, UNIT_ADMIN_KEY, None)
+
+
+def _create_endpoint(session: Session, principal: Principal, project: str, name: str) -> Endpoint:
+    endpoint, _key = endpoints.create_endpoint(
+        session, principal, LIMITS, project_ref=project, name=name, model_ref="echo", instances=1
+    )
+    return endpoint
+
+
+def test_rename_and_describe(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        project = projects.create_project(session, admin, "research", "old text")
+        projects.update_project(session, admin, project, "Labs", "new text")
+
+    with database.session() as session:
+        admin = _admin(session)
+        found = projects.find_project(session, admin, "labs")
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "project.updated")
+        ).all()
+        with pytest.raises(NotFound):
+            projects.find_project(session, admin, "research")
+
+        assert found.name == "Labs"
+        assert found.description == "new text"
+        assert len(entries) == 1
+        assert entries[0].resource_name == "Labs"
+        assert entries[0].details == {"old_name": "research", "old_description": "old text"}
+
+
+def test_rename_to_taken_name(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        projects.create_project(session, admin, "research", "")
+        other = projects.create_project(session, admin, "labs", "")
+        with pytest.raises(Conflict) as raised:
+            projects.update_project(session, admin, other, "Research", None)
+
+    assert raised.value.field == "name"
+    assert "a project named 'Research' already exists" in raised.value.message
+
+
+def test_rename_checks_name_rules(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        project = projects.create_project(session, admin, "research", "")
+        with pytest.raises(InvalidInput) as raised:
+            projects.update_project(session, admin, project, "no spaces allowed?", None)
+
+    assert raised.value.field == "name"
+
+
+def test_rename_same_name_other_case(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        project = projects.create_project(session, admin, "research", "")
+        projects.update_project(session, admin, project, "Research", None)
+
+        assert project.name == "Research"
+
+
+def test_unchanged_update_writes_no_audit(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        project = projects.create_project(session, admin, "research", "text")
+        projects.update_project(session, admin, project, "research", "text")
+        session.flush()
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "project.updated")
+        ).all()
+
+    assert entries == []
+
+
+def test_default_project_keeps_name(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        default = projects.find_project(session, admin, "default")
+        with pytest.raises(Conflict) as raised:
+            projects.update_project(session, admin, default, "main", None)
+        projects.update_project(session, admin, default, None, "endpoints of the team")
+
+        assert "project 'default' cannot be renamed" in raised.value.message
+        assert default.name == "default"
+        assert default.description == "endpoints of the team"
+
+
+def test_default_project_not_deleted(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        default = projects.find_project(session, admin, "default")
+        with pytest.raises(Conflict) as raised:
+            projects.delete_project(session, admin, default)
+
+    assert "project 'default' cannot be deleted" in raised.value.message
+
+
+def test_delete_empty_project(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        project = projects.create_project(session, admin, "research", "")
+        projects.delete_project(session, admin, project)
+
+    with database.session() as session:
+        admin = _admin(session)
+        with pytest.raises(NotFound):
+            projects.find_project(session, admin, "research")
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "project.deleted")
+        ).all()
+        # The name is free again.
+        projects.create_project(session, admin, "research", "")
+
+        assert [entry.resource_name for entry in entries] == ["research"]
+
+
+def test_delete_blocked_by_endpoints(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        project = projects.create_project(session, admin, "research", "")
+        _create_endpoint(session, admin, "research", "chat")
+        stopped = _create_endpoint(session, admin, "research", "old-chat")
+        stopped.desired_state = DesiredState.STOPPED
+        session.flush()
+        with pytest.raises(Conflict) as raised:
+            projects.delete_project(session, admin, project)
+
+    assert raised.value.details == {"endpoints": 2}
+    assert "project 'research' still contains 2 endpoints" in raised.value.message
+    assert "stopped ones included" in raised.value.message
+    assert "`berth endpoint list --project research`" in raised.value.message
+
+
+def test_delete_after_endpoints_deleted(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        project = projects.create_project(session, admin, "research", "")
+        endpoint = _create_endpoint(session, admin, "research", "chat")
+        session.flush()
+        # An endpoint marked for deletion no longer blocks deleting its project.
+        endpoints.delete_endpoint(session, admin, endpoint)
+        projects.delete_project(session, admin, project)
+
+        assert project.deleted_at is not None
+
+
+def test_member_changes_only_own_project(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        tenant = tenants.find_tenant(session, admin, "default")
+        ada, ada_key = users.create_user(
+            session, admin, users.NewUser(username="ada", create_key=True)
+        )
+        tenants.set_membership(session, admin, tenant, ada, Role.USER)
+        projects.create_project(session, admin, "admins", "")
+
+    with database.session() as session:
+        ada = authenticate(session, str(ada_key), None)
+        own = projects.create_project(session, ada, "ada-work", "")
+        projects.update_project(session, ada, own, "ada-lab", "mine")
+        theirs = projects.find_project(session, ada, "admins")
+        with pytest.raises(Forbidden) as rename_error:
+            projects.update_project(session, ada, theirs, None, "taken over")
+        with pytest.raises(Forbidden) as delete_error:
+            projects.delete_project(session, ada, theirs)
+        projects.delete_project(session, ada, own)
+
+    assert "you may not change project 'admins'" in rename_error.value.message
+    assert "you may not delete project 'admins'" in delete_error.value.message
