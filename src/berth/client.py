@@ -146,6 +146,22 @@ class Client:
     def get_project(self, project: str) -> Json:
         return self._call("GET", f"/projects/{_segment(project)}")  # type: ignore[no-any-return]
 
+    def update_project(
+        self, project: str, *, name: str | None = None, description: str | None = None
+    ) -> Json:
+        """Rename a project or change its description. An argument left as None changes nothing.
+
+        The server rejects a name taken in the tenant and a new name for the `default`
+        project with 409.
+        """
+        body = _without_none(name=name, description=description)
+        return self._call("PATCH", f"/projects/{_segment(project)}", json=body)  # type: ignore[no-any-return]
+
+    def delete_project(self, project: str) -> None:
+        """Delete a project. The server rejects this with 409 while the project contains
+        endpoints, stopped ones included, and always for the `default` project."""
+        self._call("DELETE", f"/projects/{_segment(project)}")
+
     def list_models(self, limit: int = 100, offset: int = 0, **filters: Any) -> Json:
         params = {name: value for name, value in filters.items() if value is not None}
         return self._call("GET", "/models", params={**params, "limit": limit, "offset": offset})  # type: ignore[no-any-return]

@@ -1,4 +1,4 @@
-"""`berth project`: list, create and show projects of the tenant."""
+"""`berth project`: list, create, show, change and delete projects of the tenant."""
 
 from typing import Annotated
 
@@ -12,6 +12,7 @@ from berth.cli.output import (
     OutputOption,
     TimeStyle,
     cli_names_in_errors,
+    confirm_on_terminal,
     format_time,
     new_table,
     print_fields,
@@ -24,7 +25,7 @@ app = typer.Typer(
     cls=BerthGroup,
     rich_markup_mode="markdown",
     no_args_is_help=True,
-    help="List, create and show projects.",
+    help="List, create, show, change and delete projects.",
 )
 
 ProjectArgument = Annotated[str, typer.Argument(show_default=False, help="Project name or ID.")]
@@ -95,6 +96,66 @@ def info(
         print_json(data)
     else:
         _print_project(data)
+
+
+@app.command()
+def update(
+    project: ProjectArgument,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", show_default=False, help="New project name, unique in the tenant."),
+    ] = None,
+    description: Annotated[
+        str | None,
+        typer.Option(show_default=False, help="New description of the project."),
+    ] = None,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Rename a project or change its description.
+
+    Only the project's owner, a TenantAdmin of its tenant or an OrgAdmin may. The
+    `default` project keeps its name, because new endpoints go into it when no project
+    is given.
+    """
+    if name is None and description is None:
+        raise typer.BadParameter("nothing to update; pass --name or --description")
+    with connect(server, api_key, tenant) as client, cli_names_in_errors({"name": "--name"}):
+        data = client.update_project(project, name=name, description=description)
+    if output == OutputFormat.JSON:
+        print_json(data)
+    else:
+        _print_project(data)
+
+
+@app.command()
+def delete(
+    project: ProjectArgument,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Delete without asking for confirmation.")
+    ] = False,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Delete a project that contains no endpoints.
+
+    The server rejects this while the project contains endpoints, stopped ones included,
+    and for the `default` project. On a terminal, the command prompts for confirmation
+    unless --yes is given. With -o json it prints the project as it was before the
+    deletion.
+    """
+    with connect(server, api_key, tenant) as client:
+        data = client.get_project(project)
+        confirm_on_terminal(f"Delete project '{data['name']}'?", yes)
+        client.delete_project(data["id"])
+    if output == OutputFormat.JSON:
+        print_json(data)
+    else:
+        typer.echo(f"Deleted project {data['name']} from tenant {data['tenant']['name']}.")
 
 
 def _print_project(project: Json) -> None:
