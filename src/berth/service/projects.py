@@ -10,7 +10,7 @@ from berth.names import name_key, normalize_name
 from berth.service import audit
 from berth.service.common import looks_like_id, new_id
 
-# Every tenant gets a project of this name. Endpoint creation in the API, CLI and SDK
+# Every tenant gets a project of this name. Endpoint creation in the REST API and CLI
 # uses it when no project is given, so it cannot be renamed or deleted.
 DEFAULT_PROJECT = "default"
 
