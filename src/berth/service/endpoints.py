@@ -269,7 +269,8 @@ def create_endpoint(
     An InvalidInput names every invalid field. An unknown project or model raises
     NotFound at once, and a taken name raises Conflict once every field is valid.
     """
-    project = find_project(session, principal, project_ref)
+    # The lock keeps a concurrent delete of the project from leaving this endpoint in it.
+    project = find_project(session, principal, project_ref, lock=True)
     checks = InputChecks()
     with checks.check():
         name = normalize_name(name, field="name")

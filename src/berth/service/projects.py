@@ -15,8 +15,16 @@ from berth.service.common import looks_like_id, new_id
 DEFAULT_PROJECT = "default"
 
 
-def find_project(session: Session, principal: Principal, ref: str) -> Project:
-    """Find a project of the active tenant by name or ID."""
+def find_project(
+    session: Session, principal: Principal, ref: str, *, lock: bool = False
+) -> Project:
+    """Find a project of the active tenant by name or ID.
+
+    With `lock`, the row stays share-locked until the transaction ends, so that on
+    PostgreSQL a concurrent delete_project waits for it, or it waits for the delete and
+    then finds no project. SQLite ignores the lock: it runs one writer at a time, and
+    run_transaction retries a writer whose snapshot a commit made stale.
+    """
     query = select(Project).where(
         Project.tenant_id == principal.active_tenant_id, Project.deleted_at.is_(None)
     )
@@ -24,6 +32,8 @@ def find_project(session: Session, principal: Principal, ref: str) -> Project:
         query = query.where(Project.id == ref.lower())
     else:
         query = query.where(Project.name_key == name_key(ref))
+    if lock:
+        query = query.with_for_update(read=True)
     project = session.scalar(query)
     if project is None:
         raise NotFound(
