@@ -232,7 +232,11 @@ def test_echo_shows_no_settings(echo_endpoint: dict[str, Any]) -> None:
         ({"batch_size": 4}, "batch_size", "is not a field of this request; leave it out"),
         # Echo's test aids are runtime options, but not settings that the API accepts.
         ({"echo_delay_ms": 5}, "echo_delay_ms", "is not a field of this request; leave it out"),
-        ({"echo_cpu_rounds": 100}, "echo_cpu_rounds", "is not a field of this request; leave it out"),
+        (
+            {"echo_cpu_rounds": 100},
+            "echo_cpu_rounds",
+            "is not a field of this request; leave it out",
+        ),
     ],
 )
 def test_malformed_setting_is_422(

@@ -423,7 +423,9 @@ class ModelImport(StrictBody):
     name: str = Field(description="model name; an existing model of yours gets a new checkpoint")
     ml_app: str | None = Field(default=None, description="detected from the files when left out")
     is_base: StrictBool = False
-    link: StrictBool = Field(default=False, description="leave the files in place instead of copying")
+    link: StrictBool = Field(
+        default=False, description="leave the files in place instead of copying"
+    )
     checkpoint: str = Field(default="main", description="name of the new checkpoint")
     description: str = Field(default="", max_length=2000)
     sharing: ModelSharing = ModelSharing.PRIVATE
