@@ -170,3 +170,27 @@ def test_read_after_change_gives_up_after_timeout() -> None:
 
     assert current == accepted
     assert client.calls >= 1
+
+
+def test_change_not_yet_seen_is_told_apart() -> None:
+    accepted = endpoint_json(generation=2)
+    acted = endpoint_json("Updating", generation=2, instance_states=("Ready", "Starting"))
+
+    assert endpoint_changes.still_unseen(LIVE_ONE, accepted)
+    assert not endpoint_changes.still_unseen(LIVE_ONE, acted)
+    # A change without work for the reconciler is never waiting for it.
+    assert not endpoint_changes.still_unseen(LIVE_ONE, endpoint_json())
+
+
+def test_restart_output_says_when_the_server_has_not_acted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from berth.cli import endpoint
+    from berth.cli.output import OutputFormat
+
+    accepted = endpoint_json(generation=2)
+
+    endpoint._print_action_result(LIVE_ONE, accepted, "Restart", False, OutputFormat.TABLE, None)
+
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert "accepted; the server has not acted on it yet, so it is still Live" in first_line

@@ -11,7 +11,12 @@ import typer
 
 from berth.cli import apikey
 from berth.cli.connection import ApiKeyOption, ServerOption, TenantOption, connect
-from berth.cli.endpoint_changes import changes_pending, describe_next_step, read_after_change
+from berth.cli.endpoint_changes import (
+    changes_pending,
+    describe_next_step,
+    read_after_change,
+    still_unseen,
+)
 from berth.cli.endpoint_options import (
     DEFAULT_WAIT_TIMEOUT_S,
     EndpointArgument,
@@ -347,6 +352,10 @@ def update(
     print_endpoint(data)
     if not wait:
         typer.echo()
+        if still_unseen(before, data):
+            typer.echo(
+                "The server has not acted on the change yet; the state above is from before it."
+            )
         _print_next_step(before, data, project)
 
 
@@ -443,6 +452,13 @@ def _print_action_result(
         and before["state"] == STOPPED
     ):
         typer.echo(f"Endpoint {name} is already Stopped.")
+    elif still_unseen(before, data):
+        # The reconciler had not acted within the wait, for example on a busy machine.
+        typer.echo(
+            f"{action} of endpoint {name} accepted; the server has not acted on it yet, so "
+            f"it is still {state_text(data)}."
+        )
+        _print_next_step(before, data, project)
     else:
         typer.echo(f"{action} of endpoint {name} accepted; it is {state_text(data)}.")
         _print_next_step(before, data, project)

@@ -16,7 +16,7 @@ from berth.states import DesiredState, EndpointState, waits_for_capacity
 # reconciler when it commits a change, and the reconciler also runs a step every 0.5 s
 # by default, so the step normally comes within a fraction of this. The margin is for a
 # busy machine, and a change that the reconciler leaves unseen costs the whole wait.
-FIRST_STEP_TIMEOUT_S = 5.0
+FIRST_STEP_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.1
 
 # States in which an endpoint serves requests, so that a change replaces its instances
@@ -52,6 +52,12 @@ def read_after_change(
         current = client.get_endpoint(accepted["id"])
         if _observed(current) != seen or time.monotonic() >= deadline:
             return current
+
+
+def still_unseen(before: Json, after: Json) -> bool:
+    """Tell whether `after`, read once the wait of `read_after_change` ended, still shows
+    nothing of the reconciler's work on a change that gives it work."""
+    return reconciler_acts(before, after) and _observed(after) == _observed(before)
 
 
 def reconciler_acts(before: Json, after: Json) -> bool:
