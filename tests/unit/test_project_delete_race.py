@@ -1,24 +1,28 @@
-"""A project delete racing an endpoint create on PostgreSQL, where two transactions can
-write at the same time."""
+"""A project delete racing an endpoint create: on PostgreSQL, where two transactions can
+write at the same time, and on SQLite, where a transaction's reads must share the
+snapshot of its write."""
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event, text
 
 from berth.auth import authenticate
 from berth.bootstrap import bootstrap
 from berth.db.engine import Database, migrate
+from berth.db.transactions import run_transaction
 from berth.errors import NotFound
 from berth.secrets import KeyVault
 from berth.service import endpoints, projects
 from berth.service.keys import set_vault
-from tests.support import fresh_postgres_database
+from tests.support import fresh_postgres_database, wait_until
+from tests.unit.conftest import UNIT_ADMIN_KEY
 
 ADMIN_KEY = "unit-test-admin-key-project-race"
 LIMITS = endpoints.Limits(capacity=4, max_instances_per_endpoint=4)
+WRITES = {"INSERT", "UPDATE", "DELETE"}
 
 
 @pytest.fixture
@@ -64,8 +68,12 @@ def test_endpoint_create_waits_for_delete(postgres_database: Database) -> None:
         projects.delete_project(session, admin, projects.find_project(session, admin, "doomed"))
         creator = threading.Thread(target=create_endpoint)
         creator.start()
-        # Gives the create time to reach the project row before the delete commits.
-        time.sleep(0.5)
+        # The delete commits only once the create waits for the project row's lock.
+        wait_until(
+            lambda: _lock_waits(postgres_database) > 0,
+            30,
+            "the endpoint create to wait for the project's lock",
+        )
     creator.join(timeout=30)
 
     with postgres_database.session() as session:
@@ -76,3 +84,58 @@ def test_endpoint_create_waits_for_delete(postgres_database: Database) -> None:
     assert isinstance(outcome[0], NotFound)
     assert total == 0
     assert listed == []
+
+
+def _lock_waits(database: Database) -> int:
+    """Count the other connections of `database` that wait for a lock."""
+    with database.session() as session:
+        return int(
+            session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            )
+            or 0
+        )
+
+
+def test_endpoint_create_sees_delete_on_sqlite(database: Database) -> None:
+    with database.session() as session:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        projects.create_project(session, admin, "doomed", "")
+    deleted = False
+
+    def delete_before_first_write(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        # Another connection deletes the project after the create has read it and
+        # before the create writes anything.
+        nonlocal deleted
+        if deleted or statement.lstrip().split(" ", 1)[0].upper() not in WRITES:
+            return
+        deleted = True
+        with database.session() as other:
+            admin = authenticate(other, UNIT_ADMIN_KEY, None)
+            projects.delete_project(other, admin, projects.find_project(other, admin, "doomed"))
+
+    event.listen(database.engine, "before_cursor_execute", delete_before_first_write)
+
+    def create() -> None:
+        principal = authenticate(session, UNIT_ADMIN_KEY, None)
+        endpoints.create_endpoint(
+            session,
+            principal,
+            LIMITS,
+            project_ref="doomed",
+            name="late",
+            model_ref="echo",
+            instances=1,
+        )
+
+    with database.session() as session, pytest.raises(NotFound):
+        run_transaction(session, create, "endpoint create in a project being deleted")
+
+    assert deleted
+    with database.session() as session:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        _listed, total = endpoints.list_endpoints(session, admin, None, None, 100, 0)
+    assert total == 0
