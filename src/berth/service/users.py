@@ -148,6 +148,27 @@ def create_user(session: Session, principal: Principal, new: NewUser) -> tuple[U
     return user, key
 
 
+def _keep_an_org_admin(session: Session, user: User, field: str) -> None:
+    """Raise Conflict when disabling or demoting `user` would leave no enabled OrgAdmin.
+
+    Only the other enabled OrgAdmins count. On PostgreSQL their rows stay locked until the
+    change commits, so two OrgAdmins who disable each other at the same time cannot both
+    succeed: the second waits for the first and then counts again. On SQLite the second
+    write fails on its outdated snapshot, and run_transaction re-runs it.
+    """
+    others = session.scalars(
+        select(User.id)
+        .where(User.is_org_admin.is_(True), User.disabled.is_(False), User.id != user.id)
+        .with_for_update()
+    ).all()
+    if not others:
+        raise Conflict(
+            f"'{user.username}' is the last enabled OrgAdmin, and without one nobody could "
+            "manage the organization; make another user an OrgAdmin first",
+            field=field,
+        )
+
+
 def update_user(
     session: Session,
     principal: Principal,
@@ -173,6 +194,9 @@ def update_user(
             "you cannot disable yourself or drop your own OrgAdmin flag; ask another OrgAdmin",
             field="disabled" if disabled else "is_org_admin",
         )
+
+    if (disabled or is_org_admin is False) and user.is_org_admin and not user.disabled:
+        _keep_an_org_admin(session, user, "disabled" if disabled else "is_org_admin")
 
     if username is not None:
         username = _check_username(username)
