@@ -332,6 +332,9 @@ class Settings(BaseSettings):
     def local_url(self) -> str:
         """The URL of Berth's own listen address, for clients on this machine."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            # An IPv6 address goes in brackets in a URL (RFC 3986).
+            host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
     @property

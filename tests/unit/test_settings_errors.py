@@ -284,3 +284,19 @@ def test_cors_origins_are_normalized(
 
 def test_cors_origins_default_empty() -> None:
     assert load_settings().cors_origins == ()
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("::1", "http://[::1]:8123"),
+        ("fe80::1", "http://[fe80::1]:8123"),
+        ("::", "http://127.0.0.1:8123"),
+        ("localhost", "http://localhost:8123"),
+    ],
+)
+def test_local_url_brackets_ipv6(host: str, expected: str) -> None:
+    settings = load_settings(host=host, port=8123)
+
+    assert settings.local_url == expected
+    assert settings.advertised_url == expected
