@@ -99,7 +99,9 @@ def test_default_project_keeps_name(database: Database) -> None:
         default = projects.find_project(session, admin, "default")
         with pytest.raises(Conflict) as raised:
             projects.update_project(session, admin, default, "main", None)
-        projects.update_project(session, admin, default, None, "endpoints of the team")
+        with pytest.raises(Conflict):
+            projects.update_project(session, admin, default, "Default", None)
+        projects.update_project(session, admin, default, "default", "endpoints of the team")
 
         assert "project 'default' cannot be renamed" in raised.value.message
         assert default.name == "default"

@@ -131,8 +131,9 @@ def update_project(
     details: dict[str, str] = {}
     if name is not None:
         name = normalize_name(name, field="name")
-        renamed = name_key(name) != project.name_key
-        if renamed and is_default_project(project):
+        # Even a change of letter case is refused for the default project, whose name
+        # the docs and the CLI give as it is.
+        if name != project.name and is_default_project(project):
             raise Conflict(
                 f"project '{project.name}' cannot be renamed: new endpoints go into it when "
                 "no project is given; create another project with `berth project create`",
