@@ -99,6 +99,23 @@ def test_existing_profile_is_kept(tmp_path: Path) -> None:
     assert profile.read_text() == '{"server": "http://127.0.0.1:9", "api_key": "kept"}'
 
 
+def test_unwritable_profile_still_starts(tmp_path: Path) -> None:
+    # A file where the profile's folder should be.
+    (tmp_path / "config").write_text("not a folder")
+    port = free_port()
+    process = _berth_up(tmp_path, port)
+    try:
+        wait_until(lambda: _healthy(port) or process.poll() is not None, 60, "the server")
+        running = process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+
+    assert running, output
+    assert "Could not save the CLI profile" in output
+    assert "Traceback" not in output
+
+
 def _healthy(port: int) -> bool:
     try:
         return httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200

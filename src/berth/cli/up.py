@@ -10,6 +10,7 @@ import signal
 import socket
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
@@ -165,14 +166,17 @@ def up(
             "\nCreated the organization admin. Its platform API key, shown once:", bold=True
         )
         typer.echo(f"\n    {admin_key}\n")
-        saved = save_profile_if_missing(settings.local_url, admin_key)
-        if saved:
-            typer.echo(f"Saved it to the CLI profile {saved} (mode 0600).\n")
-        else:
+        try:
+            saved = save_profile_if_missing(settings.local_url, admin_key)
+        except OSError as exc:
+            # The server runs without the profile; the key above is the way in.
             typer.echo(
-                f"The CLI profile {profile_path()} exists and was left as it is. To use "
-                f"this server from the CLI, run: berth login --server {settings.local_url}\n"
+                f"Could not save the CLI profile {profile_path()}: {exc.strerror or exc}. "
+                "Keep the key above; to use it from the CLI, run: berth login --server "
+                f"{settings.local_url}\n"
             )
+        else:
+            _report_saved_profile(saved, settings.local_url)
 
     if demo:
         key = admin_key or settings.admin_key
@@ -236,6 +240,18 @@ def _lock_home(settings: Settings) -> IO[str]:
     handle.write(f"pid {os.getpid()}, {settings.local_url}")
     handle.flush()
     return handle
+
+
+def _report_saved_profile(saved: Path | None, local_url: str) -> None:
+    from berth.cli.profile import profile_path
+
+    if saved:
+        typer.echo(f"Saved it to the CLI profile {saved} (mode 0600).\n")
+    else:
+        typer.echo(
+            f"The CLI profile {profile_path()} exists and was left as it is. To use "
+            f"this server from the CLI, run: berth login --server {local_url}\n"
+        )
 
 
 def _listen(settings: Settings) -> socket.socket:
