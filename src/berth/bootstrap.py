@@ -13,6 +13,7 @@ from berth.hub.builtin import BUILTIN_MODELS
 from berth.names import name_key
 from berth.secrets import hash_key, new_platform_key
 from berth.service.projects import DEFAULT_PROJECT
+from berth.service.users import KEY_PREFIX_LENGTH
 from berth.states import CheckpointFormat, ModelSharing, Role
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ def bootstrap(session: Session, admin_key: str | None) -> BootstrapResult:
                 id=str(uuid.uuid4()),
                 user_id=admin.id,
                 key_hash=hash_key(key),
+                # The start of a generated key identifies it in `berth platform-key list`
+                # and `revoke`. A key chosen with BERTH_ADMIN_KEY shows none, as its
+                # start may be much of the key.
+                key_prefix=key[:KEY_PREFIX_LENGTH] if generated else "",
                 description="organization admin key created at first start",
             )
         )
