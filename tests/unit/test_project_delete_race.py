@@ -13,7 +13,7 @@ from berth.auth import authenticate
 from berth.bootstrap import bootstrap
 from berth.db.engine import Database, migrate
 from berth.db.transactions import run_transaction
-from berth.errors import NotFound
+from berth.errors import Conflict, NotFound
 from berth.secrets import KeyVault
 from berth.service import endpoints, projects
 from berth.service.keys import set_vault
@@ -139,3 +139,43 @@ def test_endpoint_create_sees_delete_on_sqlite(database: Database) -> None:
         admin = authenticate(session, UNIT_ADMIN_KEY, None)
         _listed, total = endpoints.list_endpoints(session, admin, None, None, 100, 0)
     assert total == 0
+
+
+def test_delete_sees_endpoint_created_meanwhile_on_sqlite(database: Database) -> None:
+    with database.session() as session:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        projects.create_project(session, admin, "busy", "")
+    created = False
+
+    def create_before_first_write(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        # Another connection creates an endpoint after the delete has read the project
+        # and before the delete writes anything.
+        nonlocal created
+        if created or statement.lstrip().split(" ", 1)[0].upper() not in WRITES:
+            return
+        created = True
+        with database.session() as other:
+            endpoints.create_endpoint(
+                other,
+                authenticate(other, UNIT_ADMIN_KEY, None),
+                LIMITS,
+                project_ref="busy",
+                name="early",
+                model_ref="echo",
+                instances=1,
+            )
+
+    event.listen(database.engine, "before_cursor_execute", create_before_first_write)
+
+    def delete() -> None:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        projects.delete_project(session, admin, projects.find_project(session, admin, "busy"))
+
+    with database.session() as session, pytest.raises(Conflict):
+        run_transaction(session, delete, "project delete while an endpoint is created")
+    event.remove(database.engine, "before_cursor_execute", create_before_first_write)
+
+    assert created
+    with database.session() as session:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        assert projects.find_project(session, admin, "busy").name == "busy"

@@ -24,30 +24,17 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _configure_sqlite)
-        event.listen(engine, "begin", _begin_sqlite)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # Python's sqlite3 module opens a transaction only at the first INSERT, UPDATE or
-    # DELETE, so the reads before it ran outside the transaction. A check such as "the
-    # project holds no endpoints" could then pass on data that another connection changed
-    # before the write. With the module's own handling off, _begin_sqlite opens every
-    # transaction at its first statement: the reads share the write's snapshot, and a
-    # write after another connection's commit fails with SQLITE_BUSY_SNAPSHOT, which
-    # run_transaction re-runs.
-    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
-
-
-def _begin_sqlite(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
 
 
 def alembic_config(url: str) -> Config:

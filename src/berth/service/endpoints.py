@@ -311,6 +311,7 @@ def create_endpoint(
     session.add(endpoint)
     key = create_first_key(session, endpoint, principal)
     mark_changed(session, endpoint)
+    _check_project_still_there(session, project, project_ref, principal)
     audit.record(
         session,
         principal,
@@ -325,6 +326,27 @@ def create_endpoint(
         **({"runtime_settings": settings} if settings else {}),
     )
     return endpoint, key
+
+
+def _check_project_still_there(
+    session: Session, project: Project, ref: str, principal: Principal
+) -> None:
+    """Raise NotFound when a concurrent delete removed the project after it was found.
+
+    The endpoint's rows are written first. On SQLite that takes the write lock, so no
+    delete can commit between this read and the commit, and a delete that committed
+    before it shows here. (Python's sqlite3 module begins the transaction only at the
+    first write, so the earlier lookup ran outside it.) On PostgreSQL the lookup's lock
+    already made a delete wait.
+    """
+    session.flush()
+    deleted_at = session.scalar(select(Project.deleted_at).where(Project.id == project.id))
+    if deleted_at is not None:
+        raise NotFound(
+            f"project '{ref}' not found in tenant '{principal.tenant_name}'; it was deleted "
+            "while the endpoint was being created",
+            field="project",
+        )
 
 
 def _check_unique_name(session: Session, name: str, project: Project) -> None:

@@ -22,8 +22,8 @@ def find_project(
 
     With `lock`, the row stays share-locked until the transaction ends, so that on
     PostgreSQL a concurrent delete_project waits for it, or it waits for the delete and
-    then finds no project. SQLite ignores the lock: it runs one writer at a time, and
-    run_transaction retries a writer whose snapshot a commit made stale.
+    then finds no project. SQLite ignores the lock; there the create checks the project
+    again once it holds the write lock.
     """
     query = select(Project).where(
         Project.tenant_id == principal.active_tenant_id, Project.deleted_at.is_(None)
