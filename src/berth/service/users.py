@@ -148,20 +148,36 @@ def create_user(session: Session, principal: Principal, new: NewUser) -> tuple[U
     return user, key
 
 
-def _keep_an_org_admin(session: Session, user: User, field: str) -> None:
-    """Raise Conflict when disabling or demoting `user` would leave no enabled OrgAdmin.
+def _lock_org_admins(session: Session) -> None:
+    """Lock the rows of the enabled OrgAdmins until the transaction ends (PostgreSQL).
 
-    Only the other enabled OrgAdmins count. On PostgreSQL their rows stay locked until the
-    change commits, so two OrgAdmins who disable each other at the same time cannot both
-    succeed: the second waits for the first and then counts again. On SQLite the second
-    write fails on its outdated snapshot, and run_transaction re-runs it.
+    Two changes that each disable or demote an OrgAdmin then run one after the other, in
+    the same order of rows, so the second one counts what the first one left.
     """
-    others = session.scalars(
+    session.scalars(
         select(User.id)
-        .where(User.is_org_admin.is_(True), User.disabled.is_(False), User.id != user.id)
+        .where(User.is_org_admin.is_(True), User.disabled.is_(False))
+        .order_by(User.id)
         .with_for_update()
     ).all()
-    if not others:
+
+
+def _keep_an_org_admin(session: Session, user: User, field: str) -> None:
+    """Raise Conflict when no enabled OrgAdmin is left after the change; the caller's
+    rollback (run_transaction's, in the API) undoes the change.
+
+    Counted after the change is written: on SQLite the write takes the write lock, so a
+    change that committed just before shows here, and on PostgreSQL _lock_org_admins made
+    such a change finish first. Two OrgAdmins who disable each other at the same moment
+    therefore cannot both succeed.
+    """
+    session.flush()
+    enabled = session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.is_org_admin.is_(True), User.disabled.is_(False))
+    )
+    if not enabled:
         raise Conflict(
             f"'{user.username}' is the last enabled OrgAdmin, and without one nobody could "
             "manage the organization; make another user an OrgAdmin first",
@@ -195,8 +211,11 @@ def update_user(
             field="disabled" if disabled else "is_org_admin",
         )
 
-    if (disabled or is_org_admin is False) and user.is_org_admin and not user.disabled:
-        _keep_an_org_admin(session, user, "disabled" if disabled else "is_org_admin")
+    takes_an_org_admin = (disabled or is_org_admin is False) and (
+        user.is_org_admin and not user.disabled
+    )
+    if takes_an_org_admin:
+        _lock_org_admins(session)
 
     if username is not None:
         username = _check_username(username)
@@ -231,6 +250,8 @@ def update_user(
             user.username,
             is_org_admin=is_org_admin,
         )
+    if takes_an_org_admin:
+        _keep_an_org_admin(session, user, "disabled" if disabled else "is_org_admin")
     if password is not None:
         user.password_hash = _hasher.hash(_check_password(password))
         audit.record(session, principal, "user.password_changed", "user", user.id, user.username)
