@@ -56,24 +56,33 @@ def rolling_update_note(
     if not old:
         return ""
 
-    # The old instances, grouped by what they serve, in the order of the list.
-    groups: dict[tuple[str, str], int] = {}
+    # The old instances, grouped by what they serve and whether they are ready, in the
+    # order of the list. One that is not ready has exited or failed its health checks and
+    # is starting again.
+    groups: dict[tuple[str, str, bool], int] = {}
     for row in old:
-        served = (row.model_name, row.checkpoint_name)
+        served = (row.model_name, row.checkpoint_name, row.state == InstanceState.READY)
         groups[served] = groups.get(served, 0) + 1
     clauses = []
-    for (old_model, old_checkpoint), count in groups.items():
+    for (old_model, old_checkpoint, ready), count in groups.items():
         subject = "1 instance" if count == 1 else f"{count} instances"
-        verb = "serves" if count == 1 else "serve"
-        if old_model:
-            clauses.append(f"{subject} still {verb} {model_phrase(old_model, old_checkpoint)}")
+        if ready:
+            verb = "serves" if count == 1 else "serve"
+            if old_model:
+                served_text = model_phrase(old_model, old_checkpoint)
+                clauses.append(f"{subject} still {verb} {served_text}")
+            else:
+                clauses.append(f"{subject} of an earlier generation still {verb}")
         else:
-            clauses.append(f"{subject} of an earlier generation still {verb}")
+            verb = "is" if count == 1 else "are"
+            what = model_phrase(old_model, old_checkpoint) if old_model else "an earlier generation"
+            clauses.append(f"{subject} of {what} {verb} restarting")
 
     # Name only what changes: nothing after a restart or a change of runtime settings,
     # the checkpoint when the model stays.
-    old_models = {old_model for old_model, _ in groups}
-    if set(groups) == {(model_name, checkpoint_name)}:
+    served_before = {(old_model, old_checkpoint) for old_model, old_checkpoint, _ in groups}
+    old_models = {old_model for old_model, _ in served_before}
+    if served_before == {(model_name, checkpoint_name)}:
         new_model_text = ""
     elif old_models == {model_name} and checkpoint_name:
         new_model_text = f" of checkpoint {checkpoint_name}"

@@ -21,6 +21,13 @@ def instance(
             "Rolling update: 1 instance still serves model lm (checkpoint a) until "
             "2 new instances of checkpoint b are ready.",
         ),
+        # The old instance exited and starts again.
+        (
+            1,
+            [instance("old", 1, "Starting"), instance("new", 2, "Exited", checkpoint="b")],
+            "Rolling update: 1 instance of model lm (checkpoint a) is restarting until "
+            "1 new instance of checkpoint b is ready.",
+        ),
         # Another model.
         (
             1,
@@ -54,11 +61,11 @@ def instance(
             "1 instance still serves model lm (checkpoint a) until 1 new instance of "
             "model lm (checkpoint b) is ready.",
         ),
-        # An old instance that starts again after a crash still counts.
+        # An old instance that starts again after a crash still counts, as restarting.
         (
             1,
             [instance("old", 1, "Exited"), instance("new", 2, "Starting", checkpoint="b")],
-            "Rolling update: 1 instance still serves model lm (checkpoint a) until "
+            "Rolling update: 1 instance of model lm (checkpoint a) is restarting until "
             "1 new instance of checkpoint b is ready.",
         ),
     ],
