@@ -1,8 +1,11 @@
 """Fixtures of the unit tests that use the service layer on a bootstrapped database."""
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from berth.auth import authenticate
 from berth.bootstrap import bootstrap
@@ -38,3 +41,29 @@ def gguf_model(database: Database, tmp_path: Path) -> str:
         request = models.ImportRequest(path=str(path), name="tiny-gguf")
         models.import_model(session, principal, request, tmp_path / "models")
     return "tiny-gguf"
+
+
+@contextmanager
+def before_first_write(database: Database, action: Callable[[], None]) -> Iterator[list[bool]]:
+    """Run `action` once, just before the first INSERT, UPDATE or DELETE on `database`.
+
+    A change whose reads come before its first write then sees `action`, run on another
+    connection, commit in between: the interleaving of two requests that race. The list
+    yielded holds True once `action` ran.
+    """
+    ran: list[bool] = []
+
+    def hook(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if ran or statement.lstrip().split(" ", 1)[0].upper() not in _WRITES:
+            return
+        ran.append(True)
+        action()
+
+    event.listen(database.engine, "before_cursor_execute", hook)
+    try:
+        yield ran
+    finally:
+        event.remove(database.engine, "before_cursor_execute", hook)
+
+
+_WRITES = {"INSERT", "UPDATE", "DELETE"}

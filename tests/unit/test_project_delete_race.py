@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from berth.auth import authenticate
 from berth.bootstrap import bootstrap
@@ -18,11 +18,10 @@ from berth.secrets import KeyVault
 from berth.service import endpoints, projects
 from berth.service.keys import set_vault
 from tests.support import fresh_postgres_database, wait_until
-from tests.unit.conftest import UNIT_ADMIN_KEY
+from tests.unit.conftest import UNIT_ADMIN_KEY, before_first_write
 
 ADMIN_KEY = "unit-test-admin-key-project-race"
 LIMITS = endpoints.Limits(capacity=4, max_instances_per_endpoint=4)
-WRITES = {"INSERT", "UPDATE", "DELETE"}
 
 
 @pytest.fixture
@@ -104,20 +103,11 @@ def test_endpoint_create_sees_delete_on_sqlite(database: Database) -> None:
     with database.session() as session:
         admin = authenticate(session, UNIT_ADMIN_KEY, None)
         projects.create_project(session, admin, "doomed", "")
-    deleted = False
 
-    def delete_before_first_write(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        # Another connection deletes the project after the create has read it and
-        # before the create writes anything.
-        nonlocal deleted
-        if deleted or statement.lstrip().split(" ", 1)[0].upper() not in WRITES:
-            return
-        deleted = True
+    def delete() -> None:
         with database.session() as other:
             admin = authenticate(other, UNIT_ADMIN_KEY, None)
             projects.delete_project(other, admin, projects.find_project(other, admin, "doomed"))
-
-    event.listen(database.engine, "before_cursor_execute", delete_before_first_write)
 
     def create() -> None:
         principal = authenticate(session, UNIT_ADMIN_KEY, None)
@@ -131,7 +121,12 @@ def test_endpoint_create_sees_delete_on_sqlite(database: Database) -> None:
             instances=1,
         )
 
-    with database.session() as session, pytest.raises(NotFound):
+    # The delete commits after the create has read the project and before it writes.
+    with (
+        before_first_write(database, delete) as deleted,
+        database.session() as session,
+        pytest.raises(NotFound),
+    ):
         run_transaction(session, create, "endpoint create in a project being deleted")
 
     assert deleted
@@ -145,15 +140,8 @@ def test_delete_sees_endpoint_created_meanwhile_on_sqlite(database: Database) ->
     with database.session() as session:
         admin = authenticate(session, UNIT_ADMIN_KEY, None)
         projects.create_project(session, admin, "busy", "")
-    created = False
 
-    def create_before_first_write(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        # Another connection creates an endpoint after the delete has read the project
-        # and before the delete writes anything.
-        nonlocal created
-        if created or statement.lstrip().split(" ", 1)[0].upper() not in WRITES:
-            return
-        created = True
+    def create() -> None:
         with database.session() as other:
             endpoints.create_endpoint(
                 other,
@@ -165,15 +153,17 @@ def test_delete_sees_endpoint_created_meanwhile_on_sqlite(database: Database) ->
                 instances=1,
             )
 
-    event.listen(database.engine, "before_cursor_execute", create_before_first_write)
-
     def delete() -> None:
         admin = authenticate(session, UNIT_ADMIN_KEY, None)
         projects.delete_project(session, admin, projects.find_project(session, admin, "busy"))
 
-    with database.session() as session, pytest.raises(Conflict):
+    # The create commits after the delete has read the project and before it writes.
+    with (
+        before_first_write(database, create) as created,
+        database.session() as session,
+        pytest.raises(Conflict),
+    ):
         run_transaction(session, delete, "project delete while an endpoint is created")
-    event.remove(database.engine, "before_cursor_execute", create_before_first_write)
 
     assert created
     with database.session() as session:
