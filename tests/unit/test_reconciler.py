@@ -232,6 +232,17 @@ async def test_new_endpoint_goes_live(world: World) -> None:
     assert all(row.state == InstanceState.READY for row in world.instances(endpoint_id))
 
 
+async def test_deploying_reason_counts_in_the_singular(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="berth.reconciler.loop")
+    world.create("one", instances=1)
+
+    await world.step()
+
+    assert "Pending -> Deploying (starting 1 instance)" in caplog.text
+
+
 async def test_ready_instance_records_runtime(world: World) -> None:
     endpoint_id = world.create("runtime")
 

@@ -113,6 +113,10 @@ def _ending(count: int) -> str:
     return f"ending {count} instance" if count == 1 else f"ending {count} instances"
 
 
+def _starting(count: int) -> str:
+    return f"starting {count} instance" if count == 1 else f"starting {count} instances"
+
+
 def threads_per_instance(instances: int) -> int:
     """Return the compute threads for each of an endpoint's `instances` on this machine.
 
@@ -634,9 +638,7 @@ class Reconciler:
                 capacity_wait_reason(endpoint.instances, used, capacity),
             )
             return False
-        self._set_state(
-            session, endpoint, EndpointState.DEPLOYING, f"starting {endpoint.instances} instances"
-        )
+        self._set_state(session, endpoint, EndpointState.DEPLOYING, _starting(endpoint.instances))
         return True
 
     @staticmethod
