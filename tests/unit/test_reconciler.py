@@ -373,13 +373,15 @@ async def test_scale_down_drains_before_ending(
     assert states == [InstanceState.DRAINING, InstanceState.READY]
     # Still inside the drain grace: the process has not been asked to exit yet.
     assert not any(p.terminated for p in world.backend.processes.values())
+    # A draining surplus instance is not a restart.
+    assert "restarting" not in world.endpoint(endpoint_id).state_reason
     [surplus] = [row for row in world.instances(endpoint_id) if row.state == InstanceState.DRAINING]
 
     world.clock.advance(1.5)
     await world.step(2)
     assert len(world.instances(endpoint_id)) == 1
     assert world.endpoint(endpoint_id).state == EndpointState.LIVE
-    # The server's log tells when the surplus instance left routing and when it ended.
+    # The server's log records when the surplus instance left routing and when it ended.
     messages = [record.getMessage() for record in caplog.records]
     assert f"instance {surplus.id} of endpoint {endpoint_id} is draining" in "\n".join(messages)
     assert f"instance {surplus.id} of endpoint {endpoint_id} has ended" in messages

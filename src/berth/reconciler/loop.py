@@ -806,10 +806,11 @@ class Reconciler:
         if endpoint.state == EndpointState.LIVE and spec_reached:
             # It stays Live while an instance restarts. The reason lets dashboards and
             # scripts see that it serves with fewer instances meanwhile.
+            # Not converged with every instance ready means that surplus or old instances
+            # still drain, which needs no reason.
             restarting = endpoint.instances - ready
-            self._set_state(
-                session, endpoint, EndpointState.LIVE, f"{progress}; {restarting} restarting"
-            )
+            reason = f"{progress}; {restarting} restarting" if restarting > 0 else ""
+            self._set_state(session, endpoint, EndpointState.LIVE, reason)
             return
         if endpoint.state == EndpointState.DEPLOYING and spec_reached:
             # Only `recover` moves an endpoint that had reached its spec back to Deploying.
