@@ -3,10 +3,11 @@
 import re
 import uuid
 
-from sqlalchemy.orm import Session
+from sqlalchemy import update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from berth.db.engine import next_seq
-from berth.db.models import Endpoint, EndpointKey, Instance
+from berth.db.models import Endpoint, EndpointKey, Instance, Project
 
 MAX_PAGE_SIZE = 500
 # Largest row offset a list accepts: SQLite and PostgreSQL take 64-bit signed offsets.
@@ -19,6 +20,25 @@ _ID_CHARACTERS = re.compile(r"[0-9a-fA-F-]+")
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def lock_row(
+    session: Session, row: Endpoint | Project, column: InstrumentedAttribute[object]
+) -> None:
+    """Lock `row` for the rest of the transaction and reload it.
+
+    The UPDATE sets `column` to its own value, so it changes nothing, but it takes the
+    row lock on PostgreSQL and the database's write lock on SQLite. Concurrent changes of
+    one row therefore run one after another, each on top of the one before.
+    """
+    table = type(row)
+    session.execute(
+        update(table)
+        .where(table.id == row.id)
+        .values({column.key: column})
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(row)
 
 
 def mark_changed(session: Session, *rows: Endpoint | EndpointKey | Instance) -> None:

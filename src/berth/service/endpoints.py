@@ -7,7 +7,7 @@ the reconciler moves the observed `state` and starts and stops instances.
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from berth.auth import Principal
@@ -23,7 +23,7 @@ from berth.errors import (
 from berth.names import name_key, normalize_name
 from berth.runtime.selection import GGUF_INSTALL_HINT, llama_cpp_installed
 from berth.service import audit, organization
-from berth.service.common import looks_like_id, mark_changed, new_id
+from berth.service.common import lock_row, looks_like_id, mark_changed, new_id
 from berth.service.keys import create_first_key
 from berth.service.models import find_checkpoint
 from berth.service.projects import find_project
@@ -378,20 +378,12 @@ def _check_sharing_allowed(session: Session) -> None:
 
 
 def lock_for_change(session: Session, endpoint: Endpoint) -> None:
-    """Lock the endpoint's row for this transaction and reload it.
+    """Lock the endpoint's row for this transaction and reload it (see `lock_row`).
 
-    The UPDATE changes nothing but takes the row lock on PostgreSQL and the database's
-    write lock on SQLite. Concurrent changes of one endpoint therefore run one after
-    another, each on top of the one before, so no version or generation bump is lost and
-    the optimistic `version` check compares with the latest version.
+    No version or generation bump of a concurrent change is lost, and the optimistic
+    `version` check compares with the latest version.
     """
-    session.execute(
-        update(Endpoint)
-        .where(Endpoint.id == endpoint.id)
-        .values(version=Endpoint.version)
-        .execution_options(synchronize_session=False)
-    )
-    session.refresh(endpoint)
+    lock_row(session, endpoint, Endpoint.version)
 
 
 def update_endpoint(

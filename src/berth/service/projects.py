@@ -1,6 +1,6 @@
 """Projects: folders of endpoints inside one tenant."""
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from berth.auth import Principal
@@ -8,7 +8,7 @@ from berth.db.models import Endpoint, Project, utcnow
 from berth.errors import Conflict, Forbidden, NotFound
 from berth.names import name_key, normalize_name
 from berth.service import audit
-from berth.service.common import looks_like_id, new_id
+from berth.service.common import lock_row, looks_like_id, new_id
 
 # Every tenant gets a project of this name. Endpoint creation in the REST API and CLI
 # uses it when no project is given, so it cannot be renamed or deleted.
@@ -103,21 +103,6 @@ def _require_manage(principal: Principal, project: Project, action: str) -> None
     )
 
 
-def _lock_for_change(session: Session, project: Project) -> None:
-    """Lock the project's row for this transaction and reload it.
-
-    The UPDATE changes nothing but takes the row lock on PostgreSQL and the write lock on
-    SQLite, so a rename or delete runs after any concurrent change of the same project.
-    """
-    session.execute(
-        update(Project)
-        .where(Project.id == project.id)
-        .values(name=Project.name)
-        .execution_options(synchronize_session=False)
-    )
-    session.refresh(project)
-
-
 def update_project(
     session: Session,
     principal: Principal,
@@ -127,7 +112,8 @@ def update_project(
 ) -> Project:
     """Rename the project and/or change its description; None leaves a field as it is."""
     _require_manage(principal, project, "change")
-    _lock_for_change(session, project)
+    # A rename or delete runs after any concurrent change of the same project.
+    lock_row(session, project, Project.name)
     details: dict[str, str] = {}
     if name is not None:
         name = normalize_name(name, field="name")
@@ -184,7 +170,8 @@ def delete_project(session: Session, principal: Principal, project: Project) -> 
             "project is given",
             field="project",
         )
-    _lock_for_change(session, project)
+    # A rename or delete runs after any concurrent change of the same project.
+    lock_row(session, project, Project.name)
     endpoints = count_endpoints(session, project)
     if endpoints:
         noun = "endpoint" if endpoints == 1 else "endpoints"
