@@ -61,8 +61,8 @@ def rolling_update_note(
     # is starting again.
     groups: dict[tuple[str, str, bool], int] = {}
     for row in old:
-        served = (row.model_name, row.checkpoint_name, row.state == InstanceState.READY)
-        groups[served] = groups.get(served, 0) + 1
+        group = (row.model_name, row.checkpoint_name, row.state == InstanceState.READY)
+        groups[group] = groups.get(group, 0) + 1
     clauses = []
     for (old_model, old_checkpoint, ready), count in groups.items():
         subject = "1 instance" if count == 1 else f"{count} instances"
@@ -75,8 +75,11 @@ def rolling_update_note(
                 clauses.append(f"{subject} of an earlier generation still {verb}")
         else:
             verb = "is" if count == 1 else "are"
-            what = model_phrase(old_model, old_checkpoint) if old_model else "an earlier generation"
-            clauses.append(f"{subject} of {what} {verb} restarting")
+            if old_model:
+                served_text = model_phrase(old_model, old_checkpoint)
+            else:
+                served_text = "an earlier generation"
+            clauses.append(f"{subject} of {served_text} {verb} restarting")
 
     # Name only what changes: nothing after a restart or a change of runtime settings,
     # the checkpoint when the model stays.

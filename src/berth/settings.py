@@ -330,7 +330,7 @@ class Settings(BaseSettings):
 
     @property
     def local_url(self) -> str:
-        """The URL of Berth's own listen address, for clients on this machine."""
+        """Return the URL of Berth's own listen address, for clients on this machine."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         if ":" in host:
             # An IPv6 address goes in brackets in a URL (RFC 3986).

@@ -182,7 +182,7 @@ def test_change_not_yet_seen_is_told_apart() -> None:
     assert not endpoint_changes.still_unseen(LIVE_ONE, endpoint_json())
 
 
-def test_restart_output_says_when_the_server_has_not_acted(
+def test_restart_output_before_server_acts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from berth.cli import endpoint

@@ -47,9 +47,9 @@ def gguf_model(database: Database, tmp_path: Path) -> str:
 def before_first_write(database: Database, action: Callable[[], None]) -> Iterator[list[bool]]:
     """Run `action` once, just before the first INSERT, UPDATE or DELETE on `database`.
 
-    A change whose reads come before its first write then sees `action`, run on another
-    connection, commit in between: the interleaving of two requests that race. The list
-    yielded holds True once `action` ran.
+    `action` runs on another connection and commits between the reads and the first
+    write of the change under test, as when two requests race. The yielded list contains
+    True once `action` has run.
     """
     ran: list[bool] = []
 

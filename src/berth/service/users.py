@@ -179,8 +179,9 @@ def _keep_an_org_admin(session: Session, user: User, field: str) -> None:
     )
     if not enabled:
         raise Conflict(
-            f"'{user.username}' is the last enabled OrgAdmin, and without one nobody could "
-            "manage the organization; make another user an OrgAdmin first",
+            f"cannot disable or demote '{user.username}': it is the last enabled OrgAdmin, "
+            "and without one nobody can manage the organization; make another user an "
+            "OrgAdmin first",
             field=field,
         )
 
