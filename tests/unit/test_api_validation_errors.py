@@ -15,8 +15,9 @@ from starlette.testclient import TestClient
 
 import berth.api.routes
 from berth.api.app import _berth_error, _field_path, _validation_error
-from berth.api.strict_json import MAX_JSON_DEPTH, StrictJSONRoute
+from berth.api.strict_json import StrictJSONRoute
 from berth.errors import BerthError, NotFound, value_text
+from berth.json_nesting import MAX_JSON_DEPTH
 
 
 class Item(BaseModel):
@@ -412,6 +413,18 @@ def test_nesting_at_depth_limit_is_decoded(client: TestClient) -> None:
     # A 422 for the label shows that the body was decoded.
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == "label"
+
+
+def test_multibyte_text_before_deep_nesting_counts_characters(client: TestClient) -> None:
+    prefix = '{"label": "ééé", "items": '.encode()
+    body = prefix + b"[" * DEEP
+
+    message = _invalid_json_message(client, body)
+
+    # The prefix is 26 characters long in 29 bytes, and the object is the first level.
+    assert message.startswith(
+        f"request body is not valid JSON at character {26 + MAX_JSON_DEPTH - 1}: "
+    )
 
 
 def test_every_api_route_decodes_strictly() -> None:

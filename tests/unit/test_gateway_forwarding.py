@@ -19,6 +19,7 @@ import pytest
 
 from berth.gateway.proxy import Gateway
 from berth.gateway.table import KeyEntry, Route, RoutingTable, Upstream, _Changes
+from berth.json_nesting import MAX_JSON_DEPTH
 from berth.states import EndpointState, InstanceState, KeyStatus, MLApp, capacity_wait_reason
 from tests.support import read_http_request
 
@@ -558,3 +559,39 @@ async def test_deploying_endpoint_without_instance_is_not_live(setup: Setup) -> 
         in (response.json()["error"]["message"])
     )
     assert response.headers["retry-after"] == "5"
+
+
+async def _post_raw(setup: Setup, body: bytes) -> httpx.Response:
+    return await setup.client.post(
+        f"/endpoints/{ENDPOINT}/v1/chat/completions",
+        content=body,
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
+
+
+# The first level is the object, so its array opens the second.
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, 1500])
+async def test_too_deep_body_gets_api_message(setup: Setup, depth: int) -> None:
+    body = b'{"messages": ' + b"[" * depth + b"]" * depth + b"}"
+
+    response = await _post_raw(setup, body)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    # The same message as the management API's for the same body.
+    assert error["message"] == (
+        f"request body is not valid JSON at character {13 + MAX_JSON_DEPTH - 1}: depth limit "
+        f"exceeded, arrays and objects are nested more than {MAX_JSON_DEPTH} levels deep; "
+        f"send JSON with at most {MAX_JSON_DEPTH} levels of nesting"
+    )
+    assert setup.first.attempts + setup.second.attempts == 0
+
+
+async def test_body_at_depth_limit_is_forwarded(setup: Setup) -> None:
+    depth = MAX_JSON_DEPTH - 1
+    body = b'{"messages": ' + b"[" * depth + b"]" * depth + b"}"
+
+    response = await _post_raw(setup, body)
+
+    assert response.status_code == 200, response.text

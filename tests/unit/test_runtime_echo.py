@@ -16,6 +16,7 @@ import openai
 import orjson
 import pytest
 
+from berth.json_nesting import MAX_JSON_DEPTH
 from tests.runtime_support import RuntimeProcess, wait_until
 
 MODEL_NAME = "echo-test"
@@ -272,14 +273,30 @@ def test_malformed_json_names_position(echo: RuntimeProcess) -> None:
     assert error["param"] is None
 
 
-def test_deeply_nested_field_is_400(echo: RuntimeProcess) -> None:
-    # Deep enough to fail Python's json module, within orjson's read limit of 1,024.
-    body = b'{"messages": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, 1000, 2000])
+def test_too_deep_body_gets_api_message(echo: RuntimeProcess, depth: int) -> None:
+    # The object is the first level, so its arrays start at the second. orjson alone
+    # accepts 1,024 levels.
+    body = b'{"messages": ' + b"[" * depth + b"]" * depth + b"}"
 
     response = post(echo, "/v1/chat/completions", body)
 
     assert response.status_code == 400, response.text
-    assert "nested too deeply to show" in response.json()["error"]["message"]
+    assert response.json()["error"]["message"] == (
+        f"The request body is not valid JSON at character {13 + MAX_JSON_DEPTH - 1}: depth "
+        f"limit exceeded, arrays and objects are nested more than {MAX_JSON_DEPTH} levels "
+        f"deep; send JSON with at most {MAX_JSON_DEPTH} levels of nesting."
+    )
+
+
+def test_body_at_depth_limit_reaches_validation(echo: RuntimeProcess) -> None:
+    depth = MAX_JSON_DEPTH - 1
+    body = b'{"messages": ' + b"[" * depth + b"]" * depth + b"}"
+
+    response = post(echo, "/v1/chat/completions", body)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "messages[0]"
 
 
 @pytest.mark.parametrize("body", [b"[1, 2]", b'"text"', b"null", b""])

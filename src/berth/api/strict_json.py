@@ -8,7 +8,8 @@ raises InvalidJSON, a 400, for a body that is not UTF-8 or not valid JSON.
 
 The json module decodes nested arrays and objects by recursion on the Python stack, so a
 body nested about 1,000 levels deep raises RecursionError under the default recursion
-limit. decode_json rejects a body nested deeper than MAX_JSON_DEPTH before decoding it.
+limit. decode_json rejects a body nested deeper than MAX_JSON_DEPTH before decoding it,
+as the gateway and the instances do (see berth.json_nesting).
 """
 
 import codecs
@@ -23,17 +24,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from berth.errors import InvalidJSON
+from berth.json_nesting import (
+    character_offset,
+    too_deep_message,
+    too_deep_position,
+    too_deep_reason,
+)
 
 # The characters that JSON allows around a value (RFC 8259, section 2).
 _JSON_WHITESPACE = b" \t\n\r"
-
-# Deepest nesting of arrays and objects that the API decodes. It stays well below the
-# default recursion limit of 1,000, which the request's own call stack shares. The
-# gateway and the instances decode with orjson (3.13), whose fixed limit is 1,024.
-MAX_JSON_DEPTH = 512
-
-# A JSON string, escapes included, or one bracket of an array or object.
-_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 
 class _NonFiniteNumber(ValueError):
@@ -107,30 +106,6 @@ def _lone_surrogate_position(text: str) -> int | None:
     return high_start
 
 
-def _too_deep_position(text: str) -> int | None:
-    """Return the index of the first bracket in `text` that opens an array or object
-    deeper than MAX_JSON_DEPTH, or None when the nesting is within the limit."""
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
-        return None
-    depth = 0
-    for match in _STRING_OR_BRACKET.finditer(text):
-        token = match.group()
-        if token in ("[", "{"):
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                return match.start()
-        elif token in ("]", "}"):
-            depth -= 1
-    return None
-
-
-def _too_deep_reason() -> str:
-    return (
-        f"depth limit exceeded, arrays and objects are nested more than {MAX_JSON_DEPTH} "
-        f"levels deep; send JSON with at most {MAX_JSON_DEPTH} levels of nesting"
-    )
-
-
 def decode_json(body: bytes) -> Any:
     """Decode a request body as UTF-8 JSON, rejecting NaN, Infinity, -Infinity and
     escapes of lone UTF-16 surrogates, and nesting deeper than MAX_JSON_DEPTH.
@@ -149,15 +124,16 @@ def decode_json(body: bytes) -> Any:
             f"{offset}; send JSON encoded as UTF-8",
             field="body",
         ) from None
-    too_deep_position = _too_deep_position(text)
-    if too_deep_position is not None:
-        raise _not_valid_json(too_deep_position, _too_deep_reason())
+    too_deep_byte = too_deep_position(content)
+    if too_deep_byte is not None:
+        position = character_offset(content, too_deep_byte)
+        raise InvalidJSON(too_deep_message(position), field="body")
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
         # Only a request whose call stack is already hundreds of frames deep gets here.
         raise InvalidJSON(
-            f"request body is not valid JSON: {_too_deep_reason()}", field="body"
+            f"request body is not valid JSON: {too_deep_reason()}", field="body"
         ) from None
     except _NonFiniteNumber as error:
         position = _constant_position(text, error.constant)

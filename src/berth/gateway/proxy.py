@@ -35,6 +35,7 @@ from berth.gateway.upstream import (
     UpstreamResponse,
     UpstreamUnreachable,
 )
+from berth.json_nesting import character_offset, too_deep_message, too_deep_position
 from berth.runtime.protocol import utf8_problem
 from berth.runtime.routes import SERVED_ROUTES
 from berth.secrets import PLATFORM_KEY_PREFIX
@@ -417,7 +418,12 @@ class Gateway:
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            problem = utf8_problem(body) or f"is not valid JSON: {exc}"
+            problem = utf8_problem(body)
+            if problem is None:
+                too_deep = _too_deep_reply(body)
+                if too_deep is not None:
+                    return too_deep
+                problem = f"is not valid JSON: {exc}"
             return error_reply(400, f"request body {problem}", code="invalid_json")
         if not isinstance(parsed, dict):
             return error_reply(
@@ -425,6 +431,11 @@ class Gateway:
                 f"request body must be a JSON object, not {_json_kind(parsed)}",
                 code="invalid_json",
             )
+        # Checked after decoding, because most bodies decode. A body with no more opening
+        # brackets than the limit, as most are, costs two byte counts here.
+        too_deep = _too_deep_reply(body)
+        if too_deep is not None:
+            return too_deep
         return body
 
     async def _read_limited(self, receive: Receive) -> bytes | None:
@@ -721,6 +732,16 @@ def _not_live(route: Route) -> Reply:
         error_type="service_unavailable",
         headers={"Retry-After": NOT_LIVE_RETRY_AFTER_S, "x-should-retry": "false"},
     )
+
+
+def _too_deep_reply(body: bytes) -> Reply | None:
+    """Return the 400 for a body nested deeper than MAX_JSON_DEPTH, the limit of the
+    management API, or None. orjson alone would accept up to 1,024 levels."""
+    position = too_deep_position(body)
+    if position is None:
+        return None
+    message = too_deep_message(character_offset(body, position))
+    return error_reply(400, message, code="invalid_json")
 
 
 def _scheme_name(scheme: str) -> str:

@@ -87,7 +87,7 @@ def describe_value(value: Any) -> str:
             text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
         except RecursionError:
             # orjson writes at most 254 levels and the json module about 990, while a
-            # request body may nest up to orjson's read limit of 1,024.
+            # request body may nest up to MAX_JSON_DEPTH (512) levels.
             return f"a JSON {json_type_name(value)} nested too deeply to show"
     if len(text) > _MAX_VALUE_REPR:
         text = text[: _MAX_VALUE_REPR - 3] + "..."

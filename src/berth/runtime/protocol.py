@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from berth.json_nesting import character_offset, too_deep_message, too_deep_position
 from berth.runtime.errors import (
     describe_value,
     from_validation_error,
@@ -289,15 +290,28 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        problem = utf8_problem(raw) or (
-            f"is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno} "
-            f"(character {error.pos})"
-        )
+        problem = utf8_problem(raw)
+        if problem is None:
+            _reject_too_deep(raw)
+            problem = (
+                f"is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno} "
+                f"(character {error.pos})"
+            )
         raise invalid_request(f"The request body {problem}.") from None
     if not isinstance(value, dict):
         kind = json_type_name(value)
         raise invalid_request(f"The request body must be a JSON object, not a JSON {kind}.")
+    _reject_too_deep(raw)
     return value
+
+
+def _reject_too_deep(raw: bytes) -> None:
+    """Raise a 400 APIError for a body nested deeper than MAX_JSON_DEPTH, the limit of the
+    management API and the gateway, with their wording. orjson alone accepts 1,024 levels."""
+    position = too_deep_position(raw)
+    if position is not None:
+        message = too_deep_message(character_offset(raw, position))
+        raise invalid_request(f"The {message}.")
 
 
 def parse_request(model: type[RequestModel], raw: bytes) -> RequestModel:
