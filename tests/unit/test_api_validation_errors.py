@@ -427,6 +427,41 @@ def test_multibyte_text_before_deep_nesting_counts_characters(client: TestClient
     )
 
 
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"count": 1, "count": 2}', "count"),
+        # The duplicate is found in objects at any depth, including inside arrays.
+        (b'{"items": [{"name": "a"}, {"name": "b", "name": "c"}]}', "name"),
+        (b'{"items": [], "path": {"x": {"y": 1, "y": 1}}}', "y"),
+        # An escape that decodes to the same key is the same key.
+        (b'{"label": "a", "\\u006cabel": "b"}', "label"),
+    ],
+)
+def test_duplicate_key_is_400(client: TestClient, body: bytes, key: str) -> None:
+    message = _invalid_json_message(client, body)
+
+    assert message == (
+        f'request body has the key "{key}" more than once in one JSON object; send each key once'
+    )
+
+
+def test_same_key_in_other_objects_is_accepted(client: TestClient) -> None:
+    body = b'{"items": [{"name": "a"}, {"name": "b"}], "label": "name"}'
+
+    response = client.post("/things", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 200, response.text
+
+
+def test_duplicate_lone_surrogate_key_names_surrogate(client: TestClient) -> None:
+    body = b'{"\\ud800": 1, "\\ud800": 2}'
+
+    message = _invalid_json_message(client, body)
+
+    assert message.startswith("request body is not valid JSON at character 2: \\ud800 is half")
+
+
 def test_every_api_route_decodes_strictly() -> None:
     modules = [
         importlib.import_module(f"berth.api.routes.{module.name}")

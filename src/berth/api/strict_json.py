@@ -10,6 +10,10 @@ The json module decodes nested arrays and objects by recursion on the Python sta
 body nested about 1,000 levels deep raises RecursionError under the default recursion
 limit. decode_json rejects a body nested deeper than MAX_JSON_DEPTH before decoding it,
 as the gateway and the instances do (see berth.json_nesting).
+
+The json module also keeps the last value of a key that occurs more than once in an
+object, so `{"instances": 1, "instances": 9}` would silently become 9. RFC 8259 (section
+4) leaves such objects to each implementation, and decode_json rejects them.
 """
 
 import codecs
@@ -23,7 +27,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from berth.errors import InvalidJSON
+from berth.errors import InvalidJSON, value_text
 from berth.json_nesting import (
     character_offset,
     too_deep_message,
@@ -106,9 +110,28 @@ def _lone_surrogate_position(text: str) -> int | None:
     return high_start
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a decoded object, raising _DuplicateKey when a key occurs more than once."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _item in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return value
+
+
 def decode_json(body: bytes) -> Any:
-    """Decode a request body as UTF-8 JSON, rejecting NaN, Infinity, -Infinity and
-    escapes of lone UTF-16 surrogates, and nesting deeper than MAX_JSON_DEPTH.
+    """Decode a request body as UTF-8 JSON, rejecting NaN, Infinity, -Infinity,
+    escapes of lone UTF-16 surrogates, nesting deeper than MAX_JSON_DEPTH and keys that
+    occur more than once in an object, at any depth.
 
     A UTF-8 byte order mark is skipped, which RFC 8259 (section 8.1) allows. Raises
     InvalidJSON with the offset of the first byte that is not UTF-8, or with the
@@ -129,11 +152,22 @@ def decode_json(body: bytes) -> Any:
         position = character_offset(content, too_deep_byte)
         raise InvalidJSON(too_deep_message(position), field="body")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(
+            text, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates
+        )
     except RecursionError:
         # Only a request whose call stack is already hundreds of frames deep gets here.
         raise InvalidJSON(
             f"request body is not valid JSON: {too_deep_reason()}", field="body"
+        ) from None
+    except _DuplicateKey as error:
+        # A lone surrogate in the key could not be sent back in the message as UTF-8.
+        if "\\u" in text and _lone_surrogate_position(text) is not None:
+            raise _lone_surrogate_error(text) from None
+        raise InvalidJSON(
+            f"request body has the key {value_text(error.key)} more than once in one JSON "
+            "object; send each key once",
+            field="body",
         ) from None
     except _NonFiniteNumber as error:
         position = _constant_position(text, error.constant)
@@ -144,15 +178,19 @@ def decode_json(body: bytes) -> Any:
 
     # json.loads decodes a lone surrogate escape into a string that UTF-8 cannot encode,
     # so storing or returning it would fail later.
-    surrogate_position = _lone_surrogate_position(text) if "\\u" in text else None
-    if surrogate_position is not None:
-        escape = text[surrogate_position : surrogate_position + 6]
-        reason = (
-            f"{escape} is half of a UTF-16 surrogate pair without the other half; escape a "
-            "character above U+FFFF as a pair, or send it as UTF-8"
-        )
-        raise _not_valid_json(surrogate_position, reason)
+    if "\\u" in text and _lone_surrogate_position(text) is not None:
+        raise _lone_surrogate_error(text)
     return value
+
+
+def _lone_surrogate_error(text: str) -> InvalidJSON:
+    position = _lone_surrogate_position(text) or 0
+    escape = text[position : position + 6]
+    reason = (
+        f"{escape} is half of a UTF-16 surrogate pair without the other half; escape a "
+        "character above U+FFFF as a pair, or send it as UTF-8"
+    )
+    return _not_valid_json(position, reason)
 
 
 def _not_valid_json(position: int, reason: str) -> InvalidJSON:
