@@ -298,11 +298,14 @@ class Client:
         max_batch_size: int | None = None,
         max_batch_wait_ms: float | None = None,
         runtime: str | None = None,
+        reset_settings: Iterable[str] = (),
         **changes: Any,
     ) -> Json:
         """Change the fields given in `changes` (description, instances, model,
         share_with_all_tenants, version) and the runtime settings that are not None.
 
+        `reset_settings` names runtime settings (max_batch_size, max_batch_wait_ms,
+        runtime) to reset to their defaults; the server rejects an unknown name with 422.
         A changed model or runtime setting replaces the instances in a rolling update.
         Returns the endpoint as the server accepted the change (see `restart_endpoint`).
         """
@@ -310,6 +313,12 @@ class Client:
         settings = _without_none(
             max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms, runtime=runtime
         )
+        reset = list(reset_settings)
+        both = sorted(settings.keys() & set(reset))
+        if both:
+            raise ValueError(f"runtime settings both set and reset: {', '.join(both)}")
+        # The API resets a setting that is sent as null.
+        settings.update(dict.fromkeys(reset))
         if settings:
             body["runtime_settings"] = settings
         return self._call(  # type: ignore[no-any-return]

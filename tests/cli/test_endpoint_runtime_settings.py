@@ -178,3 +178,55 @@ def test_update_runtime_only_is_a_change(cli: RunCli, client: Client) -> None:
     updated = parse_json(result)
     assert updated["runtime_settings"]["runtime"] == "transformers"
     assert updated["generation"] == created["generation"] + 1
+
+
+def test_reset_setting_restores_default(cli: RunCli, client: Client) -> None:
+    name = unique("batch-reset")
+    created = client.create_endpoint(
+        "default", name, EMBEDDING_MODEL, max_batch_size=4, max_batch_wait_ms=2.5
+    )
+    client.stop_endpoint(name)
+
+    result = cli(
+        "endpoint",
+        "update",
+        name,
+        "--reset-setting",
+        "max-batch-size",
+        "--reset-setting",
+        "MAX-BATCH-WAIT-MS",
+        "-o",
+        "json",
+    )
+
+    updated = parse_json(result)
+    assert updated["runtime_settings"] == {
+        "max_batch_size": 32,
+        "max_batch_wait_ms": 0.0,
+        "runtime": None,
+    }
+    assert updated["generation"] == created["generation"] + 1
+
+
+def test_reset_and_set_same_setting_is_usage_error(cli: RunCli) -> None:
+    result = cli(
+        "endpoint",
+        "update",
+        "anything",
+        "--max-batch-size",
+        "8",
+        "--reset-setting",
+        "max-batch-size",
+    )
+
+    assert result.exit_code == 2
+    assert "--max-batch-size and --reset-setting max-batch-size contradict each other" in unboxed(
+        result.output
+    )
+
+
+def test_unknown_reset_setting_is_usage_error(cli: RunCli) -> None:
+    result = cli("endpoint", "update", "anything", "--reset-setting", "batch")
+
+    assert result.exit_code == 2
+    assert "'batch' is not one of" in unboxed(result.output)

@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from berth.client import ApiError, Client
+from berth.db.models import Endpoint
 from berth.runtime.echo import hash_repeatedly, hash_vector
 from berth.runtime.selection import llama_cpp_installed
 from tests.e2e.conftest import LIVE_TIMEOUT_S, wait_live
@@ -17,6 +18,7 @@ from tests.support import (
     ADMIN_KEY,
     BerthServer,
     pid_alive,
+    server_database,
     set_endpoint_settings,
     wait_until,
 )
@@ -312,6 +314,94 @@ def test_update_with_misfit_changes_nothing(client: Client, echo_endpoint: dict[
     assert after["version"] == before["version"]
     assert after["description"] == before["description"]
     assert after["generation"] == before["generation"]
+
+
+def stopped_embedding_endpoint(client: Client, **settings: Any) -> dict[str, Any]:
+    """Create a Text Embedding endpoint with `settings` and stop it, so that a change of its
+    settings replaces no running instance."""
+    created = client.create_endpoint("default", unique("reset"), EMBEDDING_MODEL, **settings)
+    client.stop_endpoint(created["id"])
+    return client.get_endpoint(created["id"])
+
+
+def stored_settings(server: BerthServer, endpoint_id: str) -> dict[str, Any]:
+    database = server_database(server)
+    try:
+        with database.session() as session:
+            return dict(session.get(Endpoint, endpoint_id).settings or {})
+    finally:
+        database.dispose()
+
+
+def test_null_resets_setting_to_default(
+    api: httpx.Client, client: Client, server: BerthServer
+) -> None:
+    before = stopped_embedding_endpoint(client, max_batch_size=4, max_batch_wait_ms=2.5)
+
+    response = api.patch(
+        f"/endpoints/{before['id']}", json={"runtime_settings": {"max_batch_size": None}}
+    )
+
+    assert response.status_code == 200, response.text
+    after = response.json()
+    assert after["runtime_settings"] == {
+        "max_batch_size": 32,
+        "max_batch_wait_ms": 2.5,
+        "runtime": None,
+    }
+    assert after["generation"] == before["generation"] + 1
+    assert after["version"] == before["version"] + 1
+    assert stored_settings(server, before["id"]) == {"max_batch_wait_ms": 2.5}
+
+
+def test_left_out_setting_is_kept(api: httpx.Client, client: Client, server: BerthServer) -> None:
+    before = stopped_embedding_endpoint(client, max_batch_size=4)
+
+    response = api.patch(
+        f"/endpoints/{before['id']}", json={"runtime_settings": {"max_batch_wait_ms": 1}}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["runtime_settings"]["max_batch_size"] == 4
+    assert stored_settings(server, before["id"]) == {"max_batch_size": 4, "max_batch_wait_ms": 1.0}
+
+
+def test_reset_of_unset_setting_changes_nothing(api: httpx.Client, client: Client) -> None:
+    before = stopped_embedding_endpoint(client)
+
+    response = api.patch(
+        f"/endpoints/{before['id']}",
+        json={"runtime_settings": {"max_batch_size": None, "runtime": None}},
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == before["version"]
+    assert response.json()["generation"] == before["generation"]
+
+
+def test_reset_of_default_value_keeps_instances(
+    api: httpx.Client, client: Client, server: BerthServer
+) -> None:
+    before = stopped_embedding_endpoint(client, max_batch_size=32)
+
+    response = api.patch(
+        f"/endpoints/{before['id']}", json={"runtime_settings": {"max_batch_size": None}}
+    )
+
+    assert response.status_code == 200, response.text
+    # The effective value stays 32, so no instance is replaced, but the endpoint follows
+    # the default from now on.
+    assert response.json()["generation"] == before["generation"]
+    assert response.json()["version"] == before["version"] + 1
+    assert stored_settings(server, before["id"]) == {}
+
+
+def test_sdk_resets_setting(client: Client) -> None:
+    before = stopped_embedding_endpoint(client, max_batch_wait_ms=2.5)
+
+    after = client.update_endpoint(before["id"], reset_settings=["max_batch_wait_ms"])
+
+    assert after["runtime_settings"]["max_batch_wait_ms"] == 0.0
 
 
 @pytest.mark.parametrize(("name", "value"), [("echo_delay_ms", 5), ("echo_cpu_rounds", 100)])

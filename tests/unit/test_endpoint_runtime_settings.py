@@ -293,3 +293,27 @@ def test_model_change_to_other_ml_app_is_rejected(database: Database) -> None:
         "Text Embedding;"
     )
     assert "create a new endpoint for another ML App" in error.message
+
+
+def test_reset_removes_only_named_setting() -> None:
+    model = Model(name="mini", ml_app=MLApp.TEXT_EMBEDDING)
+    stored = {"max_batch_size": 4, "max_batch_wait_ms": 2.5, "echo_delay_ms": 5}
+
+    merged = merge_settings(
+        stored, RuntimeSettings(reset=frozenset({"max_batch_size"})), model, None
+    )
+
+    assert merged == {"max_batch_wait_ms": 2.5, "echo_delay_ms": 5}
+
+
+def test_reset_of_unused_setting_is_accepted() -> None:
+    model = Model(name="mini", ml_app=MLApp.TEXT_EMBEDDING)
+
+    merged = merge_settings({}, RuntimeSettings(reset=frozenset({"runtime"})), model, None)
+
+    assert merged == {}
+
+
+def test_reset_and_value_of_one_setting_is_rejected() -> None:
+    with pytest.raises(ValueError, match="both set and reset"):
+        RuntimeSettings(max_batch_size=4, reset=frozenset({"max_batch_size"}))

@@ -171,8 +171,9 @@ class RuntimeSettingsOut(BaseModel):
 
 
 class RuntimeSettingsIn(StrictBody):
-    """Runtime settings to set. A setting that is left out or null keeps its current
-    value (its default on create), and a changed value replaces the running instances."""
+    """Runtime settings to set. A setting that is left out keeps its current value (its
+    default on create), and null resets it to its default. A changed value replaces the
+    running instances."""
 
     max_batch_size: StrictInt | None = Field(
         default=None, ge=1, le=MAX_BATCH_SIZE_LIMIT, description=_MAX_BATCH_SIZE_HELP
@@ -247,8 +248,9 @@ class EndpointUpdate(StrictBody):
     share_with_all_tenants: StrictBool | None = None
     runtime_settings: RuntimeSettingsIn | None = Field(
         default=None,
-        description="settings to change; with a new model, the stored runtime must suit its "
-        "checkpoint, or the update must set a runtime that does",
+        description="settings to change, and null for a setting to reset it to its default; "
+        "with a new model, the stored runtime must suit its checkpoint, or the update must "
+        "set a runtime that does",
     )
     version: int | None = Field(
         default=None, description="the version you last read; a stale one gets 409"

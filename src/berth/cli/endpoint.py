@@ -5,6 +5,7 @@ port over by changing the program name.
 """
 
 import math
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -126,6 +127,31 @@ RuntimeOption = Annotated[
         help="Text Generation: library that runs the model. auto (the server default) "
         "uses vLLM when it is installed and a CUDA GPU is present, else transformers, "
         "and llama.cpp for GGUF files.",
+    ),
+]
+
+
+class ResettableSetting(StrEnum):
+    """A runtime setting that `update --reset-setting` resets, named as its option."""
+
+    MAX_BATCH_SIZE = "max-batch-size"
+    MAX_BATCH_WAIT_MS = "max-batch-wait-ms"
+    RUNTIME = "runtime"
+
+    @property
+    def api_name(self) -> str:
+        return self.value.replace("-", "_")
+
+
+ResetSettingOption = Annotated[
+    list[ResettableSetting] | None,
+    typer.Option(
+        "--reset-setting",
+        case_sensitive=False,
+        show_default=False,
+        help="Reset a runtime setting to the server default, so that the endpoint follows "
+        "the default from then on: max-batch-size, max-batch-wait-ms or runtime. Repeat "
+        "the option to reset several.",
     ),
 ]
 
@@ -297,6 +323,7 @@ def update(
     max_batch_size: MaxBatchSizeOption = None,
     max_batch_wait_ms: MaxBatchWaitOption = None,
     runtime: RuntimeOption = None,
+    reset_setting: ResetSettingOption = None,
     wait: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT_S,
     output: OutputOption = OutputFormat.TABLE,
@@ -322,11 +349,24 @@ def update(
         max_batch_wait_ms,
         runtime,
     )
-    if all(change is None for change in changes):
+    reset = sorted(set(reset_setting or ()), key=list(ResettableSetting).index)
+    if all(change is None for change in changes) and not reset:
         raise typer.BadParameter(
             "nothing to update; pass --description, --instances, --model-checkpoint, "
-            "--share-with-all-tenants, --max-batch-size, --max-batch-wait-ms or --runtime"
+            "--share-with-all-tenants, --max-batch-size, --max-batch-wait-ms, --runtime "
+            "or --reset-setting"
         )
+    given = {
+        ResettableSetting.MAX_BATCH_SIZE: max_batch_size,
+        ResettableSetting.MAX_BATCH_WAIT_MS: max_batch_wait_ms,
+        ResettableSetting.RUNTIME: runtime,
+    }
+    for setting in reset:
+        if given[setting] is not None:
+            raise typer.BadParameter(
+                f"--{setting.value} and --reset-setting {setting.value} contradict each "
+                f"other; pass one of them"
+            )
     with connect(server, api_key, tenant) as client, endpoint_options_in_errors():
         before = client.get_endpoint(reference, project)
         accepted = client.update_endpoint(
@@ -339,6 +379,7 @@ def update(
             max_batch_size=max_batch_size,
             max_batch_wait_ms=max_batch_wait_ms,
             runtime=runtime.value if runtime else None,
+            reset_settings=[setting.api_name for setting in reset],
         )
         if wait:
             goal = _goal_after_update(before, accepted)

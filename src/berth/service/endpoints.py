@@ -27,7 +27,12 @@ from berth.service.common import lock_row, looks_like_id, mark_changed, new_id
 from berth.service.keys import create_first_key
 from berth.service.models import find_checkpoint
 from berth.service.projects import find_project
-from berth.service.runtime_settings import RuntimeSettings, changed_settings, merge_settings
+from berth.service.runtime_settings import (
+    RuntimeSettings,
+    changed_settings,
+    effective_settings,
+    merge_settings,
+)
 from berth.states import CheckpointFormat, DesiredState, EndpointState
 
 logger = logging.getLogger(__name__)
@@ -418,7 +423,7 @@ def update_endpoint(
             model, checkpoint = _find_replacement_model(session, principal, endpoint, change.model)
         checkpoint_id = checkpoint.id if checkpoint else None
         model_changed = model.id != endpoint.model_id or checkpoint_id != endpoint.checkpoint_id
-        if model_changed or change.runtime_settings.given():
+        if model_changed or change.runtime_settings.requested():
             # Checked against the new model, since its checkpoint may need another runtime.
             settings = merge_settings(stored, change.runtime_settings, model, checkpoint)
     if change.instances is not None:
@@ -448,10 +453,17 @@ def update_endpoint(
     checkpoint_format = endpoint.checkpoint.format if endpoint.checkpoint else None
     changed_names = changed_settings(stored, settings, model.ml_app, checkpoint_format)
     if changed_names:
+        needs_new_instances = True
+    # A reset of a setting that was stored with its default value changes no instance, but
+    # the endpoint follows the default from then on.
+    removed_names = [name for name in stored if name not in settings]
+    if changed_names or removed_names:
         # A new dict, because the JSON column does not track changes inside the old one.
         endpoint.settings = settings
-        needs_new_instances = True
-        changed["runtime_settings"] = {name: settings[name] for name in changed_names}
+        effective = effective_settings(settings, model.ml_app, checkpoint_format)
+        changed["runtime_settings"] = {
+            name: effective.get(name) for name in [*changed_names, *removed_names]
+        }
 
     if change.instances is not None:
         _check_room_for(session, limits, endpoint, instances)

@@ -48,14 +48,36 @@ _DEFAULTS: dict[str, dict[MLApp, Any]] = {
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """Settings given in one request. None keeps a setting's value, or its default on create."""
+    """Settings given in one request. None keeps a setting's value, or its default on create.
+
+    `reset` names the settings to remove, so that their defaults apply again: the API's
+    null for a setting.
+    """
 
     max_batch_size: int | None = None
     max_batch_wait_ms: float | None = None
     runtime: str | None = None
+    reset: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = self.reset - _DEFAULTS.keys()
+        if unknown:
+            raise ValueError(f"unknown runtime settings to reset: {sorted(unknown)}")
+        given = self.given()
+        both = self.reset & given.keys()
+        if both:
+            raise ValueError(f"runtime settings both set and reset: {sorted(both)}")
 
     def given(self) -> dict[str, Any]:
-        return {name: value for name, value in asdict(self).items() if value is not None}
+        return {
+            name: value
+            for name, value in asdict(self).items()
+            if name != "reset" and value is not None
+        }
+
+    def requested(self) -> bool:
+        """Tell whether the request sets or resets any setting."""
+        return bool(self.reset or self.given())
 
 
 def field_name(setting: str) -> str:
@@ -87,6 +109,8 @@ def merge_settings(
 ) -> dict[str, Any]:
     """Return `stored` with the requested settings applied, for an endpoint of `model`.
 
+    A reset setting is removed, so that the runtime's default applies again. Resetting a
+    setting that is not stored, or that the model's ML App does not use, changes nothing.
     Raises InvalidInput, with the field `runtime_settings.<setting>`, for a value out of
     range, a setting that the model's ML App does not use, or a runtime that cannot
     serve the checkpoint. The stored runtime is checked too, because a new checkpoint
@@ -105,7 +129,9 @@ def merge_settings(
     if "runtime" in given:
         _check_installed(given["runtime"])
 
-    merged = {**stored, **given}
+    merged = {
+        name: value for name, value in {**stored, **given}.items() if name not in requested.reset
+    }
     if model.ml_app is MLApp.TEXT_GENERATION:
         _check_runtime_fits(merged.get("runtime", AUTO), "runtime" in given, model, checkpoint)
     return merged

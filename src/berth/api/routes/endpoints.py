@@ -113,10 +113,13 @@ def create_endpoint(
 def _runtime_settings(body: RuntimeSettingsIn | None) -> RuntimeSettings:
     if body is None:
         return RuntimeSettings()
+    # A setting sent as null is reset. One left out is not in model_fields_set.
+    reset = frozenset(name for name in body.model_fields_set if getattr(body, name) is None)
     return RuntimeSettings(
         max_batch_size=body.max_batch_size,
         max_batch_wait_ms=body.max_batch_wait_ms,
         runtime=body.runtime.value if body.runtime is not None else None,
+        reset=reset,
     )
 
 
