@@ -20,7 +20,7 @@ to its field.
 """
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -193,3 +193,20 @@ def value_text(value: object) -> str:
     if len(text) > MAX_SHOWN_VALUE_CHARS:
         text = text[: MAX_SHOWN_VALUE_CHARS - 1] + "…"
     return text
+
+
+def plain_validation_message(error: Mapping[str, Any]) -> str:
+    """Word pydantic's message for one invalid value as Berth words its errors.
+
+    `error` is one item of pydantic's ValidationError.errors(). "Input should be greater
+    than or equal to 1" becomes "must be greater than or equal to 1", and the "Value
+    error, " that pydantic puts before a validator's own message is dropped.
+    """
+    message = str(error.get("msg") or "invalid value").removeprefix("Value error, ")
+    if message.startswith("Input should be "):
+        return "must be " + message.removeprefix("Input should be ")
+    if error.get("type") == "extra_forbidden":
+        return "is not a field of this request; leave it out"
+    if error.get("type") == "missing":
+        return "is required"
+    return message

@@ -35,7 +35,7 @@ def default_capacity() -> int:
     return max(4, 2 * (os.cpu_count() or 1))
 
 
-def _range_text(field: FieldInfo) -> str:
+def range_text(field: FieldInfo) -> str:
     """Describe the bounds of a number field, such as "greater than 0 and at most 3600"."""
     bounds = []
     for constraint in field.metadata:
@@ -185,7 +185,7 @@ class Settings(BaseSettings):
             # Pydantic rejects it as not a number.
             return value
         if not math.isfinite(number):
-            accepted = _range_text(field)
+            accepted = range_text(field)
             message = "Input should be a finite number"
             if accepted:
                 message += " {accepted}"

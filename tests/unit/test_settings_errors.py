@@ -25,9 +25,6 @@ def _problem(**overrides: object) -> str:
     return str(raised.value)
 
 
-FIX_HINT = "to a valid value, or unset it to use the default"
-
-
 def test_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BERTH_HEADER_TIMEOUT_S", "abc")
 
@@ -35,7 +32,64 @@ def test_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
 
     assert problem.startswith("BERTH_HEADER_TIMEOUT_S='abc': ")
     assert "valid number" in problem
-    assert problem.endswith(f". Set BERTH_HEADER_TIMEOUT_S {FIX_HINT}")
+    assert problem.endswith(
+        ". Set BERTH_HEADER_TIMEOUT_S to a number greater than 0 and at most 3600, or unset "
+        "it to use the default (30)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "BERTH_MAX_REQUEST_BYTES",
+            "100",
+            "BERTH_MAX_REQUEST_BYTES='100': must be greater than or equal to 1024. Set "
+            "BERTH_MAX_REQUEST_BYTES to a whole number at least 1024, or unset it to use the "
+            "default (8388608)",
+        ),
+        (
+            "BERTH_PORT",
+            "70000",
+            "BERTH_PORT='70000': must be less than or equal to 65535. Set BERTH_PORT to a "
+            "whole number at least 0 and at most 65535, or unset it to use the default (8080)",
+        ),
+        (
+            "BERTH_CAPACITY",
+            "0",
+            "BERTH_CAPACITY='0': must be greater than or equal to 1. Set BERTH_CAPACITY to a "
+            "whole number at least 1 and at most 10000, or unset it to use the default",
+        ),
+        (
+            "BERTH_WORKERS",
+            "2.5",
+            "BERTH_WORKERS='2.5': must be a valid integer, unable to parse string as an "
+            "integer. Set BERTH_WORKERS to a whole number at least 1 and at most 64, or unset "
+            "it to use the default (1)",
+        ),
+        (
+            "BERTH_LOG_JSON",
+            "maybe",
+            "BERTH_LOG_JSON='maybe': must be a valid boolean, unable to interpret input. Set "
+            "BERTH_LOG_JSON to true or false, or unset it to use the default",
+        ),
+    ],
+)
+def test_pydantic_error_is_reworded(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    problem = _problem()
+
+    assert "Input should" not in problem
+    assert problem == expected
+
+
+def test_option_error_is_reworded() -> None:
+    problem = _problem(port=70000)
+
+    assert problem == "--port=70000: must be less than or equal to 65535"
 
 
 def test_option_value_has_no_fix_hint() -> None:
@@ -99,25 +153,25 @@ def test_bad_option_and_variable_is_not_usage_error(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "accepted"),
+    ("variable", "value", "accepted", "default"),
     [
-        ("BERTH_HEADER_TIMEOUT_S", "nan", "greater than 0 and at most 3600"),
-        ("BERTH_HEADER_TIMEOUT_S", "inf", "greater than 0 and at most 3600"),
-        ("BERTH_NO_INSTANCE_WAIT_S", "-Infinity", "at least 0 and at most 600"),
-        ("BERTH_UPSTREAM_TIMEOUT_S", "inf", "greater than 0"),
-        ("BERTH_STALL_TIMEOUT_S", "NaN", "greater than 0"),
+        ("BERTH_HEADER_TIMEOUT_S", "nan", "greater than 0 and at most 3600", "the default (30)"),
+        ("BERTH_HEADER_TIMEOUT_S", "inf", "greater than 0 and at most 3600", "the default (30)"),
+        ("BERTH_NO_INSTANCE_WAIT_S", "-Infinity", "at least 0 and at most 600", "the default (10)"),
+        ("BERTH_UPSTREAM_TIMEOUT_S", "inf", "greater than 0", "the default (300)"),
+        ("BERTH_STALL_TIMEOUT_S", "NaN", "greater than 0", "the default"),
     ],
 )
 def test_non_finite_number_names_range(
-    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, accepted: str
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, accepted: str, default: str
 ) -> None:
     monkeypatch.setenv(variable, value)
 
     problem = _problem()
 
     assert problem == (
-        f"{variable}={value!r}: Input should be a finite number {accepted}. "
-        f"Set {variable} {FIX_HINT}"
+        f"{variable}={value!r}: must be a finite number {accepted}. "
+        f"Set {variable} to a number {accepted}, or unset it to use {default}"
     )
 
 

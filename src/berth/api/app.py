@@ -19,7 +19,13 @@ from berth.api.deps import describe_request
 from berth.api.routes import access, audit, endpoints, health, models, projects, tenants, users
 from berth.api.strict_json import is_json_content_type
 from berth.db.transactions import busy_error, busy_failure
-from berth.errors import BerthError, FieldError, RequestTooLarge, value_text
+from berth.errors import (
+    BerthError,
+    FieldError,
+    RequestTooLarge,
+    plain_validation_message,
+    value_text,
+)
 from berth.runtime.errors import json_type_name
 from berth.service.sessions import LoginLimiter
 from berth.settings import DEFAULT_MAX_API_REQUEST_BYTES
@@ -120,28 +126,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         # A missing field's input is the whole object that lacks it, so it is left out.
         missing = error.get("type") == "missing" or isinstance(value, dict)
         received = "" if missing else f" (got {value_text(value)})"
-        problems.append(FieldError(field, f"{field}: {_plain_message(error)}{received}"))
+        problems.append(FieldError(field, f"{field}: {plain_validation_message(error)}{received}"))
     first_field = problems[0].field if problems else None
     message = "; ".join(problem.message for problem in problems) or "invalid request"
     body = error_body("invalid_input", message, first_field, problems)
     return JSONResponse(body, status_code=422)
-
-
-def _plain_message(error: dict[str, object]) -> str:
-    """Word pydantic's message for a field as the rest of the API words its errors.
-
-    "Input should be greater than or equal to 1" becomes "must be greater than or equal
-    to 1", and the "Value error, " that pydantic puts before a validator's own message
-    is dropped.
-    """
-    message = str(error.get("msg") or "invalid value").removeprefix("Value error, ")
-    if message.startswith("Input should be "):
-        return "must be " + message.removeprefix("Input should be ")
-    if error.get("type") == "extra_forbidden":
-        return "is not a field of this request; leave it out"
-    if error.get("type") == "missing":
-        return "is required"
-    return message
 
 
 def _body_is_missing(exc: RequestValidationError) -> bool:

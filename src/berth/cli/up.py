@@ -18,9 +18,10 @@ import uvicorn
 from pydantic import ValidationError
 
 from berth.cli.output import CliError
+from berth.errors import plain_validation_message
 from berth.httpserver import protocol_class
 from berth.logs import configure_logging
-from berth.settings import Settings
+from berth.settings import Settings, range_text
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ _SECRET_SETTINGS = frozenset({"admin_key", "secret_key", "database_url"})
 
 
 def _option_problem(error: Any, field: str) -> str:
-    """Describe a rejected command-line value, such as "--port=70000: Input should be …"."""
+    """Describe a rejected command-line value, such as "--port=70000: must be …"."""
     return _named_problem(error, f"--{field.replace('_', '-')}", field)
 
 
@@ -96,7 +97,32 @@ def _environment_problem(error: Any, field: str) -> str:
     # The messages of Berth's own checks (value_error) end with their fix.
     if error["type"] == "value_error":
         return problem
-    return f"{problem}. Set {variable} to a valid value, or unset it to use the default"
+    return f"{problem}. {_environment_fix(variable, field)}"
+
+
+def _environment_fix(variable: str, field: str) -> str:
+    """Name the values that a setting accepts, and its default where that is a constant."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return f"Set {variable} to a valid value, or unset it to use the default"
+    annotation = info.annotation
+    if annotation in (int, int | None):
+        accepted = f"a whole number {range_text(info)}".rstrip()
+    elif annotation in (float, float | None):
+        accepted = f"a number {range_text(info)}".rstrip()
+    elif annotation is bool:
+        accepted = "true or false"
+    else:
+        accepted = "a valid value"
+    default = "the default"
+    # Other defaults, such as BERTH_CAPACITY's, depend on the machine.
+    value = info.default
+    if info.default_factory is None and not isinstance(value, bool):
+        if isinstance(value, int):
+            default = f"the default ({value})"
+        elif isinstance(value, float):
+            default = f"the default ({value:g})"
+    return f"Set {variable} to {accepted}, or unset it to use {default}"
 
 
 def _named_problem(error: Any, name: str, field: str) -> str:
@@ -107,8 +133,9 @@ def _named_problem(error: Any, name: str, field: str) -> str:
 
 
 def _message(error: Any) -> str:
-    # pydantic puts "Value error, " before the message of a validator's ValueError.
-    return str(error["msg"]).removeprefix("Value error, ")
+    # Worded as the API words the errors of its fields: "must be …", not pydantic's
+    # "Input should be …".
+    return plain_validation_message(error)
 
 
 def up(
