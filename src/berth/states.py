@@ -224,3 +224,29 @@ def waits_for_capacity(state: str, reason: str) -> bool:
     """Tell whether an endpoint is Pending because its instances do not fit in the free
     instance slots (see `capacity_wait_reason`)."""
     return state == EndpointState.PENDING and _CAPACITY_WAIT.match(reason) is not None
+
+
+# The summary of the reason that `failed_start_reason` writes, as read back by
+# `caller_failure_reason`.
+_FAILED_START = re.compile(r"^(an instance failed to start \d+ times in a row) \(")
+
+
+def failed_start_reason(attempts: int, last_error: str) -> str:
+    """Return the state reason of an endpoint that failed because an instance failed to
+    start `attempts` times in a row, the last time with `last_error`."""
+    return (
+        f"an instance failed to start {attempts} times in a row ({last_error}); "
+        "fix the cause, then restart the endpoint"
+    )
+
+
+def caller_failure_reason(reason: str) -> str:
+    """Return the part of a Failed endpoint's reason that callers with only an endpoint
+    API key may read, or "" when there is none.
+
+    Only the summary of a known reason is returned. The instance's error in a reason is
+    the last line of its log, which can name server file paths, packages and settings,
+    so it is left out, and so is any reason that this function does not recognize.
+    """
+    match = _FAILED_START.match(reason)
+    return match.group(1) if match else ""

@@ -20,7 +20,14 @@ import pytest
 from berth.gateway.proxy import Gateway
 from berth.gateway.table import KeyEntry, Route, RoutingTable, Upstream, _Changes
 from berth.json_nesting import MAX_JSON_DEPTH
-from berth.states import EndpointState, InstanceState, KeyStatus, MLApp, capacity_wait_reason
+from berth.states import (
+    EndpointState,
+    InstanceState,
+    KeyStatus,
+    MLApp,
+    capacity_wait_reason,
+    failed_start_reason,
+)
 from tests.support import read_http_request
 
 pytestmark = pytest.mark.anyio
@@ -595,3 +602,37 @@ async def test_body_at_depth_limit_is_forwarded(setup: Setup) -> None:
     response = await _post_raw(setup, body)
 
     assert response.status_code == 200, response.text
+
+
+async def test_failed_endpoint_names_reason_summary(setup: Setup) -> None:
+    setup.route.state = EndpointState.FAILED
+    setup.route.state_reason = failed_start_reason(
+        3,
+        "exited with status 1: FileNotFoundError: [Errno 2] No such file or directory: "
+        "'/srv/berth/models/m1/config.json'",
+    )
+
+    response = await setup.post()
+
+    assert response.status_code == 503
+    message = response.json()["error"]["message"]
+    assert message == (
+        "the endpoint is Failed because an instance failed to start 3 times in a row, so it "
+        "serves no requests until its owner fixes the cause and restarts it (berth endpoint "
+        "restart, or Restart in the web UI); the owner finds the full reason in berth "
+        "endpoint info"
+    )
+    assert "/srv/berth" not in message
+    assert "FileNotFoundError" not in message
+
+
+async def test_failed_endpoint_hides_unknown_reason(setup: Setup) -> None:
+    setup.route.state = EndpointState.FAILED
+    setup.route.state_reason = "connection to /var/run/secret.sock refused"
+
+    response = await setup.post()
+
+    assert response.status_code == 503
+    message = response.json()["error"]["message"]
+    assert message.startswith("the endpoint is Failed, so it serves no requests")
+    assert "secret.sock" not in message

@@ -39,7 +39,7 @@ from berth.json_nesting import character_offset, too_deep_message, too_deep_posi
 from berth.runtime.protocol import utf8_problem
 from berth.runtime.routes import SERVED_ROUTES
 from berth.secrets import PLATFORM_KEY_PREFIX
-from berth.states import EndpointState, KeyStatus
+from berth.states import EndpointState, KeyStatus, caller_failure_reason
 
 logger = logging.getLogger(__name__)
 
@@ -715,9 +715,20 @@ def _not_live(route: Route) -> Reply:
         )
     if route.state == EndpointState.DELETING:
         message = "the endpoint is being deleted and serves no more requests"
+    elif route.state == EndpointState.FAILED:
+        # Callers hold only an endpoint key, so they get the summary of the reason but
+        # not the instance's error, which can name server paths (see
+        # caller_failure_reason). The owner reads the whole reason in the endpoint's info.
+        summary = caller_failure_reason(route.state_reason)
+        because = f" because {summary}" if summary else ""
+        message = (
+            f"the endpoint is Failed{because}, so it serves no requests until its owner "
+            "fixes the cause and restarts it (berth endpoint restart, or Restart in the web "
+            "UI); the owner finds the full reason in berth endpoint info"
+        )
     else:
-        # Stopping, Stopped or Failed: waiting alone will not bring it back, so the
-        # message names the fix.
+        # Stopping or Stopped: waiting alone will not bring it back, so the message names
+        # the fix.
         message = (
             f"the endpoint is {route.state}, so it serves no requests until its owner "
             "restarts it (berth endpoint restart, or Restart in the web UI)"

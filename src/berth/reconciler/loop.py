@@ -36,6 +36,7 @@ from berth.states import (
     EndpointState,
     InstanceState,
     capacity_wait_reason,
+    failed_start_reason,
 )
 
 logger = logging.getLogger(__name__)
@@ -761,10 +762,7 @@ class Reconciler:
             return False
         last_error = failing[0].last_error or "no output"
         self._fail(
-            session,
-            endpoint,
-            f"an instance failed to start {self._timing.max_start_failures} times in a row "
-            f"({last_error}); fix the cause, then restart the endpoint",
+            session, endpoint, failed_start_reason(self._timing.max_start_failures, last_error)
         )
         for row in current + old:
             self._drain(session, row)
