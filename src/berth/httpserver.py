@@ -15,25 +15,43 @@ and memory without a single complete request. `BerthHttpProtocol` sets these lim
   response has started.
 
 Requests that are not valid HTTP/1.1 get uvicorn's 400, in the JSON error shape of the
-rest of Berth. One timer per server checks all connections once a second, so a request
-costs no timer of its own. `protocol_class` makes the class that
-`uvicorn.Config(http=...)` takes.
+rest of Berth.
+
+With BERTH_CORS_ORIGINS set, the 408 and 431 responses to a request for a gateway path
+carry the gateway's CORS headers, so that a browser app can read them. A 431, and a 408
+for a slow head, are written before the head is complete, so they can only use the part
+of the head that arrived: the path from the request line, and the Origin header if its
+line arrived within the size limit. (httptools reports a header line only once the next
+line begins, so a head cut off right after its Origin line counts as one without it.)
+Without the Origin header, an allowed origin other than `*` gets no CORS headers.
+
+One timer per server checks all connections once a second, so a request costs no timer
+of its own. `protocol_class` makes the class that `uvicorn.Config(http=...)` takes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from berth.gateway.cors import CorsPolicy, Headers
+from berth.gateway.proxy import PATH_PREFIX
+
+_GATEWAY_PATH_PREFIX = PATH_PREFIX.encode()
+
 # How often the server's timer looks for requests that took too long, at most.
 SWEEP_INTERVAL_S = 1.0
 
 
-def _error_response(status: int, reason: str, message: str, code: str) -> bytes:
+def _error_response(
+    status: int, reason: str, message: str, code: str, extra_headers: bytes = b""
+) -> bytes:
     body = orjson.dumps(
         {
             "error": {
@@ -48,13 +66,38 @@ def _error_response(status: int, reason: str, message: str, code: str) -> bytes:
         f"HTTP/1.1 {status} {reason}\r\n"
         "content-type: application/json\r\n"
         f"content-length: {len(body)}\r\n"
-        "connection: close\r\n\r\n"
+        "connection: close\r\n"
     )
-    return head.encode("ascii") + body
+    return head.encode("ascii") + extra_headers + b"\r\n" + body
 
 
-def _timeout_response(message: str) -> bytes:
-    return _error_response(408, "Request Timeout", message, "request_timeout")
+def _timeout_response(message: str, extra_headers: bytes) -> bytes:
+    return _error_response(408, "Request Timeout", message, "request_timeout", extra_headers)
+
+
+# A header line of a request head: the name and the value without surrounding blanks.
+_HEADER_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*\r?$")
+
+
+def _read_partial_head(raw: bytes, *, starts_head: bool) -> tuple[bytes, Headers]:
+    """Read the request target and the complete header lines from the start of a head.
+
+    `raw` is the head, or the part of it that came after the bytes that the parser has
+    read when `starts_head` is false. Its first line is then skipped, because it may be
+    the end of a line whose start the parser has read, and no target is returned.
+    The last line of `raw` is incomplete and is skipped too.
+    """
+    lines = raw.split(b"\n")[:-1]
+    target = b""
+    if starts_head and lines:
+        parts = lines[0].split(b" ")
+        target = parts[1] if len(parts) == 3 else b""
+    headers = []
+    for line in lines[1:]:
+        match = _HEADER_LINE.match(line)
+        if match:
+            headers.append((match.group(1).lower(), match.group(2)))
+    return target, headers
 
 
 class _DeadlineSweeper:
@@ -93,6 +136,8 @@ class BerthHttpProtocol(HttpToolsProtocol):
     head_timeout_s: float = 30.0
     max_head_bytes: int = 64 * 1024
     body_timeout_s: float = 30.0
+    # The gateway's CORS policy; None while BERTH_CORS_ORIGINS is empty.
+    cors: CorsPolicy | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,6 +165,7 @@ class BerthHttpProtocol(HttpToolsProtocol):
             end = data.find(b"\r\n\r\n")
             size = self._head_bytes + (len(data) if end < 0 else end + 4)
             if size > self.max_head_bytes:
+                within_limit = data[: self.max_head_bytes - self._head_bytes]
                 self._reject(
                     _error_response(
                         431,
@@ -127,6 +173,7 @@ class BerthHttpProtocol(HttpToolsProtocol):
                         f"the request head is larger than {self.max_head_bytes} bytes; "
                         "send fewer or shorter headers, or raise BERTH_MAX_HEADER_BYTES",
                         "request_header_fields_too_large",
+                        self._cors_header_lines(unparsed=within_limit),
                     )
                 )
                 return
@@ -173,7 +220,8 @@ class BerthHttpProtocol(HttpToolsProtocol):
         self._reject(
             _timeout_response(
                 f"the request head did not arrive within {self.head_timeout_s:g} s; "
-                "send the whole head at once"
+                "send the whole head at once",
+                self._cors_header_lines(),
             )
         )
 
@@ -196,9 +244,39 @@ class BerthHttpProtocol(HttpToolsProtocol):
         self._reject(
             _timeout_response(
                 f"the request body stalled: nothing arrived for {self.body_timeout_s:g} s; "
-                "send the whole body without pauses"
+                "send the whole body without pauses",
+                self._cors_header_lines(),
             )
         )
+
+    def _cors_header_lines(self, unparsed: bytes | None = None) -> bytes:
+        """Return the gateway's CORS header lines for an error response of this protocol,
+        or b"" when CORS is off or the request is not for a gateway path.
+
+        The target and the headers are those that the parser has read from the current
+        request head, and those in `unparsed`, bytes of the head that it has not read.
+        """
+        cors = self.cors
+        if cors is None:
+            return b""
+        target: bytes = getattr(self, "url", b"")
+        headers: Headers = list(self.headers or [])
+        if unparsed is not None:
+            # The parser has read nothing of this head unless part of it came before.
+            starts_head = self._head_bytes == 0
+            unparsed_target, unparsed_headers = _read_partial_head(
+                unparsed, starts_head=starts_head
+            )
+            if starts_head:
+                target, headers = unparsed_target, []
+            headers.extend(unparsed_headers)
+        if not target.startswith(_GATEWAY_PATH_PREFIX):
+            return b""
+        lines = list(cors.common_headers)
+        origin = cors.allowed_origin(headers)
+        if origin is not None:
+            lines.extend(cors.response_headers(origin))
+        return b"".join(name + b": " + value + b"\r\n" for name, value in lines)
 
     def _reject(self, response: bytes) -> None:
         self._head_started = None
@@ -208,9 +286,13 @@ class BerthHttpProtocol(HttpToolsProtocol):
 
 
 def protocol_class(
-    head_timeout_s: float, max_head_bytes: int, body_timeout_s: float
+    head_timeout_s: float,
+    max_head_bytes: int,
+    body_timeout_s: float,
+    cors_origins: Sequence[str] = (),
 ) -> type[BerthHttpProtocol]:
-    """Return a BerthHttpProtocol subclass with these limits, for `uvicorn.Config(http=...)`."""
+    """Return a BerthHttpProtocol subclass with these limits and the gateway's CORS
+    origins (BERTH_CORS_ORIGINS), for `uvicorn.Config(http=...)`."""
     return type(
         "BerthHttpProtocol",
         (BerthHttpProtocol,),
@@ -218,5 +300,6 @@ def protocol_class(
             "head_timeout_s": head_timeout_s,
             "max_head_bytes": max_head_bytes,
             "body_timeout_s": body_timeout_s,
+            "cors": CorsPolicy(cors_origins) if cors_origins else None,
         },
     )

@@ -197,7 +197,10 @@ def worker_main(argv: list[str] | None = None) -> None:
     config = uvicorn.Config(
         app,
         http=protocol_class(
-            settings.header_timeout_s, settings.max_header_bytes, settings.body_timeout_s
+            settings.header_timeout_s,
+            settings.max_header_bytes,
+            settings.body_timeout_s,
+            settings.cors_origins,
         ),
         log_config=None,
         access_log=False,

@@ -223,7 +223,10 @@ def up(
         host=settings.host,
         port=settings.port,
         http=protocol_class(
-            settings.header_timeout_s, settings.max_header_bytes, settings.body_timeout_s
+            settings.header_timeout_s,
+            settings.max_header_bytes,
+            settings.body_timeout_s,
+            settings.cors_origins,
         ),
         log_config=None,
         access_log=False,
