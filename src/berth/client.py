@@ -147,14 +147,20 @@ class Client:
         return self._call("GET", f"/projects/{_segment(project)}")  # type: ignore[no-any-return]
 
     def update_project(
-        self, project: str, *, name: str | None = None, description: str | None = None
+        self,
+        project: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        version: int | None = None,
     ) -> Json:
         """Rename a project or change its description. An argument left as None changes nothing.
 
         The server rejects a name taken in the tenant and a new name for the `default`
-        project with 409.
+        project with 409. With `version`, the version you last read, it also rejects the
+        change with 409 when the project has changed since.
         """
-        body = _without_none(name=name, description=description)
+        body = _without_none(name=name, description=description, version=version)
         return self._call("PATCH", f"/projects/{_segment(project)}", json=body)  # type: ignore[no-any-return]
 
     def delete_project(self, project: str) -> None:

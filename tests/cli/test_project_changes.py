@@ -156,3 +156,43 @@ def test_project_delete_status(client: Client, server: BerthServer) -> None:
 
     assert result.status_code == 204
     assert result.content == b""
+
+
+def test_project_info_shows_version(cli: RunCli, client: Client) -> None:
+    name = unique("counted")
+    client.create_project(name)
+    client.update_project(name, description="changed once")
+
+    result = cli("project", "info", name)
+
+    assert result.exit_code == 0, result.output
+    assert "Version      2" in result.stdout
+
+
+def test_project_stale_version_is_409(client: Client) -> None:
+    project = client.create_project(unique("raced"), "first")
+    updated = client.update_project(project["id"], description="second", version=1)
+
+    with pytest.raises(ApiError) as error:
+        client.update_project(project["id"], description="third", version=1)
+
+    assert project["version"] == 1
+    assert updated["version"] == 2
+    assert error.value.status == 409
+    assert error.value.field == "version"
+    assert "was changed by someone else (version 2, you sent 1)" in error.value.message
+    assert client.get_project(project["id"])["description"] == "second"
+
+
+def test_project_patch_stale_version_body(client: Client, server: BerthServer) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    project = client.create_project(unique("raced"))
+    client.update_project(project["id"], description="changed")
+    url = f"{server.url}/api/v1/projects/{project['id']}"
+
+    result = httpx.patch(url, json={"name": unique("late"), "version": 1}, headers=headers)
+
+    assert result.status_code == 409
+    assert result.json()["error"]["field"] == "version"
+    assert result.json()["error"]["details"] == {"current_version": 2}
+    assert client.get_project(project["id"])["name"] == project["name"]

@@ -1,5 +1,5 @@
-"""Schema migrations on SQLite and PostgreSQL: the newest revision matches the models, and
-0002 to 0004 keep existing instances.
+"""Schema migrations on SQLite and PostgreSQL: the newest revision matches the models,
+0002 to 0004 keep existing instances, and 0005 gives existing projects version 1.
 
 The PostgreSQL cases need the server on 127.0.0.1:5432 (trust auth); they are skipped
 when it is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
@@ -19,9 +19,9 @@ from sqlalchemy import Engine, inspect, select, text
 from berth.auth import authenticate
 from berth.bootstrap import bootstrap
 from berth.db.engine import Database, alembic_config, make_engine, migrate
-from berth.db.models import Base, Instance
+from berth.db.models import Base, Endpoint, Instance, Project
 from berth.secrets import KeyVault
-from berth.service import endpoints
+from berth.service import endpoints, projects
 from berth.service.keys import set_vault
 from tests.support import fresh_postgres_database
 
@@ -69,8 +69,9 @@ def test_newest_revision_matches_models(database_url: str) -> None:
 def test_later_revisions_keep_instances(database_url: str, tmp_path: Path) -> None:
     database = Database(database_url)
     try:
-        upgrade(database.engine, "0001")
-        assert "runtime" not in instance_columns(database.engine)
+        # The rows are written through the models, which need the newest schema, and
+        # the instance row below goes in after a downgrade to 0001.
+        upgrade(database.engine, "head")
         set_vault(KeyVault.from_file(tmp_path / "secret.key"))
         with database.session() as session:
             bootstrap(session, ADMIN_KEY)
@@ -85,6 +86,8 @@ def test_later_revisions_keep_instances(database_url: str, tmp_path: Path) -> No
                 instances=1,
             )
             endpoint_id = endpoint.id
+        downgrade(database.engine, "0001")
+        assert "runtime" not in instance_columns(database.engine)
         # The instance row is written as the 0001 schema has it, without the new columns.
         with database.engine.begin() as connection:
             connection.execute(
@@ -116,3 +119,47 @@ def test_later_revisions_keep_instances(database_url: str, tmp_path: Path) -> No
     added = {"runtime", "runtime_note", "local_socket", "launch"}
     assert added.isdisjoint(columns_after_downgrade)
     assert added <= columns_after_upgrade
+
+
+def project_columns(engine: Engine) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns("projects")}
+
+
+def test_project_version_revision(database_url: str, tmp_path: Path) -> None:
+    database = Database(database_url)
+    try:
+        upgrade(database.engine, "head")
+        set_vault(KeyVault.from_file(tmp_path / "secret.key"))
+        with database.session() as session:
+            bootstrap(session, ADMIN_KEY)
+            principal = authenticate(session, ADMIN_KEY, None)
+            project = projects.create_project(session, principal, "research", "")
+            session.flush()
+            projects.update_project(session, principal, project, None, "changed")
+            # An endpoint refers to the project, so a downgrade that copies the projects
+            # table would fail on its foreign key.
+            endpoints.create_endpoint(
+                session,
+                principal,
+                endpoints.Limits(capacity=4, max_instances_per_endpoint=4),
+                project_ref="research",
+                name="in-research",
+                model_ref="echo",
+                instances=1,
+            )
+            version_before = project.version
+
+        downgrade(database.engine, "0004")
+        columns_after_downgrade = project_columns(database.engine)
+        upgrade(database.engine, "head")
+        with database.session() as session:
+            versions = set(session.scalars(select(Project.version)))
+            endpoint_count = len(session.scalars(select(Endpoint.id)).all())
+    finally:
+        database.dispose()
+
+    assert version_before == 2
+    assert "version" not in columns_after_downgrade
+    # Projects that existed before the revision start at version 1, as new ones do.
+    assert versions == {1}
+    assert endpoint_count == 1

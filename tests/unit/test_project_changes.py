@@ -190,3 +190,54 @@ def test_member_changes_only_own_project(database: Database) -> None:
 
     assert "you may not change project 'admins'" in rename_error.value.message
     assert "you may not delete project 'admins'" in delete_error.value.message
+
+
+def test_change_raises_version(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        project = projects.create_project(session, admin, "research", "text")
+        session.flush()
+        created = project.version
+        projects.update_project(session, admin, project, "labs", None)
+        renamed = project.version
+        projects.update_project(session, admin, project, None, "new text")
+        described = project.version
+        projects.update_project(session, admin, project, "labs", "new text")
+        unchanged = project.version
+
+    assert created == 1
+    assert renamed == 2
+    assert described == 3
+    assert unchanged == 3
+
+
+def test_stale_version_rejected(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        project = projects.create_project(session, admin, "research", "text")
+        session.flush()
+        projects.update_project(session, admin, project, None, "first", expected_version=1)
+        with pytest.raises(Conflict) as raised:
+            projects.update_project(session, admin, project, "labs", "second", expected_version=1)
+
+    assert raised.value.field == "version"
+    assert raised.value.details == {"current_version": 2}
+    assert raised.value.message == (
+        "project 'research' was changed by someone else (version 2, you sent 1); "
+        "read it again and retry"
+    )
+    assert project.name == "research"
+    assert project.description == "first"
+
+
+def test_current_version_accepted(database: Database) -> None:
+    with database.session() as session:
+        admin = _admin(session)
+        project = projects.create_project(session, admin, "research", "text")
+        session.flush()
+        projects.update_project(session, admin, project, "labs", None, expected_version=1)
+        projects.update_project(session, admin, project, None, "more", expected_version=2)
+
+        assert project.name == "labs"
+        assert project.description == "more"
+        assert project.version == 3

@@ -110,6 +110,7 @@ def project_out(project: Project) -> ProjectOut:
         tenant=Reference(id=project.tenant.id, name=project.tenant.name),
         owner=user_ref(project.owner),
         created_at=project.created_at,
+        version=project.version,
     )
 
 

@@ -63,6 +63,7 @@ class ProjectOut(BaseModel):
     tenant: Reference
     owner: Reference
     created_at: datetime
+    version: int = Field(description="raised by each rename or description change")
 
 
 class ProjectCreate(StrictBody):
@@ -76,6 +77,9 @@ class ProjectUpdate(StrictBody):
         description="new project name, unique in the tenant; the `default` project keeps its name",
     )
     description: str | None = Field(default=None, max_length=2000)
+    version: int | None = Field(
+        default=None, description="the version you last read; a stale one gets 409"
+    )
 
 
 class CheckpointOut(BaseModel):

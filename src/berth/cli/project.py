@@ -166,6 +166,7 @@ def _print_project(project: Json) -> None:
             ("Description", project["description"] or "-"),
             ("Tenant", project["tenant"]["name"]),
             ("Owner", project["owner"]["name"]),
+            ("Version", str(project["version"])),
             ("Created", format_time(project["created_at"])),
         ]
     )

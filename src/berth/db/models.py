@@ -210,6 +210,8 @@ class Project(Base):
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id"), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Raised by each rename or description change, for the optimistic `version` check.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
 
     tenant: Mapped[Tenant] = relationship()
     owner: Mapped[User] = relationship()

@@ -94,8 +94,13 @@ def is_default_project(project: Project) -> bool:
     return project.name_key == DEFAULT_PROJECT
 
 
+def can_manage(principal: Principal, project: Project) -> bool:
+    """Tell whether the caller may rename, describe or delete the project."""
+    return project.owner_id == principal.user_id or principal.is_tenant_admin(project.tenant_id)
+
+
 def _require_manage(principal: Principal, project: Project, action: str) -> None:
-    if project.owner_id == principal.user_id or principal.is_tenant_admin(project.tenant_id):
+    if can_manage(principal, project):
         return
     raise Forbidden(
         f"you may not {action} project '{project.name}': only its owner, a TenantAdmin of "
@@ -109,11 +114,25 @@ def update_project(
     project: Project,
     name: str | None,
     description: str | None,
+    expected_version: int | None = None,
 ) -> Project:
-    """Rename the project and/or change its description; None leaves a field as it is."""
+    """Rename the project and/or change its description; None leaves a field as it is.
+
+    `expected_version` is the version the caller last read; a stale one raises Conflict
+    and changes nothing. A change raises the version by one. A request that changes
+    nothing leaves it as it is.
+    """
     _require_manage(principal, project, "change")
-    # A rename or delete runs after any concurrent change of the same project.
-    lock_row(session, project, Project.name)
+    # A rename or delete runs after any concurrent change of the same project, and the
+    # version check compares with the latest version.
+    lock_row(session, project, Project.version)
+    if expected_version is not None and expected_version != project.version:
+        raise Conflict(
+            f"project '{project.name}' was changed by someone else (version "
+            f"{project.version}, you sent {expected_version}); read it again and retry",
+            field="version",
+            current_version=project.version,
+        )
     details: dict[str, str] = {}
     if name is not None:
         name = normalize_name(name, field="name")
@@ -134,6 +153,7 @@ def update_project(
         details["old_description"] = project.description
         project.description = description
     if details:
+        project.version += 1
         audit.record(
             session,
             principal,
@@ -171,7 +191,7 @@ def delete_project(session: Session, principal: Principal, project: Project) -> 
             field="project",
         )
     # A rename or delete runs after any concurrent change of the same project.
-    lock_row(session, project, Project.name)
+    lock_row(session, project, Project.version)
     endpoints = count_endpoints(session, project)
     if endpoints:
         noun = "endpoint" if endpoints == 1 else "endpoints"

@@ -60,11 +60,15 @@ def update_project(
     principal: PrincipalDep,
     request: Request,
 ) -> ProjectOut:
-    """Rename a project or change its description; omitted fields stay as they are."""
+    """Rename a project or change its description; omitted fields stay as they are.
+
+    With `version`, the change applies only if the project is still at that version."""
 
     def update() -> Project:
         row = service.find_project(session, principal, project)
-        return service.update_project(session, principal, row, body.name, body.description)
+        return service.update_project(
+            session, principal, row, body.name, body.description, body.version
+        )
 
     return project_out(apply_change(session, request, update))
 
