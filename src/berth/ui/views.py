@@ -12,6 +12,7 @@ from starlette.templating import Jinja2Templates
 
 from berth.api.convert import key_out, project_out
 from berth.auth import Principal
+from berth.db.models import Project
 from berth.db.transactions import run_transaction
 from berth.errors import InvalidInput
 from berth.service import endpoints, keys, models, organization, projects, sessions, tenants
@@ -177,8 +178,20 @@ def project_page(request: Request, session: Session, principal: Principal) -> Re
     project = projects.find_project(session, principal, request.path_params["project"])
     context = chrome(session, principal, section="projects")
     context.update(_dialog_context(request, session, principal))
-    context.update(_project_endpoints(request, session, principal, project.id))
-    context["project"] = project_out(project)
+    context.update(_project_endpoints(request, session, principal, project))
+    out = project_out(project)
+    context.update(
+        project=out,
+        can_manage_project=projects.can_manage(principal, project),
+        is_default_project=projects.is_default_project(project),
+        # What the edit and delete dialogs send back to the API.
+        project_data={
+            "id": out.id,
+            "name": out.name,
+            "description": out.description,
+            "version": out.version,
+        },
+    )
     return render(request, "project.html", context)
 
 
@@ -187,20 +200,22 @@ def project_endpoints_fragment(
     request: Request, session: Session, principal: Principal
 ) -> Response:
     project = projects.find_project(session, principal, request.path_params["project"])
-    context = _project_endpoints(request, session, principal, project.id)
+    context = _project_endpoints(request, session, principal, project)
     return render(request, "_project_endpoints.html", context)
 
 
 def _project_endpoints(
-    request: Request, session: Session, principal: Principal, project_id: str
+    request: Request, session: Session, principal: Principal, project: Project
 ) -> dict[str, Any]:
-    rows, total = endpoints.list_endpoints(session, principal, project_id, None, MAX_PAGE_SIZE, 0)
+    rows, total = endpoints.list_endpoints(session, principal, project.id, None, MAX_PAGE_SIZE, 0)
     views = [endpoint_view(row, principal, _settings(request).advertised_url) for row in rows]
     return {
         "principal": principal,
-        "project_id": project_id,
+        "project_id": project.id,
         "endpoints": views,
         "total": total,
+        # The endpoints that keep the project from being deleted, as the API counts them.
+        "blocking_endpoints": projects.count_endpoints(session, project),
         "poll_ms": poll_interval_ms(views),
     }
 

@@ -1,15 +1,108 @@
-// The projects list: create a project and open it.
+// The projects list and the project window: create a project and open it, and edit
+// (rename, describe) or delete the project of the window.
 
-import { UI, api, showMessageNext, submitting } from "./core.js";
+import {
+  UI,
+  api,
+  fillDialog,
+  nameProblem,
+  openDialog,
+  showMessageNext,
+  submitting,
+  throwFieldErrors,
+} from "./core.js";
 
-const form = document.getElementById("project-add-form");
+// Create a project from the projects list.
 
-form.addEventListener("submit", (event) => {
+const addForm = document.getElementById("project-add-form");
+
+addForm?.addEventListener("submit", (event) => {
   event.preventDefault();
-  submitting(form, async () => {
-    const body = { name: form.elements.name.value, description: form.elements.description.value };
+  submitting(addForm, async () => {
+    const body = { name: addForm.elements.name.value, description: addForm.elements.description.value };
     const project = await api("POST", "/projects", body);
     showMessageNext(`Project ${project.name} was created.`);
     location.assign(`${UI}/projects/${project.id}`);
   });
+});
+
+// Edit and delete the project of the project window. The page offers them only to
+// those who may change the project, and the delete only for a project other than the
+// default one. The API checks both again.
+
+const head = document.getElementById("project-head");
+const project = head ? JSON.parse(head.dataset.project) : null;
+const editDialog = document.getElementById("project-edit-dialog");
+const deleteDialog = document.getElementById("project-delete-dialog");
+
+function openEditDialog() {
+  const form = editDialog.querySelector("form");
+  form.reset();
+  openDialog(editDialog);
+  (form.elements.name || form.elements.description).focus();
+}
+
+if (editDialog) {
+  const form = editDialog.querySelector("form");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitting(form, async () => {
+      // The default project's dialog has no name field, so its name stays as it is.
+      const nameInput = form.elements.name;
+      if (nameInput) {
+        const problem = nameProblem(nameInput.value);
+        throwFieldErrors(problem ? [{ field: "name", message: problem }] : []);
+      }
+      // The version makes the API reject the change when someone else changed the
+      // project after this page was loaded.
+      const body = { description: form.elements.description.value, version: project.version };
+      if (nameInput) body.name = nameInput.value.trim();
+      const updated = await api("PATCH", `/projects/${project.id}`, body);
+      const message =
+        updated.name === project.name
+          ? `Project ${updated.name} was updated.`
+          : `Project ${project.name} was renamed to ${updated.name}.`;
+      showMessageNext(message);
+      location.reload();
+    });
+  });
+}
+
+/** Return the number of endpoints that keep the project from being deleted. */
+function blockingEndpoints() {
+  return Number(document.getElementById("project-endpoints")?.dataset.blockingEndpoints || 0);
+}
+
+function openDeleteDialog() {
+  // The endpoints list refreshes itself, so the count is read when the dialog opens.
+  const count = blockingEndpoints();
+  fillDialog(deleteDialog, { endpoints: `${count} endpoint${count === 1 ? "" : "s"}` });
+  deleteDialog.querySelectorAll("[data-when-empty]").forEach((element) => {
+    element.hidden = count > 0;
+  });
+  deleteDialog.querySelectorAll("[data-when-not-empty]").forEach((element) => {
+    element.hidden = count === 0;
+  });
+  openDialog(deleteDialog);
+}
+
+if (deleteDialog) {
+  const form = deleteDialog.querySelector("form");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitting(form, async () => {
+      // The API rejects the delete with 409 when endpoints were added since the dialog
+      // opened. Its message then shows in the dialog.
+      await api("DELETE", `/projects/${project.id}`);
+      showMessageNext(`Project ${project.name} was deleted.`);
+      location.assign(`${UI}/projects`);
+    });
+  });
+}
+
+document.addEventListener("click", (event) => {
+  const button = event.target instanceof Element ? event.target.closest("[data-project-action]") : null;
+  if (!button) return;
+  if (button.dataset.projectAction === "edit") openEditDialog();
+  else if (button.dataset.projectAction === "delete") openDeleteDialog();
 });
