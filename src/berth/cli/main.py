@@ -2,7 +2,7 @@
 
 import typer
 
-from berth.cli import audit, endpoint, model, org, platform_key, project, tenant, user
+from berth.cli import admin, audit, endpoint, model, org, platform_key, project, tenant, user
 from berth.cli.login import login, logout
 from berth.cli.output import BerthGroup
 from berth.cli.up import up
@@ -26,6 +26,7 @@ app.add_typer(user.app, name="user")
 app.add_typer(platform_key.app, name="platform-key")
 app.add_typer(org.app, name="org")
 app.add_typer(audit.app, name="audit")
+app.add_typer(admin.app, name="admin")
 
 
 @app.callback()

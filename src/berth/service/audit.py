@@ -43,6 +43,32 @@ def record(
     )
 
 
+def record_without_actor(
+    session: Session,
+    action: str,
+    resource_type: str,
+    resource_id: str,
+    resource_name: str = "",
+    **details: Any,
+) -> None:
+    """Add an organization-wide entry for a change that no signed-in user made, such as
+    one made on the server machine with `berth admin`. `details` records how it was made."""
+    session.add(
+        AuditEntry(
+            id=new_id(),
+            actor_id=None,
+            actor_name="",
+            tenant_id=None,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            resource_name=resource_name,
+            source_address="",
+            details=details,
+        )
+    )
+
+
 @dataclass
 class AuditFilter:
     action: str | None = None

@@ -24,6 +24,7 @@ from berth.service.common import (
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
 KEY_PREFIX_LENGTH = 14
+MAX_KEY_DESCRIPTION_LENGTH = 200
 ME = "me"
 
 _hasher = PasswordHasher()
@@ -287,9 +288,26 @@ def create_platform_key(
     session: Session, principal: Principal, user: User, description: str
 ) -> tuple[PlatformKey, str]:
     _require_self_or_org_admin(principal, user, "create")
+    row, key = _new_platform_key(session, user, description)
+    audit.record(
+        session,
+        principal,
+        "platform_key.created",
+        "platform_key",
+        row.id,
+        row.description,
+        owner=user.username,
+    )
+    return row, key
+
+
+def _new_platform_key(session: Session, user: User, description: str) -> tuple[PlatformKey, str]:
     description = description.strip()
-    if len(description) > 200:
-        raise InvalidInput("description is longer than 200 characters", field="description")
+    if len(description) > MAX_KEY_DESCRIPTION_LENGTH:
+        raise InvalidInput(
+            f"description is longer than {MAX_KEY_DESCRIPTION_LENGTH} characters",
+            field="description",
+        )
     key = new_platform_key()
     row = PlatformKey(
         id=new_id(),
@@ -299,16 +317,62 @@ def create_platform_key(
         description=description,
     )
     session.add(row)
-    audit.record(
+    return row, key
+
+
+def create_recovery_key(
+    session: Session, user_ref: str, description: str, operator: str
+) -> tuple[User, PlatformKey, str]:
+    """Create a platform API key for an enabled OrgAdmin, with no caller to check.
+
+    Only `berth admin create-key` calls this. It runs on the server machine with the
+    database settings of `berth up`, so the person who runs it can change the database
+    anyway.
+    `operator` names the operating-system user who ran it, for the audit entry.
+    """
+    ref = user_ref.strip()
+    if looks_like_id(ref):
+        user = session.get(User, ref.lower())
+    else:
+        user = session.scalar(select(User).where(User.username_key == name_key(ref)))
+    if user is None:
+        raise NotFound(f"user '{ref}' not found; {_org_admins_hint(session)}", field="user")
+    if not user.is_org_admin:
+        raise Forbidden(
+            f"user '{user.username}' is not an OrgAdmin, and this command creates keys only "
+            f"for OrgAdmins; {_org_admins_hint(session)}. With a key of one of them, "
+            f"`berth platform-key create --user {user.username}` creates a key for any user"
+        )
+    if user.disabled:
+        raise Conflict(
+            f"user '{user.username}' is disabled, so the server would reject a key of theirs; "
+            f"{_org_admins_hint(session)}. Create a key for one of them, then enable this "
+            f"user with `berth user enable {user.username}`",
+            field="user",
+        )
+    row, key = _new_platform_key(session, user, description)
+    audit.record_without_actor(
         session,
-        principal,
         "platform_key.created",
         "platform_key",
         row.id,
-        description,
+        row.description,
         owner=user.username,
+        command="berth admin create-key",
+        operator=operator,
     )
-    return row, key
+    return user, row, key
+
+
+def _org_admins_hint(session: Session) -> str:
+    names = session.scalars(
+        select(User.username)
+        .where(User.is_org_admin.is_(True), User.disabled.is_(False))
+        .order_by(User.username_key)
+    ).all()
+    if not names:
+        return "the database contains no enabled OrgAdmin"
+    return "the enabled OrgAdmins are " + ", ".join(f"'{name}'" for name in names)
 
 
 def list_platform_keys(session: Session, principal: Principal, user: User) -> list[PlatformKey]:
