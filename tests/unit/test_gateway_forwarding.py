@@ -18,7 +18,14 @@ import httpx
 import pytest
 
 from berth.gateway.proxy import Gateway
-from berth.gateway.table import KeyEntry, Route, RoutingTable, Upstream, _Changes
+from berth.gateway.table import (
+    KeyEntry,
+    Route,
+    RoutingTable,
+    Upstream,
+    _Changes,
+    _EndpointChange,
+)
 from berth.json_nesting import MAX_JSON_DEPTH
 from berth.states import (
     EndpointState,
@@ -460,6 +467,28 @@ async def test_key_of_another_endpoint_is_rejected(setup: Setup) -> None:
     assert OTHER_KEY not in response.text
 
 
+async def test_disabled_tenant_gives_403(setup: Setup) -> None:
+    setup.route.tenant_name = "research"
+    setup.route.tenant_disabled = True
+
+    rejected = await setup.post()
+    without_key = await setup.client.post(
+        f"/endpoints/{ENDPOINT}/v1/chat/completions", json={"messages": []}
+    )
+    setup.route.tenant_disabled = False
+    served = await setup.post()
+
+    assert rejected.status_code == 403
+    assert rejected.json()["error"]["code"] == "tenant_disabled"
+    assert "tenant 'research' of this endpoint is disabled" in rejected.json()["error"]["message"]
+    assert "`berth tenant enable research`" in rejected.json()["error"]["message"]
+    assert setup.first.attempts + setup.second.attempts == 1
+    # A caller without a valid key learns nothing about the tenant.
+    assert without_key.status_code == 401
+    assert "research" not in without_key.text
+    assert served.status_code == 200
+
+
 @pytest.mark.parametrize(
     ("headers", "fragment"),
     [
@@ -540,7 +569,11 @@ async def test_deploying_endpoint_waits_for_an_instance(setup: Setup) -> None:
         changes = _Changes(
             seq=1,
             keys=[],
-            endpoints=[(ENDPOINT, EndpointState.LIVE, MLApp.ECHO, False, "")],
+            endpoints=[
+                _EndpointChange(
+                    ENDPOINT, EndpointState.LIVE, MLApp.ECHO, False, "", "default", False
+                )
+            ],
             instances=[("c", ENDPOINT, InstanceState.READY, setup.first.address, "", False)],
         )
         setup.table._apply(changes)

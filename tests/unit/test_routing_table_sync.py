@@ -6,8 +6,9 @@ from sqlalchemy import event
 
 from berth.auth import authenticate
 from berth.db.engine import Database
+from berth.db.models import Endpoint
 from berth.gateway.table import RoutingTable
-from berth.service import endpoints
+from berth.service import endpoints, tenants
 from tests.unit.conftest import UNIT_ADMIN_KEY
 
 LIMITS = endpoints.Limits(capacity=4, max_instances_per_endpoint=4)
@@ -69,3 +70,30 @@ def test_refresh_after_a_change_reads_the_changed_rows(database: Database) -> No
 
     assert endpoint_id in table.routes
     assert any(entry.endpoint_id == endpoint_id for entry in table.keys.values())
+
+
+def test_tenant_disable_reaches_the_table(database: Database) -> None:
+    endpoint_id = _create_endpoint(database, "chat")
+
+    def change_tenant(name: str | None, disabled: bool | None) -> None:
+        with database.session() as session:
+            admin = authenticate(session, UNIT_ADMIN_KEY, None)
+            endpoint = session.get(Endpoint, endpoint_id)
+            assert endpoint is not None
+            tenant = endpoint.tenant
+            tenants.update_tenant(session, admin, tenant, name, disabled)
+
+    async def scenario() -> list[tuple[str, bool]]:
+        table = RoutingTable(database, sync_interval_s=0.2)
+        await table.refresh()
+        seen = []
+        for name, disabled in ((None, True), ("renamed", None), (None, False)):
+            await asyncio.to_thread(change_tenant, name, disabled)
+            await table.refresh()
+            route = table.routes[endpoint_id]
+            seen.append((route.tenant_name, route.tenant_disabled))
+        return seen
+
+    seen = asyncio.run(scenario())
+
+    assert seen == [("default", True), ("renamed", True), ("renamed", False)]

@@ -154,7 +154,9 @@ def disable(
 ) -> None:
     """Disable a tenant (OrgAdmin only): its members can no longer act in it.
 
-    `berth tenant enable` undoes this.
+    The gateway rejects requests to the tenant's endpoints with 403 (tenant_disabled).
+    Their instances keep running, so `berth tenant enable` restores service at once;
+    stop the endpoints to free their resources.
     """
     with connect(server, api_key, tenant) as client:
         data = client.update_tenant(tenant_ref, disabled=True)

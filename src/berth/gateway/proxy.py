@@ -319,6 +319,15 @@ class Gateway:
         if denied is not None:
             return denied
         route = self._table.routes[endpoint_id]
+        if route.tenant_disabled:
+            # Checked after the key, so only a caller with a valid key learns the tenant.
+            return error_reply(
+                403,
+                f"tenant '{route.tenant_name}' of this endpoint is disabled, so the endpoint "
+                "serves no requests; an OrgAdmin can enable the tenant again with "
+                f"`berth tenant enable {route.tenant_name}`",
+                code="tenant_disabled",
+            )
 
         expected = ROUTES.get(path)
         if expected is None:

@@ -3,7 +3,9 @@
 Every gateway process keeps its own copy and refreshes it from the database every
 `sync_interval_s`, fetching only rows whose change number is above the last one seen
 (see `berth.db.models`). A key check is a dictionary look-up, whatever the number of
-keys, and a revocation reaches every gateway process within one sync interval.
+keys, and a revocation reaches every gateway process within one sync interval. Disabling
+or enabling a tenant gives each of its endpoints a new change number, so it reaches the
+gateways the same way.
 """
 
 import asyncio
@@ -15,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from berth.db.engine import CHANGE_COUNTER, Database
-from berth.db.models import Counter, Endpoint, EndpointKey, Instance, Model
+from berth.db.models import Counter, Endpoint, EndpointKey, Instance, Model, Tenant
 from berth.states import EndpointState, InstanceState, KeyStatus, MLApp
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,9 @@ class Route:
     deleted: bool
     # The reconciler's reason for the state, which only the message of a 503 reads.
     state_reason: str = ""
+    # The endpoint's tenant. While it is disabled, the gateway rejects requests with 403.
+    tenant_name: str = ""
+    tenant_disabled: bool = False
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     # Round-robin position, to spread ties between equally busy instances.
     turn: int = 0
@@ -77,10 +82,21 @@ class Route:
 
 
 @dataclass
+class _EndpointChange:
+    endpoint_id: str
+    state: EndpointState
+    ml_app: MLApp
+    deleted: bool
+    state_reason: str
+    tenant_name: str
+    tenant_disabled: bool
+
+
+@dataclass
 class _Changes:
     seq: int
     keys: list[tuple[str, str, str, KeyStatus]]
-    endpoints: list[tuple[str, EndpointState, MLApp, bool, str]]
+    endpoints: list[_EndpointChange]
     instances: list[tuple[str, str, InstanceState, str, str, bool]]
 
 
@@ -157,13 +173,15 @@ class RoutingTable:
         for key_hash, key_id, endpoint_id, status in changes.keys:
             self.keys[key_hash] = KeyEntry(key_id, endpoint_id, status)
 
-        for endpoint_id, state, ml_app, deleted, reason in changes.endpoints:
-            route = self.routes.get(endpoint_id)
+        for change in changes.endpoints:
+            route = self.routes.get(change.endpoint_id)
             if route is None:
-                route = Route(endpoint_id, state, ml_app, deleted, reason)
-                self.routes[endpoint_id] = route
-            route.state, route.ml_app, route.deleted = state, ml_app, deleted
-            route.state_reason = reason
+                route = Route(change.endpoint_id, change.state, change.ml_app, change.deleted)
+                self.routes[change.endpoint_id] = route
+            route.state, route.ml_app, route.deleted = change.state, change.ml_app, change.deleted
+            route.state_reason = change.state_reason
+            route.tenant_name = change.tenant_name
+            route.tenant_disabled = change.tenant_disabled
         self._drop_deleted()
 
         for instance_id, endpoint_id, instance_state, address, local, ended in changes.instances:
@@ -201,9 +219,16 @@ def _query_changes(session: Session, since: int) -> _Changes:
     ).all()
     endpoints = session.execute(
         select(
-            Endpoint.id, Endpoint.state, Model.ml_app, Endpoint.deleted_at, Endpoint.state_reason
+            Endpoint.id,
+            Endpoint.state,
+            Model.ml_app,
+            Endpoint.deleted_at,
+            Endpoint.state_reason,
+            Tenant.name,
+            Tenant.disabled,
         )
         .join(Model, Model.id == Endpoint.model_id)
+        .join(Tenant, Tenant.id == Endpoint.tenant_id)
         .where(Endpoint.seq > since)
     ).all()
     instance_query = select(
@@ -221,7 +246,15 @@ def _query_changes(session: Session, since: int) -> _Changes:
         seq=int(seq),
         keys=[(row[0], row[1], row[2], KeyStatus(row[3])) for row in keys],
         endpoints=[
-            (row[0], EndpointState(row[1]), MLApp(row[2]), row[3] is not None, row[4] or "")
+            _EndpointChange(
+                endpoint_id=row[0],
+                state=EndpointState(row[1]),
+                ml_app=MLApp(row[2]),
+                deleted=row[3] is not None,
+                state_reason=row[4] or "",
+                tenant_name=row[5],
+                tenant_disabled=bool(row[6]),
+            )
             for row in endpoints
         ],
         instances=[

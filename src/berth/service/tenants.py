@@ -4,11 +4,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from berth.auth import Principal, find_tenant_row
-from berth.db.models import Membership, Project, Tenant, User
+from berth.db.models import Endpoint, Membership, Project, Tenant, User
 from berth.errors import Conflict, InvalidInput, NotFound
 from berth.names import name_key, normalize_name
 from berth.service import audit
-from berth.service.common import new_id
+from berth.service.common import mark_changed, new_id
 from berth.service.projects import DEFAULT_PROJECT
 from berth.states import Role
 
@@ -87,11 +87,27 @@ def update_tenant(
             )
             tenant.name = name
             tenant.name_key = name_key(name)
+            _notify_gateways(session, tenant)
     if disabled is not None and disabled != tenant.disabled:
         tenant.disabled = disabled
         action = "tenant.disabled" if disabled else "tenant.enabled"
         audit.record(session, principal, action, "tenant", tenant.id, tenant.name, tenant.id)
+        _notify_gateways(session, tenant)
     return tenant
+
+
+def _notify_gateways(session: Session, tenant: Tenant) -> None:
+    """Give the tenant's endpoints a new change number, so that every gateway reloads
+    them with the tenant's name and status at its next refresh.
+
+    While a tenant is disabled, gateways reject requests to its endpoints, and the
+    rejection names the tenant.
+    """
+    endpoints = session.scalars(
+        select(Endpoint).where(Endpoint.tenant_id == tenant.id, Endpoint.deleted_at.is_(None))
+    ).all()
+    if endpoints:
+        mark_changed(session, *endpoints)
 
 
 def list_members(
