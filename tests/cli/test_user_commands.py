@@ -235,3 +235,40 @@ def test_user_set_default_tenant_for_other(cli: RunCli, client: Client) -> None:
 
     assert result.exit_code == 1
     assert f"user '{name}' is not a member of tenant '{tenant}'" in result.stderr
+
+
+def test_user_set_default_tenant_disabled(cli: RunCli, client: Client) -> None:
+    tenant, name = unique("off"), unique("ria")
+    client.create_tenant(tenant)
+    client.create_user(name, tenant=tenant)
+    client.update_tenant(tenant, disabled=True)
+    try:
+        result = cli("user", "set-default-tenant", tenant, "--user", name)
+    finally:
+        client.update_tenant(tenant, disabled=False)
+
+    assert result.exit_code == 1
+    assert f"tenant '{tenant}' is disabled, so it cannot be the default tenant" in unboxed(
+        result.stderr
+    )
+    assert f"`berth tenant enable {tenant}`" in unboxed(result.stderr)
+    assert "choose another tenant" in unboxed(result.stderr)
+
+
+def test_user_info_disabled_default_tenant(cli: RunCli, client: Client) -> None:
+    first, second, name = unique("one"), unique("two"), unique("sam")
+    client.create_tenant(first)
+    client.create_tenant(second)
+    key = new_user(client, name, first)
+    client.set_member(second, name, "User")
+    client.update_user(name, default_tenant=second)
+    client.update_tenant(second, disabled=True)
+    try:
+        info = cli("user", "info", "me", BERTH_API_KEY=key)
+    finally:
+        client.update_tenant(second, disabled=False)
+
+    assert info.exit_code == 0, info.output
+    assert (
+        f"Default tenant  {second} (disabled: not used until an OrgAdmin enables it)" in info.stdout
+    )

@@ -380,3 +380,18 @@ def test_whoami_without_a_tenant(tenancy: Tenancy) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["user"]["name"] == "nadia"
     assert response.json()["tenant"] is None
+
+
+def test_disabled_tenant_cannot_be_default(tenancy: Tenancy) -> None:
+    tenancy.admin.post("/tenants", json={"name": "frozen"}).raise_for_status()
+    tenancy.admin.put("/tenants/frozen/members/bella", json={"role": "User"}).raise_for_status()
+    tenancy.admin.patch("/tenants/frozen", json={"disabled": True}).raise_for_status()
+
+    response = tenancy.member_b.patch("/users/me", json={"default_tenant": "frozen"})
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "default_tenant"
+    assert "tenant 'frozen' is disabled" in error["message"]
+    assert "`berth tenant enable frozen`" in error["message"]
+    assert tenancy.member_b.get("/users/me").json()["default_tenant_id"] is None

@@ -6,7 +6,7 @@ import pytest
 from berth.api.convert import user_out
 from berth.auth import authenticate
 from berth.db.engine import Database
-from berth.errors import Forbidden
+from berth.errors import Forbidden, InvalidInput
 from berth.service import tenants, users
 from berth.states import Role
 from tests.unit.conftest import UNIT_ADMIN_KEY
@@ -60,3 +60,43 @@ def test_user_list_hides_other_tenants(database: Database) -> None:
     admin_tenants = sorted(membership.tenant.name for membership in seen_by_admin.memberships)
     assert admin_tenants == ["research", "secret"]
     assert seen_by_admin.default_tenant_id is not None
+
+
+def test_disabled_tenant_cannot_become_default(database: Database) -> None:
+    with database.session() as session:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        paused = tenants.create_tenant(session, admin, "paused")
+        ada, _key = users.create_user(session, admin, users.NewUser(username="ada"))
+        tenants.set_membership(session, admin, paused, ada, Role.USER)
+        tenants.update_tenant(session, admin, paused, None, True)
+
+        with pytest.raises(InvalidInput) as error:
+            users.update_user(session, admin, ada, default_tenant=paused)
+
+        assert ada.default_tenant_id is None
+    assert error.value.field == "default_tenant"
+    assert "tenant 'paused' is disabled" in error.value.message
+    assert "`berth tenant enable paused`" in error.value.message
+    assert "choose another tenant" in error.value.message
+
+
+def test_disabled_default_tenant_is_skipped(database: Database) -> None:
+    with database.session() as session:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        first = tenants.create_tenant(session, admin, "first")
+        second = tenants.create_tenant(session, admin, "second")
+        ada, ada_key = users.create_user(
+            session, admin, users.NewUser(username="ada", create_key=True)
+        )
+        tenants.set_membership(session, admin, first, ada, Role.USER)
+        tenants.set_membership(session, admin, second, ada, Role.USER)
+        users.update_user(session, admin, ada, default_tenant=second)
+        tenants.update_tenant(session, admin, second, None, True)
+
+    with database.session() as session:
+        ada_principal = authenticate(session, str(ada_key), None)
+        seen_by_ada = user_out(users.find_user(session, ada_principal, "me"), ada_principal)
+
+    assert ada_principal.tenant_name == "first"
+    assert seen_by_ada.default_tenant_id is not None
+    assert seen_by_ada.default_tenant_disabled is True

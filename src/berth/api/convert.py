@@ -63,14 +63,15 @@ def user_out(user: User, principal: Principal) -> UserOut:
         return principal.is_org_admin or tenant_id in principal.roles
 
     memberships = [membership for membership in user.memberships if visible(membership.tenant_id)]
-    default_tenant_id = user.default_tenant_id if visible(user.default_tenant_id) else None
+    default_tenant = user.default_tenant if visible(user.default_tenant_id) else None
     return UserOut(
         id=user.id,
         username=user.username,
         is_org_admin=user.is_org_admin,
         disabled=user.disabled,
         has_password=user.password_hash is not None,
-        default_tenant_id=default_tenant_id,
+        default_tenant_id=default_tenant.id if default_tenant else None,
+        default_tenant_disabled=default_tenant.disabled if default_tenant else False,
         memberships=[membership_out(membership) for membership in memberships],
         created_at=user.created_at,
     )

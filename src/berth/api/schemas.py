@@ -326,6 +326,10 @@ class UserOut(BaseModel):
     disabled: bool
     has_password: bool
     default_tenant_id: str | None
+    default_tenant_disabled: bool = Field(
+        description="true when the default tenant is disabled, so the user acts in another "
+        "enabled tenant, if any"
+    )
     memberships: list[MembershipOut]
     created_at: datetime
 

@@ -333,10 +333,13 @@ def _default_tenant_text(user: Json) -> str:
     tenant_id = user["default_tenant_id"]
     if tenant_id is None:
         return "not set"
+    name = str(tenant_id)
     for membership in user["memberships"]:
         if membership["tenant"]["id"] == tenant_id:
-            return str(membership["tenant"]["name"])
-    return str(tenant_id)
+            name = str(membership["tenant"]["name"])
+    if user.get("default_tenant_disabled"):
+        return f"{name} (disabled: not used until an OrgAdmin enables it)"
+    return name
 
 
 def _print_change(message: str, user: Json, output: OutputFormat) -> None:

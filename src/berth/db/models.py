@@ -123,6 +123,7 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     default_tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"))
 
+    default_tenant: Mapped[Tenant | None] = relationship()
     memberships: Mapped[list["Membership"]] = relationship(back_populates="user")
 
 

@@ -263,6 +263,13 @@ def update_user(
                 f"user '{user.username}' is not a member of tenant '{default_tenant.name}'",
                 field="default_tenant",
             )
+        if default_tenant.disabled:
+            raise InvalidInput(
+                f"tenant '{default_tenant.name}' is disabled, so it cannot be the default "
+                f"tenant of user '{user.username}'; an OrgAdmin can enable it with `berth "
+                f"tenant enable {default_tenant.name}`, or choose another tenant",
+                field="default_tenant",
+            )
         user.default_tenant_id = default_tenant.id
     return user
 
