@@ -395,3 +395,21 @@ def test_disabled_tenant_cannot_be_default(tenancy: Tenancy) -> None:
     assert "tenant 'frozen' is disabled" in error["message"]
     assert "`berth tenant enable frozen`" in error["message"]
     assert tenancy.member_b.get("/users/me").json()["default_tenant_id"] is None
+
+
+def test_default_tenant_hidden_from_others(tenancy: Tenancy) -> None:
+    body = {"username": "ezra", "tenant": "beta", "create_key": True}
+    created = tenancy.admin.post("/users", json=body)
+    assert created.status_code == 201, created.text
+    tenancy.admin.put("/tenants/alpha/members/ezra", json={"role": "User"}).raise_for_status()
+    tenancy.admin.patch("/users/ezra", json={"default_tenant": "alpha"}).raise_for_status()
+
+    seen_by_member = tenancy.member_b.get("/users/ezra").json()
+    with api(tenancy.server, created.json()["api_key"]) as ezra:
+        seen_by_self = ezra.get("/users/me").json()
+
+    assert seen_by_member["default_tenant_id"] is None
+    assert seen_by_member["default_tenant_hidden"] is True
+    assert "alpha" not in str(seen_by_member)
+    assert seen_by_self["default_tenant_hidden"] is False
+    assert seen_by_self["default_tenant_id"] is not None

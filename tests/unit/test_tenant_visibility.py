@@ -100,3 +100,30 @@ def test_disabled_default_tenant_is_skipped(database: Database) -> None:
     assert ada_principal.tenant_name == "first"
     assert seen_by_ada.default_tenant_id is not None
     assert seen_by_ada.default_tenant_disabled is True
+    assert seen_by_ada.default_tenant_hidden is False
+
+
+def test_default_tenant_of_hidden_tenant(database: Database) -> None:
+    with database.session() as session:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        research = tenants.create_tenant(session, admin, "research")
+        secret = tenants.create_tenant(session, admin, "secret")
+        ada, ada_key = users.create_user(
+            session, admin, users.NewUser(username="ada", create_key=True)
+        )
+        grace, _key = users.create_user(session, admin, users.NewUser(username="grace"))
+        tenants.set_membership(session, admin, research, ada, Role.USER)
+        tenants.set_membership(session, admin, research, grace, Role.USER)
+        tenants.set_membership(session, admin, secret, grace, Role.USER)
+        users.update_user(session, admin, grace, default_tenant=secret)
+        tenants.update_tenant(session, admin, secret, None, True)
+
+    with database.session() as session:
+        ada_principal = authenticate(session, str(ada_key), None)
+        seen_by_ada = user_out(users.find_user(session, ada_principal, "grace"), ada_principal)
+
+    assert seen_by_ada.default_tenant_id is None
+    assert seen_by_ada.default_tenant_hidden is True
+    # Whether the hidden tenant is disabled is as secret as its name.
+    assert seen_by_ada.default_tenant_disabled is False
+    assert "secret" not in seen_by_ada.model_dump_json()

@@ -71,6 +71,7 @@ def user_out(user: User, principal: Principal) -> UserOut:
         disabled=user.disabled,
         has_password=user.password_hash is not None,
         default_tenant_id=default_tenant.id if default_tenant else None,
+        default_tenant_hidden=user.default_tenant_id is not None and default_tenant is None,
         default_tenant_disabled=default_tenant.disabled if default_tenant else False,
         memberships=[membership_out(membership) for membership in memberships],
         created_at=user.created_at,

@@ -325,7 +325,13 @@ class UserOut(BaseModel):
     is_org_admin: bool
     disabled: bool
     has_password: bool
-    default_tenant_id: str | None
+    default_tenant_id: str | None = Field(
+        description="null when the user has no default tenant or when the caller cannot "
+        "see it (then default_tenant_hidden is true)"
+    )
+    default_tenant_hidden: bool = Field(
+        description="true when the user has a default tenant that the caller cannot see"
+    )
     default_tenant_disabled: bool = Field(
         description="true when the default tenant is disabled, so the user acts in another "
         "enabled tenant, if any"

@@ -331,6 +331,8 @@ def _memberships_text(user: Json) -> str:
 
 def _default_tenant_text(user: Json) -> str:
     tenant_id = user["default_tenant_id"]
+    if user.get("default_tenant_hidden"):
+        return "set to a tenant you cannot see"
     if tenant_id is None:
         return "not set"
     name = str(tenant_id)
