@@ -272,3 +272,26 @@ def test_user_info_disabled_default_tenant(cli: RunCli, client: Client) -> None:
     assert (
         f"Default tenant  {second} (disabled: not used until an OrgAdmin enables it)" in info.stdout
     )
+
+
+def test_user_info_of_other_user(cli: RunCli, client: Client) -> None:
+    shared, hidden = unique("both"), unique("hidden")
+    viewer, other = unique("tia"), unique("uma")
+    client.create_tenant(shared)
+    client.create_tenant(hidden)
+    viewer_key = new_user(client, viewer, shared)
+    client.create_user(other, tenant=shared, password=PASSWORD)
+    client.set_member(hidden, other, "User")
+    client.update_user(other, default_tenant=hidden)
+
+    seen = cli("user", "info", other, BERTH_API_KEY=viewer_key)
+    own = cli("user", "info", "me", BERTH_API_KEY=viewer_key)
+    by_admin = cli("user", "info", other)
+
+    assert seen.exit_code == 0, seen.output
+    assert "Default tenant  set to a tenant you cannot see" in seen.stdout
+    assert hidden not in seen.stdout
+    assert "Password" not in seen.stdout
+    assert "Password        not set" in own.stdout
+    assert "Password        set" in by_admin.stdout
+    assert f"Default tenant  {hidden}" in by_admin.stdout

@@ -397,6 +397,20 @@ def test_disabled_tenant_cannot_be_default(tenancy: Tenancy) -> None:
     assert tenancy.member_b.get("/users/me").json()["default_tenant_id"] is None
 
 
+def test_has_password_only_for_self_and_admins(tenancy: Tenancy) -> None:
+    seen_by_member = tenancy.member_b.get("/users/bruno").json()
+    listed_by_member = tenancy.member_b.get("/users").json()["items"]
+    own = tenancy.member_b.get("/users/me").json()
+    seen_by_tenant_admin = tenancy.admin_b.get("/users/bella").json()
+    seen_by_org_admin = tenancy.admin.get("/users/bella").json()
+
+    assert seen_by_member["has_password"] is None
+    assert {row["username"]: row["has_password"] for row in listed_by_member}["bruno"] is None
+    assert own["has_password"] is True
+    assert seen_by_tenant_admin["has_password"] is True
+    assert seen_by_org_admin["has_password"] is True
+
+
 def test_default_tenant_hidden_from_others(tenancy: Tenancy) -> None:
     body = {"username": "ezra", "tenant": "beta", "create_key": True}
     created = tenancy.admin.post("/users", json=body)

@@ -1,5 +1,5 @@
-"""What users see of tenants: the message for a member of disabled tenants only, and
-the memberships that user lists show."""
+"""What users see of tenants: the message for a member of disabled tenants only, the
+memberships and default tenant that user lists show, and which callers get `has_password`."""
 
 import pytest
 
@@ -127,3 +127,29 @@ def test_default_tenant_of_hidden_tenant(database: Database) -> None:
     # Whether the hidden tenant is disabled is as secret as its name.
     assert seen_by_ada.default_tenant_disabled is False
     assert "secret" not in seen_by_ada.model_dump_json()
+
+
+def test_has_password_shown_to_self_and_admins(database: Database) -> None:
+    with database.session() as session:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        research = tenants.create_tenant(session, admin, "research")
+        keys = {}
+        for name, role in (("ada", Role.USER), ("grace", Role.USER), ("tom", Role.TENANT_ADMIN)):
+            user, key = users.create_user(
+                session,
+                admin,
+                users.NewUser(username=name, password="a-long-password", create_key=True),
+            )
+            tenants.set_membership(session, admin, research, user, role)
+            keys[name] = str(key)
+
+    with database.session() as session:
+        callers = {name: authenticate(session, key, None) for name, key in keys.items()}
+        callers["admin"] = authenticate(session, UNIT_ADMIN_KEY, None)
+        grace = users.find_user(session, callers["admin"], "grace")
+        seen = {name: user_out(grace, caller).has_password for name, caller in callers.items()}
+
+    assert seen["grace"] is True
+    assert seen["admin"] is True
+    assert seen["tom"] is True
+    assert seen["ada"] is None

@@ -57,19 +57,28 @@ def membership_out(membership: Membership) -> MembershipOut:
 
 
 def user_out(user: User, principal: Principal) -> UserOut:
-    """Convert a user; callers other than OrgAdmins see only their own tenants in it."""
+    """Convert a user; callers other than OrgAdmins see only their own tenants in it.
+
+    `has_password` is shown to the user, to OrgAdmins and to TenantAdmins of the caller's
+    active tenant, which the user is a member of whenever such a caller can see them.
+    """
 
     def visible(tenant_id: str | None) -> bool:
         return principal.is_org_admin or tenant_id in principal.roles
 
     memberships = [membership for membership in user.memberships if visible(membership.tenant_id)]
     default_tenant = user.default_tenant if visible(user.default_tenant_id) else None
+    may_see_password = (
+        user.id == principal.user_id
+        or principal.is_org_admin
+        or (principal.tenant_id is not None and principal.is_tenant_admin(principal.tenant_id))
+    )
     return UserOut(
         id=user.id,
         username=user.username,
         is_org_admin=user.is_org_admin,
         disabled=user.disabled,
-        has_password=user.password_hash is not None,
+        has_password=user.password_hash is not None if may_see_password else None,
         default_tenant_id=default_tenant.id if default_tenant else None,
         default_tenant_hidden=user.default_tenant_id is not None and default_tenant is None,
         default_tenant_disabled=default_tenant.disabled if default_tenant else False,

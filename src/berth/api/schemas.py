@@ -324,7 +324,10 @@ class UserOut(BaseModel):
     username: str
     is_org_admin: bool
     disabled: bool
-    has_password: bool
+    has_password: bool | None = Field(
+        description="whether the user has a password for web sign-in; null for callers "
+        "other than the user, OrgAdmins and TenantAdmins of the caller's active tenant"
+    )
     default_tenant_id: str | None = Field(
         description="null when the user has no default tenant or when the caller cannot "
         "see it (then default_tenant_hidden is true)"

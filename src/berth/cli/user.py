@@ -355,17 +355,20 @@ def _print_user(user: Json, output: OutputFormat) -> None:
     if output == OutputFormat.JSON:
         print_json(user)
         return
-    print_fields(
-        [
-            ("Name", user["username"]),
-            ("ID", user["id"]),
-            ("Status", _status(user)),
-            ("OrgAdmin", "yes" if user["is_org_admin"] else "no"),
-            ("Password", "set" if user["has_password"] else "not set"),
-            ("Default tenant", _default_tenant_text(user)),
-            ("Created", format_time(user["created_at"], style=TimeStyle.FULL)),
-        ]
-    )
+    fields = [
+        ("Name", user["username"]),
+        ("ID", user["id"]),
+        ("Status", _status(user)),
+        ("OrgAdmin", "yes" if user["is_org_admin"] else "no"),
+    ]
+    # The server sends null to callers who may not see whether another user has one.
+    if user["has_password"] is not None:
+        fields.append(("Password", "set" if user["has_password"] else "not set"))
+    fields += [
+        ("Default tenant", _default_tenant_text(user)),
+        ("Created", format_time(user["created_at"], style=TimeStyle.FULL)),
+    ]
+    print_fields(fields)
     if user["memberships"]:
         typer.echo()
         table = new_table("Tenant", "Role")
