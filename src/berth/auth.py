@@ -52,10 +52,11 @@ class Principal:
     def active_tenant_id(self) -> str:
         """The active tenant's ID; raises Forbidden for a user of no tenant."""
         if self.tenant_id is None:
-            raise Forbidden(self._no_tenant_message())
+            raise Forbidden(self.no_tenant_message())
         return self.tenant_id
 
-    def _no_tenant_message(self) -> str:
+    def no_tenant_message(self) -> str:
+        """Explain why the user has no active tenant, and how to get one."""
         names = self.disabled_tenant_names
         if len(names) == 1:
             return (

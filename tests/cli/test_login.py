@@ -118,3 +118,35 @@ def test_login_unknown_tenant_saves_nothing(
     assert result.exit_code == 1
     assert result.stderr == "Error: tenant 'nowhere' not found\n"
     assert not profile_file(config_home).exists()
+
+
+def test_login_with_only_disabled_tenants(
+    cli: RunCli, client: Client, server: BerthServer, config_home: Path
+) -> None:
+    tenant, name = unique("shut"), unique("vic")
+    client.create_tenant(tenant)
+    key = client.create_user(name, tenant=tenant, create_key=True)["api_key"]
+    client.update_tenant(tenant, disabled=True)
+    try:
+        result = cli("login", "--server", server.url, "--api-key", key)
+    finally:
+        client.update_tenant(tenant, disabled=False)
+
+    assert result.exit_code == 0, result.output
+    assert f"as {name}, with no active tenant." in result.stdout
+    assert f"Note: user '{name}' is a member only of tenant '{tenant}', which is disabled" in (
+        unboxed(result.stdout)
+    )
+    assert f"`berth tenant enable {tenant}`" in result.stdout
+    assert profile_file(config_home).exists()
+
+
+def test_login_without_tenant(cli: RunCli, client: Client, server: BerthServer) -> None:
+    name = unique("wes")
+    key = client.create_user(name, create_key=True)["api_key"]
+
+    result = cli("login", "--server", server.url, "--api-key", key)
+
+    assert result.exit_code == 0, result.output
+    assert f"as {name}, with no active tenant." in result.stdout
+    assert f"Note: user '{name}' is not a member of any tenant" in result.stdout

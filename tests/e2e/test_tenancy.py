@@ -397,6 +397,28 @@ def test_disabled_tenant_cannot_be_default(tenancy: Tenancy) -> None:
     assert tenancy.member_b.get("/users/me").json()["default_tenant_id"] is None
 
 
+def test_sign_in_with_only_disabled_tenants(tenancy: Tenancy) -> None:
+    tenancy.admin.post("/tenants", json={"name": "closed"}).raise_for_status()
+    body = {"username": "carla", "tenant": "closed", "password": "carla-password-123"}
+    tenancy.admin.post("/users", json=body).raise_for_status()
+    tenancy.admin.patch("/tenants/closed", json={"disabled": True}).raise_for_status()
+
+    with httpx.Client(base_url=f"{tenancy.server.url}/api/v1") as browser:
+        signed_in = browser.post(
+            "/auth/login", json={"username": "carla", "password": "carla-password-123"}
+        )
+        whoami = browser.get("/whoami")
+
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json()["tenant"] is None
+    assert (
+        "member only of tenant 'closed', which is disabled"
+        in (signed_in.json()["no_tenant_reason"])
+    )
+    assert whoami.json()["tenant"] is None
+    assert whoami.json()["no_tenant_reason"] == signed_in.json()["no_tenant_reason"]
+
+
 def test_has_password_only_for_self_and_admins(tenancy: Tenancy) -> None:
     seen_by_member = tenancy.member_b.get("/users/bruno").json()
     listed_by_member = tenancy.member_b.get("/users").json()["items"]

@@ -5,7 +5,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.conftest import MEMBER, PASSWORD, SECOND_TENANT, TRAVELLER, check_screen
+from tests.ui.conftest import (
+    MEMBER,
+    PASSWORD,
+    SECOND_TENANT,
+    TRAVELLER,
+    admin_api,
+    check_screen,
+)
 
 pytestmark = pytest.mark.ui
 
@@ -67,3 +74,19 @@ def test_single_tenant_user_sees_no_switcher(open_page) -> None:
     page = open_page(MEMBER)
     expect(page.get_by_text("Tenant default")).to_be_visible()
     expect(page.get_by_role("button", name="Switch")).to_have_count(0)
+
+
+def test_sign_in_with_only_disabled_tenants(open_page, server) -> None:
+    with admin_api(server) as admin:
+        admin.post("/tenants", json={"name": "dormant"}).raise_for_status()
+        body = {"username": "dirk", "password": PASSWORD, "tenant": "dormant", "role": "User"}
+        admin.post("/users", json=body).raise_for_status()
+        admin.patch("/tenants/dormant", json={"disabled": True}).raise_for_status()
+    page = open_page(None, "/ui/login")
+
+    page.get_by_label("User name").fill("dirk")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("heading", name="Your tenant is disabled", level=1)).to_be_visible()
+    expect(page.get_by_text("belongs only to disabled tenants: dormant")).to_be_visible()

@@ -14,6 +14,7 @@ from berth.api.schemas import (
     RuntimeSettingsOut,
     TenantOut,
     UserOut,
+    WhoAmI,
 )
 from berth.auth import Principal
 from berth.db.models import (
@@ -36,6 +37,18 @@ from berth.states import InstanceState
 
 def user_ref(user: User) -> Reference:
     return Reference(id=user.id, name=user.username)
+
+
+def whoami_out(principal: Principal) -> WhoAmI:
+    tenant = None
+    if principal.tenant_id is not None:
+        tenant = Reference(id=principal.tenant_id, name=principal.tenant_name)
+    return WhoAmI(
+        user=Reference(id=principal.user_id, name=principal.username),
+        is_org_admin=principal.is_org_admin,
+        tenant=tenant,
+        no_tenant_reason=principal.no_tenant_message() if tenant is None else None,
+    )
 
 
 def tenant_out(tenant: Tenant, principal: Principal) -> TenantOut:

@@ -52,7 +52,12 @@ class WhoAmI(BaseModel):
     user: Reference
     is_org_admin: bool
     tenant: Reference | None = Field(
-        description="the active tenant; null for a user who belongs to no tenant yet"
+        description="the active tenant; null for a user who belongs to no tenant or only "
+        "to disabled tenants"
+    )
+    no_tenant_reason: str | None = Field(
+        default=None,
+        description="when tenant is null, why and what to do next; null otherwise",
     )
 
 

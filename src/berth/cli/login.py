@@ -54,12 +54,15 @@ def login(
         path = save_profile(resolved_server, api_key, tenant)
     except OSError as exc:
         raise CliError(f"cannot write the CLI profile {profile_path()}: {exc}") from exc
-    tenant_text = (
-        f"in tenant {identity['tenant']['name']}"
-        if identity["tenant"]
-        else "in no tenant yet (an admin can add you to one)"
-    )
-    typer.echo(f"Logged in to {resolved_server} as {identity['user']['name']} {tenant_text}.")
+    user_name = identity["user"]["name"]
+    if identity["tenant"]:
+        tenant_name = identity["tenant"]["name"]
+        typer.echo(f"Logged in to {resolved_server} as {user_name} in tenant {tenant_name}.")
+    else:
+        typer.echo(f"Logged in to {resolved_server} as {user_name}, with no active tenant.")
+        # Older servers do not send no_tenant_reason.
+        reason = identity.get("no_tenant_reason") or "an admin can add you to a tenant"
+        typer.echo(f"Note: {reason}.")
     typer.echo(f"Saved the profile to {path} (mode 0600).")
 
 

@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter, Request, Response
 
+from berth.api.convert import whoami_out
 from berth.api.deps import SESSION_COOKIE, PrincipalDep, SessionDep, apply_change
 from berth.api.schemas import (
     OrganizationOut,
@@ -45,11 +46,7 @@ def sign_in(body: SignIn, request: Request, response: Response, session: Session
         secure=request.url.scheme == "https",
         path="/",
     )
-    return WhoAmI(
-        user=Reference(id=principal.user_id, name=principal.username),
-        is_org_admin=principal.is_org_admin,
-        tenant=Reference(id=principal.tenant_id or "", name=principal.tenant_name),
-    )
+    return whoami_out(principal)
 
 
 @router.post("/auth/logout", status_code=204)

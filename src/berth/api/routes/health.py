@@ -3,8 +3,9 @@
 from fastapi import APIRouter
 
 from berth import __version__
+from berth.api.convert import whoami_out
 from berth.api.deps import PrincipalDep
-from berth.api.schemas import Health, Reference, WhoAmI
+from berth.api.schemas import Health, WhoAmI
 from berth.api.strict_json import StrictJSONRoute
 
 router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
@@ -19,12 +20,4 @@ def health() -> Health:
 @router.get("/whoami", response_model=WhoAmI)
 def whoami(principal: PrincipalDep) -> WhoAmI:
     """Return the calling user and the active tenant."""
-    return WhoAmI(
-        user=Reference(id=principal.user_id, name=principal.username),
-        is_org_admin=principal.is_org_admin,
-        tenant=(
-            Reference(id=principal.tenant_id, name=principal.tenant_name)
-            if principal.tenant_id is not None
-            else None
-        ),
-    )
+    return whoami_out(principal)
