@@ -419,6 +419,24 @@ def test_sign_in_with_only_disabled_tenants(tenancy: Tenancy) -> None:
     assert whoami.json()["no_tenant_reason"] == signed_in.json()["no_tenant_reason"]
 
 
+def test_disabled_user_sign_in_names_the_reason(tenancy: Tenancy) -> None:
+    body = {"username": "dora", "tenant": "beta", "password": "dora-password-123"}
+    tenancy.admin.post("/users", json=body).raise_for_status()
+    tenancy.admin.patch("/users/dora", json={"disabled": True}).raise_for_status()
+    url = f"{tenancy.server.url}/api/v1/auth/login"
+
+    right = httpx.post(url, json={"username": "dora", "password": "dora-password-123"})
+    wrong = httpx.post(url, json={"username": "dora", "password": "not-her-password"})
+
+    assert right.status_code == 401
+    assert right.json()["error"]["code"] == "user_disabled"
+    assert "user 'dora' is disabled" in right.json()["error"]["message"]
+    assert "`berth user enable dora`" in right.json()["error"]["message"]
+    assert "set-cookie" not in right.headers
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["message"] == "wrong user name or password"
+
+
 def test_has_password_only_for_self_and_admins(tenancy: Tenancy) -> None:
     seen_by_member = tenancy.member_b.get("/users/bruno").json()
     listed_by_member = tenancy.member_b.get("/users").json()["items"]

@@ -76,6 +76,25 @@ def test_single_tenant_user_sees_no_switcher(open_page) -> None:
     expect(page.get_by_role("button", name="Switch")).to_have_count(0)
 
 
+def test_disabled_user_sign_in_says_so(open_page, server) -> None:
+    with admin_api(server) as admin:
+        body = {"username": "dana", "password": PASSWORD, "tenant": "default", "role": "User"}
+        admin.post("/users", json=body).raise_for_status()
+        admin.patch("/users/dana", json={"disabled": True}).raise_for_status()
+    page = open_page(None, "/ui/login")
+
+    page.get_by_label("User name").fill("dana")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("alert")).to_contain_text("User 'dana' is disabled")
+    expect(page.get_by_role("alert")).to_contain_text("berth user enable dana")
+    expect(page).to_have_url(re.compile(r"/ui/login$"))
+
+
 def test_sign_in_with_only_disabled_tenants(open_page, server) -> None:
     with admin_api(server) as admin:
         admin.post("/tenants", json={"name": "dormant"}).raise_for_status()

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from berth.auth import Principal, principal_for
 from berth.db.models import User, WebSession, utcnow
-from berth.errors import BerthError, Unauthenticated
+from berth.errors import BerthError, Unauthenticated, UserDisabled
 from berth.names import name_key
 from berth.secrets import hash_key
 from berth.service.common import new_id
@@ -75,10 +75,16 @@ def sign_in(
     """Check the password and open a web session; returns the cookie token."""
     limiter.check(username, address)
     user = session.scalar(select(User).where(User.username_key == name_key(username)))
-    if user is None or user.disabled or not verify_password(user, password):
+    if user is None or not verify_password(user, password):
         limiter.fail(username, address)
         raise Unauthenticated("wrong user name or password")
     limiter.succeed(username, address)
+    if user.disabled:
+        # Checked after the password, so only a caller who has it learns that the user is disabled.
+        raise UserDisabled(
+            f"user '{user.username}' is disabled, so it cannot sign in; an OrgAdmin can "
+            f"enable it with `berth user enable {user.username}`"
+        )
 
     principal = principal_for(session, user, None, address)
     token = secrets.token_urlsafe(32)

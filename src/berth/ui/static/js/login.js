@@ -24,7 +24,10 @@ form.addEventListener("submit", (event) => {
     try {
       await api("POST", "/auth/login", { username, password }, { signInOn401: false });
     } catch (error) {
-      if (error.status === 401) throw new ApiError(401, "Wrong user name or password.");
+      // A disabled user with the right password gets the server's message about the account.
+      if (error.status === 401 && error.code !== "user_disabled") {
+        throw new ApiError(401, "Wrong user name or password.");
+      }
       throw error;
     }
     location.assign(nextPage());
