@@ -88,3 +88,18 @@ def test_revoke_other_users_key_hints_user(cli: RunCli, client: Client) -> None:
     assert as_user.exit_code == 1
     assert f"not found among the keys of user '{name}'" in as_user.stderr
     assert "--user" not in as_user.stderr
+
+
+def test_platform_key_revoke_twice(cli: RunCli, client: Client) -> None:
+    user_key = new_user(client, unique("una"))
+    spare = parse_json(cli("platform-key", "create", "-o", "json", BERTH_API_KEY=user_key))
+
+    first = cli("platform-key", "revoke", spare["id"], BERTH_API_KEY=user_key)
+    again = cli("platform-key", "revoke", spare["id"], BERTH_API_KEY=user_key)
+    again_json = cli("platform-key", "revoke", spare["id"], "-o", "json", BERTH_API_KEY=user_key)
+
+    assert first.stdout == f"Revoked platform API key {spare['id']}.\n"
+    assert again.exit_code == 0, again.output
+    assert again.stdout.startswith(f"Platform API key {spare['id']} was already revoked at ")
+    assert again.stdout.endswith("; nothing changed.\n")
+    assert parse_json(again_json)["already_revoked"] is True

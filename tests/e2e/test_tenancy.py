@@ -467,3 +467,23 @@ def test_default_tenant_hidden_from_others(tenancy: Tenancy) -> None:
     assert "alpha" not in str(seen_by_member)
     assert seen_by_self["default_tenant_hidden"] is False
     assert seen_by_self["default_tenant_id"] is not None
+
+
+def test_revoking_revoked_platform_key(tenancy: Tenancy) -> None:
+    created = tenancy.member_b.post("/users/me/keys", json={"description": "old"}).json()
+
+    first = tenancy.member_b.post(f"/users/me/keys/{created['id']}/revoke")
+    second = tenancy.member_b.post(f"/users/me/keys/{created['id']}/revoke")
+    entries = tenancy.admin.get(
+        "/audit", params={"tenant": "all", "resource_id": created["id"]}
+    ).json()["items"]
+
+    assert first.status_code == 200
+    assert first.json()["already_revoked"] is False
+    assert second.status_code == 200
+    assert second.json()["already_revoked"] is True
+    assert second.json()["revoked_at"] == first.json()["revoked_at"]
+    assert [row["action"] for row in entries] == [
+        "platform_key.revoked",
+        "platform_key.created",
+    ]

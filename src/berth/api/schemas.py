@@ -377,6 +377,13 @@ class PlatformKeyOut(BaseModel):
     revoked_at: datetime | None
 
 
+class PlatformKeyRevoked(PlatformKeyOut):
+    already_revoked: bool = Field(
+        description="true when the key was revoked before this request, which then changed "
+        "nothing; revoked_at is the time of that first revocation"
+    )
+
+
 class PlatformKeyCreate(StrictBody):
     description: str = Field(default="", max_length=200)
 

@@ -129,7 +129,8 @@ def revoke(
     """Revoke a platform API key for good; requests with it fail from then on.
 
     On a terminal, the command prompts for confirmation unless --yes is given. When stdin
-    is not a terminal, as in scripts, it revokes without asking.
+    is not a terminal, as in scripts, it revokes without asking. Revoking a revoked key
+    changes nothing, says so, and exits with status 0 (`already_revoked` in -o json).
     """
     with connect(server, api_key, tenant) as client:
         key_id = _key_id(client, key_ref, user)
@@ -137,6 +138,12 @@ def revoke(
         key = client.revoke_platform_key(key_id, user)
     if output == OutputFormat.JSON:
         print_json(key)
+        return
+    if key.get("already_revoked"):
+        typer.echo(
+            f"Platform API key {key['id']} was already revoked at "
+            f"{format_time(key['revoked_at'])}; nothing changed."
+        )
         return
     typer.echo(f"Revoked platform API key {key['id']}.")
 

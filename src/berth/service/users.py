@@ -393,11 +393,20 @@ def list_platform_keys(session: Session, principal: Principal, user: User) -> li
     )
 
 
+def find_platform_key(
+    session: Session, principal: Principal, user: User, ref: str, action: str
+) -> PlatformKey:
+    """Find a key of `user` by its ID or a unique start of it, after checking that the
+    caller may `action` (a verb such as "revoke") the user's keys."""
+    _require_self_or_org_admin(principal, user, action)
+    return _find_platform_key(session, principal, user, ref)
+
+
 def revoke_platform_key(
     session: Session, principal: Principal, user: User, key_id: str
 ) -> PlatformKey:
-    _require_self_or_org_admin(principal, user, "revoke")
-    row = _find_platform_key(session, principal, user, key_id)
+    """Revoke a key of `user`; a key that is revoked already stays as it is."""
+    row = find_platform_key(session, principal, user, key_id, "revoke")
     # Only OrgAdmins may revoke an OrgAdmin's keys, and the caller keeps the key or the
     # password it signed in with, so this check alone keeps an OrgAdmin with a way in.
     if row.id == principal.platform_key_id and row.revoked_at is None:

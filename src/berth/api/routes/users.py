@@ -11,6 +11,7 @@ from berth.api.schemas import (
     PlatformKeyCreate,
     PlatformKeyCreated,
     PlatformKeyOut,
+    PlatformKeyRevoked,
     UserCreate,
     UserCreated,
     UserOut,
@@ -135,14 +136,21 @@ def create_key(
     return PlatformKeyCreated(**platform_key_out(key_row).model_dump(), key=key)
 
 
-@router.post("/{user}/keys/{key}/revoke", response_model=PlatformKeyOut)
+@router.post("/{user}/keys/{key}/revoke", response_model=PlatformKeyRevoked)
 def revoke_key(
     user: str, key: str, request: Request, session: SessionDep, principal: PrincipalDep
-) -> PlatformKeyOut:
-    """Revoke a platform API key for good."""
+) -> PlatformKeyRevoked:
+    """Revoke a platform API key for good.
 
-    def revoke() -> PlatformKey:
+    Revoking a revoked key changes nothing and succeeds, with `already_revoked` true."""
+
+    def revoke() -> tuple[PlatformKey, bool]:
         row = service.find_user(session, principal, user)
-        return service.revoke_platform_key(session, principal, row, key)
+        key_row = service.find_platform_key(session, principal, row, key, "revoke")
+        already_revoked = key_row.revoked_at is not None
+        return service.revoke_platform_key(session, principal, row, key_row.id), already_revoked
 
-    return platform_key_out(apply_change(session, request, revoke))
+    key_row, already_revoked = apply_change(session, request, revoke)
+    return PlatformKeyRevoked(
+        **platform_key_out(key_row).model_dump(), already_revoked=already_revoked
+    )
