@@ -37,6 +37,11 @@ from transformers import (  # noqa: E402
 )
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
+from berth.runtime.decode_loop import DecodeLoop  # noqa: E402
+
+# The prompt of the check that DecodeLoop.for_model runs at load.
+_CHECK_PROMPT = "A harbor at dawn"
+
 
 class _CancelCriteria(StoppingCriteria):
     """Stop generate() once the job is cancelled by a disconnect or a matched stop sequence."""
@@ -139,6 +144,12 @@ class CausalLMGenerator(ThreadedGenerator):
         if self._pad_id is None:
             # Rows of different lengths cannot be padded without a padding token.
             self.max_batch_size = 1
+        # Serves requests generated alone, when it chooses the tokens generate() would.
+        self._loop = DecodeLoop.for_model(
+            model,
+            self._base_config,
+            encode_prompt(tokenizer, PromptInput(param="prompt", text=_CHECK_PROMPT)),
+        )
 
     async def start_chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams
@@ -156,9 +167,16 @@ class CausalLMGenerator(ThreadedGenerator):
         sender: TokenTextSender,
         cancelled: threading.Event,
     ) -> None:
-        config = self._generation_config(max_new_tokens, params)
-        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self._model.device)
         try:
+            if self._loop is not None:
+                if params.seed is not None:
+                    torch.manual_seed(params.seed)
+                self._loop.run(
+                    prompt_ids, max_new_tokens, params.temperature, params.top_p, sender.push
+                )
+                return
+            config = self._generation_config(max_new_tokens, params)
+            input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self._model.device)
             with torch.inference_mode():
                 self._model.generate(
                     input_ids=input_ids,

@@ -1,0 +1,113 @@
+"""The runtime's decoding loop chooses the tokens that transformers' generate() chooses."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from berth.hub.demo import build_demo_generation_model
+from berth.runtime.generation import CausalLMGenerator, load_generation_model
+
+torch = pytest.importorskip("torch")
+
+PROMPT = "The lighthouse keeper wrote in the log that"
+TOKENS = 40
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory: pytest.TempPathFactory) -> CausalLMGenerator:
+    folder = build_demo_generation_model(tmp_path_factory.mktemp("model") / "demo")
+    loaded = load_generation_model(Path(folder), "demo-test", max_batch_size=4)
+    assert isinstance(loaded.generator, CausalLMGenerator)
+    return loaded.generator
+
+
+def prompt_ids(generator: CausalLMGenerator) -> list[int]:
+    return list(generator._tokenizer(PROMPT)["input_ids"])
+
+
+def with_generate(generator: CausalLMGenerator, **settings: Any) -> list[int]:
+    ids = prompt_ids(generator)
+    input_ids = torch.tensor([ids])
+    with torch.inference_mode():
+        output = generator._model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=TOKENS,
+            min_new_tokens=TOKENS,
+            **settings,
+        )
+    return [int(token_id) for token_id in output[0, len(ids) :]]
+
+
+def with_loop(generator: CausalLMGenerator, temperature: float, top_p: float) -> list[int]:
+    assert generator._loop is not None
+    chosen: list[int] = []
+    generator._loop.run(
+        prompt_ids(generator),
+        TOKENS,
+        temperature,
+        top_p,
+        lambda token: chosen.append(token) or True,
+    )
+    return chosen
+
+
+def test_demo_model_is_served_by_the_loop(generator: CausalLMGenerator) -> None:
+    assert generator._loop is not None
+
+
+def test_greedy_tokens_match_generate(generator: CausalLMGenerator) -> None:
+    # min_new_tokens keeps generate() from stopping early; the demo model's end token
+    # does not come up among the first greedy tokens of this prompt.
+    expected = with_generate(generator, do_sample=False)
+    assert with_loop(generator, temperature=0, top_p=1.0) == expected
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 1.0), (0.7, 0.8), (1.3, 0.5)])
+def test_seeded_sampling_matches_generate(
+    generator: CausalLMGenerator, temperature: float, top_p: float
+) -> None:
+    torch.manual_seed(1234)
+    expected = with_generate(
+        generator, do_sample=True, temperature=temperature, top_p=top_p, top_k=0
+    )
+    torch.manual_seed(1234)
+    chosen = with_loop(generator, temperature, top_p)
+
+    assert chosen == expected
+    # Sampling, not greedy choice, made these tokens.
+    assert chosen != with_loop(generator, temperature=0, top_p=1.0)
+
+
+def test_loop_stops_when_push_says_so(generator: CausalLMGenerator) -> None:
+    assert generator._loop is not None
+    pushed: list[int] = []
+
+    def push(token_id: int) -> bool:
+        pushed.append(token_id)
+        return len(pushed) < 3
+
+    generator._loop.run(prompt_ids(generator), TOKENS, 0, 1.0, push)
+
+    assert len(pushed) == 3
+
+
+def test_config_the_loop_does_not_honour_falls_back_to_generate(
+    generator: CausalLMGenerator, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = copy.copy(generator._model)
+    model.generation_config = copy.deepcopy(generator._model.generation_config)
+    model.generation_config.repetition_penalty = 1.3
+    model.generation_config.no_repeat_ngram_size = 2
+
+    with caplog.at_level(logging.INFO, logger="berth.runtime.decode_loop"):
+        fallback = CausalLMGenerator(model, generator._tokenizer, "demo-test", max_batch_size=4)
+
+    assert fallback._loop is None
+    assert "no_repeat_ngram_size, repetition_penalty" in caplog.text
+    fallback.close()
