@@ -1,10 +1,23 @@
 """The API reference page works without internet access."""
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
+import pytest
 
 from tests.support import BerthServer
+from tests.ui.conftest import launch_chromium
+
+# Swagger UI's message for a schema whose "openapi" version it cannot read.
+RENDER_FAILURE = "Unable to render this definition"
+
+
+# Module scope keeps Playwright's event loop out of the async tests of other modules.
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from launch_chromium(tmp_path_factory)
 
 
 def test_api_reference_loads_only_local_files(server: BerthServer) -> None:
@@ -20,3 +33,36 @@ def test_api_reference_loads_only_local_files(server: BerthServer) -> None:
     assert "url: '/api/v1/openapi.json'" in page.text
     assert "http://" not in page.text
     assert "https://" not in page.text
+
+
+@pytest.mark.ui
+def test_api_reference_renders_operations(server: BerthServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    schema = httpx.get(f"{server.url}/api/v1/openapi.json", timeout=30).json()
+    operation_count = sum(
+        1
+        for operations in schema["paths"].values()
+        for method in operations
+        if method in {"get", "put", "post", "patch", "delete"}
+    )
+    context = browser.new_context(base_url=server.url)
+    requested: list[str] = []
+    script_errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("request", lambda request: requested.append(request.url))
+        page.on("pageerror", lambda error: script_errors.append(str(error)))
+        page.goto("/api/v1/docs")
+
+        expect(page.locator(".opblock").first).to_be_visible()
+        expect(page.locator(".opblock")).to_have_count(operation_count)
+        expect(page.locator(".info .title")).to_contain_text("Berth management API")
+        expect(page.locator(".opblock-summary-path", has_text="/endpoints").first).to_be_visible()
+        assert RENDER_FAILURE not in page.content()
+    finally:
+        context.close()
+
+    assert not script_errors, script_errors
+    outside = [url for url in requested if not url.startswith(f"{server.url}/")]
+    assert not outside, outside

@@ -59,6 +59,15 @@ def _browser_missing_reason() -> str | None:
 # until it stops, which breaks every async test that pytest runs after the UI tests.
 @pytest.fixture(scope="package")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from launch_chromium(tmp_path_factory)
+
+
+def launch_chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Start Debian's Chromium with CHROMIUM_ARGS and yield it, or skip the test when
+    Playwright or Chromium is missing.
+
+    Tests outside tests/ui build their own fixture on this generator.
+    """
     reason = _browser_missing_reason()
     if reason is not None:
         if os.environ.get("BERTH_TEST_REQUIRE_BROWSER") == "1":

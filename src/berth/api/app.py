@@ -2,8 +2,9 @@
 
 import logging
 import re
+from pathlib import Path
 
-import swagger_ui_bundle
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -297,14 +298,15 @@ def create_api(max_request_bytes: int = DEFAULT_MAX_API_REQUEST_BYTES) -> FastAP
     return api
 
 
+# Swagger UI 5 and its stylesheet, as bundled by the fastapi-offline package. Swagger UI
+# reads OpenAPI 3.1, the version FastAPI writes, from 5.0 on.
+_SWAGGER_UI_FILES = Path(fastapi_offline.__file__).parent / "static"
+
+
 def _add_api_reference(api: FastAPI) -> None:
     """Serve the interactive API reference at /docs with Swagger UI's files from the
-    swagger-ui-bundle package, so the page works without internet access."""
-    api.mount(
-        "/docs-assets",
-        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
-        name="docs-assets",
-    )
+    fastapi-offline package, so the page works without internet access."""
+    api.mount("/docs-assets", StaticFiles(directory=_SWAGGER_UI_FILES), name="docs-assets")
 
     @api.get("/docs", include_in_schema=False)
     async def api_reference(request: Request) -> HTMLResponse:
@@ -314,5 +316,8 @@ def _add_api_reference(api: FastAPI) -> None:
             title="Berth management API",
             swagger_js_url=f"{prefix}/docs-assets/swagger-ui-bundle.js",
             swagger_css_url=f"{prefix}/docs-assets/swagger-ui.css",
-            swagger_favicon_url=f"{prefix}/docs-assets/favicon-32x32.png",
+            swagger_favicon_url=f"{prefix}/docs-assets/favicon.png",
+            # Swagger UI otherwise sends the schema's address to validator.swagger.io
+            # for a badge.
+            swagger_ui_parameters={"validatorUrl": None},
         )
