@@ -36,6 +36,7 @@ from berth.reconciler.probes import Prober
 from berth.secrets import KeyVault, ServerSecretError
 from berth.service.keys import set_vault
 from berth.settings import Settings
+from berth.shutdown_cutoff import ShutdownCutoff
 from berth.ui import UI_PREFIX, create_ui
 
 logger = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def create_app(
     run_reconciler: bool = True,
     worker_label: str | None = None,
     wake_reconciler: Callable[[], None] | None = None,
-) -> "GatewayFirst":
+) -> ShutdownCutoff:
     """Assemble the API and the gateway; with `run_reconciler`, also the reconciler and
     the instances, which then live as long as this app."""
     table = RoutingTable(database, settings.sync_interval_s)
@@ -246,7 +247,11 @@ def create_app(
     forwarded = ProxyHeadersMiddleware(
         cast(Any, app), trusted_hosts=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
     )
-    return GatewayFirst(gateway, cast(ASGIApp, forwarded))
+    return ShutdownCutoff(
+        GatewayFirst(gateway, cast(ASGIApp, forwarded)),
+        settings.shutdown_timeout_s,
+        gateway.response_headers,
+    )
 
 
 class GatewayFirst:

@@ -6,6 +6,7 @@ import threading
 import time
 
 import httpx
+import psutil
 import pytest
 
 from berth.client import ApiError, Client, ConnectionFailed
@@ -152,3 +153,75 @@ def test_graceful_stop_drains_requests(own_server: BerthServer, signal_number: i
     assert in_flight, "no request was in flight when the server was stopped"
     assert figures.failed == [], figures.summary()
     assert not any(pid_alive(pid) for pid in pids)
+
+
+# 40 words at 300 ms each keep a request in its instance for about 12 s.
+CUTOFF_WORDS = 40
+CUTOFF_DELAY_MS = 300
+
+
+def _server_connections(server: BerthServer) -> int:
+    """Count the connections that the server process has accepted on its port."""
+    assert server.process is not None
+    connections = psutil.Process(server.process.pid).net_connections(kind="tcp")
+    return sum(
+        1
+        for connection in connections
+        if connection.laddr.port == server.port and connection.status == psutil.CONN_ESTABLISHED
+    )
+
+
+@pytest.mark.timeout(120)
+def test_shutdown_timeout_answers_requests(own_server: BerthServer) -> None:
+    """Requests still running when BERTH_SHUTDOWN_TIMEOUT_S runs out get a JSON 503, or
+    an error event when their stream has started, and the log has no traceback."""
+    own_server.env["BERTH_SHUTDOWN_TIMEOUT_S"] = "1"
+    own_server.start()
+    with own_server.client() as client:
+        endpoint, key = deploy_paced_echo(
+            client, own_server, "fault-cutoff", 1, delay_ms=CUTOFF_DELAY_MS
+        )
+    url = f"{endpoint['openai_base_url']}/completions"
+    headers = {"Authorization": f"Bearer {key}"}
+    prompt = " ".join(f"word{number}" for number in range(CUTOFF_WORDS))
+    plain_results: list[httpx.Response | Exception] = []
+
+    def send_plain() -> None:
+        try:
+            body = {"prompt": prompt, "max_tokens": 480}
+            plain_results.append(httpx.post(url, json=body, headers=headers, timeout=60))
+        except httpx.HTTPError as exc:
+            plain_results.append(exc)
+
+    plain_senders = [threading.Thread(target=send_plain) for _ in range(2)]
+    for sender in plain_senders:
+        sender.start()
+    wait_until(
+        lambda: _server_connections(own_server) >= 2, 10, "the server to accept both requests"
+    )
+
+    stream_body = {"prompt": prompt, "max_tokens": 480, "stream": True}
+    with httpx.stream("POST", url, json=stream_body, headers=headers, timeout=60) as stream:
+        assert stream.status_code == 200
+        chunks = stream.iter_bytes()
+        received = next(chunks)
+        status = own_server.stop()
+        received += b"".join(chunks)
+    for sender in plain_senders:
+        sender.join(timeout=30)
+
+    assert status in (0, -signal.SIGTERM), own_server.log()
+    assert len(plain_results) == 2
+    for result in plain_results:
+        assert isinstance(result, httpx.Response), result
+        assert result.status_code == 503, result.text
+        assert result.headers["content-type"] == "application/json"
+        assert result.headers["retry-after"] == "5"
+        assert result.json()["error"]["code"] == "server_shutting_down"
+    events = [line for line in received.decode().splitlines() if line.startswith("data: ")]
+    assert len(events) < CUTOFF_WORDS, "the stream finished before the server stopped"
+    assert "server_shutting_down" in events[-1], received.decode()
+    log = own_server.log()
+    assert "Traceback" not in log, log
+    assert log.count("responded with 503 before its response started") == 2, log
+    assert log.count("ended its event stream with an error event") == 1, log

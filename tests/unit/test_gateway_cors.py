@@ -245,3 +245,16 @@ async def test_cors_off_by_default(harness: Harness) -> None:
     assert response.status_code == 200
     assert _cors_headers(response) == {}
     assert "vary" not in response.headers
+
+
+async def test_response_headers_follow_origin(harness: Harness) -> None:
+    harness.client(cors_origins=[APP])
+    gateway = harness.gateways[0]
+
+    allowed = dict(gateway.response_headers([(b"origin", APP.encode())]))
+    other = dict(gateway.response_headers([(b"origin", OTHER_APP.encode())]))
+
+    assert allowed[b"access-control-allow-origin"] == APP.encode()
+    assert allowed[b"x-berth-worker"] == b"w1"
+    assert b"access-control-allow-origin" not in other
+    assert other[b"x-berth-worker"] == b"w1"

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from berth.gateway.cors import CorsPolicy, is_preflight
+from berth.gateway.cors import CorsPolicy, Headers, is_preflight
 from berth.gateway.errors import openai_error_body
 from berth.gateway.table import Route, RoutingTable, Upstream
 from berth.gateway.upstream import (
@@ -209,6 +209,16 @@ class Gateway:
         # Requests waiting for their instance, and the timer that starts their watches.
         self._callers: set[_CallerWatch] = set()
         self._caller_sweep: asyncio.TimerHandle | None = None
+
+    def response_headers(self, request_headers: Headers) -> list[tuple[bytes, bytes]]:
+        """Return the headers that every gateway response to this request carries: the
+        worker label, and the CORS headers when the request's origin is allowed."""
+        headers = list(self._common_headers)
+        if self._cors is not None and not self._cors.any_origin:
+            origin = self._cors.allowed_origin(request_headers)
+            if origin is not None:
+                headers.extend(self._cors.response_headers(origin))
+        return headers
 
     def _upstreams(self) -> UpstreamPool:
         # Created on first use, inside the server's event loop.
