@@ -1,6 +1,7 @@
 """The playground: a streamed chat reply and embeddings through the gateway, and code
 snippets that work as shown."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.conftest import OWNER, create_endpoint
+from tests.ui.conftest import BLOCKING_IMPACTS, OWNER, create_endpoint, run_axe
 
 pytestmark = pytest.mark.ui
 
@@ -124,3 +125,115 @@ def test_snippets_show_last_request(open_page, tmp_path) -> None:
     expect(playground.locator("caption")).to_have_text("2 vectors of 8 dimensions")
 
     assert 'input=["first text","second"]' in page.locator("#snippet-python").inner_text()
+
+
+def _reject_chat(route, code: str, message: str) -> None:
+    body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+    route.fulfill(status=400, content_type="application/json", body=json.dumps(body))
+
+
+def test_no_chat_template_switches_to_completion(open_page) -> None:
+    page = open_page(OWNER)
+    _open_live_endpoint(page, "ui-no-template")
+    # Echo has a chat mode, so the browser stands in for a runtime whose model has none.
+    message = (
+        "Model 'echo' has no chat template, so it cannot serve /v1/chat/completions. "
+        "Use /v1/completions with a plain prompt."
+    )
+    page.route(
+        "**/chat/completions", lambda route: _reject_chat(route, "no_chat_template", message)
+    )
+    playground = page.get_by_role("region", name="Playground")
+
+    playground.get_by_label("Message").fill("once upon a time")
+    playground.get_by_role("button", name="Send").click()
+
+    result = page.locator("#completion-result")
+    expect(result).to_have_attribute("data-done", "true")
+    expect(result).to_have_text("once upon a time")
+    expect(playground.get_by_role("radio", name="Completion")).to_be_checked()
+    expect(page.locator("#playground-notice")).to_contain_text("has no chat template")
+    expect(page.locator("#chat-form")).to_be_hidden()
+    assert "client.completions.create(" in page.locator("#snippet-python").inner_text()
+    assert not [v for v in run_axe(page) if v["impact"] in BLOCKING_IMPACTS]
+
+    # The tab remembers the model, so the page opens in completion mode after a reload.
+    page.reload()
+    expect(playground.get_by_role("radio", name="Completion")).to_be_checked()
+    expect(page.locator("#completion-form")).to_be_visible()
+
+
+def test_generation_settings_are_validated(open_page) -> None:
+    page = open_page(OWNER)
+    _open_live_endpoint(page, "ui-settings")
+    playground = page.get_by_role("region", name="Playground")
+    temperature = playground.get_by_label("Temperature")
+    max_tokens = playground.get_by_label("Max tokens")
+
+    temperature.fill("2.5")
+    max_tokens.fill("0")
+    playground.get_by_label("Message").fill("one two three four")
+    playground.get_by_role("button", name="Send").click()
+
+    expect(page.locator("#sampling-temperature-error")).to_have_text(
+        "Temperature must be a number from 0 to 2, not 2.5."
+    )
+    expect(page.locator("#sampling-max-tokens-error")).to_have_text(
+        "Max tokens must be a whole number from 1 to 4096, not 0."
+    )
+    expect(temperature).to_have_attribute("aria-invalid", "true")
+    expect(temperature).to_be_focused()
+    expect(page.locator(".message")).to_have_count(0)
+    assert not [v for v in run_axe(page) if v["impact"] in BLOCKING_IMPACTS]
+
+    temperature.fill("0")
+    max_tokens.fill("2")
+    playground.get_by_label("System prompt (optional)").fill("Answer briefly.")
+    playground.get_by_role("button", name="Send").click()
+
+    reply = playground.locator(".message-assistant .message-text")
+    expect(reply).to_have_attribute("data-done", "true")
+    # Echo cuts its reply to max_tokens words.
+    expect(reply).to_have_text("one two")
+    expect(temperature).not_to_have_attribute("aria-invalid", "true")
+    python = page.locator("#snippet-python").inner_text()
+    assert "temperature=0," in python
+    assert "max_tokens=2," in python
+    assert '{"role":"system","content":"Answer briefly."}' in python
+
+
+def test_context_overflow_offers_dropping_turns(open_page) -> None:
+    page = open_page(OWNER)
+    _open_live_endpoint(page, "ui-overflow")
+    sent: list[list[dict]] = []
+
+    # A context that holds one user message: longer conversations get the runtime's 400.
+    def answer(route) -> None:
+        messages = json.loads(route.request.post_data)["messages"]
+        sent.append(messages)
+        if len([m for m in messages if m["role"] == "user"]) > 1:
+            _reject_chat(route, "context_length_exceeded", "The prompt is too long.")
+        else:
+            route.continue_()
+
+    page.route("**/chat/completions", answer)
+    playground = page.get_by_role("region", name="Playground")
+    replies = playground.locator(".message-assistant .message-text")
+
+    playground.get_by_label("Message").fill("first question")
+    playground.get_by_role("button", name="Send").click()
+    expect(replies.nth(0)).to_have_attribute("data-done", "true")
+    playground.get_by_label("Message").fill("second question")
+    playground.get_by_role("button", name="Send").click()
+
+    expect(page.locator("#chat-error")).to_contain_text("Drop the oldest turns")
+    drop = playground.get_by_role("button", name="Drop the oldest turns and send again")
+    expect(drop).to_be_visible()
+    drop.click()
+
+    expect(replies).to_have_count(1)
+    expect(replies.nth(0)).to_have_text("second question")
+    expect(replies.nth(0)).to_have_attribute("data-done", "true")
+    expect(drop).to_be_hidden()
+    expect(playground.get_by_label("Message")).to_have_value("")
+    assert sent[-1] == [{"role": "user", "content": "second question"}]

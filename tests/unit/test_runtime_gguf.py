@@ -229,6 +229,7 @@ def test_chat_without_template_is_400(tmp_path: Path) -> None:
 
     assert chat.status_code == 400
     assert chat.json()["error"]["param"] == "messages"
+    assert chat.json()["error"]["code"] == "no_chat_template"
     assert "has no chat template" in chat.json()["error"]["message"]
     assert completion.status_code == 200
 

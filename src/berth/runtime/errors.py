@@ -15,6 +15,9 @@ SERVER_ERROR = "server_error"
 # The code of a 400 for a prompt, or a prompt plus max_tokens, that does not fit the
 # model's context length. OpenAI uses the same code for this error.
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+# The code of a 400 for a chat request to a model whose tokenizer has no chat template.
+# Clients such as the web UI's playground read it to fall back to /v1/completions.
+NO_CHAT_TEMPLATE = "no_chat_template"
 # The code of a 400 for a value that is valid JSON of the right type but out of the range
 # that this server accepts, such as a max_tokens above MAX_COMPLETION_TOKENS.
 INVALID_VALUE = "invalid_value"

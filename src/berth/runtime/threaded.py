@@ -33,6 +33,7 @@ from berth.runtime.decoding import (
 )
 from berth.runtime.errors import (
     CONTEXT_LENGTH_EXCEEDED,
+    NO_CHAT_TEMPLATE,
     APIError,
     invalid_request,
     server_error,
@@ -331,6 +332,7 @@ def no_chat_template_error(model_name: str) -> APIError:
         f"Model '{model_name}' has no chat template, so it cannot serve "
         "/v1/chat/completions. Use /v1/completions with a plain prompt.",
         param="messages",
+        code=NO_CHAT_TEMPLATE,
     )
 
 
