@@ -292,11 +292,19 @@ export function localizeTimes(root = document) {
 const pollTimers = new Map();
 const pollRequests = new Map();
 const hiddenWhileDue = new Set();
+// Milliseconds between polls while the server cannot be reached, for example while it
+// restarts, so that the page recovers soon after the server is back.
+const UNREACHABLE_RETRY_MS = 2000;
 
-function schedulePoll(element) {
+function schedulePoll(element, delay = Number(element.dataset.pollMs) || 10000) {
   clearTimeout(pollTimers.get(element.id));
-  const delay = Number(element.dataset.pollMs) || 10000;
   pollTimers.set(element.id, setTimeout(() => refreshPart(element.id), delay));
+}
+
+// Show or hide the notice that the last poll could not reach the server.
+function showUnreachable(unreachable) {
+  const notice = document.getElementById("connection-notice");
+  if (notice && notice.hidden !== !unreachable) notice.hidden = !unreachable;
 }
 
 /** Fetch a fresh copy of the self-refreshing part with this id now. */
@@ -317,10 +325,15 @@ export async function refreshPart(id) {
     response = await fetch(element.dataset.pollUrl, { headers: { Accept: "text/html" } });
     html = await response.text();
   } catch {
-    if (pollRequests.get(id) === request) schedulePoll(element);
+    // A failed fetch means that no response came, because the server or the network is down.
+    if (pollRequests.get(id) !== request) return;
+    showUnreachable(true);
+    const current = document.getElementById(id);
+    if (current) schedulePoll(current, Math.min(UNREACHABLE_RETRY_MS, Number(current.dataset.pollMs) || 10000));
     return;
   }
   if (pollRequests.get(id) !== request) return; // a newer refresh has started
+  showUnreachable(false);
   const current = document.getElementById(id);
   if (!current) return;
   if (response.status === 401) {
