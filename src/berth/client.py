@@ -10,6 +10,7 @@ returns 204 No Content. Errors raise `ApiError` with the status code and the ser
 message. Methods that name a user accept `me` for the caller.
 """
 
+import logging
 import os
 import re
 import time
@@ -28,7 +29,14 @@ DEFAULT_SERVER = "http://127.0.0.1:8080"
 # so a Pending reason read just after a change can date from before it. A wait for Live
 # gives up on an endpoint that lacks slots only once it has lacked them for this long.
 CAPACITY_CONFIRM_S = 2.0
+# How long a wait for an endpoint keeps retrying while the server cannot be reached, for
+# example while it restarts, before it raises the connection error.
+WAIT_RETRY_S = 30.0
+# Seconds between those retries.
+WAIT_RETRY_INTERVAL_S = 1.0
 Json = dict[str, Any]
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -42,6 +50,10 @@ class ApiError(Exception):
 
 class ConnectionFailed(Exception):
     pass
+
+
+class ServerUnreachable(ConnectionFailed):
+    """No response came from the server: it refused the connection, timed out or dropped it."""
 
 
 class Client:
@@ -88,9 +100,9 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
-            raise ConnectionFailed(self._unreachable_message()) from exc
+            raise ServerUnreachable(self._unreachable_message()) from exc
         except httpx.TimeoutException as exc:
-            raise ConnectionFailed(
+            raise ServerUnreachable(
                 f"the Berth server at {self.server} did not respond in time"
             ) from exc
         except httpx.UnsupportedProtocol as exc:
@@ -98,7 +110,7 @@ class Client:
                 f"invalid server URL '{self.server}': it must start with http:// or https://"
             ) from exc
         except httpx.TransportError as exc:
-            raise ConnectionFailed(
+            raise ServerUnreachable(
                 f"the connection to the Berth server at {self.server} failed: {exc}"
             ) from exc
         if response.status_code >= 400:
@@ -371,7 +383,13 @@ class Client:
 
         Live and Failed count only once the reconciler has acted on the latest change
         (`observed_generation` caught up), so a state left from before a restart or an
-        update is not taken for its outcome.
+        update is not taken for its outcome. A Stopped endpoint whose desired state is
+        stopped raises ApiError at once unless Stopped is among `states`, because it
+        starts only when someone restarts it.
+
+        While the server cannot be reached, each poll retries for up to WAIT_RETRY_S
+        (or what is left of `timeout_s`, if less) and logs a warning, then raises
+        ServerUnreachable.
         """
         wanted = set(states)
         known = {state.value for state in EndpointState}
@@ -384,7 +402,10 @@ class Client:
         deadline = time.monotonic() + timeout_s
         lacking_slots_since: float | None = None
         while True:
-            info = self.get_endpoint(endpoint, project)
+            retry_s = min(WAIT_RETRY_S, max(deadline - time.monotonic(), 0.0))
+            info = get_endpoint_retrying(
+                self, endpoint, project, retry_s=retry_s, on_retry=_log_retry
+            )
             if on_progress is not None:
                 on_progress(info)
             acted = info.get("observed_generation") == info.get("generation")
@@ -395,6 +416,14 @@ class Client:
                 return info
             if info["state"] == "Failed" and settled:
                 raise ApiError(409, "endpoint_failed", f"endpoint failed: {info['state_reason']}")
+            if info["state"] == "Stopped" and info.get("desired_state") == "stopped":
+                raise ApiError(
+                    409,
+                    "endpoint_stopped",
+                    f"endpoint '{info['name']}' is Stopped and stays so until it is started; "
+                    f"start it with restart_endpoint('{endpoint}') or "
+                    f"`berth endpoint restart {info['name']}`, then wait again",
+                )
             now = time.monotonic()
             if "Live" in wanted and waits_for_capacity(info["state"], info["state_reason"]):
                 if lacking_slots_since is None:
@@ -651,3 +680,35 @@ def _api_error(response: httpx.Response) -> ApiError:
     return ApiError(
         response.status_code, error.get("code", "http_error"), message, error.get("field")
     )
+
+
+def _log_retry(error: ServerUnreachable, retry_s: float) -> None:
+    logger.warning("%s; retrying for up to %g s", error, retry_s)
+
+
+def get_endpoint_retrying(
+    client: "Client",
+    endpoint: str,
+    project: str | None = None,
+    retry_s: float | None = None,
+    on_retry: Callable[[ServerUnreachable, float], None] | None = None,
+) -> Json:
+    """Return the endpoint, retrying while the server cannot be reached.
+
+    Retries for up to `retry_s` seconds (WAIT_RETRY_S by default), then raises the last
+    ServerUnreachable. `on_retry` gets the error and `retry_s` once, at the first failure.
+    """
+    budget_s = WAIT_RETRY_S if retry_s is None else retry_s
+    give_up_at: float | None = None
+    while True:
+        try:
+            return client.get_endpoint(endpoint, project)
+        except ServerUnreachable as exc:
+            now = time.monotonic()
+            if give_up_at is None:
+                give_up_at = now + budget_s
+                if on_retry is not None and budget_s > 0:
+                    on_retry(exc, budget_s)
+            if now >= give_up_at:
+                raise
+            time.sleep(min(WAIT_RETRY_INTERVAL_S, give_up_at - now))

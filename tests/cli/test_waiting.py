@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from berth import client as sdk
 from berth.cli import waiting
 from berth.cli.output import CliError
 from berth.cli.waiting import LIVE, STOPPED, Goal, is_reached, wait_for_goal
+from berth.client import ServerUnreachable
 from berth.states import capacity_wait_reason, waits_for_capacity
 
 
@@ -210,3 +212,56 @@ def test_lack_of_slots_single_instance_fix(monkeypatch: pytest.MonkeyPatch) -> N
     assert "--instances" not in message
     assert "lower this endpoint's instances" not in reason
     assert "lower this endpoint's instances" in capacity_wait_reason(2, 7, 8)
+
+
+class UnreachableFirst(ScriptedClient):
+    """ScriptedClient whose first `failures` calls raise ServerUnreachable."""
+
+    def __init__(self, failures: int, *responses: dict[str, Any]) -> None:
+        super().__init__(*responses)
+        self.failures = failures
+        self.attempts = 0
+
+    def get_endpoint(self, endpoint: str, project: str | None = None) -> dict[str, Any]:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise ServerUnreachable("cannot reach the Berth server at http://127.0.0.1:9")
+        return super().get_endpoint(endpoint, project)
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sdk, "WAIT_RETRY_INTERVAL_S", 0.0)
+
+
+def test_outage_retried_with_stderr_line(
+    fast_retries: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = UnreachableFirst(3, endpoint_json(LIVE, ready=1, generations=(2,)))
+
+    result = run_wait(client, Goal(LIVE))
+
+    assert result["state"] == LIVE
+    assert client.attempts == 4
+    stderr = capsys.readouterr().err
+    assert "cannot reach the Berth server at http://127.0.0.1:9; retrying for up to 5 s" in stderr
+    assert stderr.count("retrying") == 1
+
+
+def test_long_outage_raises_connection_error(
+    fast_retries: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sdk, "WAIT_RETRY_S", 0.2)
+    client = UnreachableFirst(10**9, endpoint_json(LIVE, ready=1, generations=(2,)))
+
+    with pytest.raises(ServerUnreachable, match="cannot reach the Berth server"):
+        run_wait(client, Goal(LIVE), timeout_s=60)
+    assert client.attempts > 1
+
+
+def test_stopped_while_waiting_raises() -> None:
+    client = ScriptedClient(endpoint_json("Stopping"), endpoint_json(STOPPED))
+
+    with pytest.raises(CliError, match=r"stays Stopped until it is started: run `berth endpoint"):
+        run_wait(client, Goal(LIVE), timeout_s=60)
+    assert client.calls == 2

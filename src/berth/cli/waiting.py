@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
+from berth import client as sdk
 from berth.cli.endpoint_views import instances_text
 from berth.cli.output import CliError, Json, stderr_console
-from berth.client import CAPACITY_CONFIRM_S, Client
+from berth.client import CAPACITY_CONFIRM_S, Client, ServerUnreachable
 from berth.states import waits_for_capacity
 
 POLL_INTERVAL_S = 0.25
@@ -64,9 +65,12 @@ def is_reached(endpoint: Json, goal: Goal) -> bool:
 def wait_for_goal(client: Client, endpoint: Json, goal: Goal, timeout_s: float) -> Json:
     """Poll the endpoint until it reaches `goal` and return its last JSON.
 
-    Raises CliError when the endpoint fails or is deleted while a Live goal is pending,
-    when it waits in Pending for free instance slots for CAPACITY_CONFIRM_S, or when
-    `timeout_s` passes first. The change itself stays in effect in every case.
+    Raises CliError when the endpoint fails, is stopped or is deleted while a Live goal
+    is pending, when it waits in Pending for free instance slots for CAPACITY_CONFIRM_S,
+    or when `timeout_s` passes first. The change itself stays in effect in every case.
+    While the server cannot be reached, for example during its restart, each poll
+    retries for up to the SDK's WAIT_RETRY_S with a line on stderr, then raises
+    ServerUnreachable.
     """
     console = stderr_console()
     progress = _Progress(console, endpoint["name"], goal.state)
@@ -75,7 +79,10 @@ def wait_for_goal(client: Client, endpoint: Json, goal: Goal, timeout_s: float) 
     lacking_slots_since: float | None = None
     try:
         while True:
-            endpoint = client.get_endpoint(endpoint["id"])
+            retry_s = min(sdk.WAIT_RETRY_S, max(deadline - time.monotonic(), 0.0))
+            endpoint = sdk.get_endpoint_retrying(
+                client, endpoint["id"], retry_s=retry_s, on_retry=progress.show_retry
+            )
             progress.show(endpoint)
             if is_reached(endpoint, goal):
                 return endpoint
@@ -113,6 +120,12 @@ def _raise_if_lost(endpoint: Json, goal: Goal, seen_other_state: bool) -> None:
         raise CliError(f"endpoint '{endpoint['name']}' failed: {endpoint['state_reason']}")
     if endpoint["state"] == DELETING:
         raise CliError(f"endpoint '{endpoint['name']}' was deleted while waiting for it")
+    if endpoint["state"] == STOPPED and endpoint["desired_state"] == "stopped":
+        name = endpoint["name"]
+        raise CliError(
+            f"endpoint '{name}' was stopped while waiting for it to be Live, and stays "
+            f"Stopped until it is started: run `berth endpoint restart {name}`"
+        )
 
 
 def _lacking_slots_message(endpoint: Json) -> str:
@@ -162,6 +175,10 @@ class _Progress:
             self._status.update(line)
         else:
             self._console.print(line, soft_wrap=True)
+
+    def show_retry(self, error: ServerUnreachable, retry_s: float) -> None:
+        self._console.print(f"{error}; retrying for up to {retry_s:g} s", soft_wrap=True)
+        self._last_line = ""
 
     def close(self) -> None:
         if self._status is not None:
