@@ -53,3 +53,24 @@ def test_details_show_runtime_choice(open_page) -> None:
         expect(page.locator(".instance-runtime")).to_contain_text("on transformers")
     finally:
         page.context.request.delete(f"/api/v1/endpoints/{endpoint['id']}")
+
+
+def test_batch_size_of_one_is_singular(open_page) -> None:
+    page = open_page(OWNER)
+    response = page.context.request.post(
+        "/api/v1/endpoints",
+        data={
+            "name": "ui-batch-one",
+            "model": "all-MiniLM-L6-v2",
+            "runtime_settings": {"max_batch_size": 1},
+        },
+    )
+    assert response.status == 201, response.text()
+    endpoint = response.json()
+    try:
+        page.goto(f"/ui/endpoints/{endpoint['id']}")
+
+        expect(page.locator("#endpoint-max-batch-size")).to_have_text("1 text")
+    finally:
+        page.context.request.delete(f"/api/v1/endpoints/{endpoint['id']}")
+

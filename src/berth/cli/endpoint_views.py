@@ -109,8 +109,9 @@ def runtime_settings_fields(endpoint: Json) -> list[tuple[str, str]]:
     settings = endpoint.get("runtime_settings") or {}
     fields = []
     if settings.get("max_batch_size") is not None:
-        unit = "texts" if endpoint.get("ml_app") == "text-embedding" else "requests"
-        fields.append(("Max batch size", f"{settings['max_batch_size']} {unit}"))
+        size = settings["max_batch_size"]
+        unit = "text" if endpoint.get("ml_app") == "text-embedding" else "request"
+        fields.append(("Max batch size", f"{size} {unit}{'' if size == 1 else 's'}"))
     if settings.get("max_batch_wait_ms") is not None:
         fields.append(("Max batch wait", f"{settings['max_batch_wait_ms']:g} ms"))
     if settings.get("runtime") is not None:

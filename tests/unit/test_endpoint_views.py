@@ -1,0 +1,20 @@
+"""The runtime settings lines of `berth endpoint info`."""
+
+import pytest
+
+from berth.cli.endpoint_views import runtime_settings_fields
+
+
+@pytest.mark.parametrize(
+    ("ml_app", "size", "expected"),
+    [
+        ("text-generation", 1, "1 request"),
+        ("text-generation", 8, "8 requests"),
+        ("text-embedding", 1, "1 text"),
+        ("text-embedding", 32, "32 texts"),
+    ],
+)
+def test_batch_size_unit_agrees_with_count(ml_app: str, size: int, expected: str) -> None:
+    endpoint = {"ml_app": ml_app, "runtime_settings": {"max_batch_size": size}}
+
+    assert ("Max batch size", expected) in runtime_settings_fields(endpoint)
