@@ -231,9 +231,14 @@ def create_app(
     async def root(_request: Request) -> Response:
         return RedirectResponse(f"{UI_PREFIX}/")
 
+    # Browsers request /favicon.ico on pages without an icon link, such as the API docs.
+    async def favicon(_request: Request) -> Response:
+        return RedirectResponse(f"{UI_PREFIX}/static/icon.svg", status_code=301)
+
     app = Starlette(
         routes=[
             Route("/", root),
+            Route("/favicon.ico", favicon),
             Mount(API_PREFIX, app=api),
             Mount(UI_PREFIX, app=create_ui(settings, database)),
         ],

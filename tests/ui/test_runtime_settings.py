@@ -74,3 +74,16 @@ def test_batch_size_of_one_is_singular(open_page) -> None:
     finally:
         page.context.request.delete(f"/api/v1/endpoints/{endpoint['id']}")
 
+
+def test_pages_have_an_icon(open_page) -> None:
+    page = open_page(OWNER)
+    icon_url = page.locator('link[rel="icon"]').get_attribute("href")
+
+    icon = page.context.request.get(icon_url)
+    favicon = page.context.request.get("/favicon.ico")
+
+    assert icon.status == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert favicon.status == 200
+    assert favicon.url.endswith(icon_url)
+    assert favicon.body() == icon.body()
