@@ -131,6 +131,7 @@ def _register_builtin_models(session: Session) -> None:
                 name_key=BUILTIN_CHECKPOINT,
                 artifact=builtin.artifact,
                 format=CheckpointFormat.BUILTIN,
+                architecture=builtin.architecture,
             )
         )
         logger.info("registered the built-in model '%s'", builtin.name)

@@ -320,7 +320,8 @@ class Client:
         **changes: Any,
     ) -> Json:
         """Change the fields given in `changes` (description, instances, model,
-        share_with_all_tenants, version) and the runtime settings that are not None.
+        share_with_all_tenants, version, force) and the runtime settings that are not None.
+        `force=True` allows a move to a checkpoint without the current one's chat template.
 
         `reset_settings` names runtime settings (max_batch_size, max_batch_wait_ms,
         runtime) to reset to their defaults; the server rejects an unknown name with 422.

@@ -608,3 +608,81 @@ def test_filter_total_is_the_same_on_every_page(api: httpx.Client, server: Berth
     assert [len(page["items"]) for page in pages] == [2, 1, 0]
     assert everything["total"] == 25
     assert len(everything["items"]) == 10
+
+
+def without_chat_template(source: Path, target: Path) -> Path:
+    """Copy a model folder and remove its chat template, as in a base GPT-2 folder."""
+    folder = Path(shutil.copytree(source, target))
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    (folder / "chat_template.json").unlink(missing_ok=True)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("chat_template", None)
+    config_path.write_text(json.dumps(config))
+    return folder
+
+
+def test_checkpoints_record_architecture_and_template(
+    api: httpx.Client, tiny_lm: Path, tmp_path: Path
+) -> None:
+    plain = without_chat_template(tiny_lm, tmp_path / "plain")
+    name = unique("templates")
+    import_model(api, path=str(tiny_lm), name=name, link=True).raise_for_status()
+
+    response = import_model(api, path=str(plain), name=name, checkpoint="plain", link=True)
+
+    assert response.status_code == 201, response.text
+    main, second = response.json()["checkpoints"]
+    assert main["architecture"] == "LlamaForCausalLM"
+    assert main["has_chat_template"] is True
+    assert second["architecture"] == "LlamaForCausalLM"
+    assert second["has_chat_template"] is False
+
+
+def test_checkpoint_of_other_architecture_is_409(
+    api: httpx.Client, tiny_lm: Path, tmp_path: Path
+) -> None:
+    other = Path(shutil.copytree(tiny_lm, tmp_path / "other"))
+    config = json.loads((other / "config.json").read_text())
+    config["architectures"] = ["MistralForCausalLM"]
+    (other / "config.json").write_text(json.dumps(config))
+    name = unique("arch")
+    import_model(api, path=str(tiny_lm), name=name).raise_for_status()
+
+    response = import_model(api, path=str(other), name=name, checkpoint="mistral")
+
+    assert response.status_code == 409, response.text
+    message = response.json()["error"]["message"]
+    assert "MistralForCausalLM" in message
+    assert "LlamaForCausalLM" in message
+    assert [row["name"] for row in api.get(f"/models/{name}").json()["checkpoints"]] == ["main"]
+
+
+def test_update_dropping_chat_template_needs_force(
+    api: httpx.Client, tiny_lm: Path, tmp_path: Path
+) -> None:
+    plain = without_chat_template(tiny_lm, tmp_path / "plain")
+    name = unique("chat")
+    import_model(api, path=str(tiny_lm), name=name, link=True).raise_for_status()
+    import_model(api, path=str(plain), name=name, checkpoint="gpt", link=True).raise_for_status()
+    created = api.post("/endpoints", json={"name": unique("chat"), "model": f"{name}:main"})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+
+    try:
+        refused = api.patch(f"/endpoints/{endpoint['id']}", json={"model": f"{name}:gpt"})
+        unchanged = api.get(f"/endpoints/{endpoint['id']}").json()
+        forced = api.patch(
+            f"/endpoints/{endpoint['id']}", json={"model": f"{name}:gpt", "force": True}
+        )
+    finally:
+        api.delete(f"/endpoints/{endpoint['id']}")
+
+    assert refused.status_code == 409, refused.text
+    message = refused.json()["error"]["message"]
+    assert f"'{name}:gpt' has no chat template" in message
+    assert f"'{name}:main'" in message
+    assert "force" in message
+    assert unchanged["checkpoint"]["name"] == "main"
+    assert forced.status_code == 200, forced.text
+    assert forced.json()["checkpoint"]["name"] == "gpt"

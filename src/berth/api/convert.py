@@ -161,6 +161,8 @@ def model_out(model: Model) -> ModelOut:
                 size_bytes=row.size_bytes,
                 checksum=row.checksum,
                 linked=row.linked,
+                architecture=row.architecture,
+                has_chat_template=row.has_chat_template,
                 created_at=row.created_at,
             )
             for row in model.checkpoints

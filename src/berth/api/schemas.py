@@ -94,6 +94,11 @@ class CheckpointOut(BaseModel):
     size_bytes: int
     checksum: str
     linked: bool = Field(description="true when the files stay where they were imported from")
+    architecture: str = Field(description="read from the files at import; empty when unknown")
+    has_chat_template: bool | None = Field(
+        description="whether the tokenizer has a chat template, which chat completions "
+        "need; null when unknown"
+    )
     created_at: datetime
 
 
@@ -263,6 +268,11 @@ class EndpointUpdate(StrictBody):
     )
     version: int | None = Field(
         default=None, description="the version you last read; a stale one gets 409"
+    )
+    force: StrictBool = Field(
+        default=False,
+        description="move to a checkpoint without a chat template even though the current "
+        "checkpoint has one; without it such a move gets 409",
     )
 
 

@@ -324,6 +324,14 @@ def update(
     max_batch_wait_ms: MaxBatchWaitOption = None,
     runtime: RuntimeOption = None,
     reset_setting: ResetSettingOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Move to a checkpoint without a chat template even though the current "
+            "checkpoint has one, which makes chat completion requests fail.",
+        ),
+    ] = False,
     wait: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT_S,
     output: OutputOption = OutputFormat.TABLE,
@@ -380,6 +388,7 @@ def update(
             max_batch_wait_ms=max_batch_wait_ms,
             runtime=runtime.value if runtime else None,
             reset_settings=[setting.api_name for setting in reset],
+            force=force or None,
         )
         if wait:
             goal = _goal_after_update(before, accepted)

@@ -410,6 +410,9 @@ def _print_model(model: Json) -> None:
         _print_checkpoints(checkpoints)
 
 
+_CHAT_TEMPLATE_TEXT = {True: "yes", False: "no", None: "unknown"}
+
+
 def _print_checkpoints(checkpoints: list[Json]) -> None:
     table = new_table("Checkpoint", "Format", "Size", "Checksum", "Created")
     for checkpoint in checkpoints:
@@ -423,3 +426,13 @@ def _print_checkpoints(checkpoints: list[Json]) -> None:
             format_time(checkpoint["created_at"], style=TimeStyle.MINUTES),
         )
     print_table(table)
+    # A second table, so that each one fits in 80 columns.
+    typer.echo()
+    contents = new_table("Checkpoint", "Architecture", "Chat template")
+    for checkpoint in checkpoints:
+        contents.add_row(
+            checkpoint["name"],
+            checkpoint.get("architecture") or "unknown",
+            _CHAT_TEMPLATE_TEXT[checkpoint.get("has_chat_template")],
+        )
+    print_table(contents)

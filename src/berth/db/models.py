@@ -294,6 +294,12 @@ class Checkpoint(Base):
     checksum: Mapped[str] = mapped_column(String(80), nullable=False, default="")
     # True when the files were left in place instead of copied into Berth's storage.
     linked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Read from the files at import. "" and None mean unknown, for checkpoints imported
+    # before Berth recorded them. Built-in checkpoints record no chat template.
+    architecture: Mapped[str] = mapped_column(
+        String(100), nullable=False, default="", server_default=""
+    )
+    has_chat_template: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

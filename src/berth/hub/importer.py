@@ -56,6 +56,9 @@ class Inspection:
     field_of_application: str
     # Paths of the checkpoint's files, relative to `source` (or its folder for GGUF).
     files: list[str]
+    # Whether the tokenizer has a chat template; None when it cannot be read (a GGUF
+    # file while the gguf package is not installed).
+    has_chat_template: bool | None = None
 
 
 def _invalid(message: str) -> InvalidInput:
@@ -155,7 +158,7 @@ def _inspect_gguf(path: Path) -> Inspection:
             f"file '{path}' is not a GGUF model (it does not start with 'GGUF'); "
             "import a model folder or a .gguf file"
         )
-    architecture = _gguf_architecture(path)
+    architecture, has_chat_template = _gguf_metadata(path)
     return Inspection(
         source=path,
         format=CheckpointFormat.GGUF,
@@ -163,14 +166,16 @@ def _inspect_gguf(path: Path) -> Inspection:
         architecture=architecture,
         field_of_application="Language",
         files=[path.name],
+        has_chat_template=has_chat_template,
     )
 
 
-def _gguf_architecture(path: Path) -> str:
+def _gguf_metadata(path: Path) -> tuple[str, bool | None]:
+    """Return the GGUF file's architecture and whether it has a chat template."""
     try:
         from gguf import GGUFReader
     except ImportError:
-        return "gguf"
+        return "gguf", None
     try:
         reader = GGUFReader(str(path))
     except (ValueError, OSError, struct.error) as exc:
@@ -178,7 +183,8 @@ def _gguf_architecture(path: Path) -> str:
     field = reader.fields.get("general.architecture")
     if field is None:
         raise _invalid(f"GGUF file '{path}' names no architecture (general.architecture)")
-    return bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
+    architecture = bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
+    return architecture, "tokenizer.chat_template" in reader.fields
 
 
 def _resolve_cache_layout(path: Path) -> Path:
@@ -244,7 +250,30 @@ def _inspect_folder(folder: Path) -> Inspection:
         ml_app = _ml_app_of(architecture, str(config.get("model_type", "")))
         file_format = CheckpointFormat.TRANSFORMERS
     files = _list_files(folder)
-    return Inspection(folder, file_format, ml_app, architecture, "Language", files)
+    return Inspection(
+        folder,
+        file_format,
+        ml_app,
+        architecture,
+        "Language",
+        files,
+        has_chat_template=_has_chat_template(folder),
+    )
+
+
+def _has_chat_template(folder: Path) -> bool:
+    """Tell whether transformers would find a chat template for the folder's tokenizer:
+    in a template file of its own, or under "chat_template" in tokenizer_config.json."""
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    config_path = folder / "tokenizer_config.json"
+    if not config_path.is_file():
+        return False
+    try:
+        config = json.loads(config_path.read_bytes())
+    except ValueError as exc:
+        raise _invalid(f"tokenizer_config.json in '{folder}' is not valid JSON: {exc}") from exc
+    return isinstance(config, dict) and bool(config.get("chat_template"))
 
 
 def _list_files(folder: Path) -> list[str]:

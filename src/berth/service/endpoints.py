@@ -53,6 +53,8 @@ class EndpointChange:
     runtime_settings: RuntimeSettings = field(default_factory=RuntimeSettings)
     # The version the caller last read; a stale one is rejected with 409.
     expected_version: int | None = None
+    # Allow a move to a checkpoint that lacks the chat template of the current one.
+    force: bool = False
 
 
 def _not_deleted():  # type: ignore[no-untyped-def]
@@ -430,6 +432,8 @@ def update_endpoint(
         with checks.check():
             instances = _check_instances(change.instances, limits)
     checks.raise_failures()
+    if model_changed and not change.force:
+        _check_keeps_chat_template(endpoint, model, checkpoint)
 
     changed: dict[str, object] = {}
     if change.description is not None:
@@ -498,6 +502,28 @@ def _find_replacement_model(
             field="model",
         )
     return model, checkpoint
+
+
+def _check_keeps_chat_template(
+    endpoint: Endpoint, model: Model, checkpoint: Checkpoint | None
+) -> None:
+    """Raise Conflict when the endpoint would move from a checkpoint with a chat template
+    to one without, because every chat request would then fail with 400.
+
+    Checkpoints whose template is unknown (imported before Berth recorded it) pass."""
+    current = endpoint.checkpoint
+    if current is None or checkpoint is None:
+        return
+    if current.has_chat_template is not True or checkpoint.has_chat_template is not False:
+        return
+    raise Conflict(
+        f"checkpoint '{model.name}:{checkpoint.name}' has no chat template, but endpoint "
+        f"'{endpoint.name}' serves '{endpoint.model.name}:{current.name}', which has one, so "
+        "every chat completion request would fail with 400 after the update; choose a "
+        "checkpoint with a chat template, or repeat the update with force "
+        "(--force in the CLI) if the endpoint serves only completions",
+        field="model",
+    )
 
 
 def _record(

@@ -273,13 +273,20 @@ def register_model(session: Session, principal: Principal, new: NewModel) -> Mod
             field="name",
         )
     _check_sharing(session, new.sharing)
-    if new.ml_app == MLApp.ECHO:
-        artifact, file_format, size, checksum = ECHO_ARTIFACT, CheckpointFormat.BUILTIN, 0, ""
-    else:
+    files = CheckpointFiles(ECHO_ARTIFACT, CheckpointFormat.BUILTIN, 0, "", linked=True)
+    if new.ml_app != MLApp.ECHO:
         inspection = importer.inspect_path(new.path)
         _check_ml_app(inspection, new.ml_app)
         size, checksum = importer.digest_files(importer.source_root(inspection), inspection.files)
-        artifact, file_format = str(inspection.source.resolve()), inspection.format
+        files = CheckpointFiles(
+            str(inspection.source.resolve()),
+            inspection.format,
+            size,
+            checksum,
+            linked=True,
+            architecture=inspection.architecture,
+            has_chat_template=inspection.has_chat_template,
+        )
 
     model = Model(
         id=new_id(),
@@ -293,10 +300,10 @@ def register_model(session: Session, principal: Principal, new: NewModel) -> Mod
         tenant_id=tenant_id,
         is_base=new.is_base,
         sharing=new.sharing,
-        artifact=artifact,
+        artifact=files.artifact,
     )
     session.add(model)
-    _add_checkpoint(session, model, DEFAULT_CHECKPOINT, artifact, file_format, size, checksum, True)
+    _add_checkpoint(session, model, DEFAULT_CHECKPOINT, files)
     audit.record(
         session,
         principal,
@@ -311,32 +318,40 @@ def register_model(session: Session, principal: Principal, new: NewModel) -> Mod
     return model
 
 
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """The facts about a checkpoint's files that its row stores."""
+
+    artifact: str
+    format: CheckpointFormat
+    size: int
+    checksum: str
+    linked: bool
+    architecture: str = ""
+    has_chat_template: bool | None = None
+
+
 def _add_checkpoint(
-    session: Session,
-    model: Model,
-    name: str,
-    artifact: str,
-    file_format: CheckpointFormat,
-    size: int,
-    checksum: str,
-    linked: bool,
+    session: Session, model: Model, name: str, files: CheckpointFiles
 ) -> Checkpoint:
     checkpoint = Checkpoint(
         id=new_id(),
         model_id=model.id,
         name=name,
         name_key=name_key(name),
-        artifact=artifact,
-        format=file_format,
-        size_bytes=size,
-        checksum=checksum,
-        linked=linked,
+        artifact=files.artifact,
+        format=files.format,
+        size_bytes=files.size,
+        checksum=files.checksum,
+        linked=files.linked,
+        architecture=files.architecture,
+        has_chat_template=files.has_chat_template,
         created_at=utcnow(),
     )
     session.add(checkpoint)
     model.checkpoints.append(checkpoint)
     # The model's artifact follows its newest checkpoint, the default for new endpoints.
-    model.artifact = artifact
+    model.artifact = files.artifact
     return checkpoint
 
 
@@ -516,6 +531,8 @@ def import_model(
         _check_sharing(session, request.sharing)
     checks.raise_failures()
     existing = _model_for_import(session, principal, tenant_id, name, ml_app, checkpoint_name)
+    if existing is not None:
+        _check_same_architecture(existing, inspection, checkpoint_name)
 
     new_model_id = new_id()
     checkpoint_id = new_id()
@@ -583,6 +600,8 @@ def _record_import(
     model = _model_for_import(
         session, principal, tenant_id, record.name, record.ml_app, record.checkpoint_name
     )
+    if model is not None:
+        _check_same_architecture(model, record.inspection, record.checkpoint_name)
     if model is None:
         model = Model(
             id=record.new_model_id,
@@ -599,16 +618,16 @@ def _record_import(
             artifact=record.artifact,
         )
         session.add(model)
-    checkpoint = _add_checkpoint(
-        session,
-        model,
-        record.checkpoint_name,
+    files = CheckpointFiles(
         record.artifact,
         record.inspection.format,
         record.size,
         record.checksum,
-        request.link,
+        linked=request.link,
+        architecture=record.inspection.architecture,
+        has_chat_template=record.inspection.has_chat_template,
     )
+    checkpoint = _add_checkpoint(session, model, record.checkpoint_name, files)
     checkpoint.id = record.checkpoint_id
     audit.record(
         session,
@@ -624,6 +643,27 @@ def _record_import(
         linked=request.link,
     )
     return model, checkpoint
+
+
+def _check_same_architecture(
+    model: Model, inspection: importer.Inspection, checkpoint_name: str
+) -> None:
+    """Raise Conflict when the new checkpoint's architecture differs from the one that
+    the model's checkpoints recorded, because its endpoints were set up for that one.
+
+    Checkpoints imported before Berth recorded architectures are not compared."""
+    live = [row for row in model.checkpoints if row.deleted_at is None and row.architecture]
+    if not live:
+        return
+    newest = max(live, key=lambda row: row.created_at)
+    if newest.architecture == inspection.architecture:
+        return
+    raise Conflict(
+        f"checkpoint '{checkpoint_name}' would be a {inspection.architecture} model, but "
+        f"model '{model.name}' is {newest.architecture} (checkpoint '{newest.name}'); "
+        "import the files as a model of their own under another name",
+        field="checkpoint",
+    )
 
 
 def _remove_stored_files(stored: Path, error: BaseException) -> None:

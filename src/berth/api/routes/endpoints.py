@@ -158,6 +158,7 @@ def update_endpoint(
         share_with_all_tenants=body.share_with_all_tenants,
         runtime_settings=_runtime_settings(body.runtime_settings),
         expected_version=body.version,
+        force=body.force,
     )
 
     def update() -> Endpoint:
