@@ -686,3 +686,37 @@ def test_update_dropping_chat_template_needs_force(
     assert unchanged["checkpoint"]["name"] == "main"
     assert forced.status_code == 200, forced.text
     assert forced.json()["checkpoint"]["name"] == "gpt"
+
+
+def test_changed_linked_file_fails_start(
+    api: httpx.Client, server: BerthServer, tiny_lm: Path, tmp_path: Path
+) -> None:
+    folder = Path(shutil.copytree(tiny_lm, tmp_path / "linked"))
+    name = unique("changed")
+    import_model(api, path=str(folder), name=name, link=True).raise_for_status()
+    weights = folder / "model.safetensors"
+    before = weights.stat()
+    with open(weights, "r+b") as handle:
+        handle.seek(before.st_size - 64)
+        handle.write(b"\xff" * 64)
+    # Some file systems keep modification times in whole seconds, so the time is moved
+    # on explicitly, as a later write would.
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+
+    created = api.post("/endpoints", json={"name": unique("changed"), "model": name})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+
+    def reported() -> list[str] | None:
+        info = api.get(f"/endpoints/{endpoint['id']}").json()
+        errors = [row["last_error"] for row in info["instance_list"] if row["last_error"]]
+        return errors or None
+
+    try:
+        errors = wait_until(reported, 60, "the instance to report the changed file")
+    finally:
+        api.delete(f"/endpoints/{endpoint['id']}")
+
+    assert "changed after import" in errors[0]
+    assert str(weights) in errors[0]
+    assert "import the files again" in errors[0]

@@ -300,6 +300,10 @@ class Checkpoint(Base):
         String(100), nullable=False, default="", server_default=""
     )
     has_chat_template: Mapped[bool | None] = mapped_column(Boolean)
+    # Size in bytes and modification time in nanoseconds of each file at `artifact`
+    # (relative path to [size, mtime_ns]) when it was imported, compared before an
+    # instance starts. None for checkpoints imported before Berth recorded them.
+    file_stats: Mapped[dict[str, list[int]] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -435,6 +435,36 @@ def digest_files(root: Path, files: list[str]) -> tuple[int, str]:
     return total, f"sha256:{digest.hexdigest()}"
 
 
+def file_stats(root: Path, files: list[str]) -> dict[str, list[int]]:
+    """Return each file's size in bytes and modification time in nanoseconds, following
+    symbolic links, keyed by its path relative to `root`."""
+    stats = {}
+    for relative in files:
+        try:
+            result = (root / relative).stat()
+        except OSError as exc:
+            raise _unreadable(root / relative, exc) from exc
+        stats[relative] = [result.st_size, result.st_mtime_ns]
+    return stats
+
+
+def find_changed_file(root: Path, recorded: dict[str, list[int]]) -> str | None:
+    """Return a message naming the first file under `root` whose size or modification
+    time differs from `recorded` (see `file_stats`), or that is missing; None when every
+    file matches. Only metadata is read, so the check costs one stat call per file."""
+    for relative, (size, mtime_ns) in sorted(recorded.items()):
+        path = root / relative
+        try:
+            result = path.stat()
+        except OSError as exc:
+            return f"file '{path}' cannot be read: {exc.strerror or exc}"
+        if result.st_size != size:
+            return f"file '{path}' is now {result.st_size} bytes, not {size} as at import"
+        if result.st_mtime_ns != mtime_ns:
+            return f"file '{path}' was modified after import"
+    return None
+
+
 def store_files(inspection: Inspection, target: Path) -> Path:
     """Copy the checkpoint's files into `target` (created atomically); returns the artifact
     path: the folder, or the .gguf file inside it."""

@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from berth.backends.base import Backend, InstanceSpec, ProcessState
 from berth.db.engine import Database
-from berth.db.models import Endpoint, Instance, utcnow
+from berth.db.models import Checkpoint, Endpoint, Instance, utcnow
 from berth.hub.builtin import resolve_artifact
+from berth.hub.importer import find_changed_file
 from berth.reconciler.plans import LaunchPlan
 from berth.reconciler.probes import Prober, ProbeResult
 from berth.service.common import mark_changed, new_id
@@ -696,7 +697,8 @@ class Reconciler:
         row: Instance,
         plan: LaunchPlan | None = None,
     ) -> None:
-        """Start the instance's process, or record a failed start if its files are missing.
+        """Start the instance's process, or record a failed start if its files are missing
+        or changed after import.
 
         `plan` gives what to start; by default, the endpoint's current model and settings.
         """
@@ -712,8 +714,12 @@ class Reconciler:
             except Exception as exc:
                 located = exc
             self._artifacts[artifact] = located
+        reason = None
         if isinstance(located, Exception):
             reason = f"the files of model '{plan.model_name}' are unavailable: {located}"
+        elif located is not None:
+            reason = self._changed_files_reason(session, plan, located)
+        if reason is not None:
             logger.error("instance %s of endpoint %s cannot start: %s", row.id, endpoint.id, reason)
             # This counts as a failed start, like a process that exits while loading, so it
             # is retried with backoff and _deploy_failed fails the endpoint only if no
@@ -750,6 +756,28 @@ class Reconciler:
         row.runtime_note = ""
         mark_changed(session, row)
         self._changed = True
+
+    @staticmethod
+    def _changed_files_reason(session: Session, plan: LaunchPlan, path: Path) -> str | None:
+        """Return why the checkpoint's files at `path` may not be served, or None.
+
+        The sizes and modification times that import recorded are compared, which catches
+        a linked file that was overwritten without reading its content again."""
+        if plan.checkpoint_id is None:
+            return None
+        checkpoint = session.get(Checkpoint, plan.checkpoint_id)
+        if checkpoint is None or not checkpoint.file_stats:
+            return None
+        root = path if path.is_dir() else path.parent
+        changed = find_changed_file(root, checkpoint.file_stats)
+        if changed is None:
+            return None
+        return (
+            f"the files of checkpoint '{plan.model_name}:{checkpoint.name}' changed after "
+            f"import, and Berth does not serve changed files: {changed}; import the files "
+            "again as a new checkpoint (berth model import PATH --name MODEL --checkpoint "
+            "NEW) and update the endpoint to it"
+        )
 
     def _deploy_failed(
         self, session: Session, endpoint: Endpoint, current: list[Instance], old: list[Instance]

@@ -277,7 +277,8 @@ def register_model(session: Session, principal: Principal, new: NewModel) -> Mod
     if new.ml_app != MLApp.ECHO:
         inspection = importer.inspect_path(new.path)
         _check_ml_app(inspection, new.ml_app)
-        size, checksum = importer.digest_files(importer.source_root(inspection), inspection.files)
+        root = importer.source_root(inspection)
+        size, checksum = importer.digest_files(root, inspection.files)
         files = CheckpointFiles(
             str(inspection.source.resolve()),
             inspection.format,
@@ -286,6 +287,7 @@ def register_model(session: Session, principal: Principal, new: NewModel) -> Mod
             linked=True,
             architecture=inspection.architecture,
             has_chat_template=inspection.has_chat_template,
+            file_stats=importer.file_stats(root, inspection.files),
         )
 
     model = Model(
@@ -329,6 +331,7 @@ class CheckpointFiles:
     linked: bool
     architecture: str = ""
     has_chat_template: bool | None = None
+    file_stats: dict[str, list[int]] | None = None
 
 
 def _add_checkpoint(
@@ -346,6 +349,7 @@ def _add_checkpoint(
         linked=files.linked,
         architecture=files.architecture,
         has_chat_template=files.has_chat_template,
+        file_stats=files.file_stats,
         created_at=utcnow(),
     )
     session.add(checkpoint)
@@ -541,10 +545,12 @@ def import_model(
     stored: Path | None = None
     if request.link:
         artifact = str(inspection.source.resolve())
+        stats = importer.file_stats(root, inspection.files)
     else:
         folder_model_id = existing.id if existing is not None else new_model_id
         stored = models_dir / "imported" / folder_model_id / checkpoint_id
         artifact = str(importer.store_files(inspection, stored))
+        stats = importer.file_stats(stored, inspection.files)
 
     record = _ImportRecord(
         request=request,
@@ -557,6 +563,7 @@ def import_model(
         artifact=artifact,
         size=size,
         checksum=checksum,
+        file_stats=stats,
     )
     try:
         return run_transaction(
@@ -583,6 +590,7 @@ class _ImportRecord:
     artifact: str
     size: int
     checksum: str
+    file_stats: dict[str, list[int]]
 
 
 def _record_import(
@@ -626,6 +634,7 @@ def _record_import(
         linked=request.link,
         architecture=record.inspection.architecture,
         has_chat_template=record.inspection.has_chat_template,
+        file_stats=record.file_stats,
     )
     checkpoint = _add_checkpoint(session, model, record.checkpoint_name, files)
     checkpoint.id = record.checkpoint_id
