@@ -29,11 +29,42 @@ fi
 target="."
 [ -n "$extras" ] && target=".[$extras]"
 
-# Skip the install when pyproject.toml and the extras are as at the last install.
+# Print the requirements of pyproject.toml (with the given comma-separated extras)
+# whose distribution is not installed in .venv, one a line. Only metadata is read, so
+# this takes well under a second, and a package removed by `pip uninstall` shows up.
+missing_packages() {
+    .venv/bin/python - "$1" <<'PYTHON'
+import importlib.metadata
+import re
+import sys
+import tomllib
+
+with open("pyproject.toml", "rb") as handle:
+    project = tomllib.load(handle)["project"]
+# The project itself comes first, because `pip uninstall berth` removes it too.
+requirements = [project["name"], *project.get("dependencies", [])]
+optional = project.get("optional-dependencies", {})
+for extra in filter(None, (part.strip() for part in sys.argv[1].split(","))):
+    requirements += optional.get(extra, [])
+for requirement in requirements:
+    name = re.match(r"[A-Za-z0-9._-]+", requirement).group(0)
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        print(name)
+PYTHON
+}
+
+# Skip the install when pyproject.toml and the extras are as at the last install and
+# every required package is still installed.
 stamp=".venv/.berth-installed"
 wanted="$(sha256sum pyproject.toml | cut -d' ' -f1) ${extras:-none}"
 if [ -f "$stamp" ] && grep -qxF "$wanted" "$stamp"; then
-    exit 0
+    missing="$(missing_packages "$extras")"
+    if [ -z "$missing" ]; then
+        exit 0
+    fi
+    echo "Berth was installed before, but these packages are missing now: ${missing//$'\n'/, }"
 fi
 echo "Installing Berth${extras:+ with extras: $extras} ..."
 "${pip[@]}" -e "$target"
