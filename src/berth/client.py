@@ -251,8 +251,15 @@ class Client:
         return self._call("PATCH", f"/models/{_segment(model)}", json=body)  # type: ignore[no-any-return]
 
     def delete_model(self, model: str) -> None:
-        """Remove a model from the hub. The server rejects this while an endpoint uses it."""
+        """Remove a model from the hub, with the files that import copied for it. The
+        server rejects this while an endpoint uses it."""
         self._call("DELETE", f"/models/{_segment(model)}")
+
+    def delete_checkpoint(self, model: str, checkpoint: str) -> None:
+        """Remove one checkpoint of a model, with the files that import copied for it.
+        The server rejects this while an endpoint uses the checkpoint, and for a model's
+        only checkpoint."""
+        self._call("DELETE", f"/models/{_segment(model)}/checkpoints/{_segment(checkpoint)}")
 
     # -- endpoints -----------------------------------------------------------------
 

@@ -316,3 +316,27 @@ def test_model_info_builtin_checkpoint(cli: RunCli) -> None:
     assert result.exit_code == 0, result.output
     row = next(line for line in result.stdout.splitlines() if line.startswith("main "))
     assert row.split()[:4] == ["main", "builtin", "-", "-"]
+
+
+def test_model_delete_checkpoint(
+    cli: RunCli, client: Client, registered: list[str], tiny_lm: Path
+) -> None:
+    name = unique("pruned")
+    registered.append(
+        parse_json(cli("model", "import", str(tiny_lm), "--name", name, "--link", "-o", "json"))[
+            "id"
+        ]
+    )
+    cli("model", "import", str(tiny_lm), "--name", name, "--checkpoint", "v2", "--link")
+
+    deleted = cli("model", "delete-checkpoint", f"{name}:main", "--yes")
+    only = cli("model", "delete-checkpoint", f"{name}:v2", "--yes")
+    no_checkpoint = cli("model", "delete-checkpoint", name, "--yes")
+
+    assert deleted.exit_code == 0, deleted.output
+    assert f"Deleted checkpoint {name}:main." in deleted.stdout
+    assert [row["name"] for row in client.get_model(name)["checkpoints"]] == ["v2"]
+    assert only.exit_code != 0
+    assert "only checkpoint" in unboxed(only.output)
+    assert no_checkpoint.exit_code == 2
+    assert "MODEL:CHECKPOINT" in unboxed(no_checkpoint.output)

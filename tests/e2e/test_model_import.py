@@ -720,3 +720,56 @@ def test_changed_linked_file_fails_start(
     assert "changed after import" in errors[0]
     assert str(weights) in errors[0]
     assert "import the files again" in errors[0]
+
+
+def imported_folder(server: BerthServer, model_id: str) -> Path:
+    return server.home / "models" / "imported" / model_id
+
+
+def test_delete_model_removes_copied_files(
+    api: httpx.Client, server: BerthServer, tiny_lm: Path, tmp_path: Path
+) -> None:
+    linked = Path(shutil.copytree(tiny_lm, tmp_path / "linked"))
+    name = unique("removed")
+    model = import_model(api, path=str(tiny_lm), name=name).json()
+    import_model(api, path=str(linked), name=name, checkpoint="linked", link=True)
+    folder = imported_folder(server, model["id"])
+    assert (folder / model["checkpoints"][0]["id"] / "config.json").is_file()
+
+    response = api.delete(f"/models/{name}")
+
+    assert response.status_code == 204, response.text
+    assert not folder.exists()
+    assert (linked / "model.safetensors").is_file()
+
+
+def test_delete_checkpoint(
+    api: httpx.Client, server: BerthServer, tiny_lm: Path, tmp_path: Path
+) -> None:
+    name = unique("pruned")
+    main = import_model(api, path=str(tiny_lm), name=name).json()["checkpoints"][0]
+    model = import_model(api, path=str(tiny_lm), name=name, checkpoint="v2").json()
+    v2 = model["checkpoints"][1]
+    folder = imported_folder(server, model["id"])
+    created = api.post("/endpoints", json={"name": unique("pruned"), "model": f"{name}:v2"})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+
+    try:
+        in_use = api.delete(f"/models/{name}/checkpoints/v2")
+        deleted = api.delete(f"/models/{name}/checkpoints/main")
+        unknown = api.delete(f"/models/{name}/checkpoints/main")
+    finally:
+        api.delete(f"/endpoints/{endpoint['id']}")
+    only = api.delete(f"/models/{name}/checkpoints/v2")
+    remaining = api.get(f"/models/{name}").json()["checkpoints"]
+
+    assert in_use.status_code == 409, in_use.text
+    assert endpoint["name"] in in_use.json()["error"]["message"]
+    assert deleted.status_code == 204, deleted.text
+    assert not (folder / main["id"]).exists()
+    assert (folder / v2["id"] / "config.json").is_file()
+    assert unknown.status_code == 404
+    assert only.status_code == 409
+    assert "only checkpoint" in only.json()["error"]["message"]
+    assert [row["name"] for row in remaining] == ["v2"]

@@ -374,8 +374,9 @@ def delete(
 ) -> None:
     """Remove a model from the Model Hub. The server rejects this while an endpoint uses it.
 
-    The model's files stay on the server. On a terminal, the command prompts for
-    confirmation unless --yes is given. With -o json it prints the model as it was
+    The files that import copied into Berth's storage are removed too; files imported
+    with --link or registered stay where they are. On a terminal, the command prompts
+    for confirmation unless --yes is given. With -o json it prints the model as it was
     before the deletion.
     """
     with connect(server, api_key, tenant) as client:
@@ -386,6 +387,54 @@ def delete(
         print_json(data)
     else:
         typer.echo(f"Deleted model {data['name']} from the Model Hub.")
+
+
+@app.command("delete-checkpoint")
+def delete_checkpoint(
+    reference: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL:CHECKPOINT", help="Model name or ID and checkpoint name or ID."
+        ),
+    ],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Delete without asking for confirmation.")
+    ] = False,
+    output: OutputOption = OutputFormat.TABLE,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    tenant: TenantOption = None,
+) -> None:
+    """Remove one checkpoint of a model, with the files that import copied for it.
+
+    The server rejects this while an endpoint uses the checkpoint (update it to another
+    checkpoint first) and for a model's only checkpoint (delete the model instead).
+    Files imported with --link stay where they are. On a terminal, the command prompts
+    for confirmation unless --yes is given. With -o json it prints the checkpoint as it
+    was before the deletion.
+    """
+    model_ref, separator, checkpoint_ref = reference.partition(":")
+    if not separator or not model_ref.strip() or not checkpoint_ref.strip():
+        raise typer.BadParameter(
+            f"'{reference}' names no checkpoint; give MODEL:CHECKPOINT, for example "
+            "my-llama:v2 (`berth model info MODEL` lists the checkpoints)",
+            param_hint="'MODEL:CHECKPOINT'",
+        )
+    with connect(server, api_key, tenant) as client:
+        model = client.get_model(model_ref.strip())
+        wanted = checkpoint_ref.strip()
+        matches = [
+            row
+            for row in model["checkpoints"]
+            if row["id"] == wanted or row["name"].lower() == wanted.lower()
+        ]
+        label = f"{model['name']}:{matches[0]['name'] if matches else wanted}"
+        confirm_on_terminal(f"Delete checkpoint '{label}' and its copied files?", yes)
+        client.delete_checkpoint(model["id"], matches[0]["id"] if matches else wanted)
+    if output == OutputFormat.JSON:
+        print_json(matches[0] if matches else {"name": wanted})
+    else:
+        typer.echo(f"Deleted checkpoint {label}.")
 
 
 def _print_model(model: Json) -> None:

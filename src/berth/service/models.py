@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from berth.auth import Principal
 from berth.db.models import Checkpoint, Endpoint, Model, User, utcnow
@@ -24,6 +24,7 @@ from berth.errors import Conflict, Forbidden, InputChecks, InvalidInput, NotFoun
 from berth.hub import importer
 from berth.hub.builtin import BUILTIN_MODELS
 from berth.names import name_key, normalize_name
+from berth.reconciler.plans import LaunchPlan
 from berth.service import audit, organization
 from berth.service.common import looks_like_id, new_id
 from berth.states import CheckpointFormat, MLApp, ModelSharing
@@ -416,7 +417,11 @@ def update_model(
     return model
 
 
-def delete_model(session: Session, principal: Principal, model: Model) -> None:
+def delete_model(
+    session: Session, principal: Principal, model: Model, models_dir: Path
+) -> list[Path]:
+    """Mark the model deleted and return the folders of its copied files, which the
+    caller removes with `remove_copied_files` once the deletion is committed."""
     _require_not_builtin(model, "deleted")
     if not principal.can_manage_model(model):
         raise Forbidden(
@@ -437,6 +442,114 @@ def delete_model(session: Session, principal: Principal, model: Model) -> None:
     audit.record(
         session, principal, "model.deleted", "model", model.id, model.name, model.tenant_id
     )
+    return [
+        folder
+        for row in model.checkpoints
+        if (folder := copied_folder(row, models_dir)) is not None
+    ]
+
+
+def copied_folder(checkpoint: Checkpoint, models_dir: Path) -> Path | None:
+    """Return the folder that import copied the checkpoint's files into, or None for
+    files that were linked, registered or built in, which Berth never removes.
+
+    Only a folder inside `models_dir`/imported is returned, so a wrong artifact path
+    cannot make Berth remove other files."""
+    if checkpoint.linked or checkpoint.format == CheckpointFormat.BUILTIN:
+        return None
+    artifact = Path(checkpoint.artifact)
+    folder = artifact.parent if checkpoint.format == CheckpointFormat.GGUF else artifact
+    imported = (models_dir / "imported").resolve()
+    folder = folder.resolve()
+    if folder == imported or not folder.is_relative_to(imported):
+        return None
+    return folder
+
+
+def remove_copied_files(folders: list[Path]) -> None:
+    """Remove the folders of deleted checkpoints, after the deletion was committed.
+
+    A folder that cannot be removed is logged and left, because the deletion itself
+    succeeded; the empty folder of the model is removed too."""
+    for folder in folders:
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.error("failed to remove the copied model files at %s: %s", folder, exc)
+            continue
+        try:
+            folder.parent.rmdir()
+        except OSError:
+            # Other checkpoints of the model still have files there.
+            pass
+
+
+def delete_checkpoint(
+    session: Session, principal: Principal, model: Model, checkpoint: Checkpoint, models_dir: Path
+) -> list[Path]:
+    """Mark one checkpoint deleted and return its copied folder, to remove after commit.
+
+    Rejected while an endpoint is set to the checkpoint or an instance still runs on it,
+    and for the model's only checkpoint, which `delete_model` removes with the model."""
+    _require_not_builtin(model, "changed")
+    if not principal.can_manage_model(model):
+        raise Forbidden(
+            f"you may not delete checkpoints of model '{model.name}': only its owner, a "
+            "TenantAdmin of its tenant or an OrgAdmin may"
+        )
+    reference = f"{model.name}{CHECKPOINT_SEPARATOR}{checkpoint.name}"
+    users = _endpoints_using(session, model, checkpoint)
+    if users:
+        names = ", ".join(sorted(users))
+        raise Conflict(
+            f"checkpoint '{reference}' is used by endpoints {names}; delete them or update "
+            "them to another checkpoint first",
+            field="checkpoint",
+        )
+    live = [row for row in model.checkpoints if row.deleted_at is None]
+    if live == [checkpoint]:
+        raise Conflict(
+            f"checkpoint '{reference}' is the only checkpoint of model '{model.name}'; "
+            f"delete the model instead (berth model delete {model.name})",
+            field="checkpoint",
+        )
+    checkpoint.deleted_at = utcnow()
+    rest = [row for row in live if row is not checkpoint]
+    # The model's artifact follows its newest remaining checkpoint, as after an import.
+    model.artifact = max(rest, key=lambda row: row.created_at).artifact
+    audit.record(
+        session,
+        principal,
+        "model.checkpoint_deleted",
+        "model",
+        model.id,
+        model.name,
+        model.tenant_id,
+        checkpoint=checkpoint.name,
+    )
+    folder = copied_folder(checkpoint, models_dir)
+    return [folder] if folder is not None else []
+
+
+def _endpoints_using(session: Session, model: Model, checkpoint: Checkpoint) -> set[str]:
+    """Return the names of endpoints that are set to the checkpoint, or that still have
+    an instance started on it, such as an old instance during a rolling update."""
+    endpoints = session.scalars(
+        select(Endpoint)
+        .where(Endpoint.model_id == model.id, Endpoint.deleted_at.is_(None))
+        .options(selectinload(Endpoint.open_instances))
+    ).all()
+    names = set()
+    for endpoint in endpoints:
+        if endpoint.checkpoint_id == checkpoint.id:
+            names.add(endpoint.name)
+        for row in endpoint.open_instances:
+            plan = LaunchPlan.saved(row)
+            if plan is not None and plan.checkpoint_id == checkpoint.id:
+                names.add(endpoint.name)
+    return names
 
 
 # -- checkpoints and import ---------------------------------------------------------

@@ -1,5 +1,6 @@
 """The Model Hub."""
 
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -16,7 +17,7 @@ from berth.api.deps import (
 from berth.api.schemas import ModelCreate, ModelImport, ModelOut, ModelUpdate, Page
 from berth.api.strict_json import StrictJSONRoute
 from berth.db.models import Model
-from berth.errors import InvalidInput
+from berth.errors import InvalidInput, NotFound
 from berth.service import models as service
 from berth.service.common import MAX_OFFSET, MAX_PAGE_SIZE
 from berth.states import MLApp
@@ -144,12 +145,43 @@ def update_model(
 
 @router.delete("/{model}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_model(
-    model: str, request: Request, session: SessionDep, principal: PrincipalDep
+    model: str,
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
 ) -> None:
-    """Remove a model from the hub; refused while an endpoint uses it."""
+    """Remove a model from the hub and the files that import copied for it; rejected
+    with 409 while an endpoint uses it. Linked files stay where they are."""
 
-    def delete() -> None:
+    def delete() -> list[Path]:
         row = service.find_model(session, principal, model)
-        service.delete_model(session, principal, row)
+        return service.delete_model(session, principal, row, settings.models_dir)
 
-    apply_change(session, request, delete)
+    # The files go only after the commit, so a failed deletion keeps them.
+    service.remove_copied_files(apply_change(session, request, delete))
+
+
+@router.delete("/{model}/checkpoints/{checkpoint}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_checkpoint(
+    model: str,
+    checkpoint: str,
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+) -> None:
+    """Remove one checkpoint of a model and the files that import copied for it.
+
+    Rejected with 409 while an endpoint is set to the checkpoint or still has an
+    instance on it, and for the model's only checkpoint. Linked files stay."""
+
+    def delete() -> list[Path]:
+        row, found = service.find_checkpoint(
+            session, principal, f"{model}{service.CHECKPOINT_SEPARATOR}{checkpoint}"
+        )
+        if found is None:
+            raise NotFound(f"checkpoint '{checkpoint}' of model '{model}' not found")
+        return service.delete_checkpoint(session, principal, row, found, settings.models_dir)
+
+    service.remove_copied_files(apply_change(session, request, delete))
