@@ -174,17 +174,51 @@ def _gguf_metadata(path: Path) -> tuple[str, bool | None]:
     """Return the GGUF file's architecture and whether it has a chat template."""
     try:
         from gguf import GGUFReader
+        from gguf.gguf_reader import READER_SUPPORTED_VERSIONS
     except ImportError:
         return "gguf", None
+    version = _gguf_version(path)
+    if version is None:
+        raise _truncated_gguf(path, "no version follows the magic")
+    if version not in READER_SUPPORTED_VERSIONS:
+        raise _invalid(
+            f"GGUF file '{path}' has version {version}, which the installed gguf package "
+            f"cannot read (it reads versions {', '.join(map(str, READER_SUPPORTED_VERSIONS))})"
+        )
     try:
         reader = GGUFReader(str(path))
-    except (ValueError, OSError, struct.error) as exc:
-        raise _invalid(f"file '{path}' is not a readable GGUF model: {exc}") from exc
+    except (ValueError, IndexError, struct.error) as exc:
+        # The reader maps the file into memory and cuts arrays from it, so data that ends
+        # early shows as a numpy reshape or dtype error rather than as an end-of-file error.
+        raise _truncated_gguf(path, str(exc)) from exc
     field = reader.fields.get("general.architecture")
     if field is None:
         raise _invalid(f"GGUF file '{path}' names no architecture (general.architecture)")
     architecture = bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
     return architecture, "tokenizer.chat_template" in reader.fields
+
+
+def _truncated_gguf(path: Path, detail: str) -> InvalidInput:
+    size = path.stat().st_size
+    return _invalid(
+        f"GGUF file '{path}' is truncated or damaged: its {size} bytes end before the "
+        f"metadata and tensors that its header declares ({detail}); copy or convert the "
+        "file again"
+    )
+
+
+def _gguf_version(path: Path) -> int | None:
+    """Return the version after the magic, or None for a file that ends before it."""
+    with open(path, "rb") as handle:
+        handle.seek(len(GGUF_MAGIC))
+        raw = handle.read(4)
+    if len(raw) < 4:
+        return None
+    (version,) = struct.unpack("<I", raw)
+    # As in gguf's reader, a version whose low half is zero is read from a big-endian file.
+    if version & 0xFFFF == 0:
+        (version,) = struct.unpack(">I", raw)
+    return int(version)
 
 
 def _resolve_cache_layout(path: Path) -> Path:
