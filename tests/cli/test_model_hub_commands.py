@@ -340,3 +340,19 @@ def test_model_delete_checkpoint(
     assert "only checkpoint" in unboxed(only.output)
     assert no_checkpoint.exit_code == 2
     assert "MODEL:CHECKPOINT" in unboxed(no_checkpoint.output)
+
+
+def test_model_import_duplicate_checkpoint_names_option(
+    cli: RunCli, registered: list[str], tiny_lm: Path
+) -> None:
+    name = unique("twice")
+    registered.append(
+        parse_json(cli("model", "import", str(tiny_lm), "--name", name, "--link", "-o", "json"))[
+            "id"
+        ]
+    )
+
+    again = cli("model", "import", str(tiny_lm), "--name", name, "--link")
+
+    assert again.exit_code != 0
+    assert "--checkpoint needs a name that the model does not have yet" in unboxed(again.output)

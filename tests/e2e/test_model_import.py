@@ -548,6 +548,8 @@ def test_duplicate_checkpoint_is_409(api: httpx.Client, tiny_lm: Path) -> None:
 
     assert again.status_code == 409
     assert "already has a checkpoint named 'main'" in again.json()["error"]["message"]
+    assert "; checkpoint needs a name" in again.json()["error"]["message"]
+    assert "--checkpoint" not in again.json()["error"]["message"]
     assert builtin.status_code == 409
     assert model_count(api) == before
 

@@ -311,7 +311,7 @@ def import_model(
     if not path.startswith("~") and not Path(path).is_absolute():
         # The server would resolve a relative path against its own working folder.
         path = str(Path.cwd() / path)
-    names = {"name": "--name", "checkpoint": "--checkpoint"}
+    names = {"name": "--name", "checkpoint": "--checkpoint", "ml_app": "--ml-app"}
     with connect(server, api_key, tenant) as client, cli_names_in_errors(names):
         data = client.import_model(
             path,

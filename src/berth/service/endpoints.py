@@ -520,8 +520,8 @@ def _check_keeps_chat_template(
         f"checkpoint '{model.name}:{checkpoint.name}' has no chat template, but endpoint "
         f"'{endpoint.name}' serves '{endpoint.model.name}:{current.name}', which has one, so "
         "every chat completion request would fail with 400 after the update; choose a "
-        "checkpoint with a chat template, or repeat the update with force "
-        "(--force in the CLI) if the endpoint serves only completions",
+        "checkpoint with a chat template; force moves it anyway, for an endpoint that "
+        "serves only completions",
         field="model",
     )
 

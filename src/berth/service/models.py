@@ -640,7 +640,7 @@ def import_model(
         if ml_app is None:
             raise InvalidInput(
                 f"cannot tell which ML App serves architecture '{inspection.architecture}'; "
-                "name the ML App (text-generation or text-embedding, --ml-app in the CLI)",
+                "ml_app must name it: text-generation or text-embedding",
                 field="ml_app",
             )
         _check_ml_app(inspection, ml_app)
@@ -840,7 +840,7 @@ def _model_for_import(
     ):
         raise Conflict(
             f"model '{name}' already has a checkpoint named '{checkpoint_name}'; "
-            "choose another checkpoint name (--checkpoint in the CLI)",
+            "checkpoint needs a name that the model does not have yet",
             field="checkpoint",
         )
     return model
