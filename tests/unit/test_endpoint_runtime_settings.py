@@ -200,6 +200,18 @@ def test_gguf_rejects_other_runtimes(
     assert "use 'auto' or 'llama.cpp'" in error.message
 
 
+def test_gguf_with_vllm_missing_names_format(
+    database: Database, gguf_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # vLLM cannot serve GGUF files, so installing it would not help.
+    set_installed(monkeypatch, llama_cpp=True, vllm=False)
+
+    error = rejected(create, database, "chat", gguf_model, runtime="vllm")
+
+    assert "its checkpoint is a GGUF file" in error.message
+    assert "install" not in error.message
+
+
 def test_gguf_accepts_llama_cpp(database: Database, gguf_model: str, with_llama_cpp: None) -> None:
     endpoint = create(database, "chat", gguf_model, runtime="llama.cpp")
 

@@ -126,14 +126,15 @@ def merge_settings(
             "leave it out",
             field=field_name("max_batch_size"),
         )
-    if "runtime" in given:
-        _check_installed(given["runtime"])
-
     merged = {
         name: value for name, value in {**stored, **given}.items() if name not in requested.reset
     }
     if model.ml_app is MLApp.TEXT_GENERATION:
         _check_runtime_fits(merged.get("runtime", AUTO), "runtime" in given, model, checkpoint)
+    # Checked after the fit, so that a runtime that cannot serve the checkpoint at all is
+    # not reported as a package to install.
+    if "runtime" in given:
+        _check_installed(given["runtime"])
     return merged
 
 
