@@ -11,7 +11,7 @@ import pytest
 
 from berth.auth import authenticate
 from berth.db.engine import Database
-from berth.errors import InvalidInput
+from berth.errors import Conflict, InvalidInput
 from berth.runtime.config import RuntimeConfig
 from berth.runtime.loading import ModelLoadError, load_model
 from berth.runtime.selection import (
@@ -187,4 +187,21 @@ def test_gguf_update_without_llama_cpp_is_rejected(
         endpoints.update_endpoint(session, principal, LIMITS, endpoint, change)
 
     assert caught.value.field == "model"
+    assert "scripts/install.sh gguf" in caught.value.message
+
+
+def test_gguf_restart_without_llama_cpp_is_rejected(
+    database: Database, gguf_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_llama_cpp_installed(monkeypatch, installed=True)
+    endpoint_id = create_endpoint(database, "gguf-restart", gguf_model)
+    set_llama_cpp_installed(monkeypatch, installed=False)
+
+    with database.session() as session, pytest.raises(Conflict) as caught:
+        principal = authenticate(session, ADMIN_KEY, None)
+        endpoint = endpoints.find_endpoint(session, principal, endpoint_id)
+        endpoints.restart_endpoint(session, principal, endpoint)
+
+    assert caught.value.status_code == 409
+    assert "llama-cpp-python is not installed" in caught.value.message
     assert "scripts/install.sh gguf" in caught.value.message

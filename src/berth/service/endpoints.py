@@ -585,6 +585,16 @@ def restart_endpoint(session: Session, principal: Principal, endpoint: Endpoint)
     principal.require_manage(endpoint, "restart")
     lock_for_change(session, endpoint)
     _require_not_deleted(endpoint)
+    checkpoint = endpoint.checkpoint
+    if checkpoint is not None and checkpoint.format == CheckpointFormat.GGUF:
+        if not llama_cpp_installed():
+            # Every start would fail, and the reconciler would retry it with backoff.
+            raise Conflict(
+                f"endpoint '{endpoint.name}' serves the GGUF model '{endpoint.model.name}', "
+                "which needs the llama.cpp runtime, and llama-cpp-python is not installed "
+                f"on the Berth server; install it with `{GGUF_INSTALL_HINT}` in Berth's "
+                "folder, then restart the endpoint",
+            )
     endpoint.desired_state = DesiredState.RUNNING
     endpoint.generation += 1
     endpoint.version += 1
