@@ -669,3 +669,25 @@ async def test_failed_endpoint_hides_unknown_reason(setup: Setup) -> None:
     message = response.json()["error"]["message"]
     assert message.startswith("the endpoint is Failed, so it serves no requests")
     assert "secret.sock" not in message
+
+
+async def test_silent_instance_gets_504_naming_limit(setup: Setup) -> None:
+    setup.first.behaviour = setup.second.behaviour = "silent"
+    gateway = Gateway(setup.table, max_body_bytes=4096, timeout_s=0.5, no_instance_wait_s=0.5)
+    transport = httpx.ASGITransport(gateway)
+
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            response = await client.post(
+                f"/endpoints/{ENDPOINT}/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": "hi"}]},
+                headers={"Authorization": f"Bearer {KEY}"},
+                timeout=10,
+            )
+    finally:
+        await gateway.close()
+
+    assert response.status_code == 504
+    message = response.json()["error"]["message"]
+    assert "no data for 0.5 s" in message
+    assert "BERTH_UPSTREAM_TIMEOUT_S" in message

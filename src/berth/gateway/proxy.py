@@ -520,7 +520,8 @@ class Gateway:
                 continue
             except (UpstreamError, TimeoutError) as exc:
                 upstream.in_flight -= 1
-                await self._send_reply(send, _upstream_failure(exc, upstream, route))
+                reply = _upstream_failure(exc, upstream, route, self._timeout_s)
+                await self._send_reply(send, reply)
                 return
             try:
                 await self._relay(response, upstream, route, receive, send)
@@ -691,17 +692,23 @@ class Gateway:
         await send({"type": "http.response.body", "body": reply.body})
 
 
-def _upstream_failure(exc: BaseException, upstream: Upstream, route: Route) -> Reply:
+def _upstream_failure(
+    exc: BaseException, upstream: Upstream, route: Route, timeout_s: float
+) -> Reply:
     if isinstance(exc, TimeoutError):
         logger.warning(
             "instance %s of endpoint %s timed out: %s",
             upstream.instance_id,
             route.endpoint_id,
-            type(exc).__name__,
+            exc,
         )
+        # The connection pool raises TimeoutError only for a read that waited timeout_s;
+        # a connect timeout becomes UpstreamUnreachable and goes to another instance.
         return error_reply(
             504,
-            "the instance did not answer in time",
+            f"the instance timed out: it sent no data for {timeout_s:g} s, the limit that "
+            "BERTH_UPSTREAM_TIMEOUT_S sets on the Berth server; raise that limit for slow "
+            "requests, or ask for less output (max_tokens)",
             code="instance_timeout",
             error_type="server_error",
         )
