@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
+from berth.gateway.proxy import EVENT_STREAM_STARTED
 from berth.shutdown_cutoff import ShutdownCutoff
 
 pytestmark = pytest.mark.anyio
@@ -28,6 +29,11 @@ async def _run_until_cancelled(app: App, path: str, sent_before_cancel: int) -> 
     ready = asyncio.Event()
 
     async def send(message: Message) -> None:
+        # uvicorn refuses a second start, as ShutdownCutoff relies on.
+        if message["type"] == "http.response.start" and any(
+            earlier["type"] == "http.response.start" for earlier in sent
+        ):
+            raise RuntimeError("Unexpected ASGI message 'http.response.start' sent")
         sent.append(message)
         if len(sent) >= sent_before_cancel:
             ready.set()
@@ -54,7 +60,10 @@ async def _wait_forever(_scope: Scope, _receive: Receive, _send: Send) -> None:
 
 
 def _start_then_wait(content_type: bytes) -> App:
-    async def app(_scope: Scope, _receive: Receive, send: Send) -> None:
+    async def app(scope: Scope, _receive: Receive, send: Send) -> None:
+        if content_type.startswith(b"text/event-stream"):
+            # As the gateway marks a stream it relays.
+            scope[EVENT_STREAM_STARTED] = True
         headers = [(b"content-type", content_type)]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True})

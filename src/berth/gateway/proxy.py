@@ -49,6 +49,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 PATH_PREFIX = "/endpoints/"
+
+# Set to True in a request's scope once the gateway has started an event stream for it.
+EVENT_STREAM_STARTED = "berth.event_stream_started"
 # Prediction routes and the HTTP method each accepts.
 ROUTES = {
     "v1/chat/completions": "POST",
@@ -312,7 +315,7 @@ class Gateway:
                 await self._send_reply(send, read)
                 return
             body = read
-        await self._forward(route, method, path, body, receive, send)
+        await self._forward(route, method, path, body, scope, receive, send)
 
     def _check_request(
         self, incoming: _Incoming, endpoint_id: str, path: str, method: str
@@ -477,7 +480,14 @@ class Gateway:
                 return b"".join(chunks)
 
     async def _forward(
-        self, route: Route, method: str, path: str, body: bytes, receive: Receive, send: Send
+        self,
+        route: Route,
+        method: str,
+        path: str,
+        body: bytes,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         tried: set[tuple[str, str]] = set()
         loop = asyncio.get_running_loop()
@@ -524,7 +534,7 @@ class Gateway:
                 await self._send_reply(send, reply)
                 return
             try:
-                await self._relay(response, upstream, route, receive, send)
+                await self._relay(response, upstream, route, scope, receive, send)
             finally:
                 upstream.in_flight -= 1
             return
@@ -599,6 +609,7 @@ class Gateway:
         response: UpstreamResponse,
         upstream: Upstream,
         route: Route,
+        scope: Scope,
         receive: Receive,
         send: Send,
     ) -> None:
@@ -606,6 +617,8 @@ class Gateway:
         headers = [(b"x-berth-instance", upstream.instance_id.encode())]
         if response.streaming:
             headers.append((b"cache-control", b"no-cache"))
+            # Tells ShutdownCutoff how to end the stream if the server stops midway.
+            scope[EVENT_STREAM_STARTED] = True
             await self._relay_events(response, upstream, route, headers, receive, send)
             return
         retry_after = response.headers.get(b"retry-after")
