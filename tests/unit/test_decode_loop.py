@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from berth.hub.demo import build_demo_generation_model
+from berth.runtime.base import GenerationParams
 from berth.runtime.generation import CausalLMGenerator, load_generation_model
 
 torch = pytest.importorskip("torch")
@@ -111,3 +113,97 @@ def test_config_the_loop_does_not_honour_falls_back_to_generate(
     assert fallback._loop is None
     assert "no_repeat_ngram_size, repetition_penalty" in caplog.text
     fallback.close()
+
+
+# Penalties and logit bias. The bias favours " the", a token of the prompt, so that the
+# bias and the penalties pull against each other.
+ADJUSTED = GenerationParams(
+    max_tokens=None,
+    temperature=0,
+    top_p=1.0,
+    stop=(),
+    seed=None,
+    frequency_penalty=1.5,
+    presence_penalty=0.7,
+    logit_bias=((1996, 2.5),),
+)
+
+
+def adjusted_with_generate(generator: CausalLMGenerator, params: GenerationParams) -> list[int]:
+    """Return the tokens of generate() with the runtime's own config and processors."""
+    ids = prompt_ids(generator)
+    config = generator._generation_config(TOKENS, params)
+    # Generate all TOKENS tokens, as the loop does, even past an end-of-sequence token.
+    config.eos_token_id = None
+    input_ids = torch.tensor([ids])
+    with torch.inference_mode():
+        output = generator._model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            generation_config=config,
+            logits_processor=generator._logits_processors(params, len(ids)),
+        )
+    return [int(token_id) for token_id in output[0, len(ids) :]]
+
+
+def adjusted_with_loop(generator: CausalLMGenerator, params: GenerationParams) -> list[int]:
+    assert generator._loop is not None
+    chosen: list[int] = []
+    generator._loop.run(
+        prompt_ids(generator),
+        TOKENS,
+        params.temperature,
+        params.top_p,
+        lambda token: chosen.append(token) or True,
+        generator._adjustment(params),
+    )
+    return chosen
+
+
+def test_greedy_penalties_match_generate(generator: CausalLMGenerator) -> None:
+    expected = adjusted_with_generate(generator, ADJUSTED)
+    chosen = adjusted_with_loop(generator, ADJUSTED)
+
+    assert chosen == expected
+    # The penalties and the bias changed the tokens.
+    assert chosen != with_loop(generator, temperature=0, top_p=1.0)
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 1.0), (0.7, 0.8)])
+def test_seeded_penalties_match_generate(
+    generator: CausalLMGenerator, temperature: float, top_p: float
+) -> None:
+    # The demo model's sampled tokens rarely repeat, so a strong bias makes " the" come
+    # up, and the bias and the penalties change which tokens follow.
+    params = dataclasses.replace(
+        ADJUSTED, temperature=temperature, top_p=top_p, logit_bias=((1996, 8.0),)
+    )
+    torch.manual_seed(99)
+    expected = adjusted_with_generate(generator, params)
+    torch.manual_seed(99)
+    chosen = adjusted_with_loop(generator, params)
+
+    assert chosen == expected
+    assert 1996 in chosen
+    torch.manual_seed(99)
+    assert chosen != with_loop(generator, temperature, top_p)
+
+
+def test_strong_logit_bias_picks_token(generator: CausalLMGenerator) -> None:
+    params = dataclasses.replace(ADJUSTED, frequency_penalty=0.0, presence_penalty=0.0)
+    params = dataclasses.replace(params, logit_bias=((6496, 100.0),))
+
+    assert adjusted_with_loop(generator, params) == [6496] * TOKENS
+    assert adjusted_with_generate(generator, params) == [6496] * TOKENS
+
+
+def test_frequency_penalty_counts_each_occurrence(generator: CausalLMGenerator) -> None:
+    # A bias of 10 keeps the token on top until the frequency penalty of 2 per
+    # occurrence has taken back more than the bias and the gap to the next token.
+    params = dataclasses.replace(
+        ADJUSTED, frequency_penalty=2.0, presence_penalty=0.0, logit_bias=((6496, 10.0),)
+    )
+    chosen = adjusted_with_loop(generator, params)
+
+    assert chosen == adjusted_with_generate(generator, params)
+    assert 1 < chosen.count(6496) < TOKENS

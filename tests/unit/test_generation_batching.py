@@ -6,6 +6,7 @@ for a later turn, so they keep their order and a seed keeps giving the same text
 """
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Sequence
 
@@ -19,6 +20,7 @@ from berth.runtime.threaded import (
     PromptInput,
     ThreadedGenerator,
     TokenTextSender,
+    _batch_key,
 )
 from tests.support import wait_until_async
 
@@ -158,3 +160,25 @@ async def test_oversized_prompt_skips_tokenizing() -> None:
     assert "context length is 4 tokens" in caught.value.message
     assert generator.encoded == ["ok"]
     assert fitting == "OK"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"temperature": 0.5},
+        {"top_p": 0.5},
+        {"frequency_penalty": 0.5},
+        {"presence_penalty": 0.5},
+        {"logit_bias": ((7, 3.0),)},
+    ],
+)
+def test_batch_key_separates_sampling_settings(change: dict[str, object]) -> None:
+    base = GenerationParams(max_tokens=None, temperature=1.0, top_p=1.0, stop=(), seed=None)
+    changed = dataclasses.replace(base, **change)  # type: ignore[arg-type]
+
+    assert _batch_key(base) is not None
+    assert _batch_key(changed) != _batch_key(base)
+    # Settings that only change the text after generation do not split a batch.
+    assert _batch_key(dataclasses.replace(changed, stop=("x",), max_tokens=3)) == _batch_key(
+        changed
+    )

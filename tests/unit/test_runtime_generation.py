@@ -176,6 +176,11 @@ def client(generation: RuntimeProcess) -> openai.OpenAI:
 
 
 USER_MESSAGE = [{"role": "user", "content": "hello world"}]
+# Token ids of the demo model's WordPiece vocabulary.
+THE_TOKEN = 1996
+HARBOR_TOKEN = 6496
+VOCABULARY_SIZE = 30522
+PENALTIES = {"frequency_penalty": 1.5, "presence_penalty": 0.7, "logit_bias": {"1996": 2.5}}
 
 
 @pytest.mark.slow
@@ -495,13 +500,20 @@ def test_disconnect_stops_generation(generation: RuntimeProcess) -> None:
 
 
 @pytest.mark.slow
-def test_batched_requests_match_requests_alone(generation: RuntimeProcess) -> None:
+@pytest.mark.parametrize("adjustments", [{}, PENALTIES], ids=["plain", "penalties"])
+def test_batched_requests_match_requests_alone(
+    generation: RuntimeProcess, adjustments: dict[str, object]
+) -> None:
     """Requests generated together in one padded batch give the text they give alone."""
     url = generation.base_url + "/v1/completions"
-    requests = [
-        {"prompt": "once upon a time", "max_tokens": 20, "temperature": 0},
-        {"prompt": "hello", "max_tokens": 7, "temperature": 0},
-        {"prompt": "a much longer prompt with many more words in it", "max_tokens": 12},
+    requests: list[dict[str, object]] = [
+        {"prompt": "once upon a time", "max_tokens": 20, "temperature": 0, **adjustments},
+        {"prompt": "hello", "max_tokens": 7, "temperature": 0, **adjustments},
+        {
+            "prompt": "a much longer prompt with many more words in it",
+            "max_tokens": 12,
+            **adjustments,
+        },
     ]
     requests[2]["temperature"] = 0
     alone = [httpx.post(url, json=body, timeout=60).json() for body in requests]
@@ -599,3 +611,78 @@ def test_load_failure_names_missing_config(tmp_path: Path) -> None:
 
     assert status == 3
     assert f"model folder {tmp_path} has no config.json" in runtime.log_text()
+
+
+# Penalties and logit bias.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True])
+def test_strong_logit_bias_picks_token(client: openai.OpenAI, stream: bool) -> None:
+    settings = {
+        "prompt": "the lighthouse",
+        "max_tokens": 5,
+        "temperature": 0,
+        "logit_bias": {str(HARBOR_TOKEN): 100},
+    }
+    if stream:
+        chunks = list(client.completions.create(model=MODEL_NAME, stream=True, **settings))
+        text = "".join(chunk.choices[0].text for chunk in chunks)
+    else:
+        text = client.completions.create(model=MODEL_NAME, **settings).choices[0].text
+
+    assert text.split() == ["harbor"] * 5
+
+
+@pytest.mark.slow
+def test_penalties_change_greedy_text(client: openai.OpenAI) -> None:
+    settings = {"prompt": "the lighthouse keeper", "max_tokens": 40, "temperature": 0}
+    plain = client.completions.create(model=MODEL_NAME, **settings).choices[0].text
+    penalized = {"frequency_penalty": 2.0, "presence_penalty": 2.0}
+    changed = client.completions.create(model=MODEL_NAME, **settings, **penalized)
+
+    words = plain.split()
+    # Without penalties, the demo model repeats itself, which the penalties then prevent.
+    assert len(set(words)) < len(words)
+    assert changed.choices[0].text != plain
+
+
+@pytest.mark.slow
+def test_predict_applies_logit_bias(generation: RuntimeProcess) -> None:
+    parameters = {"max_tokens": 3, "temperature": 0, "logit_bias": {str(HARBOR_TOKEN): 100}}
+    body = {"inputs": ["the sea"], "parameters": parameters}
+    response = httpx.post(generation.base_url + "/predict", json=body, timeout=60)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0].split() == ["harbor"] * 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/completions", {"prompt": "x"}, "logit_bias"),
+        ("/v1/chat/completions", {"messages": USER_MESSAGE}, "logit_bias"),
+        ("/predict", {"inputs": ["x"]}, "parameters.logit_bias"),
+    ],
+)
+def test_logit_bias_outside_vocabulary_is_400(
+    generation: RuntimeProcess, path: str, body: dict[str, object], param: str
+) -> None:
+    bias = {str(THE_TOKEN): 1, str(VOCABULARY_SIZE): 1}
+    if path == "/predict":
+        body = {**body, "parameters": {"logit_bias": bias}}
+    else:
+        body = {**body, "logit_bias": bias}
+
+    response = httpx.post(generation.base_url + path, json=body, timeout=60)
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_value"
+    assert error["param"] == param
+    assert error["message"] == (
+        f"{param} contains token id {VOCABULARY_SIZE}, but the model's vocabulary has "
+        f"{VOCABULARY_SIZE} tokens, with ids from 0 to {VOCABULARY_SIZE - 1}. "
+        "Use token ids of this model's tokenizer."
+    )

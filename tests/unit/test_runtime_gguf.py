@@ -280,3 +280,50 @@ def test_load_failure_exits_with_reason(
     last_line = runtime.log_text().strip().splitlines()[-1]
     assert last_line.startswith("berth.runtime: error: ")
     assert message in last_line
+
+
+# Penalties and logit bias, passed through to llama.cpp.
+
+
+def token_id(piece: str) -> int:
+    from tests.gguf_model import _vocabulary
+
+    return _vocabulary()[0].index(piece)
+
+
+@pytest.mark.slow
+def test_strong_logit_bias_picks_token(client: openai.OpenAI) -> None:
+    response = client.completions.create(
+        model=MODEL_NAME,
+        prompt="once upon a time",
+        max_tokens=5,
+        temperature=0,
+        logit_bias={str(token_id("\u2581cat")): 100},
+    )
+
+    assert response.choices[0].text.split() == ["cat"] * 5
+
+
+@pytest.mark.slow
+def test_penalties_change_greedy_text(client: openai.OpenAI) -> None:
+    settings = {"prompt": "the cat", "max_tokens": 40, "temperature": 0}
+    plain = client.completions.create(model=MODEL_NAME, **settings).choices[0].text
+    penalized = {"frequency_penalty": 2.0, "presence_penalty": 2.0}
+    changed = client.completions.create(model=MODEL_NAME, **settings, **penalized)
+
+    assert changed.choices[0].text != plain
+
+
+@pytest.mark.slow
+def test_logit_bias_outside_vocabulary_is_400(gguf_runtime: RuntimeProcess) -> None:
+    from tests.gguf_model import _vocabulary
+
+    vocabulary_size = len(_vocabulary()[0])
+    body = {"prompt": "the cat", "logit_bias": {str(vocabulary_size): 5}}
+    response = httpx.post(gguf_runtime.base_url + "/v1/completions", json=body, timeout=60)
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "logit_bias"
+    assert error["code"] == "invalid_value"
+    assert f"contains token id {vocabulary_size}" in error["message"]

@@ -34,6 +34,9 @@ class SamplingParams:
     top_p: float
     seed: int | None
     stop: list[str] | None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logit_bias: dict[int, float] | None = None
 
 
 @dataclass
@@ -186,3 +189,29 @@ async def test_closing_the_stream_aborts_the_request(tokenizer: Any) -> None:
 
     assert first == "a"
     assert engine.aborted == [engine.calls[0][2]]
+
+
+async def test_penalties_and_logit_bias_reach_the_engine(tokenizer: Any) -> None:
+    engine = FakeEngine(["x"], finish_reason="stop")
+    settings = params(frequency_penalty=0.5, presence_penalty=-1.0, logit_bias=((5, -100.0),))
+
+    stream = await generator(engine, tokenizer).start_completion("hi", settings)
+    _pieces = [piece async for piece in stream]
+
+    ((_prompt, sampling, _request_id),) = engine.calls
+    assert sampling.frequency_penalty == 0.5
+    assert sampling.presence_penalty == -1.0
+    assert sampling.logit_bias == {5: -100.0}
+
+
+async def test_logit_bias_outside_vocabulary_is_rejected(tokenizer: Any) -> None:
+    engine = FakeEngine(["x"])
+    settings = params(logit_bias=((len(tokenizer), 1.0),))
+
+    with pytest.raises(APIError) as raised:
+        await generator(engine, tokenizer).start_completion("hi", settings)
+
+    assert raised.value.status_code == 400
+    assert raised.value.param == "logit_bias"
+    assert f"contains token id {len(tokenizer)}" in raised.value.message
+    assert engine.calls == []

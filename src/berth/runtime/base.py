@@ -23,6 +23,15 @@ class GenerationParams:
     seed: int | None
     # Name of the request field that set max_tokens, for error messages.
     max_tokens_param: str = "max_tokens"
+    # OpenAI's penalties: each subtracts from the logit of a token that the completion
+    # already contains, the frequency penalty once per occurrence and the presence
+    # penalty once.
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    # Pairs of a token id and the value added to its logit, sorted by token id.
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    # Prefix of the request's field names in error messages: "parameters." for /predict.
+    param_prefix: str = ""
 
     @classmethod
     def from_request(
@@ -30,6 +39,7 @@ class GenerationParams:
         request: SamplingParameters,
         max_tokens: int | None = None,
         max_tokens_param: str = "max_tokens",
+        param_prefix: str = "",
     ) -> GenerationParams:
         return cls(
             max_tokens=max_tokens if max_tokens is not None else request.max_tokens,
@@ -38,6 +48,29 @@ class GenerationParams:
             stop=tuple(request.stop),
             seed=request.seed,
             max_tokens_param=max_tokens_param,
+            frequency_penalty=request.frequency_penalty,
+            presence_penalty=request.presence_penalty,
+            logit_bias=tuple(sorted(request.logit_bias.items())),
+            param_prefix=param_prefix,
+        )
+
+    @property
+    def adjusts_logits(self) -> bool:
+        """Whether a penalty or a logit bias changes the model's logits."""
+        return bool(self.frequency_penalty or self.presence_penalty or self.logit_bias)
+
+    def check_logit_bias(self, vocab_size: int) -> None:
+        """Raise APIError (400, invalid_value) for a logit_bias key outside the vocabulary."""
+        outside = [token_id for token_id, _ in self.logit_bias if token_id >= vocab_size]
+        if not outside:
+            return
+        field = f"{self.param_prefix}logit_bias"
+        raise invalid_request(
+            f"{field} contains token id {outside[0]}, but the model's vocabulary has "
+            f"{vocab_size} tokens, with ids from 0 to {vocab_size - 1}. "
+            "Use token ids of this model's tokenizer.",
+            param=field,
+            code=INVALID_VALUE,
         )
 
     def check_max_tokens_limit(self) -> None:

@@ -3,7 +3,8 @@
 For each token, transformers' generate() runs its logits processors, stopping criteria,
 input preparation and bookkeeping in Python. For a small model on a CPU that is a large
 part of the time (docs/benchmarks.md, change 19). The loop does only what the runtime
-needs: greedy choice, or sampling with temperature and top-p, for one sequence.
+needs: greedy choice, or sampling with temperature and top-p, for one sequence, after
+the request's penalties and logit bias (LogitAdjustment, which generate() applies too).
 
 The loop serves a model only when it chooses the same tokens as generate().
 `DecodeLoop.for_model` returns None for a generation config that sets anything the loop
@@ -21,6 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from berth.runtime.logit_adjustment import LogitAdjustment
 
 logger = logging.getLogger(__name__)
 
@@ -118,30 +121,40 @@ class DecodeLoop:
         temperature: float,
         top_p: float,
         push: PushToken,
+        adjustment: LogitAdjustment | None = None,
     ) -> None:
         """Generate up to `max_new_tokens` tokens after `prompt_ids`, passing each to `push`
-        until it returns False. A temperature of 0 chooses greedily."""
+        until it returns False. A temperature of 0 chooses greedily. `adjustment` applies
+        the request's penalties and logit bias, if any."""
         device = self._model.device
         keep = {self._keep_arg: 1} if self._keep_arg else {}
         with torch.inference_mode():
             input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+            counts = None
+            if adjustment is not None and adjustment.counts_tokens:
+                counts = adjustment.count(input_ids[:, :0])
             cache = None
             for step in range(max_new_tokens):
                 output = self._model(
                     input_ids=input_ids, use_cache=True, **{self._cache_arg: cache}, **keep
                 )
                 cache = output["cache"] if "cache" in output else output["past_key_values"]
-                token_id = _choose(output.logits[:, -1, :], temperature, top_p)
+                # generate() works on a float32 copy of the logits.
+                scores = output.logits[:, -1, :].to(dtype=torch.float32)
+                if adjustment is not None:
+                    scores = adjustment.apply(scores, counts)
+                token_id = _choose(scores, temperature, top_p)
+                if counts is not None:
+                    counts[0, token_id] += 1
                 if not push(token_id) or step == max_new_tokens - 1:
                     return
                 input_ids = torch.tensor([[token_id]], dtype=torch.long, device=device)
 
 
-def _choose(logits: torch.Tensor, temperature: float, top_p: float) -> int:
-    """Choose the next token from one row of logits, as generate() would: greedily for a
-    temperature of 0, else by sampling after temperature and top-p (nucleus) filtering."""
-    # generate() works on a float32 copy of the logits.
-    scores = logits.to(dtype=torch.float32)
+def _choose(scores: torch.Tensor, temperature: float, top_p: float) -> int:
+    """Choose the next token from one row of float32 logits, as generate() would: greedily
+    for a temperature of 0, else by sampling after temperature and top-p (nucleus)
+    filtering."""
     if temperature == 0:
         return int(scores.argmax(dim=-1))
     if temperature != 1.0:

@@ -32,12 +32,17 @@ import torch  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoTokenizer,
+    LogitsProcessor,
+    LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
 )
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
 from berth.runtime.decode_loop import DecodeLoop  # noqa: E402
+from berth.runtime.logit_adjustment import LogitAdjustment  # noqa: E402
 
 # The prompt of the check that DecodeLoop.for_model runs at load.
 _CHECK_PROMPT = "A harbor at dawn"
@@ -63,6 +68,21 @@ class _CancelCriteria(StoppingCriteria):
                 torch.ones(shape, dtype=torch.bool, device=device),
             )
         return self._flags[self._cancelled.is_set()]  # type: ignore[return-value]
+
+
+class _AdjustLogitsProcessor(LogitsProcessor):
+    """Apply a request's penalties and logit bias in generate(), counting the tokens
+    generated after the first `prompt_length` positions of each row."""
+
+    def __init__(self, adjustment: LogitAdjustment, prompt_length: int) -> None:
+        self._adjustment = adjustment
+        self._prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        counts = None
+        if self._adjustment.counts_tokens:
+            counts = self._adjustment.count(input_ids[:, self._prompt_length :])
+        return self._adjustment.apply(scores, counts)  # type: ignore[return-value]
 
 
 class _StreamerAdapter(BaseStreamer):
@@ -136,7 +156,13 @@ class CausalLMGenerator(ThreadedGenerator):
     def __init__(self, model: Any, tokenizer: Any, model_name: str, max_batch_size: int) -> None:
         eos_ids = _eos_token_ids(model, tokenizer)
         context = getattr(model.config, "max_position_embeddings", None)
-        super().__init__(model_name, tokenizer, eos_ids, int(context) if context else None)
+        super().__init__(
+            model_name,
+            tokenizer,
+            eos_ids,
+            int(context) if context else None,
+            vocab_size=_logits_width(model),
+        )
         self._model = model
         self._base_config = model.generation_config
         self._pad_id = _pad_token_id(model, tokenizer, eos_ids)
@@ -172,7 +198,12 @@ class CausalLMGenerator(ThreadedGenerator):
                 if params.seed is not None:
                     torch.manual_seed(params.seed)
                 self._loop.run(
-                    prompt_ids, max_new_tokens, params.temperature, params.top_p, sender.push
+                    prompt_ids,
+                    max_new_tokens,
+                    params.temperature,
+                    params.top_p,
+                    sender.push,
+                    self._adjustment(params),
                 )
                 return
             config = self._generation_config(max_new_tokens, params)
@@ -182,6 +213,7 @@ class CausalLMGenerator(ThreadedGenerator):
                     input_ids=input_ids,
                     attention_mask=torch.ones_like(input_ids),
                     generation_config=config,
+                    logits_processor=self._logits_processors(params, len(prompt_ids)),
                     streamer=_StreamerAdapter(sender),
                     stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancelled)]),
                 )
@@ -207,6 +239,7 @@ class CausalLMGenerator(ThreadedGenerator):
                 input_ids=input_ids,
                 attention_mask=torch.tensor(mask, dtype=torch.long, device=device),
                 generation_config=config,
+                logits_processor=self._logits_processors(params, length),
                 streamer=_BatchStreamerAdapter(rows),
                 stopping_criteria=StoppingCriteriaList([_RowStopCriteria(rows, length)]),
             )
@@ -223,6 +256,13 @@ class CausalLMGenerator(ThreadedGenerator):
             config.temperature = None
             config.top_p = None
             config.top_k = None
+        elif params.adjusts_logits:
+            # _logits_processors applies temperature and top-p after the penalties and
+            # logit bias. generate() would run its own warpers first, so they are off.
+            config.do_sample = True
+            config.temperature = 1.0
+            config.top_p = 1.0
+            config.top_k = 0
         else:
             # OpenAI sampling has no top-k, so 0 turns off the transformers default of 50.
             config.do_sample = True
@@ -232,6 +272,31 @@ class CausalLMGenerator(ThreadedGenerator):
         if params.seed is not None:
             torch.manual_seed(params.seed)
         return config
+
+    def _adjustment(self, params: GenerationParams) -> LogitAdjustment | None:
+        if not params.adjusts_logits:
+            return None
+        return LogitAdjustment(params, _logits_width(self._model), self._model.device)
+
+    def _logits_processors(
+        self, params: GenerationParams, prompt_length: int
+    ) -> LogitsProcessorList | None:
+        """Return the processors of a request with penalties or a logit bias, else None.
+
+        generate() appends custom processors after its own, so temperature and top-p come
+        here too, in the order that DecodeLoop uses: penalties and bias, temperature, top-p.
+        """
+        adjustment = self._adjustment(params)
+        if adjustment is None:
+            return None
+        processors = LogitsProcessorList([_AdjustLogitsProcessor(adjustment, prompt_length)])
+        if params.temperature == 0:
+            return processors
+        if params.temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(params.temperature))
+        if params.top_p < 1.0:
+            processors.append(TopPLogitsWarper(params.top_p))
+        return processors
 
 
 def chat_prompt(tokenizer: Any, messages: Sequence[ChatMessage], model_name: str) -> PromptInput:
@@ -264,6 +329,14 @@ def _eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
     return frozenset(ids)
+
+
+def _logits_width(model: Any) -> int:
+    """Return the number of logits per position, which can exceed the tokenizer's size."""
+    output_embeddings = model.get_output_embeddings()
+    if output_embeddings is not None and hasattr(output_embeddings, "weight"):
+        return int(output_embeddings.weight.shape[0])
+    return int(model.config.vocab_size)
 
 
 def _pad_token_id(model: Any, tokenizer: Any, eos_ids: frozenset[int]) -> int | None:

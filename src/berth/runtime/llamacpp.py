@@ -21,6 +21,8 @@ from typing import Any
 
 import jinja2
 import llama_cpp
+import numpy as np
+import numpy.typing as npt
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from berth.runtime.base import GenerationParams, LoadedModel, TextStream
@@ -67,7 +69,13 @@ class _GGUFTextDecoder:
 class LlamaCppGenerator(ThreadedGenerator):
     def __init__(self, llm: llama_cpp.Llama, model_name: str) -> None:
         decoder = _GGUFTextDecoder(llm)
-        super().__init__(model_name, decoder, _end_of_generation_ids(llm), llm.n_ctx())
+        super().__init__(
+            model_name,
+            decoder,
+            _end_of_generation_ids(llm),
+            llm.n_ctx(),
+            vocab_size=llm.n_vocab(),
+        )
         self._llm = llm
         self._chat_formatter = _chat_formatter(llm)
 
@@ -114,6 +122,8 @@ class LlamaCppGenerator(ThreadedGenerator):
         self._llm.set_seed(seed)
         # top_k 0, min_p 0 and typical_p 1 turn those samplers off: OpenAI sampling has
         # only temperature and top_p. Temperature 0 selects greedy decoding.
+        # NOTE: llama.cpp's penalty sampler counts only the last 64 generated tokens
+        # (Llama.last_n_tokens_size in llama-cpp-python 0.3), where OpenAI counts all.
         tokens = self._llm.generate(
             prompt_ids,
             top_k=0,
@@ -122,6 +132,9 @@ class LlamaCppGenerator(ThreadedGenerator):
             typical_p=1.0,
             temp=params.temperature,
             repeat_penalty=1.0,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
+            logits_processor=_logit_bias_processors(params),
         )
         try:
             for token_id in tokens:
@@ -129,6 +142,27 @@ class LlamaCppGenerator(ThreadedGenerator):
                     return
         finally:
             tokens.close()
+
+
+def _logit_bias_processors(params: GenerationParams) -> llama_cpp.LogitsProcessorList | None:
+    """Return a processor that adds the request's logit_bias, or None without one.
+
+    llama-cpp-python runs it before its other samplers, on the logits of the whole
+    vocabulary in token id order.
+    """
+    if not params.logit_bias:
+        return None
+    token_ids = np.array([token_id for token_id, _ in params.logit_bias], dtype=np.intc)
+    values = np.array([value for _, value in params.logit_bias], dtype=np.single)
+
+    def add_bias(
+        input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single]
+    ) -> npt.NDArray[np.single]:
+        biased = np.copy(scores)
+        biased[token_ids] += values
+        return biased
+
+    return llama_cpp.LogitsProcessorList([add_bias])
 
 
 def _llama_seed(seed: int) -> int:

@@ -3,7 +3,7 @@
 Models run in strict mode, so a string is never coerced to a number or a number to a
 bool, and the client gets a 400 that names the field. Unknown fields are ignored, as
 OpenAI clients send optional fields (metadata, for example) that change nothing here.
-The penalties and `user` change nothing either, but are checked as OpenAI checks them.
+`user` changes nothing either, but its type is checked as OpenAI checks it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from berth.runtime.errors import (
 MAX_COMPLETION_TOKENS = 4096
 DEFAULT_MAX_TOKENS = 64
 MAX_STOP_SEQUENCES = 4
+# OpenAI's ranges for the penalties and for each logit_bias value.
+MAX_PENALTY = 2.0
+MAX_LOGIT_BIAS = 100.0
 MAX_BATCH_INPUTS = 2048
 # Seeds are signed 64-bit integers. torch.manual_seed accepts them all (torch 2.13 takes
 # -2**63 to 2**64 - 1), and the llama.cpp runtime maps them to its 32 bits.
@@ -52,6 +55,37 @@ class SamplingParameters(_Strict):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None
+    frequency_penalty: float = Field(default=0.0, ge=-MAX_PENALTY, le=MAX_PENALTY)
+    presence_penalty: float = Field(default=0.0, ge=-MAX_PENALTY, le=MAX_PENALTY)
+    # Token id to the value added to its logit. JSON object keys are strings, so the ids
+    # arrive as decimal strings. The runtime checks them against the model's vocabulary.
+    logit_bias: dict[int, float] = Field(default_factory=dict)
+
+    @field_validator("logit_bias", mode="before")
+    @classmethod
+    def _parse_logit_bias(cls, value: Any) -> dict[int, float]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError(
+                'expected an object that maps token ids to numbers, such as {"50256": -100}'
+            )
+        bias: dict[int, float] = {}
+        for key, number in value.items():
+            token_id = _token_id_key(key)
+            if token_id is None:
+                raise ValueError(
+                    f"key {describe_value(key)} is not a token id. Use the decimal id of a "
+                    'token of the model\'s vocabulary as the key, such as "50256"'
+                )
+            is_number = isinstance(number, int | float) and not isinstance(number, bool)
+            if not is_number or not -MAX_LOGIT_BIAS <= number <= MAX_LOGIT_BIAS:
+                raise ValueError(
+                    f"the bias of token {token_id} is {describe_value(number)}, but must be "
+                    f"a number from {-MAX_LOGIT_BIAS:g} to {MAX_LOGIT_BIAS:g}"
+                )
+            bias[token_id] = float(number)
+        return bias
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -94,9 +128,6 @@ class _CompletionOptions(SamplingParameters):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: Any = None
     response_format: Any = None
-    # Accepted in OpenAI's range and not applied: the runtimes sample without penalties.
-    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
-    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     # An end-user ID for the caller's own records; only its type is checked.
     user: str | None = None
 
@@ -265,6 +296,13 @@ class PredictRequest(_Strict):
     @classmethod
     def _null_parameters(cls, value: Any) -> Any:
         return {} if value is None else value
+
+
+def _token_id_key(key: Any) -> int | None:
+    """Return the token id that a logit_bias key names, or None if it names none."""
+    if isinstance(key, str) and key.isascii() and key.isdigit():
+        return int(key)
+    return None
 
 
 def utf8_problem(raw: bytes) -> str | None:

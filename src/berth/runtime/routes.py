@@ -259,7 +259,9 @@ async def predict(request: Request, config: RuntimeConfig, model: LoadedModel) -
         assert model.generator is not None
         prompts = _string_inputs(body.inputs)
         sampling = validate_parameters(SamplingParameters, body.parameters, raw)
-        params = GenerationParams.from_request(sampling, max_tokens_param="parameters.max_tokens")
+        params = GenerationParams.from_request(
+            sampling, max_tokens_param="parameters.max_tokens", param_prefix="parameters."
+        )
         texts = []
         for prompt in prompts:
             stream = await model.generator.start_completion(prompt, params)

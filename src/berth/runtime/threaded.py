@@ -359,14 +359,25 @@ class BatchRow:
     cancelled: threading.Event
 
 
-def _batch_key(params: GenerationParams) -> tuple[float, float] | None:
+_BatchKey = tuple[float, float, float, float, tuple[tuple[int, float], ...]]
+
+
+def _batch_key(params: GenerationParams) -> _BatchKey | None:
     """Return what requests must share to be generated together, or None for "alone".
 
-    A seeded request runs alone, so that its seed gives the same text as on its own.
+    A batch is generated with one set of sampling settings and one logits processor, so
+    requests share a batch only when all of those settings are equal. A seeded request
+    runs alone, so that its seed gives the same text as on its own.
     """
     if params.seed is not None:
         return None
-    return (params.temperature, params.top_p)
+    return (
+        params.temperature,
+        params.top_p,
+        params.frequency_penalty,
+        params.presence_penalty,
+        params.logit_bias,
+    )
 
 
 class ThreadedGenerator(TextGenerator):
@@ -374,7 +385,8 @@ class ThreadedGenerator(TextGenerator):
 
     `tokenizer` decodes generated ids (see TokenTextSender), `eos_ids` are the token ids
     that end a reply, and `context_length` is the maximum of prompt and completion tokens
-    together, or None when the model states none.
+    together, or None when the model states none. `vocab_size` is the number of token ids
+    that logit_bias may name, or None to leave that check to the subclass.
     """
 
     # Requests generated together at most. A subclass that implements _generate_batch
@@ -387,8 +399,10 @@ class ThreadedGenerator(TextGenerator):
         tokenizer: Any,
         eos_ids: frozenset[int],
         context_length: int | None,
+        vocab_size: int | None = None,
     ) -> None:
         self._model_name = model_name
+        self._vocab_size = vocab_size
         self._tokenizer = tokenizer
         self._eos_ids = eos_ids
         self._context_length = context_length
@@ -436,6 +450,8 @@ class ThreadedGenerator(TextGenerator):
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _start(self, prompt: PromptInput, params: GenerationParams) -> TextStream:
+        if self._vocab_size is not None:
+            params.check_logit_bias(self._vocab_size)
         loop = asyncio.get_running_loop()
         job = GenerationJob(loop)
         self._jobs.add(job)

@@ -67,8 +67,12 @@ class VLLMGenerator(TextGenerator):
         tokenizer: Any,
         model_name: str,
         context_length: int | None,
+        vocab_size: int | None = None,
     ) -> None:
         self._engine = engine
+        # The token ids that logit_bias may name: vLLM's vocabulary size, else the
+        # tokenizer's.
+        self._vocab_size = vocab_size if vocab_size is not None else len(tokenizer)
         self._sampling_params_type = sampling_params_type
         self._tokenizer = tokenizer
         self._model_name = model_name
@@ -83,6 +87,7 @@ class VLLMGenerator(TextGenerator):
         return await self._start(PromptInput(param="prompt", text=prompt), params)
 
     async def _start(self, prompt: PromptInput, params: GenerationParams) -> TextStream:
+        params.check_logit_bias(self._vocab_size)
         prompt_ids = await asyncio.to_thread(encode_prompt, self._tokenizer, prompt)
         max_new_tokens = limit_new_tokens(
             len(prompt_ids), prompt.param, params, self._context_length, self._model_name
@@ -94,6 +99,9 @@ class VLLMGenerator(TextGenerator):
             top_p=params.top_p,
             seed=params.seed,
             stop=list(params.stop) or None,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
+            logit_bias=dict(params.logit_bias) or None,
         )
         outputs = self._engine.generate(
             {"prompt_token_ids": prompt_ids}, sampling, request_id=uuid.uuid4().hex
@@ -118,5 +126,9 @@ def load_vllm_model(folder: Path, model_name: str) -> LoadedModel:
     )
     model_config = getattr(engine, "model_config", None)
     context_length = getattr(model_config, "max_model_len", None)
-    generator = VLLMGenerator(engine, SamplingParams, tokenizer, model_name, context_length)
+    get_vocab_size = getattr(model_config, "get_vocab_size", None)
+    vocab_size = get_vocab_size() if get_vocab_size is not None else None
+    generator = VLLMGenerator(
+        engine, SamplingParams, tokenizer, model_name, context_length, vocab_size
+    )
     return LoadedModel(generator=generator, close=generator.close, runtime=Runtime.VLLM)
