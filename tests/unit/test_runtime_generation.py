@@ -613,7 +613,7 @@ def test_load_failure_names_missing_config(tmp_path: Path) -> None:
     assert f"model folder {tmp_path} has no config.json" in runtime.log_text()
 
 
-# Penalties and logit bias.
+# Penalties, logit bias and the default max_tokens.
 
 
 @pytest.mark.slow
@@ -686,3 +686,22 @@ def test_logit_bias_outside_vocabulary_is_400(
         f"{VOCABULARY_SIZE} tokens, with ids from 0 to {VOCABULARY_SIZE - 1}. "
         "Use token ids of this model's tokenizer."
     )
+
+
+@pytest.mark.slow
+def test_default_max_tokens_fills_context(client: openai.OpenAI, generation_folder: Path) -> None:
+    from transformers import AutoTokenizer, GenerationConfig
+
+    # Without an end-of-sequence token, only the end of the context stops generation.
+    eos_ids = {AutoTokenizer.from_pretrained(str(generation_folder)).eos_token_id}
+    configured = GenerationConfig.from_pretrained(str(generation_folder)).eos_token_id
+    eos_ids.update(configured if isinstance(configured, list) else [configured])
+    ban_eos = {str(token_id): -100 for token_id in eos_ids if token_id is not None}
+
+    response = client.completions.create(
+        model=MODEL_NAME, prompt="once upon a time", temperature=0, logit_bias=ban_eos
+    )
+
+    assert response.usage is not None
+    assert response.usage.completion_tokens == CONTEXT_LENGTH - response.usage.prompt_tokens
+    assert response.choices[0].finish_reason == "length"

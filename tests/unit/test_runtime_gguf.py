@@ -282,7 +282,7 @@ def test_load_failure_exits_with_reason(
     assert message in last_line
 
 
-# Penalties and logit bias, passed through to llama.cpp.
+# Penalties, logit bias and the default max_tokens, passed through to llama.cpp.
 
 
 def token_id(piece: str) -> int:
@@ -327,3 +327,13 @@ def test_logit_bias_outside_vocabulary_is_400(gguf_runtime: RuntimeProcess) -> N
     assert error["param"] == "logit_bias"
     assert error["code"] == "invalid_value"
     assert f"contains token id {vocabulary_size}" in error["message"]
+
+
+@pytest.mark.slow
+def test_default_max_tokens_fills_context(client: openai.OpenAI) -> None:
+    # Greedy replies of the test model never end with EOS, so only the context ends them.
+    response = client.completions.create(model=MODEL_NAME, prompt="the cat", temperature=0)
+
+    assert response.usage is not None
+    assert response.usage.completion_tokens == CONTEXT_LENGTH - response.usage.prompt_tokens
+    assert response.choices[0].finish_reason == "length"

@@ -215,3 +215,15 @@ async def test_logit_bias_outside_vocabulary_is_rejected(tokenizer: Any) -> None
     assert raised.value.param == "logit_bias"
     assert f"contains token id {len(tokenizer)}" in raised.value.message
     assert engine.calls == []
+
+
+async def test_default_max_tokens_is_the_rest_of_the_context(tokenizer: Any) -> None:
+    engine = FakeEngine(["x"], finish_reason="stop")
+
+    stream = await generator(engine, tokenizer, context_length=100).start_completion(
+        "hi", params(max_tokens=None)
+    )
+    _pieces = [piece async for piece in stream]
+
+    ((_prompt, sampling, _request_id),) = engine.calls
+    assert sampling.max_tokens == 100 - stream.prompt_tokens

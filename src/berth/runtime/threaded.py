@@ -38,7 +38,7 @@ from berth.runtime.errors import (
     invalid_request,
     server_error,
 )
-from berth.runtime.protocol import DEFAULT_MAX_TOKENS, ChatMessage
+from berth.runtime.protocol import MAX_COMPLETION_TOKENS, ChatMessage
 
 logger = logging.getLogger("berth.runtime")
 
@@ -294,11 +294,12 @@ def limit_new_tokens(
     `param` names the request field of the prompt, and `context_length` (prompt and
     completion together) is None when the model states none. A max_tokens from the
     request must fit beside the prompt, and then within MAX_COMPLETION_TOKENS. Without
-    one, the default max_tokens shrinks to the tokens left.
+    one, generation runs until the end-of-sequence token, the end of the context or
+    MAX_COMPLETION_TOKENS, whichever comes first.
     """
     if prompt_tokens == 0:
         raise invalid_request("The prompt is empty after tokenization.", param=param)
-    requested = params.max_tokens if params.max_tokens is not None else DEFAULT_MAX_TOKENS
+    requested = params.max_tokens if params.max_tokens is not None else MAX_COMPLETION_TOKENS
     if context_length is None:
         params.check_max_tokens_limit()
         return requested
