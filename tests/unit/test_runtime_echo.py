@@ -422,6 +422,12 @@ def test_non_object_body_is_400(echo: RuntimeProcess, body: bytes) -> None:
             "logit_bias",
             "expected an object that maps token ids to numbers",
         ),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "tool", "content": "42", "tool_call_id": "call_1"}]},
+            "messages[0].role",
+            "this server does not support tool calling. Send the result in a 'user' message",
+        ),
         ("/v1/embeddings", {"input": "x", "user": 5}, "user", "5"),
         ("/v1/embeddings", {"input": [[1, 2, 3]]}, "input", "only text input"),
         ("/v1/embeddings", {"input": []}, "input", "at least one"),

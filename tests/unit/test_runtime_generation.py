@@ -613,7 +613,7 @@ def test_load_failure_names_missing_config(tmp_path: Path) -> None:
     assert f"model folder {tmp_path} has no config.json" in runtime.log_text()
 
 
-# Penalties, logit bias and the default max_tokens.
+# Penalties, logit bias, the default max_tokens and the developer role.
 
 
 @pytest.mark.slow
@@ -705,3 +705,16 @@ def test_default_max_tokens_fills_context(client: openai.OpenAI, generation_fold
     assert response.usage is not None
     assert response.usage.completion_tokens == CONTEXT_LENGTH - response.usage.prompt_tokens
     assert response.choices[0].finish_reason == "length"
+
+
+@pytest.mark.slow
+def test_developer_role_reads_as_system(client: openai.OpenAI) -> None:
+    def reply(role: str) -> tuple[str | None, int]:
+        messages = [{"role": role, "content": "answer briefly"}, *USER_MESSAGE]
+        response = client.chat.completions.create(
+            model=MODEL_NAME, messages=messages, max_tokens=8, temperature=0
+        )
+        assert response.usage is not None
+        return response.choices[0].message.content, response.usage.prompt_tokens
+
+    assert reply("developer") == reply("system")

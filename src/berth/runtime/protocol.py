@@ -182,6 +182,20 @@ class ChatMessage(_Strict):
     role: Literal["system", "user", "assistant"]
     content: str
 
+    @field_validator("role", mode="before")
+    @classmethod
+    def _map_developer_role(cls, value: Any) -> Any:
+        """Read "developer", the role that newer OpenAI clients send for system
+        instructions, as "system", and reject tool results with the reason."""
+        if value == "developer":
+            return "system"
+        if value in ("tool", "function"):
+            raise ValueError(
+                f"role '{value}' carries the result of a tool call, but this server does not "
+                "support tool calling. Send the result in a 'user' message instead"
+            )
+        return value
+
     @field_validator("content", mode="before")
     @classmethod
     def _join_text_parts(cls, value: Any) -> str:
