@@ -2,14 +2,28 @@
 memberships and default tenant that user lists show, and which callers get `has_password`."""
 
 import pytest
+from sqlalchemy.orm import Session
 
 from berth.api.convert import user_out
-from berth.auth import authenticate
+from berth.auth import Principal, authenticate
 from berth.db.engine import Database
+from berth.db.models import Tenant, User
 from berth.errors import Forbidden, InvalidInput
 from berth.service import tenants, users
 from berth.states import Role
 from tests.unit.conftest import UNIT_ADMIN_KEY
+
+
+def _ada_and_grace_in_research(session: Session, admin: Principal) -> tuple[str, User, Tenant]:
+    """Create tenants research and secret, ada in research, and grace in both; return ada's
+    key, grace and the secret tenant."""
+    research = tenants.create_tenant(session, admin, "research")
+    secret = tenants.create_tenant(session, admin, "secret")
+    ada, ada_key = users.create_user(session, admin, users.NewUser(username="ada", create_key=True))
+    grace, _grace_key = users.create_user(session, admin, users.NewUser(username="grace"))
+    tenants.set_membership(session, admin, research, ada, Role.USER)
+    tenants.set_membership(session, admin, research, grace, Role.USER)
+    return str(ada_key), grace, secret
 
 
 def test_member_of_disabled_tenant_message(database: Database) -> None:
@@ -35,14 +49,7 @@ def test_member_of_disabled_tenant_message(database: Database) -> None:
 def test_user_list_hides_other_tenants(database: Database) -> None:
     with database.session() as session:
         admin = authenticate(session, UNIT_ADMIN_KEY, None)
-        research = tenants.create_tenant(session, admin, "research")
-        secret = tenants.create_tenant(session, admin, "secret")
-        ada, ada_key = users.create_user(
-            session, admin, users.NewUser(username="ada", create_key=True)
-        )
-        grace, _grace_key = users.create_user(session, admin, users.NewUser(username="grace"))
-        tenants.set_membership(session, admin, research, ada, Role.USER)
-        tenants.set_membership(session, admin, research, grace, Role.USER)
+        ada_key, grace, secret = _ada_and_grace_in_research(session, admin)
         tenants.set_membership(session, admin, secret, grace, Role.TENANT_ADMIN)
         grace.default_tenant_id = secret.id
 
@@ -106,14 +113,7 @@ def test_disabled_default_tenant_is_skipped(database: Database) -> None:
 def test_default_tenant_of_hidden_tenant(database: Database) -> None:
     with database.session() as session:
         admin = authenticate(session, UNIT_ADMIN_KEY, None)
-        research = tenants.create_tenant(session, admin, "research")
-        secret = tenants.create_tenant(session, admin, "secret")
-        ada, ada_key = users.create_user(
-            session, admin, users.NewUser(username="ada", create_key=True)
-        )
-        grace, _key = users.create_user(session, admin, users.NewUser(username="grace"))
-        tenants.set_membership(session, admin, research, ada, Role.USER)
-        tenants.set_membership(session, admin, research, grace, Role.USER)
+        ada_key, grace, secret = _ada_and_grace_in_research(session, admin)
         tenants.set_membership(session, admin, secret, grace, Role.USER)
         users.update_user(session, admin, grace, default_tenant=secret)
         tenants.update_tenant(session, admin, secret, None, True)
