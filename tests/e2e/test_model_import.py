@@ -724,6 +724,33 @@ def test_changed_linked_file_fails_start(
     assert "import the files again" in errors[0]
 
 
+def test_copied_file_with_new_time_still_starts(
+    api: httpx.Client, server: BerthServer, tiny_lm: Path
+) -> None:
+    name = unique("restored")
+    model = import_model(api, path=str(tiny_lm), name=name).json()
+    checkpoint = model["checkpoints"][0]
+    weights = imported_folder(server, model["id"]) / checkpoint["id"] / "model.safetensors"
+    # As after copying or restoring the Berth home folder without keeping times.
+    before = weights.stat()
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+
+    created = api.post("/endpoints", json={"name": unique("restored"), "model": name})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+
+    def state() -> str | None:
+        info = api.get(f"/endpoints/{endpoint['id']}").json()
+        return info["state"] if info["state"] in ("Live", "Failed") else None
+
+    try:
+        final = wait_until(state, 90, "the endpoint to go Live or fail")
+    finally:
+        api.delete(f"/endpoints/{endpoint['id']}")
+
+    assert final == "Live"
+
+
 def imported_folder(server: BerthServer, model_id: str) -> Path:
     return server.home / "models" / "imported" / model_id
 

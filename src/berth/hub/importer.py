@@ -482,10 +482,13 @@ def file_stats(root: Path, files: list[str]) -> dict[str, list[int]]:
     return stats
 
 
-def find_changed_file(root: Path, recorded: dict[str, list[int]]) -> str | None:
-    """Return a message naming the first file under `root` whose size or modification
-    time differs from `recorded` (see `file_stats`), or that is missing; None when every
-    file matches. Only metadata is read, so the check costs one stat call per file."""
+def find_changed_file(
+    root: Path, recorded: dict[str, list[int]], compare_mtime: bool = True
+) -> str | None:
+    """Return a message naming the first file under `root` whose size, or modification
+    time when `compare_mtime` is true, differs from `recorded` (see `file_stats`), or
+    that is missing; None when every file matches. Only metadata is read, so the check
+    costs one stat call per file."""
     for relative, (size, mtime_ns) in sorted(recorded.items()):
         path = root / relative
         try:
@@ -494,7 +497,7 @@ def find_changed_file(root: Path, recorded: dict[str, list[int]]) -> str | None:
             return f"file '{path}' cannot be read: {exc.strerror or exc}"
         if result.st_size != size:
             return f"file '{path}' is now {result.st_size} bytes, not {size} as at import"
-        if result.st_mtime_ns != mtime_ns:
+        if compare_mtime and result.st_mtime_ns != mtime_ns:
             return f"file '{path}' was modified after import"
     return None
 

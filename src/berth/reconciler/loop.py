@@ -762,14 +762,16 @@ class Reconciler:
         """Return why the checkpoint's files at `path` may not be served, or None.
 
         The sizes and modification times that import recorded are compared, which catches
-        a linked file that was overwritten without reading its content again."""
+        a linked file that was overwritten without reading its content again. Files that
+        import copied into Berth's storage are compared by size only, because copying or
+        restoring the Berth home folder gives them new modification times."""
         if plan.checkpoint_id is None:
             return None
         checkpoint = session.get(Checkpoint, plan.checkpoint_id)
         if checkpoint is None or not checkpoint.file_stats:
             return None
         root = path if path.is_dir() else path.parent
-        changed = find_changed_file(root, checkpoint.file_stats)
+        changed = find_changed_file(root, checkpoint.file_stats, compare_mtime=checkpoint.linked)
         if changed is None:
             return None
         return (
