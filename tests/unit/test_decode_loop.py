@@ -59,12 +59,12 @@ def with_loop(generator: CausalLMGenerator, temperature: float, top_p: float) ->
     return chosen
 
 
-def test_demo_model_is_served_by_the_loop(generator: CausalLMGenerator) -> None:
+def test_loop_serves_demo_model(generator: CausalLMGenerator) -> None:
     assert generator._loop is not None
 
 
 def test_greedy_tokens_match_generate(generator: CausalLMGenerator) -> None:
-    # min_new_tokens keeps generate() from stopping early; the demo model's end token
+    # min_new_tokens keeps generate() from stopping early. The demo model's end token
     # does not come up among the first greedy tokens of this prompt.
     expected = with_generate(generator, do_sample=False)
     assert with_loop(generator, temperature=0, top_p=1.0) == expected
@@ -86,7 +86,7 @@ def test_seeded_sampling_matches_generate(
     assert chosen != with_loop(generator, temperature=0, top_p=1.0)
 
 
-def test_loop_stops_when_push_says_so(generator: CausalLMGenerator) -> None:
+def test_loop_stops_when_push_returns_false(generator: CausalLMGenerator) -> None:
     assert generator._loop is not None
     pushed: list[int] = []
 

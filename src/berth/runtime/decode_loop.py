@@ -55,7 +55,8 @@ _HANDLED_CONFIG_FIELDS = frozenset(
 # Tokens compared with generate() at load.
 _CHECK_TOKENS = 4
 
-# Returns False once generation should stop (see TokenTextSender.push).
+# A callback that takes each token and returns False once generation should stop (see
+# TokenTextSender.push).
 PushToken = Callable[[int], bool]
 
 
@@ -63,7 +64,7 @@ class DecodeLoop:
     def __init__(self, model: Any) -> None:
         self._model = model
         parameters = inspect.signature(model.forward).parameters
-        # transformers 5 names the cache `cache`; 4.x names it `past_key_values`.
+        # transformers 5 names the cache `cache`, and 4.x names it `past_key_values`.
         self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
         # Only the last position's logits are needed; older releases compute them all.
         self._keep_arg = next(
