@@ -46,6 +46,7 @@ def test_disabled_tenant_stops_gateway_traffic(fresh_server: BerthServer) -> Non
             GATEWAY_SYNC_TIMEOUT_S,
             "the gateway to serve the endpoint again after the tenant was enabled",
         )
+        after_enable = admin.get_endpoint(endpoint["id"])
 
     error = rejected.json()["error"]
     assert error["code"] == "tenant_disabled"
@@ -53,6 +54,13 @@ def test_disabled_tenant_stops_gateway_traffic(fresh_server: BerthServer) -> Non
     assert "`berth tenant enable paused`" in error["message"]
     # The instances keep running, so enabling the tenant needs no new deployment.
     assert while_disabled["state"] == "Live"
+    # The API output still shows that the endpoint serves no one.
+    assert while_disabled["tenant_disabled"] is True
+    assert "tenant 'paused' is disabled" in while_disabled["state_reason"]
+    assert "403 tenant_disabled" in while_disabled["state_reason"]
+    assert seen_by_other_tenant["tenant_disabled"] is True
+    assert after_enable["tenant_disabled"] is False
+    assert after_enable["state_reason"] == ""
     pids = [row["pid"] for row in while_disabled["instance_list"]]
     assert pids == [row["pid"] for row in endpoint["instance_list"]]
     assert all(pid_alive(pid) for pid in pids)

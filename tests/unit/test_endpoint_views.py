@@ -2,7 +2,7 @@
 
 import pytest
 
-from berth.cli.endpoint_views import runtime_settings_fields
+from berth.cli.endpoint_views import list_state_text, runtime_settings_fields
 
 
 @pytest.mark.parametrize(
@@ -18,3 +18,10 @@ def test_batch_size_unit_agrees_with_count(ml_app: str, size: int, expected: str
     endpoint = {"ml_app": ml_app, "runtime_settings": {"max_batch_size": size}}
 
     assert ("Max batch size", expected) in runtime_settings_fields(endpoint)
+
+
+def test_list_state_marks_disabled_tenant() -> None:
+    assert list_state_text({"state": "Live", "tenant_disabled": True}) == ("Live (tenant disabled)")
+    assert list_state_text({"state": "Live", "tenant_disabled": False}) == "Live"
+    # A server older than the CLI sends no `tenant_disabled`.
+    assert list_state_text({"state": "Live"}) == "Live"

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from berth.states import InstanceState
+from berth.ui.app import create_templates
 from berth.ui.display import EndpointView, shown_instance_states
 
 
@@ -143,3 +144,14 @@ def test_rollout_names_what_instances_serve() -> None:
     # Only the instance that serves another checkpoint than the endpoint's is marked.
     assert view.changed_models == {"old": "lm / a"}
     assert view.ready_text == "0 new ready, 1 old serving"
+
+
+@pytest.mark.parametrize(("tenant_disabled", "marked"), [(True, True), (False, False)])
+def test_status_badge_marks_disabled_tenant(tenant_disabled: bool, marked: bool) -> None:
+    macros = create_templates("/ui").env.get_template("_macros.html").module
+    out = SimpleNamespace(state="Live", tenant_disabled=tenant_disabled)
+
+    html = str(macros.status_badge(out))  # type: ignore[attr-defined]
+
+    assert ">Live</span>" in html
+    assert ("Tenant disabled" in html) is marked

@@ -192,6 +192,20 @@ def instance_out(row: Instance, endpoint: Endpoint) -> InstanceOut:
     )
 
 
+def shown_state_reason(endpoint: Endpoint) -> str:
+    """Return the stored state reason, followed by a note when the endpoint's tenant is
+    disabled. The stored state stays as it is, so the endpoint serves again once the
+    tenant is enabled, but until then the gateway rejects every request with 403."""
+    if not endpoint.tenant.disabled:
+        return endpoint.state_reason
+    note = (
+        f"tenant '{endpoint.tenant.name}' is disabled, so the gateway rejects every "
+        "request (403 tenant_disabled)"
+    )
+    # The stored reason comes first, so readers that match its start still find it.
+    return f"{endpoint.state_reason}; {note}" if endpoint.state_reason else note
+
+
 def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
     url = f"{server_url}/endpoints/{endpoint.id}"
     open_instances = endpoint.open_instances
@@ -214,7 +228,8 @@ def endpoint_out(endpoint: Endpoint, server_url: str) -> EndpointOut:
         ready_instances=sum(1 for row in open_instances if row.state == InstanceState.READY),
         instance_list=[instance_out(row, endpoint) for row in open_instances],
         state=endpoint.state,
-        state_reason=endpoint.state_reason,
+        state_reason=shown_state_reason(endpoint),
+        tenant_disabled=endpoint.tenant.disabled,
         desired_state=endpoint.desired_state,
         share_with_all_tenants=endpoint.share_with_all_tenants,
         runtime_settings=RuntimeSettingsOut(

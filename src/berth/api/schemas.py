@@ -223,7 +223,14 @@ class EndpointOut(BaseModel):
     )
     instance_list: list[InstanceOut]
     state: EndpointState
-    state_reason: str
+    state_reason: str = Field(
+        description="why the endpoint is in its state; when its tenant is disabled, this "
+        "also says that the gateway rejects every request"
+    )
+    tenant_disabled: bool = Field(
+        description="the endpoint's tenant is disabled, so the gateway rejects every request "
+        "with 403 tenant_disabled whatever the state"
+    )
     desired_state: DesiredState
     share_with_all_tenants: bool
     runtime_settings: RuntimeSettingsOut

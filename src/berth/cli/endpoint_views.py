@@ -36,6 +36,15 @@ def state_text(endpoint: Json) -> str:
     return endpoint["state"]
 
 
+def list_state_text(endpoint: Json) -> str:
+    """Return the state for a table row, marked when the endpoint's tenant is disabled
+    because the gateway then rejects every request whatever the state."""
+    # A server older than the CLI sends no `tenant_disabled`.
+    if endpoint.get("tenant_disabled"):
+        return f"{endpoint['state']} (tenant disabled)"
+    return endpoint["state"]
+
+
 def count_instances(endpoint: Json) -> InstanceCounts:
     """Count the endpoint's instances as `berth.states.instance_counts` does."""
     return instance_counts(endpoint["instances"], endpoint["generation"], _rows(endpoint))
@@ -245,7 +254,7 @@ def print_endpoint_list(page: Json, show_tenant: bool = False) -> None:
                 endpoint["name"],
                 *where,
                 model_text(endpoint),
-                endpoint["state"],
+                list_state_text(endpoint),
                 ready_column_text(endpoint),
                 format_time(endpoint["created_at"], style=TimeStyle.MINUTES),
                 endpoint["owner"]["name"],
