@@ -3,8 +3,9 @@ one gets the same error as an unknown user."""
 
 import pytest
 
-from berth.auth import authenticate
+from berth.auth import authenticate, authenticate_session
 from berth.db.engine import Database
+from berth.db.models import User
 from berth.errors import Unauthenticated, UserDisabled
 from berth.service import sessions, users
 from tests.unit.conftest import UNIT_ADMIN_KEY
@@ -46,3 +47,32 @@ def test_disabled_user_wrong_password(disabled_ada: Database) -> None:
     assert not isinstance(wrong.value, UserDisabled)
     assert wrong.value.message == "wrong user name or password"
     assert wrong.value.message == unknown.value.message
+
+
+def test_disable_ends_web_sessions(database: Database) -> None:
+    with database.session() as session:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        ada, ada_key = users.create_user(
+            session,
+            admin,
+            users.NewUser(username="ada", password=PASSWORD, create_key=True),
+        )
+        ada_id = ada.id
+    with database.session() as session:
+        token, _principal = sessions.sign_in(
+            session, sessions.LoginLimiter(), "ada", PASSWORD, "127.0.0.1"
+        )
+    with database.session() as session:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        users.update_user(session, admin, session.get_one(User, ada_id), disabled=True)
+    with database.session() as session:
+        admin = authenticate(session, UNIT_ADMIN_KEY, None)
+        users.update_user(session, admin, session.get_one(User, ada_id), disabled=False)
+
+    with database.session() as session, pytest.raises(Unauthenticated) as ended:
+        authenticate_session(session, token, None)
+    assert ended.value.message == "your session has ended; sign in again"
+    # Platform keys are long-lived credentials, so they work again once the user is enabled.
+    assert ada_key is not None
+    with database.session() as session:
+        assert authenticate(session, ada_key, None).username == "ada"

@@ -4,11 +4,11 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from berth.auth import Principal
-from berth.db.models import Membership, PlatformKey, Tenant, User, utcnow
+from berth.db.models import Membership, PlatformKey, Tenant, User, WebSession, utcnow
 from berth.errors import Conflict, Forbidden, InvalidInput, NotFound
 from berth.names import name_key, normalize_name
 from berth.secrets import hash_key, new_platform_key
@@ -239,8 +239,25 @@ def update_user(
             user.username, user.username_key = username, name_key(username)
     if disabled is not None and disabled != user.disabled:
         user.disabled = disabled
-        action = "user.disabled" if disabled else "user.enabled"
-        audit.record(session, principal, action, "user", user.id, user.username)
+        if disabled:
+            # Sessions end for good, so that enabling the user later does not revive a
+            # cookie that someone else may hold. Platform keys are left alone, so they work
+            # again once the user is enabled. An OrgAdmin revokes a key that may have leaked.
+            ended = session.scalar(
+                select(func.count()).select_from(WebSession).where(WebSession.user_id == user.id)
+            )
+            session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+            audit.record(
+                session,
+                principal,
+                "user.disabled",
+                "user",
+                user.id,
+                user.username,
+                ended_web_sessions=ended or 0,
+            )
+        else:
+            audit.record(session, principal, "user.enabled", "user", user.id, user.username)
     if is_org_admin is not None and is_org_admin != user.is_org_admin:
         user.is_org_admin = is_org_admin
         audit.record(
