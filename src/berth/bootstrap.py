@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from berth.db.models import Checkpoint, Membership, Model, PlatformKey, Project, Tenant, User
-from berth.hub.builtin import BUILTIN_MODELS
+from berth.hub.builtin import BUILTIN_MODELS, BuiltinModel
 from berth.names import name_key
 from berth.secrets import hash_key, new_platform_key
 from berth.service.projects import DEFAULT_PROJECT
@@ -100,13 +100,16 @@ def _warn_about_admin_key(session: Session, admin_key: str) -> None:
 
 
 def _register_builtin_models(session: Session) -> None:
-    existing = set(
-        session.scalars(
-            select(Model.name_key).where(Model.is_builtin.is_(True), Model.deleted_at.is_(None))
+    existing = {
+        model.name_key: model
+        for model in session.scalars(
+            select(Model).where(Model.is_builtin.is_(True), Model.deleted_at.is_(None))
         )
-    )
+    }
     for builtin in BUILTIN_MODELS:
-        if name_key(builtin.name) in existing:
+        model_row = existing.get(name_key(builtin.name))
+        if model_row is not None:
+            _update_builtin_checkpoint(session, model_row, builtin)
             continue
         model = Model(
             id=str(uuid.uuid4()),
@@ -132,6 +135,31 @@ def _register_builtin_models(session: Session) -> None:
                 artifact=builtin.artifact,
                 format=CheckpointFormat.BUILTIN,
                 architecture=builtin.architecture,
+                has_chat_template=builtin.has_chat_template,
             )
         )
         logger.info("registered the built-in model '%s'", builtin.name)
+
+
+def _update_builtin_checkpoint(session: Session, model: Model, builtin: BuiltinModel) -> None:
+    """Record the architecture and chat template of a built-in checkpoint that an older
+    Berth created without them, or with values that this version changed."""
+    checkpoint = session.scalar(
+        select(Checkpoint).where(
+            Checkpoint.model_id == model.id,
+            Checkpoint.name_key == BUILTIN_CHECKPOINT,
+            Checkpoint.deleted_at.is_(None),
+        )
+    )
+    if checkpoint is None:
+        return
+    if (checkpoint.architecture, checkpoint.has_chat_template) == (
+        builtin.architecture,
+        builtin.has_chat_template,
+    ):
+        return
+    checkpoint.architecture = builtin.architecture
+    checkpoint.has_chat_template = builtin.has_chat_template
+    logger.info(
+        "updated the architecture and chat template of the built-in model '%s'", builtin.name
+    )

@@ -94,7 +94,10 @@ class CheckpointOut(BaseModel):
     size_bytes: int
     checksum: str
     linked: bool = Field(description="true when the files stay where they were imported from")
-    architecture: str = Field(description="read from the files at import; empty when unknown")
+    architecture: str = Field(
+        description="read from the files at import, or set by the server for built-in "
+        "models; empty when unknown"
+    )
     has_chat_template: bool | None = Field(
         description="whether the tokenizer has a chat template, which chat completions "
         "need; null when unknown"

@@ -294,8 +294,8 @@ class Checkpoint(Base):
     checksum: Mapped[str] = mapped_column(String(80), nullable=False, default="")
     # True when the files were left in place instead of copied into Berth's storage.
     linked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    # Read from the files at import. "" and None mean unknown, for checkpoints imported
-    # before Berth recorded them. Built-in checkpoints record no chat template.
+    # Read from the files at import, or set at server start for built-in checkpoints.
+    # "" and None mean unknown, for checkpoints imported before Berth recorded them.
     architecture: Mapped[str] = mapped_column(
         String(100), nullable=False, default="", server_default=""
     )

