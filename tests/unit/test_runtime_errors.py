@@ -17,6 +17,7 @@ from berth.runtime.errors import (
     json_type_name,
 )
 from berth.runtime.loading import load_model
+from berth.runtime.protocol import ChatCompletionRequest, CompletionRequest, SamplingParameters
 from berth.runtime.server import RuntimeState, build_app
 from berth.states import MLApp
 
@@ -52,10 +53,10 @@ def message_without_value(message: str) -> str:
         (CHAT, {"messages": [{"role": "user", "content": 5}]}, "messages[0].content", "array"),
         (CHAT, {"messages": [None]}, "messages[0]", "an object"),
         (CHAT, {"messages": {}}, "messages", "an array"),
-        (CHAT, {"messages": USER_TURN, "n": None}, "n", "an integer"),
+        (CHAT, {"messages": USER_TURN, "n": "1"}, "n", "an integer"),
         (CHAT, {"messages": USER_TURN, "max_tokens": 2.5}, "max_tokens", "an integer"),
         (CHAT, {"messages": USER_TURN, "temperature": "hot"}, "temperature", "a number"),
-        (CHAT, {"messages": USER_TURN, "stream": None}, "stream", "a boolean"),
+        (CHAT, {"messages": USER_TURN, "stream": "yes"}, "stream", "a boolean"),
         (CHAT, {"messages": USER_TURN, "stream_options": []}, "stream_options", "an object"),
         (CHAT, {"messages": USER_TURN, "model": 7}, "model", "a string"),
         (COMPLETIONS, {"prompt": None}, "prompt", "a string"),
@@ -80,6 +81,28 @@ def test_message_uses_json_type_names(
     assert f"'{param}'" in error["message"]
     assert expected in error["message"].lower()
     assert not PYTHON_TYPE_NAME.search(message_without_value(error["message"])), error["message"]
+
+
+REQUIRED_FIELDS = {"prompt": "hi", "messages": USER_TURN}
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [
+        (model, name)
+        for model in (CompletionRequest, ChatCompletionRequest, SamplingParameters)
+        for name, info in model.model_fields.items()
+        if not info.is_required()
+    ],
+)
+def test_null_optional_field_takes_default(model: type[BaseModel], field: str) -> None:
+    required = {
+        name: REQUIRED_FIELDS[name] for name in model.model_fields if name in REQUIRED_FIELDS
+    }
+
+    with_null = model.model_validate({**required, field: None})
+
+    assert with_null == model.model_validate(required)
 
 
 @pytest.mark.parametrize(

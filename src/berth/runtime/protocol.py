@@ -3,7 +3,8 @@
 Models run in strict mode, so a string is never coerced to a number or a number to a
 bool, and the client gets a 400 that names the field. Unknown fields are ignored, as
 OpenAI clients send optional fields (metadata, for example) that change nothing here.
-`user` changes nothing either, but its type is checked as OpenAI checks it.
+`user` changes nothing either, but its type is checked as OpenAI checks it. An explicit
+null in an optional field means the field's default, as in OpenAI's API.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from berth.json_nesting import character_offset, too_deep_message, too_deep_position
 from berth.runtime.errors import (
@@ -44,6 +52,21 @@ RequestModel = TypeVar("RequestModel", bound=BaseModel)
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        """Drop explicit nulls of optional fields, so that they take their defaults as in
+        OpenAI's API. A null in a required field is still rejected."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: value
+            for key, value in data.items()
+            if value is not None
+            or key not in cls.model_fields
+            or cls.model_fields[key].is_required()
+        }
 
 
 class SamplingParameters(_Strict):
