@@ -411,6 +411,12 @@ def test_non_object_body_is_400(echo: RuntimeProcess, body: bytes) -> None:
             "the bias of token 7 is 101, but must be a number from -100 to 100",
         ),
         (
+            "/v1/completions",
+            {"prompt": "x", "logit_bias": {"02000": 100, "2000": -100}},
+            "logit_bias",
+            'keys "02000" and "2000" both name token 2000',
+        ),
+        (
             "/v1/chat/completions",
             {"messages": [{"role": "user", "content": "x"}], "logit_bias": {"7": "up"}},
             "logit_bias",

@@ -93,6 +93,7 @@ class SamplingParameters(_Strict):
                 'expected an object that maps token ids to numbers, such as {"50256": -100}'
             )
         bias: dict[int, float] = {}
+        key_of_token: dict[int, str] = {}
         for key, number in value.items():
             token_id = _token_id_key(key)
             if token_id is None:
@@ -100,6 +101,12 @@ class SamplingParameters(_Strict):
                     f"key {describe_value(key)} is not a token id. Use the decimal id of a "
                     'token of the model\'s vocabulary as the key, such as "50256"'
                 )
+            if token_id in key_of_token:
+                raise ValueError(
+                    f"keys {describe_value(key_of_token[token_id])} and {describe_value(key)} "
+                    f"both name token {token_id}. Send one key per token"
+                )
+            key_of_token[token_id] = key
             is_number = isinstance(number, int | float) and not isinstance(number, bool)
             if not is_number or not -MAX_LOGIT_BIAS <= number <= MAX_LOGIT_BIAS:
                 raise ValueError(
