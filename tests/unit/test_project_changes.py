@@ -2,9 +2,11 @@
 block a delete, who may change a project, and the audit entries."""
 
 import pytest
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from berth.api.schemas import EndpointUpdate, ProjectUpdate
 from berth.auth import Principal, authenticate
 from berth.db.engine import Database
 from berth.db.models import AuditEntry, Endpoint
@@ -241,3 +243,12 @@ def test_current_version_accepted(database: Database) -> None:
         assert project.name == "labs"
         assert project.description == "more"
         assert project.version == 3
+
+
+@pytest.mark.parametrize("schema", [ProjectUpdate, EndpointUpdate])
+@pytest.mark.parametrize("version", ["3", True, 3.0])
+def test_version_must_be_integer(schema: type[BaseModel], version: object) -> None:
+    with pytest.raises(ValidationError) as raised:
+        schema.model_validate({"version": version})
+
+    assert raised.value.errors()[0]["loc"] == ("version",)

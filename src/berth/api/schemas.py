@@ -82,7 +82,7 @@ class ProjectUpdate(StrictBody):
         description="new project name, unique in the tenant; the `default` project keeps its name",
     )
     description: str | None = Field(default=None, max_length=2000)
-    version: int | None = Field(
+    version: StrictInt | None = Field(
         default=None, description="the version you last read; a stale one gets 409"
     )
 
@@ -276,7 +276,7 @@ class EndpointUpdate(StrictBody):
         "with a new model, the stored runtime must suit its checkpoint, or the update must "
         "set a runtime that does",
     )
-    version: int | None = Field(
+    version: StrictInt | None = Field(
         default=None, description="the version you last read; a stale one gets 409"
     )
     force: StrictBool = Field(
