@@ -60,7 +60,8 @@ def test_rename_to_taken_name(database: Database) -> None:
             projects.update_project(session, admin, other, "Research", None)
 
     assert raised.value.field == "name"
-    assert "a project named 'Research' already exists" in raised.value.message
+    assert "a project named 'research' already exists" in raised.value.message
+    assert "so 'Research' is taken too" in raised.value.message
 
 
 def test_rename_checks_name_rules(database: Database) -> None:

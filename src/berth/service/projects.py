@@ -58,18 +58,20 @@ def list_projects(
 def _check_unique(
     session: Session, principal: Principal, name: str, excluding: str | None = None
 ) -> None:
-    query = select(Project.id).where(
+    query = select(Project.name).where(
         Project.tenant_id == principal.active_tenant_id,
         Project.name_key == name_key(name),
         Project.deleted_at.is_(None),
     )
     if excluding is not None:
         query = query.where(Project.id != excluding)
-    if session.scalar(query) is not None:
-        raise Conflict(
-            f"a project named '{name}' already exists in tenant '{principal.tenant_name}'",
-            field="name",
-        )
+    existing = session.scalar(query)
+    if existing is None:
+        return
+    message = f"a project named '{existing}' already exists in tenant '{principal.tenant_name}'"
+    if existing != name:
+        message += f", and project names ignore case, so '{name}' is taken too"
+    raise Conflict(message, field="name")
 
 
 def create_project(session: Session, principal: Principal, name: str, description: str) -> Project:
