@@ -51,13 +51,17 @@ def test_admin_key_works_at_once(server: BerthServer, client: Client) -> None:
     result = run_admin("create-key", "--user", name, BERTH_HOME=str(server.home))
 
     assert result.returncode == 0, result.stderr
-    key = next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("Key"))
+    pairs = [line.split("  ", 1) for line in result.stdout.splitlines() if "  " in line]
+    fields = {label.strip(): value.strip() for label, value in pairs}
+    key = fields["Key"]
+    assert fields["User"] == name
     assert "shows it only this once" in result.stdout
     with Client(server=server.url, api_key=key) as recovered:
         assert recovered.whoami()["user"] == {"id": user_id, "name": name}
         assert recovered.whoami()["is_org_admin"] is True
     keys = client.list_platform_keys(name)
     assert [row["description"] for row in keys] == ["created with berth admin create-key"]
+    assert fields["Key ID"] == keys[0]["id"]
 
 
 def test_admin_key_audit_entry(server: BerthServer, client: Client) -> None:

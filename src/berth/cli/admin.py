@@ -98,7 +98,7 @@ def create_key(
     print_fields(
         [
             ("User", owner["name"]),
-            ("ID", row.id),
+            ("Key ID", row.id),
             ("Key", key),
             ("Description", row.description or "-"),
             ("Created", format_time(row.created_at.isoformat())),
