@@ -33,7 +33,8 @@ def test_user_create_prints_key_once(cli: RunCli, client: Client) -> None:
     assert key.startswith("berth_pk_")
     assert "shows it only this once" in result.stdout
     assert f"{tenant}  TenantAdmin" in result.stdout
-    whoami = parse_json(cli("user", "info", "me", "-o", "json", BERTH_API_KEY=key))
+    # Without a USER argument, `user info` shows the caller, as `user info me` does.
+    whoami = parse_json(cli("user", "info", "-o", "json", BERTH_API_KEY=key))
     assert whoami["username"] == name
     assert "key" not in cli("user", "info", name, "-o", "json").stdout
 

@@ -82,7 +82,9 @@ def list_users(
 
 @app.command()
 def info(
-    user: UserArgument,
+    user: Annotated[
+        str, typer.Argument(metavar="USER", help="User name or ID, or 'me' for yourself.")
+    ] = "me",
     output: OutputOption = OutputFormat.TABLE,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
