@@ -18,6 +18,7 @@ from berth.auth import authenticate
 from berth.backends.base import InstanceHandle, InstanceSpec, ProcessState, ProcessStatus
 from berth.db.engine import Database
 from berth.db.models import Endpoint, Instance
+from berth.errors import Conflict
 from berth.reconciler.loop import Placement, Reconciler, Timing
 from berth.reconciler.probes import ProbeResult
 from berth.service import endpoints as service
@@ -530,6 +531,46 @@ async def test_old_instance_survives_server_restart(
     assert rows[old.id].state == InstanceState.READY
     assert last_start(restarted, old.id).model_path == str(main)
     assert restarted.endpoint(endpoint_id).state != EndpointState.FAILED
+
+
+def delete_checkpoint_error(world: World, tmp_path: Path, reference: str) -> str:
+    """Try to delete the checkpoint and return the message of the Conflict it raises."""
+    with world.database.session() as session:
+        principal = authenticate(session, ADMIN_KEY, None)
+        model, checkpoint = models.find_checkpoint(session, principal, reference)
+        assert checkpoint is not None
+        with pytest.raises(Conflict) as raised:
+            models.delete_checkpoint(session, principal, model, checkpoint, tmp_path / "models")
+        return raised.value.message
+
+
+async def test_delete_checkpoint_during_update(world: World, tmp_path: Path) -> None:
+    await stuck_model_update(world, tmp_path)
+
+    old_checkpoint = delete_checkpoint_error(world, tmp_path, "linked-lm:main")
+    new_checkpoint = delete_checkpoint_error(world, tmp_path, "linked-lm:v2")
+
+    assert "Old instances of endpoints chat still run on" in old_checkpoint
+    assert "Wait for their rolling update to finish" in old_checkpoint
+    assert "is used by endpoints" not in old_checkpoint
+    assert "checkpoint 'linked-lm:v2' is used by endpoints chat" in new_checkpoint
+    assert "rolling update" not in new_checkpoint
+
+
+async def test_delete_checkpoint_during_model_change(world: World, tmp_path: Path) -> None:
+    world.import_linked("linked-lm", write_model_folder(tmp_path / "main"))
+    endpoint_id = world.create("chat", model="linked-lm")
+    await world.step(2)
+    broken = write_model_folder(tmp_path / "other")
+    world.import_linked("other-lm", broken)
+    broken.rename(tmp_path / "moved")
+    # The update to another model stays stuck, so the old instance keeps serving.
+    world.change(endpoint_id, "update", model="other-lm")
+    await world.step_past_backoff()
+
+    message = delete_checkpoint_error(world, tmp_path, "linked-lm:main")
+
+    assert "Old instances of endpoints chat still run on checkpoint 'linked-lm:main'" in message
 
 
 def served_models(world: World, endpoint_id: str) -> dict[str, tuple[str, str]]:

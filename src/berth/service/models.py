@@ -15,10 +15,10 @@ from pathlib import Path
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from berth.auth import Principal
-from berth.db.models import Checkpoint, Endpoint, Model, User, utcnow
+from berth.db.models import Checkpoint, Endpoint, Instance, Model, User, utcnow
 from berth.db.transactions import run_transaction
 from berth.errors import Conflict, Forbidden, InputChecks, InvalidInput, NotFound
 from berth.hub import importer
@@ -500,14 +500,21 @@ def delete_checkpoint(
             "TenantAdmin of its tenant or an OrgAdmin may"
         )
     reference = f"{model.name}{CHECKPOINT_SEPARATOR}{checkpoint.name}"
-    users = _endpoints_using(session, model, checkpoint)
-    if users:
-        names = ", ".join(sorted(users))
-        raise Conflict(
-            f"checkpoint '{reference}' is used by endpoints {names}; delete them or update "
-            "them to another checkpoint first",
-            field="checkpoint",
+    set_to, updating = _endpoints_using(session, checkpoint)
+    problems = []
+    if set_to:
+        problems.append(
+            f"checkpoint '{reference}' is used by endpoints {', '.join(sorted(set_to))}. "
+            "Delete them or update them to another checkpoint first."
         )
+    if updating:
+        problems.append(
+            f"Old instances of endpoints {', '.join(sorted(updating))} still run on "
+            f"checkpoint '{reference}'. Wait for their rolling update to finish "
+            "(`berth endpoint info` shows its progress), then delete the checkpoint."
+        )
+    if problems:
+        raise Conflict(" ".join(problems).rstrip("."), field="checkpoint")
     live = [row for row in model.checkpoints if row.deleted_at is None]
     if live == [checkpoint]:
         raise Conflict(
@@ -533,23 +540,34 @@ def delete_checkpoint(
     return [folder] if folder is not None else []
 
 
-def _endpoints_using(session: Session, model: Model, checkpoint: Checkpoint) -> set[str]:
-    """Return the names of endpoints that are set to the checkpoint, or that still have
-    an instance started on it, such as an old instance during a rolling update."""
-    endpoints = session.scalars(
-        select(Endpoint)
-        .where(Endpoint.model_id == model.id, Endpoint.deleted_at.is_(None))
-        .options(selectinload(Endpoint.open_instances))
+def _endpoints_using(session: Session, checkpoint: Checkpoint) -> tuple[set[str], set[str]]:
+    """Return the names of endpoints set to the checkpoint, and of endpoints set to another
+    checkpoint or model that still have an open instance started on this one. Such an
+    instance is an old one that serves until a rolling update finishes."""
+    set_to = set(
+        session.scalars(
+            select(Endpoint.name).where(
+                Endpoint.checkpoint_id == checkpoint.id, Endpoint.deleted_at.is_(None)
+            )
+        )
+    )
+    # The launch plan is JSON text, so the LIKE match only narrows the rows, and the
+    # parsed plan decides.
+    open_rows = session.execute(
+        select(Instance, Endpoint.name)
+        .join(Endpoint, Instance.endpoint_id == Endpoint.id)
+        .where(
+            Instance.ended_at.is_(None),
+            Endpoint.deleted_at.is_(None),
+            Instance.launch.contains(checkpoint.id, autoescape=True),
+        )
     ).all()
-    names = set()
-    for endpoint in endpoints:
-        if endpoint.checkpoint_id == checkpoint.id:
-            names.add(endpoint.name)
-        for row in endpoint.open_instances:
-            plan = LaunchPlan.saved(row)
-            if plan is not None and plan.checkpoint_id == checkpoint.id:
-                names.add(endpoint.name)
-    return names
+    updating = set()
+    for row, endpoint_name in open_rows:
+        plan = LaunchPlan.saved(row)
+        if endpoint_name not in set_to and plan is not None and plan.checkpoint_id == checkpoint.id:
+            updating.add(endpoint_name)
+    return set_to, updating
 
 
 # -- checkpoints and import ---------------------------------------------------------
