@@ -80,18 +80,34 @@ def test_project_edit_after_other_change(open_page, server) -> None:
             f"/projects/{project['id']}", json={"description": "changed elsewhere"}
         ).raise_for_status()
 
+    # The dialog reads the project when it opens, so it shows the change of version 2.
     page.get_by_role("button", name="Edit project").click()
     dialog = page.get_by_role("dialog", name=f"Edit project {project['name']}")
-    dialog.get_by_label("Description").fill("my text")
+    description = dialog.get_by_label("Description")
+    expect(description).to_have_value("changed elsewhere")
+
+    description.fill("my text")
+    with admin_api(server) as admin:
+        admin.patch(
+            f"/projects/{project['id']}", json={"description": "changed again"}
+        ).raise_for_status()
     dialog.get_by_role("button", name="Save changes").click()
 
     expect(dialog.locator('[data-error-for="form"]')).to_have_text(
-        f"Project '{project['name']}' was changed by someone else (version 2, you sent 1); "
-        "read it again and retry."
+        "While you edited this project, someone else changed it. "
+        'Its description is now "changed again". '
+        "Save again to apply your edit over it, or Cancel to keep it."
     )
-    expect(dialog).to_be_visible()
+    expect(description).to_have_value("my text")
     saved = page.context.request.get(f"/api/v1/projects/{project['id']}").json()
-    assert saved["description"] == "changed elsewhere"
+    assert saved["description"] == "changed again"
+
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status").first).to_have_text(f"Project {project['name']} was updated.")
+    expect(page.locator("#main .lead")).to_have_text("my text")
+    saved = page.context.request.get(f"/api/v1/projects/{project['id']}").json()
+    assert saved["description"] == "my text"
+    assert saved["version"] == 4
 
 
 def test_project_delete_needs_no_endpoints(open_page) -> None:

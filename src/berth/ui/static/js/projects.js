@@ -2,11 +2,13 @@
 // (rename, describe) or delete the project of the window.
 
 import {
+  ApiError,
   UI,
   api,
   fillDialog,
   nameProblem,
   openDialog,
+  showError,
   showMessageNext,
   submitting,
   throwFieldErrors,
@@ -35,11 +37,47 @@ const project = head ? JSON.parse(head.dataset.project) : null;
 const editDialog = document.getElementById("project-edit-dialog");
 const deleteDialog = document.getElementById("project-delete-dialog");
 
-function openEditDialog() {
+/** Write the project's current name and description into the edit form. */
+function fillEditForm(form) {
+  if (form.elements.name) form.elements.name.value = project.name;
+  form.elements.description.value = project.description;
+}
+
+/** Read the project from the API into `project`, so the next Save sends its version. */
+async function reloadProject() {
+  const current = await api("GET", `/projects/${project.id}`);
+  Object.assign(project, current);
+  return current;
+}
+
+async function openEditDialog() {
   const form = editDialog.querySelector("form");
+  // The page may be older than the project, so the dialog starts from a fresh read.
+  // When that read fails, the dialog opens with the page's values and shows the error.
+  let loadError = null;
+  try {
+    await reloadProject();
+  } catch (error) {
+    loadError = error;
+  }
   form.reset();
+  fillEditForm(form);
   openDialog(editDialog);
+  if (loadError) showError(form, loadError);
   (form.elements.name || form.elements.description).focus();
+}
+
+/** Describe how `current` differs from `before` in name and description, in sentences. */
+function describeChange(before, current) {
+  const changes = [];
+  if (current.name !== before.name) changes.push(`name is now "${current.name}"`);
+  if (current.description !== before.description) {
+    changes.push(current.description ? `description is now "${current.description}"` : "description is now empty");
+  }
+  if (changes.length === 0) {
+    return "While you edited this project, someone else saved it with the same name and description.";
+  }
+  return `While you edited this project, someone else changed it. Its ${changes.join(" and its ")}.`;
 }
 
 if (editDialog) {
@@ -54,10 +92,23 @@ if (editDialog) {
         throwFieldErrors(problem ? [{ field: "name", message: problem }] : []);
       }
       // The version makes the API reject the change when someone else changed the
-      // project after this page was loaded.
+      // project after the dialog read it.
       const body = { description: form.elements.description.value, version: project.version };
       if (nameInput) body.name = nameInput.value.trim();
-      const updated = await api("PATCH", `/projects/${project.id}`, body);
+      let updated;
+      try {
+        updated = await api("PATCH", `/projects/${project.id}`, body);
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 409 && error.field === "version")) throw error;
+        // The fields keep the user's text. The dialog takes the new version, so the
+        // next Save applies that text over the other change.
+        const before = { name: project.name, description: project.description };
+        const current = await reloadProject();
+        throw new ApiError(
+          409,
+          `${describeChange(before, current)} Save again to apply your edit over it, or Cancel to keep it.`,
+        );
+      }
       const message =
         updated.name === project.name
           ? `Project ${updated.name} was updated.`
