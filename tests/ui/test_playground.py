@@ -145,14 +145,21 @@ def test_no_chat_template_switches_to_completion(open_page) -> None:
     )
     playground = page.get_by_role("region", name="Playground")
 
+    playground.get_by_label("System prompt (optional)").fill("Tell a fairy tale.")
     playground.get_by_label("Message").fill("once upon a time")
     playground.get_by_role("button", name="Send").click()
 
+    # A plain prompt has no system role, so the system prompt starts the prompt.
     result = page.locator("#completion-result")
     expect(result).to_have_attribute("data-done", "true")
-    expect(result).to_have_text("once upon a time")
+    expect(page.locator("#completion-prompt")).to_have_value(
+        "Tell a fairy tale.\n\nonce upon a time"
+    )
+    assert result.inner_text() == "Tell a fairy tale.\n\nonce upon a time"
     expect(playground.get_by_role("radio", name="Completion")).to_be_checked()
-    expect(page.locator("#playground-notice")).to_contain_text("has no chat template")
+    notice = page.locator("#playground-notice")
+    expect(notice).to_contain_text("has no chat template")
+    expect(notice).to_contain_text("The prompt starts with your system prompt")
     expect(page.locator("#chat-form")).to_be_hidden()
     assert "client.completions.create(" in page.locator("#snippet-python").inner_text()
     assert not [v for v in run_axe(page) if v["impact"] in BLOCKING_IMPACTS]

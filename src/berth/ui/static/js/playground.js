@@ -163,13 +163,16 @@ if (playground && keySelect) {
   }
 
   // Remember that the model has no chat template, then move the message to the prompt
-  // and send it as a completion.
+  // and send it as a completion. A plain prompt has no system role, so the system
+  // prompt goes in front of the message, where the user sees and can edit it.
   function switchToCompletion(text) {
     sessionStorage.setItem(noTemplateKey, "true");
+    const system = chatForm.elements.system.value.trim();
     chatForm.elements.message.value = "";
-    completionForm.elements.prompt.value = text;
+    completionForm.elements.prompt.value = system ? `${system}\n\n${text}` : text;
     selectMode("completion");
     notice.textContent = noTemplateNotice(model);
+    if (system) notice.textContent += " The prompt starts with your system prompt, followed by your message.";
     completionForm.elements.prompt.focus();
     completionForm.requestSubmit();
   }
