@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import BerthServer
+from tests.support import ADMIN_KEY, BerthServer
 from tests.ui.conftest import launch_chromium
 
 # Swagger UI's message for a schema whose "openapi" version it cannot read.
@@ -60,9 +60,35 @@ def test_api_reference_renders_operations(server: BerthServer, browser: Any) -> 
         expect(page.locator(".info .title")).to_contain_text("Berth management API")
         expect(page.locator(".opblock-summary-path", has_text="/endpoints").first).to_be_visible()
         assert RENDER_FAILURE not in page.content()
+
+        # The bearer scheme of the schema gives the page an Authorize button, and the
+        # curl command of a request sent after it carries the key.
+        page.get_by_role("button", name="Authorize").first.click()
+        page.locator(".auth-container input").fill(ADMIN_KEY)
+        page.locator(".auth-container button[type=submit]").click()
+        page.locator(".auth-container .btn-done").click()
+        operation = page.locator('.opblock-get:has(.opblock-summary-path[data-path="/projects"])')
+        operation.locator(".opblock-summary").click()
+        operation.get_by_role("button", name="Try it out").click()
+        operation.get_by_role("button", name="Execute").click()
+        expect(operation.locator(".curl")).to_contain_text(f"Authorization: Bearer {ADMIN_KEY}")
+        expect(
+            operation.locator(".live-responses-table tbody .response-col_status").first
+        ).to_have_text("200")
     finally:
         context.close()
 
     assert not script_errors, script_errors
     outside = [url for url in requested if not url.startswith(f"{server.url}/")]
     assert not outside, outside
+
+
+def test_api_schema_declares_platform_key(server: BerthServer) -> None:
+    schema = httpx.get(f"{server.url}/api/v1/openapi.json", timeout=30).json()
+
+    scheme = schema["components"]["securitySchemes"]["platformKey"]
+    assert scheme["type"] == "http"
+    assert scheme["scheme"] == "bearer"
+    assert schema["paths"]["/projects"]["get"]["security"] == [{"platformKey": []}]
+    assert "security" not in schema["paths"]["/health"]["get"]
+    assert "security" not in schema["paths"]["/auth/login"]["post"]

@@ -3,7 +3,8 @@
 from collections.abc import Callable, Iterator
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from berth.auth import Principal, authenticate_key, authenticate_session
@@ -34,14 +35,30 @@ SESSION_COOKIE = "berth_session"
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
+# Declares the platform key in the OpenAPI schema, so the API reference offers
+# "Authorize" and adds the header to its curl commands. With auto_error=False a missing
+# or non-Bearer header is left to get_principal, which also accepts the session cookie.
+PLATFORM_KEY = HTTPBearer(
+    auto_error=False,
+    scheme_name="platformKey",
+    description=(
+        "A platform key, sent as `Authorization: Bearer <key>`. "
+        "A signed-in web UI session works too, through its cookie."
+    ),
+)
+
+
 def get_principal(
     request: Request,
     session: Annotated[Session, Depends(get_session)],
-    authorization: Annotated[str | None, Header()] = None,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(PLATFORM_KEY)],
     x_berth_tenant: Annotated[str | None, Header()] = None,
 ) -> Principal:
     """Authenticate by platform key (Authorization: Bearer) or by the web session cookie."""
     address = request.client.host if request.client else ""
+    # HTTPBearer returns None for another scheme, so the raw header is read here, and
+    # such a header is rejected instead of falling back to the cookie.
+    authorization = request.headers.get("authorization")
     if authorization:
         scheme, _, value = authorization.partition(" ")
         key = value.strip() if scheme.lower() == "bearer" else None
