@@ -221,7 +221,7 @@ def test_edit_stop_restart_delete_from_endpoint_window(open_page) -> None:
     expect(page.get_by_role("link", name="ui-lifecycle")).to_have_count(0)
 
 
-def test_update_conflict_shows_server_message(open_page) -> None:
+def test_update_conflict_then_save_again(open_page) -> None:
     page = open_page(OWNER)
     endpoint = create_endpoint(page, "ui-conflict")
     page.goto(f"/ui/endpoints/{endpoint['id']}")
@@ -236,8 +236,17 @@ def test_update_conflict_shows_server_message(open_page) -> None:
 
     dialog.get_by_label("Description").fill("mine")
     dialog.get_by_role("button", name="Save changes").click()
-    expect(dialog.get_by_role("alert")).to_contain_text("was changed by someone else")
+    alert = dialog.get_by_role("alert")
+    expect(alert).to_contain_text("someone else changed it: it now serves echo on 1 instance")
+    expect(alert).to_contain_text("Save again to apply your settings")
     expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("Description")).to_have_value("mine")
+
+    # The dialog took the new version, so the second Save applies the user's text.
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog).to_be_hidden()
+    saved = page.context.request.get(f"/api/v1/endpoints/{endpoint['id']}").json()
+    assert saved["description"] == "mine"
 
 
 def test_actions_menu_of_endpoints_table(open_page) -> None:

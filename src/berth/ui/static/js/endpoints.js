@@ -2,6 +2,7 @@
 // with their model picker and Model Hub browser, and stop, restart and delete.
 
 import {
+  ApiError,
   UI,
   api,
   fillDialog,
@@ -283,7 +284,21 @@ if (updateDialog) {
         version: endpoint.version,
       };
       if (form.elements.share) body.share_with_all_tenants = form.elements.share.value === "all";
-      await api("PATCH", `/endpoints/${endpoint.id}`, body);
+      try {
+        await api("PATCH", `/endpoints/${endpoint.id}`, body);
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 409 && error.field === "version")) throw error;
+        // The fields keep the user's choices. The dialog takes the new version, so the
+        // next Save applies them over the other change.
+        const current = await api("GET", `/endpoints/${endpoint.id}`);
+        endpoint.version = current.version;
+        const count = `${current.instances} instance${current.instances === 1 ? "" : "s"}`;
+        throw new ApiError(
+          409,
+          `While you edited this endpoint, someone else changed it: it now serves ${current.model.name} ` +
+            `on ${count}. Save again to apply your settings over it, or Cancel to keep it.`,
+        );
+      }
       updateDialog.close();
       showMessage(`Endpoint ${endpoint.name} was updated. New settings apply as its instances change.`);
       refreshAllParts();
