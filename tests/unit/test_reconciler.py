@@ -557,7 +557,9 @@ async def test_delete_checkpoint_during_update(world: World, tmp_path: Path) -> 
     assert "rolling update" not in new_checkpoint
 
 
-async def test_delete_checkpoint_during_model_change(world: World, tmp_path: Path) -> None:
+async def stuck_model_change(world: World, tmp_path: Path) -> None:
+    """Move endpoint chat from linked-lm to other-lm, whose files are missing, so the
+    update stays stuck and the old instance keeps serving on linked-lm."""
     world.import_linked("linked-lm", write_model_folder(tmp_path / "main"))
     endpoint_id = world.create("chat", model="linked-lm")
     await world.step(2)
@@ -568,9 +570,28 @@ async def test_delete_checkpoint_during_model_change(world: World, tmp_path: Pat
     world.change(endpoint_id, "update", model="other-lm")
     await world.step_past_backoff()
 
+
+async def test_delete_checkpoint_during_model_change(world: World, tmp_path: Path) -> None:
+    await stuck_model_change(world, tmp_path)
+
     message = delete_checkpoint_error(world, tmp_path, "linked-lm:main")
 
     assert "Old instances of endpoints chat still run on checkpoint 'linked-lm:main'" in message
+
+
+async def test_delete_model_during_model_change(world: World, tmp_path: Path) -> None:
+    await stuck_model_change(world, tmp_path)
+
+    with world.database.session() as session:
+        principal = authenticate(session, ADMIN_KEY, None)
+        model, _checkpoint = models.find_checkpoint(session, principal, "linked-lm")
+        with pytest.raises(Conflict) as raised:
+            models.delete_model(session, principal, model, tmp_path / "models")
+
+    assert "old instances of endpoints chat still run on model 'linked-lm'" in (
+        raised.value.message
+    )
+    assert "rolling update" in raised.value.message
 
 
 def served_models(world: World, endpoint_id: str) -> dict[str, tuple[str, str]]:

@@ -438,6 +438,14 @@ def delete_model(
             "to another model first",
             field="model",
         )
+    updating = _endpoints_with_instances_on(session, list(model.checkpoints))
+    if updating:
+        raise Conflict(
+            f"old instances of endpoints {', '.join(sorted(updating))} still run on model "
+            f"'{model.name}'; wait for their rolling update to another model to finish "
+            "(`berth endpoint info` shows its progress), then delete the model",
+            field="model",
+        )
     model.deleted_at = utcnow()
     audit.record(
         session, principal, "model.deleted", "model", model.id, model.name, model.tenant_id
@@ -551,6 +559,15 @@ def _endpoints_using(session: Session, checkpoint: Checkpoint) -> tuple[set[str]
             )
         )
     )
+    return set_to, _endpoints_with_instances_on(session, [checkpoint]) - set_to
+
+
+def _endpoints_with_instances_on(session: Session, checkpoints: list[Checkpoint]) -> set[str]:
+    """Return the names of endpoints with an open instance started on one of `checkpoints`,
+    such as an old instance that serves until a rolling update finishes."""
+    wanted = {checkpoint.id for checkpoint in checkpoints}
+    if not wanted:
+        return set()
     # The launch plan is JSON text, so the LIKE match only narrows the rows, and the
     # parsed plan decides.
     open_rows = session.execute(
@@ -559,15 +576,15 @@ def _endpoints_using(session: Session, checkpoint: Checkpoint) -> tuple[set[str]
         .where(
             Instance.ended_at.is_(None),
             Endpoint.deleted_at.is_(None),
-            Instance.launch.contains(checkpoint.id, autoescape=True),
+            or_(*(Instance.launch.contains(key, autoescape=True) for key in wanted)),
         )
     ).all()
-    updating = set()
+    names = set()
     for row, endpoint_name in open_rows:
         plan = LaunchPlan.saved(row)
-        if endpoint_name not in set_to and plan is not None and plan.checkpoint_id == checkpoint.id:
-            updating.add(endpoint_name)
-    return set_to, updating
+        if plan is not None and plan.checkpoint_id in wanted:
+            names.add(endpoint_name)
+    return names
 
 
 # -- checkpoints and import ---------------------------------------------------------
