@@ -22,6 +22,9 @@ def open_default_project(page) -> None:
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Projects").click()
     page.get_by_role("link", name="default", exact=True).click()
     expect(page.get_by_role("heading", name="default", level=1)).to_be_visible()
+    # The heading shows before the page's module scripts run, and a click that comes
+    # first finds no handler on the buttons. The load event follows those scripts.
+    page.wait_for_load_state("load")
 
 
 def choose_echo_from_model_hub(page, picker) -> None:

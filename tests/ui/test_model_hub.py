@@ -300,6 +300,8 @@ def test_picker_checkpoint_choice_reaches_endpoint(
     v2_id = second["checkpoints"][1]["id"]
     page.goto("/ui/projects")
     page.get_by_role("link", name="default", exact=True).click()
+    # The button has its handler once the page's module scripts have run.
+    page.wait_for_load_state("load")
     page.get_by_role("button", name="New endpoint").click()
     dialog = page.get_by_role("dialog", name="Add an endpoint")
     picker = dialog.get_by_label("Select model")
