@@ -135,7 +135,7 @@ def _reject_chat(route, code: str, message: str) -> None:
 def test_no_chat_template_switches_to_completion(open_page) -> None:
     page = open_page(OWNER)
     _open_live_endpoint(page, "ui-no-template")
-    # Echo has a chat mode, so the browser stands in for a runtime whose model has none.
+    # Echo has a chat mode, so the browser replaces the answers of a runtime whose model has none.
     message = (
         "Model 'echo' has no chat template, so it cannot serve /v1/chat/completions. "
         "Use /v1/completions with a plain prompt."
@@ -214,7 +214,7 @@ def test_context_overflow_offers_dropping_turns(open_page) -> None:
     _open_live_endpoint(page, "ui-overflow")
     sent: list[list[dict]] = []
 
-    # A context that holds one user message: longer conversations get the runtime's 400.
+    # A context that fits one user message. Longer conversations get the runtime's 400.
     def answer(route) -> None:
         messages = json.loads(route.request.post_data)["messages"]
         sent.append(messages)

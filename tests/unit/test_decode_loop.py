@@ -99,7 +99,7 @@ def test_loop_stops_when_push_returns_false(generator: CausalLMGenerator) -> Non
     assert len(pushed) == 3
 
 
-def test_config_the_loop_does_not_honour_falls_back_to_generate(
+def test_unhandled_config_uses_generate(
     generator: CausalLMGenerator, caplog: pytest.LogCaptureFixture
 ) -> None:
     model = copy.copy(generator._model)

@@ -217,7 +217,7 @@ async def test_logit_bias_outside_vocabulary_is_rejected(tokenizer: Any) -> None
     assert engine.calls == []
 
 
-async def test_default_max_tokens_is_the_rest_of_the_context(tokenizer: Any) -> None:
+async def test_default_max_tokens_fills_context(tokenizer: Any) -> None:
     engine = FakeEngine(["x"], finish_reason="stop")
 
     stream = await generator(engine, tokenizer, context_length=100).start_completion(

@@ -565,8 +565,8 @@ def _endpoints_using(session: Session, checkpoint: Checkpoint) -> tuple[set[str]
 def _endpoints_with_instances_on(session: Session, checkpoints: list[Checkpoint]) -> set[str]:
     """Return the names of endpoints with an open instance started on one of `checkpoints`,
     such as an old instance that serves until a rolling update finishes."""
-    wanted = {checkpoint.id for checkpoint in checkpoints}
-    if not wanted:
+    checkpoint_ids = {checkpoint.id for checkpoint in checkpoints}
+    if not checkpoint_ids:
         return set()
     # The launch plan is JSON text, so the LIKE match only narrows the rows, and the
     # parsed plan decides.
@@ -576,13 +576,13 @@ def _endpoints_with_instances_on(session: Session, checkpoints: list[Checkpoint]
         .where(
             Instance.ended_at.is_(None),
             Endpoint.deleted_at.is_(None),
-            or_(*(Instance.launch.contains(key, autoescape=True) for key in wanted)),
+            or_(*(Instance.launch.contains(key, autoescape=True) for key in checkpoint_ids)),
         )
     ).all()
     names = set()
     for row, endpoint_name in open_rows:
         plan = LaunchPlan.saved(row)
-        if plan is not None and plan.checkpoint_id in wanted:
+        if plan is not None and plan.checkpoint_id in checkpoint_ids:
             names.add(endpoint_name)
     return names
 
