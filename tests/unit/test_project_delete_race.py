@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from berth.auth import authenticate
 from berth.bootstrap import bootstrap
@@ -41,6 +42,23 @@ def postgres_database(tmp_path: Path) -> Iterator[Database]:
             database.dispose()
 
 
+def _create_endpoint(session: Session, key: str, project: str, name: str) -> None:
+    endpoints.create_endpoint(
+        session,
+        authenticate(session, key, None),
+        LIMITS,
+        project_ref=project,
+        name=name,
+        model_ref="echo",
+        instances=1,
+    )
+
+
+def _delete_project(session: Session, key: str, project: str) -> None:
+    admin = authenticate(session, key, None)
+    projects.delete_project(session, admin, projects.find_project(session, admin, project))
+
+
 @pytest.mark.postgres
 def test_endpoint_create_waits_for_delete(postgres_database: Database) -> None:
     outcome: list[BaseException | None] = []
@@ -48,23 +66,13 @@ def test_endpoint_create_waits_for_delete(postgres_database: Database) -> None:
     def create_endpoint() -> None:
         try:
             with postgres_database.session() as session:
-                principal = authenticate(session, ADMIN_KEY, None)
-                endpoints.create_endpoint(
-                    session,
-                    principal,
-                    LIMITS,
-                    project_ref="doomed",
-                    name="late",
-                    model_ref="echo",
-                    instances=1,
-                )
+                _create_endpoint(session, ADMIN_KEY, "doomed", "late")
             outcome.append(None)
         except BaseException as exc:  # noqa: BLE001 - the main thread checks it
             outcome.append(exc)
 
     with postgres_database.session() as session:
-        admin = authenticate(session, ADMIN_KEY, None)
-        projects.delete_project(session, admin, projects.find_project(session, admin, "doomed"))
+        _delete_project(session, ADMIN_KEY, "doomed")
         creator = threading.Thread(target=create_endpoint)
         creator.start()
         # The delete commits only once the create waits for the project row's lock.
@@ -106,20 +114,10 @@ def test_endpoint_create_sees_delete_on_sqlite(database: Database) -> None:
 
     def delete() -> None:
         with database.session() as other:
-            admin = authenticate(other, UNIT_ADMIN_KEY, None)
-            projects.delete_project(other, admin, projects.find_project(other, admin, "doomed"))
+            _delete_project(other, UNIT_ADMIN_KEY, "doomed")
 
     def create() -> None:
-        principal = authenticate(session, UNIT_ADMIN_KEY, None)
-        endpoints.create_endpoint(
-            session,
-            principal,
-            LIMITS,
-            project_ref="doomed",
-            name="late",
-            model_ref="echo",
-            instances=1,
-        )
+        _create_endpoint(session, UNIT_ADMIN_KEY, "doomed", "late")
 
     # The delete commits after the create has read the project and before it writes.
     with (
@@ -143,19 +141,10 @@ def test_delete_sees_endpoint_created_meanwhile_on_sqlite(database: Database) ->
 
     def create() -> None:
         with database.session() as other:
-            endpoints.create_endpoint(
-                other,
-                authenticate(other, UNIT_ADMIN_KEY, None),
-                LIMITS,
-                project_ref="busy",
-                name="early",
-                model_ref="echo",
-                instances=1,
-            )
+            _create_endpoint(other, UNIT_ADMIN_KEY, "busy", "early")
 
     def delete() -> None:
-        admin = authenticate(session, UNIT_ADMIN_KEY, None)
-        projects.delete_project(session, admin, projects.find_project(session, admin, "busy"))
+        _delete_project(session, UNIT_ADMIN_KEY, "busy")
 
     # The create commits after the delete has read the project and before it writes.
     with (
