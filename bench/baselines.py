@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.servers import REPO_ROOT
+from bench.child import JsonLineChild
 
 
 class _Models:
@@ -120,49 +119,24 @@ def main() -> None:
         sys.stdout.flush()
 
 
-class BaselineWorker:
+class BaselineWorker(JsonLineChild):
     """The benchmark's handle on one `python -m bench.baselines` process."""
 
     def __init__(self, log_path: Path, env: dict[str, str] | None = None) -> None:
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "bench.baselines"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+        super().__init__(
+            "bench.baselines",
             stderr=self._log,
-            text=True,
-            cwd=REPO_ROOT,
             env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})},
+            close_timeout_s=30,
         )
 
     def call(self, operation: str, **arguments: Any) -> dict[str, Any]:
-        assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write(json.dumps({"op": operation, **arguments}) + "\n")
-        self._process.stdin.flush()
-        line = self._process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the baseline process exited with {self._process.wait()}")
-        result: dict[str, Any] = json.loads(line)
-        if "error" in result:
-            raise RuntimeError(f"baseline {operation} failed: {result['error']}")
-        return result
+        return self.request({"op": operation, **arguments}, f"baseline {operation}")
 
     def close(self) -> None:
-        if self._process.poll() is None:
-            assert self._process.stdin is not None
-            self._process.stdin.close()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        super().close()
         self._log.close()
-
-    def __enter__(self) -> BaselineWorker:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
 
 if __name__ == "__main__":

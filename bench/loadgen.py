@@ -21,14 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from bench.child import JsonLineChild
 
 # Responses larger than this are counted but not kept.
 MAX_KEPT_BODY_BYTES = 1 << 20
@@ -379,50 +379,15 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_serve_jobs())
 
 
-class LoadGenerator:
+class LoadGenerator(JsonLineChild):
     """The benchmark's handle on one `python -m bench.loadgen` process."""
 
     def __init__(self) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "bench.loadgen"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        )
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
+        super().__init__("bench.loadgen")
 
     def run(self, job: Job) -> dict[str, Any]:
         """Run `job` in the generator process; raises RuntimeError if it failed."""
-        assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write(json.dumps(asdict(job)) + "\n")
-        self._process.stdin.flush()
-        line = self._process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the load generator exited with {self._process.wait()}")
-        result: dict[str, Any] = json.loads(line)
-        if "error" in result:
-            raise RuntimeError(f"load job against {job.url} failed: {result['error']}")
-        return result
-
-    def close(self) -> None:
-        if self._process.poll() is None:
-            assert self._process.stdin is not None
-            self._process.stdin.close()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-
-    def __enter__(self) -> LoadGenerator:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
+        return self.request(asdict(job), f"load job against {job.url}")
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 
+from bench.child import REPO_ROOT
 from berth.client import Client
 
 T = TypeVar("T")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
 LITELLM_VENV = REPO_ROOT / "bench" / ".venv-litellm"
 # LiteLLM refuses to start without a master key; it is the bearer token clients send.
