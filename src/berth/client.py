@@ -289,13 +289,14 @@ class Client:
         max_batch_size: int | None = None,
         max_batch_wait_ms: float | None = None,
         runtime: str | None = None,
+        max_completion_tokens: int | None = None,
     ) -> Json:
         """Create an endpoint, which deploys in the background.
 
         `max_batch_size` and `max_batch_wait_ms` set the batching of a Text Embedding
         endpoint. `max_batch_size` also caps the requests that a Text Generation endpoint
-        generates together, and `runtime` sets its library. None keeps the server's
-        default.
+        generates together, `runtime` sets its library and `max_completion_tokens` the
+        tokens that one of its requests may generate. None keeps the server's default.
         """
         body: Json = {
             "project": project,
@@ -306,7 +307,10 @@ class Client:
             "share_with_all_tenants": share_with_all_tenants,
         }
         settings = _without_none(
-            max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms, runtime=runtime
+            max_batch_size=max_batch_size,
+            max_batch_wait_ms=max_batch_wait_ms,
+            runtime=runtime,
+            max_completion_tokens=max_completion_tokens,
         )
         if settings:
             body["runtime_settings"] = settings
@@ -323,6 +327,7 @@ class Client:
         max_batch_size: int | None = None,
         max_batch_wait_ms: float | None = None,
         runtime: str | None = None,
+        max_completion_tokens: int | None = None,
         reset_settings: Iterable[str] = (),
         **changes: Any,
     ) -> Json:
@@ -331,13 +336,17 @@ class Client:
         `force=True` allows a move to a checkpoint without the current one's chat template.
 
         `reset_settings` names runtime settings (max_batch_size, max_batch_wait_ms,
-        runtime) to reset to their defaults; the server rejects an unknown name with 422.
+        runtime, max_completion_tokens) to reset to their defaults; the server rejects an
+        unknown name with 422.
         A changed model or runtime setting replaces the instances in a rolling update.
         Returns the endpoint as the server accepted the change (see `restart_endpoint`).
         """
         body: Json = {name: value for name, value in changes.items() if value is not None}
         settings = _without_none(
-            max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms, runtime=runtime
+            max_batch_size=max_batch_size,
+            max_batch_wait_ms=max_batch_wait_ms,
+            runtime=runtime,
+            max_completion_tokens=max_completion_tokens,
         )
         reset = list(reset_settings)
         both = sorted(settings.keys() & set(reset))

@@ -29,6 +29,7 @@ def test_create_sets_batching(cli: RunCli) -> None:
         "max_batch_size": 4,
         "max_batch_wait_ms": 2.5,
         "runtime": None,
+        "max_completion_tokens": None,
     }
 
 
@@ -42,6 +43,7 @@ def test_info_shows_settings(cli: RunCli, client: Client) -> None:
     assert "Max batch size   8 texts" in result.stdout
     assert "Max batch wait   0 ms" in result.stdout
     assert "Runtime choice" not in result.stdout
+    assert "Max completion" not in result.stdout
 
 
 def test_info_shows_runtime_choice(cli: RunCli, client: Client) -> None:
@@ -54,6 +56,7 @@ def test_info_shows_runtime_choice(cli: RunCli, client: Client) -> None:
     assert result.exit_code == 0, result.output
     assert "Runtime choice   transformers" in result.stdout
     assert "Max batch size   8 requests" in result.stdout
+    assert "Max completion   4096 tokens" in result.stdout
     assert "Max batch wait" not in result.stdout
 
 
@@ -204,6 +207,7 @@ def test_reset_setting_restores_default(cli: RunCli, client: Client) -> None:
         "max_batch_size": 32,
         "max_batch_wait_ms": 0.0,
         "runtime": None,
+        "max_completion_tokens": None,
     }
     assert updated["generation"] == created["generation"] + 1
 
@@ -230,3 +234,53 @@ def test_unknown_reset_setting_is_usage_error(cli: RunCli) -> None:
 
     assert result.exit_code == 2
     assert "'batch' is not one of" in unboxed(result.output)
+
+
+def test_completion_limit_set_and_reset(cli: RunCli, client: Client) -> None:
+    name = unique("completion-limit")
+    created = parse_json(
+        cli(
+            "endpoint",
+            "create",
+            "--endpoint-name",
+            name,
+            "--model",
+            "demo-tiny-llama",
+            "--max-completion-tokens",
+            "16384",
+            "-o",
+            "json",
+        )
+    )
+    client.stop_endpoint(name)
+
+    info = cli("endpoint", "info", name)
+    reset = cli(
+        "endpoint", "update", name, "--reset-setting", "max-completion-tokens", "-o", "json"
+    )
+
+    assert created["runtime_settings"]["max_completion_tokens"] == 16384
+    assert info.exit_code == 0, info.output
+    assert "Max completion   16384 tokens" in info.stdout
+    updated = parse_json(reset)
+    assert updated["runtime_settings"]["max_completion_tokens"] == 4096
+    assert updated["generation"] == created["generation"] + 1
+
+
+def test_out_of_range_completion_limit_fails(cli: RunCli) -> None:
+    result = cli(
+        "endpoint",
+        "create",
+        "--endpoint-name",
+        unique("huge-limit"),
+        "--model",
+        "demo-tiny-llama",
+        "--max-completion-tokens",
+        "2000000",
+    )
+
+    assert result.exit_code == 1
+    message = unboxed(result.stderr)
+    assert "--max-completion-tokens" in message
+    assert "runtime_settings" not in message
+    assert "--max-completion-tokens 2000000 is out of range: use 1 to 1048576" in message

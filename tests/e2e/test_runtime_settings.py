@@ -112,11 +112,13 @@ def test_batch_size_reaches_instance(embedding_endpoint: dict[str, Any]) -> None
         "max_batch_size": 4,
         "max_batch_wait_ms": 0.0,
         "runtime": None,
+        "max_completion_tokens": None,
     }
     assert "berth.runtime" in arguments
     assert option_value(arguments, "--max-batch-size") == "4"
     # A setting that was never set is left to the runtime's own default.
     assert option_value(arguments, "--max-batch-wait-ms") is None
+    assert option_value(arguments, "--max-completion-tokens") is None
 
 
 def test_embeddings_served_with_small_batches(
@@ -192,10 +194,19 @@ def test_same_setting_restarts_nothing(client: Client, embedding_endpoint: dict[
     assert all(pid_alive(row["pid"]) for row in after["instance_list"])
 
 
-def test_llama_cpp_runtime_reaches_instance(client: Client, gguf_model: str) -> None:
-    created = client.create_endpoint("default", unique("gguf"), gguf_model, runtime="llama.cpp")
+def test_llama_cpp_settings_reach_instance(client: Client, gguf_model: str) -> None:
+    created = client.create_endpoint(
+        "default", unique("gguf"), gguf_model, runtime="llama.cpp", max_completion_tokens=100
+    )
+    url = f"{created['openai_base_url']}/completions"
+    headers = {"Authorization": f"Bearer {created['first_key']}"}
+    prompt = {"prompt": "once upon a time", "temperature": 0}
     try:
         live = wait_live(client, created["id"])
+        without_max_tokens = httpx.post(url, json=prompt, headers=headers, timeout=60)
+        above_limit = httpx.post(
+            url, json={**prompt, "max_tokens": 101}, headers=headers, timeout=60
+        )
     finally:
         client.delete_endpoint(created["id"])
 
@@ -204,9 +215,20 @@ def test_llama_cpp_runtime_reaches_instance(client: Client, gguf_model: str) -> 
         "max_batch_size": None,
         "max_batch_wait_ms": None,
         "runtime": "llama.cpp",
+        "max_completion_tokens": 100,
     }
     assert instance["runtime"] == "llama.cpp"
-    assert option_value(command_line(instance["pid"]), "--runtime") == "llama.cpp"
+    arguments = command_line(instance["pid"])
+    assert option_value(arguments, "--runtime") == "llama.cpp"
+    assert option_value(arguments, "--max-completion-tokens") == "100"
+    # Greedy replies of the test model never end with EOS, and its context of 256 tokens
+    # has room for more, so the endpoint's limit ends the reply.
+    assert without_max_tokens.status_code == 200, without_max_tokens.text
+    assert without_max_tokens.json()["usage"]["completion_tokens"] == 100
+    assert above_limit.status_code == 400, above_limit.text
+    error = above_limit.json()["error"]
+    assert error["code"] == "invalid_value"
+    assert "this endpoint generates at most 100 tokens per completion" in error["message"]
 
 
 def test_echo_shows_no_settings(echo_endpoint: dict[str, Any]) -> None:
@@ -214,6 +236,7 @@ def test_echo_shows_no_settings(echo_endpoint: dict[str, Any]) -> None:
         "max_batch_size": None,
         "max_batch_wait_ms": None,
         "runtime": None,
+        "max_completion_tokens": None,
     }
 
 
@@ -231,6 +254,17 @@ def test_echo_shows_no_settings(echo_endpoint: dict[str, Any]) -> None:
         ({"max_batch_wait_ms": 1000.5}, "max_batch_wait_ms", "less than or equal to 1000"),
         ({"max_batch_wait_ms": True}, "max_batch_wait_ms", "valid number"),
         ({"runtime": "tgi"}, "runtime", "'auto', 'transformers', 'vllm' or 'llama.cpp'"),
+        (
+            {"max_completion_tokens": 0},
+            "max_completion_tokens",
+            "max_completion_tokens 0 is out of range: use 1 to 1048576 tokens",
+        ),
+        (
+            {"max_completion_tokens": 1048577},
+            "max_completion_tokens",
+            "max_completion_tokens 1048577 is out of range: use 1 to 1048576 tokens",
+        ),
+        ({"max_completion_tokens": "4096"}, "max_completion_tokens", "valid integer"),
         ({"batch_size": 4}, "batch_size", "is not a field of this request; leave it out"),
         # Echo's test aids are runtime options, but not settings that the API accepts.
         ({"echo_delay_ms": 5}, "echo_delay_ms", "is not a field of this request; leave it out"),
@@ -274,6 +308,11 @@ def test_malformed_setting_is_422(
         (EMBEDDING_MODEL, {"runtime": "auto"}, "applies only to Text Generation endpoints"),
         ("echo", {"runtime": "transformers"}, "applies only to Text Generation endpoints"),
         ("demo-tiny-llama", {"runtime": "llama.cpp"}, "its checkpoint is not a GGUF file"),
+        (
+            EMBEDDING_MODEL,
+            {"max_completion_tokens": 64},
+            "applies only to Text Generation endpoints",
+        ),
     ],
 )
 def test_setting_that_does_not_fit_is_422(
@@ -348,6 +387,7 @@ def test_null_resets_setting_to_default(
         "max_batch_size": 32,
         "max_batch_wait_ms": 2.5,
         "runtime": None,
+        "max_completion_tokens": None,
     }
     assert after["generation"] == before["generation"] + 1
     assert after["version"] == before["version"] + 1
@@ -459,6 +499,7 @@ def test_stored_echo_cpu_rounds_reach_instance(client: Client, server: BerthServ
             "max_batch_size": None,
             "max_batch_wait_ms": None,
             "runtime": None,
+            "max_completion_tokens": None,
         }
         assert response.status_code == 200, response.text
         vectors = [item["embedding"] for item in response.json()["data"]]

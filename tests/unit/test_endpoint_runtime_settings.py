@@ -74,17 +74,20 @@ def test_defaults_fill_unset_settings() -> None:
         "max_batch_size": 32,
         "max_batch_wait_ms": 0.0,
         "runtime": None,
+        "max_completion_tokens": None,
     }
     assert effective_settings({"max_batch_size": 4}, MLApp.TEXT_EMBEDDING)["max_batch_size"] == 4
     assert effective_settings({}, MLApp.TEXT_GENERATION) == {
         "max_batch_size": 8,
         "max_batch_wait_ms": None,
         "runtime": "auto",
+        "max_completion_tokens": 4096,
     }
     assert effective_settings({"echo_delay_ms": 5}, MLApp.ECHO) == {
         "max_batch_size": None,
         "max_batch_wait_ms": None,
         "runtime": None,
+        "max_completion_tokens": None,
     }
 
 
@@ -150,6 +153,42 @@ def test_batch_value_out_of_range(
     assert fragment in error.message
 
 
+def test_max_completion_tokens_is_stored(database: Database) -> None:
+    endpoint = create(database, "chat-long", "demo-tiny-llama", max_completion_tokens=32768)
+
+    assert endpoint.settings == {"max_completion_tokens": 32768}
+    settings = effective_settings(endpoint.settings, MLApp.TEXT_GENERATION)
+    assert settings["max_completion_tokens"] == 32768
+
+
+def test_gguf_takes_max_completion_tokens(
+    database: Database, gguf_model: str, with_llama_cpp: None
+) -> None:
+    endpoint = create(database, "chat-gguf", gguf_model, max_completion_tokens=100)
+
+    assert endpoint.settings == {"max_completion_tokens": 100}
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (0, "runtime_settings.max_completion_tokens 0 is out of range: use 1 to 1048576 tokens"),
+        (
+            1048577,
+            "runtime_settings.max_completion_tokens 1048577 is out of range: use 1 to 1048576",
+        ),
+        (True, "runtime_settings.max_completion_tokens must be a whole number, got true"),
+        (2.5, "runtime_settings.max_completion_tokens must be a whole number, got 2.5"),
+        ("4096", 'runtime_settings.max_completion_tokens must be a whole number, got "4096"'),
+    ],
+)
+def test_max_completion_tokens_out_of_range(database: Database, value: Any, fragment: str) -> None:
+    error = rejected(create, database, "chat", "demo-tiny-llama", max_completion_tokens=value)
+
+    assert error.field == "runtime_settings.max_completion_tokens"
+    assert fragment in error.message
+
+
 def test_unknown_runtime_lists_choices(database: Database) -> None:
     error = rejected(create, database, "chat", "demo-tiny-llama", runtime="tgi")
 
@@ -166,6 +205,8 @@ def test_unknown_runtime_lists_choices(database: Database) -> None:
         ("demo-tiny-llama", "max_batch_wait_ms", 2.0, "Text Generation"),
         ("echo", "runtime", "auto", "Echo"),
         ("all-MiniLM-L6-v2", "runtime", "transformers", "Text Embedding"),
+        ("all-MiniLM-L6-v2", "max_completion_tokens", 64, "Text Embedding"),
+        ("echo", "max_completion_tokens", 64, "Echo"),
     ],
 )
 def test_setting_of_other_ml_app(
@@ -255,6 +296,15 @@ def test_same_setting_changes_nothing(database: Database) -> None:
     assert (same.generation, same.version) == (created.generation, created.version)
     assert (default.generation, default.version) == (created.generation, created.version)
     assert default.settings == {"max_batch_size": 4}
+
+
+def test_reset_completion_limit_raises_generation(database: Database) -> None:
+    created = create(database, "chat", "demo-tiny-llama", max_completion_tokens=64)
+
+    reset = update(database, "chat", reset=frozenset({"max_completion_tokens"}))
+
+    assert reset.generation == created.generation + 1
+    assert reset.settings == {}
 
 
 def test_explicit_default_runtime_changes_nothing(database: Database) -> None:

@@ -20,6 +20,12 @@ def test_batch_size_unit_agrees_with_count(ml_app: str, size: int, expected: str
     assert ("Max batch size", expected) in runtime_settings_fields(endpoint)
 
 
+def test_completion_limit_is_shown_in_tokens() -> None:
+    endpoint = {"ml_app": "text-generation", "runtime_settings": {"max_completion_tokens": 8192}}
+
+    assert ("Max completion", "8192 tokens") in runtime_settings_fields(endpoint)
+
+
 def test_list_state_marks_disabled_tenant() -> None:
     assert list_state_text({"state": "Live", "tenant_disabled": True}) == ("Live (tenant disabled)")
     assert list_state_text({"state": "Live", "tenant_disabled": False}) == "Live"

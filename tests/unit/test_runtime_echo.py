@@ -484,7 +484,7 @@ def test_max_tokens_above_limit_is_invalid_value(
     assert error["code"] == "invalid_value"
     assert error["param"] == param
     assert error["message"] == (
-        f"{param} is {value}, but this server generates at most 4096 tokens per completion. "
+        f"{param} is {value}, but this endpoint generates at most 4096 tokens per completion. "
         f"Set {param} to at most 4096."
     )
 

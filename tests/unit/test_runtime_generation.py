@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,11 +14,14 @@ import openai
 import orjson
 import pytest
 
+from berth.runtime.base import GenerationParams
 from berth.runtime.decoding import (
     IncrementalDetokenizer,
     LeadingWhitespaceStripper,
     StopSequenceMatcher,
 )
+from berth.runtime.errors import APIError
+from berth.runtime.threaded import limit_new_tokens
 from tests.runtime_support import RuntimeProcess, wait_until
 
 MODEL_NAME = "demo-test"
@@ -141,6 +145,82 @@ def test_leading_whitespace_stripper() -> None:
     stripper = LeadingWhitespaceStripper()
 
     assert [stripper.push(d) for d in [" ", "  hi", " there"]] == ["", "hi", " there"]
+
+
+# The endpoint's max_completion_tokens, as limit_new_tokens applies it for every runtime.
+
+
+def sampling(max_tokens: int | None) -> GenerationParams:
+    return GenerationParams(max_tokens=max_tokens, temperature=0.0, top_p=1.0, stop=(), seed=None)
+
+
+def new_tokens(max_tokens: int | None, context_length: int | None, limit: int) -> int:
+    return limit_new_tokens(10, "prompt", sampling(max_tokens), context_length, "m", limit)
+
+
+def test_limit_is_default_max_tokens() -> None:
+    assert new_tokens(None, context_length=100_000, limit=20_000) == 20_000
+    assert new_tokens(None, context_length=None, limit=20_000) == 20_000
+
+
+def test_context_bounds_default_max_tokens() -> None:
+    assert new_tokens(None, context_length=512, limit=20_000) == 502
+
+
+def test_max_tokens_up_to_limit_is_kept() -> None:
+    assert new_tokens(8000, context_length=100_000, limit=8000) == 8000
+
+
+@pytest.mark.parametrize("context_length", [100_000, None])
+def test_max_tokens_above_limit_is_invalid(context_length: int | None) -> None:
+    with pytest.raises(APIError) as caught:
+        new_tokens(8001, context_length=context_length, limit=8000)
+
+    error = caught.value
+    assert error.status_code == 400
+    assert error.code == "invalid_value"
+    assert error.param == "max_tokens"
+    assert error.message == (
+        "max_tokens is 8001, but this endpoint generates at most 8000 tokens per "
+        "completion. Set max_tokens to at most 8000."
+    )
+
+
+def test_max_tokens_beyond_context_names_context() -> None:
+    with pytest.raises(APIError) as caught:
+        new_tokens(600, context_length=512, limit=20_000)
+
+    assert caught.value.code == "context_length_exceeded"
+    assert "Set max_tokens to at most 502" in caught.value.message
+
+
+def test_generator_applies_completion_limit(generation_folder: Path) -> None:
+    from berth.runtime.generation import CausalLMGenerator, load_generation_model
+
+    loaded = load_generation_model(
+        generation_folder, MODEL_NAME, max_batch_size=1, max_completion_tokens=6
+    )
+    generator = loaded.generator
+    assert isinstance(generator, CausalLMGenerator)
+    # Banning the end-of-sequence tokens makes the limit the only end of the reply.
+    no_eos = tuple((token_id, -100.0) for token_id in sorted(generator._eos_ids))
+
+    async def complete(max_tokens: int | None) -> tuple[int, str | None]:
+        params = dataclasses.replace(sampling(max_tokens), logit_bias=no_eos)
+        stream = await generator.start_completion("once upon a time", params)
+        await stream.collect()
+        return stream.completion_tokens, stream.finish_reason
+
+    try:
+        default = asyncio.run(complete(None))
+        with pytest.raises(APIError) as caught:
+            asyncio.run(complete(7))
+    finally:
+        loaded.close()
+
+    assert default == (6, "length")
+    assert caught.value.code == "invalid_value"
+    assert "this endpoint generates at most 6 tokens per completion" in caught.value.message
 
 
 # The runtime as a subprocess, serving the demo model.
@@ -439,8 +519,8 @@ def test_context_error_names_token_field(
 
 @pytest.mark.slow
 def test_max_tokens_above_limit_names_context(generation: RuntimeProcess) -> None:
-    # The demo model's context is shorter than MAX_COMPLETION_TOKENS, so the context is
-    # what limits max_tokens here.
+    # The demo model's context is shorter than the default max_completion_tokens, so the
+    # context is what limits max_tokens here.
     body = {"messages": USER_MESSAGE, "max_tokens": 5000}
 
     response = httpx.post(generation.base_url + "/v1/chat/completions", json=body, timeout=60)

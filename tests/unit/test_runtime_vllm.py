@@ -104,10 +104,22 @@ def params(**overrides: Any) -> GenerationParams:
     return GenerationParams(**{**values, **overrides})
 
 
-def generator(engine: FakeEngine, tokenizer: Any, context_length: int | None = 512) -> Any:
+def generator(
+    engine: FakeEngine,
+    tokenizer: Any,
+    context_length: int | None = 512,
+    max_completion_tokens: int = 4096,
+) -> Any:
     from berth.runtime.vllm import VLLMGenerator
 
-    return VLLMGenerator(engine, SamplingParams, tokenizer, "tiny", context_length)
+    return VLLMGenerator(
+        engine,
+        SamplingParams,
+        tokenizer,
+        "tiny",
+        context_length,
+        max_completion_tokens=max_completion_tokens,
+    )
 
 
 async def test_completion_streams_deltas_and_counts(tokenizer: Any) -> None:
@@ -227,3 +239,27 @@ async def test_default_max_tokens_fills_context(tokenizer: Any) -> None:
 
     ((_prompt, sampling, _request_id),) = engine.calls
     assert sampling.max_tokens == 100 - stream.prompt_tokens
+
+
+async def test_completion_limit_is_default_max_tokens(tokenizer: Any) -> None:
+    engine = FakeEngine(["x"], finish_reason="stop")
+    limited = generator(engine, tokenizer, context_length=100_000, max_completion_tokens=20_000)
+
+    stream = await limited.start_completion("hi", params(max_tokens=None))
+    _pieces = [piece async for piece in stream]
+
+    ((_prompt, sampling, _request_id),) = engine.calls
+    assert sampling.max_tokens == 20_000
+
+
+async def test_max_tokens_above_completion_limit_is_rejected(tokenizer: Any) -> None:
+    engine = FakeEngine(["x"])
+    limited = generator(engine, tokenizer, context_length=100_000, max_completion_tokens=20)
+
+    with pytest.raises(APIError) as raised:
+        await limited.start_completion("hi", params(max_tokens=21))
+
+    assert raised.value.code == "invalid_value"
+    assert raised.value.param == "max_tokens"
+    assert "this endpoint generates at most 20 tokens per completion" in raised.value.message
+    assert engine.calls == []

@@ -9,8 +9,10 @@ from berth.runtime.config import (
     DEFAULT_GENERATION_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_WAIT_MS,
+    DEFAULT_MAX_COMPLETION_TOKENS,
     MAX_BATCH_SIZE_LIMIT,
     MAX_BATCH_WAIT_MS_LIMIT,
+    MAX_COMPLETION_TOKENS_LIMIT,
 )
 from berth.runtime.selection import AUTO, RequestedRuntime
 from berth.states import (
@@ -177,6 +179,13 @@ _RUNTIME_HELP = (
     "'vllm' only the others"
 )
 
+_MAX_COMPLETION_TOKENS_HELP = (
+    "Text Generation only: maximum number of tokens that one request may generate, and "
+    "the number that a request without max_tokens generates at most (default "
+    f"{DEFAULT_MAX_COMPLETION_TOKENS}). The model's context length, prompt and completion "
+    "together, bounds both"
+)
+
 
 class RuntimeSettingsOut(BaseModel):
     """The settings that instances run with, defaults included. A setting that the
@@ -185,6 +194,7 @@ class RuntimeSettingsOut(BaseModel):
     max_batch_size: int | None = Field(description=_MAX_BATCH_SIZE_HELP)
     max_batch_wait_ms: float | None = Field(description=_MAX_BATCH_WAIT_MS_HELP)
     runtime: RequestedRuntime | None = Field(description=_RUNTIME_HELP)
+    max_completion_tokens: int | None = Field(description=_MAX_COMPLETION_TOKENS_HELP)
 
 
 class RuntimeSettingsIn(StrictBody):
@@ -205,6 +215,13 @@ class RuntimeSettingsIn(StrictBody):
     )
     runtime: RequestedRuntime | None = Field(
         default=None, description=f"{_RUNTIME_HELP} (default {AUTO})"
+    )
+    # The service checks the range, so that the error names both bounds. The schema
+    # still documents them.
+    max_completion_tokens: StrictInt | None = Field(
+        default=None,
+        json_schema_extra={"minimum": 1, "maximum": MAX_COMPLETION_TOKENS_LIMIT},
+        description=_MAX_COMPLETION_TOKENS_HELP,
     )
 
 

@@ -43,6 +43,7 @@ OWNER_VARIABLE = "BERTH_INSTANCE_OWNER"
 _RUNTIME_SETTINGS = (
     "max_batch_size",
     "max_batch_wait_ms",
+    "max_completion_tokens",
     "echo_delay_ms",
     "echo_cpu_rounds",
     "runtime",

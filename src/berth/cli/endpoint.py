@@ -57,8 +57,10 @@ from berth.runtime.config import (
     DEFAULT_GENERATION_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_WAIT_MS,
+    DEFAULT_MAX_COMPLETION_TOKENS,
     MAX_BATCH_SIZE_LIMIT,
     MAX_BATCH_WAIT_MS_LIMIT,
+    MAX_COMPLETION_TOKENS_LIMIT,
 )
 from berth.runtime.selection import RequestedRuntime
 from berth.states import DesiredState, EndpointState
@@ -129,6 +131,17 @@ RuntimeOption = Annotated[
         "and llama.cpp for GGUF files.",
     ),
 ]
+MaxCompletionTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-completion-tokens",
+        show_default=False,
+        help="Text Generation: maximum number of tokens that one request may generate, "
+        f"1 to {MAX_COMPLETION_TOKENS_LIMIT}, and the number that a request without "
+        "max_tokens generates at most (server default: "
+        f"{DEFAULT_MAX_COMPLETION_TOKENS}). The model's context length bounds both.",
+    ),
+]
 
 
 class ResettableSetting(StrEnum):
@@ -137,6 +150,7 @@ class ResettableSetting(StrEnum):
     MAX_BATCH_SIZE = "max-batch-size"
     MAX_BATCH_WAIT_MS = "max-batch-wait-ms"
     RUNTIME = "runtime"
+    MAX_COMPLETION_TOKENS = "max-completion-tokens"
 
     @property
     def api_name(self) -> str:
@@ -150,8 +164,8 @@ ResetSettingOption = Annotated[
         case_sensitive=False,
         show_default=False,
         help="Reset a runtime setting to the server default, so that the endpoint follows "
-        "the default from then on: max-batch-size, max-batch-wait-ms or runtime. Repeat "
-        "the option to reset several.",
+        "the default from then on: max-batch-size, max-batch-wait-ms, runtime or "
+        "max-completion-tokens. Repeat the option to reset several.",
     ),
 ]
 
@@ -184,6 +198,7 @@ def create(
     max_batch_size: MaxBatchSizeOption = None,
     max_batch_wait_ms: MaxBatchWaitOption = None,
     runtime: RuntimeOption = None,
+    max_completion_tokens: MaxCompletionTokensOption = None,
     wait: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT_S,
     output: OutputOption = OutputFormat.TABLE,
@@ -207,6 +222,7 @@ def create(
             max_batch_size=max_batch_size,
             max_batch_wait_ms=max_batch_wait_ms,
             runtime=runtime.value if runtime else None,
+            max_completion_tokens=max_completion_tokens,
         )
         if wait:
             try:
@@ -323,6 +339,7 @@ def update(
     max_batch_size: MaxBatchSizeOption = None,
     max_batch_wait_ms: MaxBatchWaitOption = None,
     runtime: RuntimeOption = None,
+    max_completion_tokens: MaxCompletionTokensOption = None,
     reset_setting: ResetSettingOption = None,
     force: Annotated[
         bool,
@@ -356,18 +373,20 @@ def update(
         max_batch_size,
         max_batch_wait_ms,
         runtime,
+        max_completion_tokens,
     )
     reset = sorted(set(reset_setting or ()), key=list(ResettableSetting).index)
     if all(change is None for change in changes) and not reset:
         raise typer.BadParameter(
             "nothing to update; pass --description, --instances, --model-checkpoint, "
-            "--share-with-all-tenants, --max-batch-size, --max-batch-wait-ms, --runtime "
-            "or --reset-setting"
+            "--share-with-all-tenants, --max-batch-size, --max-batch-wait-ms, --runtime, "
+            "--max-completion-tokens or --reset-setting"
         )
     given = {
         ResettableSetting.MAX_BATCH_SIZE: max_batch_size,
         ResettableSetting.MAX_BATCH_WAIT_MS: max_batch_wait_ms,
         ResettableSetting.RUNTIME: runtime,
+        ResettableSetting.MAX_COMPLETION_TOKENS: max_completion_tokens,
     }
     for setting in reset:
         if given[setting] is not None:
@@ -387,6 +406,7 @@ def update(
             max_batch_size=max_batch_size,
             max_batch_wait_ms=max_batch_wait_ms,
             runtime=runtime.value if runtime else None,
+            max_completion_tokens=max_completion_tokens,
             reset_settings=[setting.api_name for setting in reset],
             force=force or None,
         )

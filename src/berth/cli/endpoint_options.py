@@ -17,6 +17,7 @@ ENDPOINT_OPTIONS = {
     "runtime_settings.max_batch_size": "--max-batch-size",
     "runtime_settings.max_batch_wait_ms": "--max-batch-wait-ms",
     "runtime_settings.runtime": "--runtime",
+    "runtime_settings.max_completion_tokens": "--max-completion-tokens",
     "force": "--force",
 }
 

@@ -125,6 +125,8 @@ def runtime_settings_fields(endpoint: Json) -> list[tuple[str, str]]:
         fields.append(("Max batch wait", f"{settings['max_batch_wait_ms']:g} ms"))
     if settings.get("runtime") is not None:
         fields.append(("Runtime choice", settings["runtime"]))
+    if settings.get("max_completion_tokens") is not None:
+        fields.append(("Max completion", f"{settings['max_completion_tokens']} tokens"))
     return fields
 
 

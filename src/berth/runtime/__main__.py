@@ -25,6 +25,7 @@ from berth.runtime.config import (
     DEFAULT_GENERATION_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_WAIT_MS,
+    DEFAULT_MAX_COMPLETION_TOKENS,
     RuntimeConfig,
 )
 from berth.runtime.loading import describe_load_failure, load_model
@@ -171,6 +172,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "form the next batch anyway (default: %(default)s).",
     )
     parser.add_argument(
+        "--max-completion-tokens",
+        type=_positive_int,
+        default=DEFAULT_MAX_COMPLETION_TOKENS,
+        help="Text Generation: maximum number of tokens that one request may generate, and "
+        "the number that a request without max_tokens generates at most; the model's "
+        "context length bounds both (default: %(default)s).",
+    )
+    parser.add_argument(
         "--echo-delay-ms",
         type=_non_negative_float,
         default=0.0,
@@ -265,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         runtime=args.runtime,
         max_batch_size=args.max_batch_size,
         max_batch_wait_ms=args.max_batch_wait_ms,
+        max_completion_tokens=args.max_completion_tokens,
         echo_delay_ms=args.echo_delay_ms,
         echo_cpu_rounds=args.echo_cpu_rounds,
         stall_timeout_s=args.stall_timeout_s,

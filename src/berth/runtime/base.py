@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from berth.runtime.errors import INVALID_VALUE, invalid_request
-from berth.runtime.protocol import MAX_COMPLETION_TOKENS, ChatMessage, SamplingParameters
+from berth.runtime.protocol import ChatMessage, SamplingParameters
 
 FinishReason = str  # "stop" (EOS or a stop sequence) or "length" (token limit)
 
@@ -73,19 +73,19 @@ class GenerationParams:
             code=INVALID_VALUE,
         )
 
-    def check_max_tokens_limit(self) -> None:
-        """Raise APIError (400, invalid_value) for a max_tokens above MAX_COMPLETION_TOKENS.
+    def check_max_tokens_limit(self, limit: int) -> None:
+        """Raise APIError (400, invalid_value) for a max_tokens above `limit`.
 
-        A runtime with a known context length checks the context first, so that a
-        max_tokens that does not fit beside the prompt gets context_length_exceeded.
+        `limit` is the endpoint's max_completion_tokens setting. A runtime with a known
+        context length checks the context first, so that a max_tokens that does not fit
+        beside the prompt gets context_length_exceeded.
         """
-        if self.max_tokens is None or self.max_tokens <= MAX_COMPLETION_TOKENS:
+        if self.max_tokens is None or self.max_tokens <= limit:
             return
         field = self.max_tokens_param
         raise invalid_request(
-            f"{field} is {self.max_tokens}, but this server generates at most "
-            f"{MAX_COMPLETION_TOKENS} tokens per completion. "
-            f"Set {field} to at most {MAX_COMPLETION_TOKENS}.",
+            f"{field} is {self.max_tokens}, but this endpoint generates at most "
+            f"{limit} tokens per completion. Set {field} to at most {limit}.",
             param=field,
             code=INVALID_VALUE,
         )

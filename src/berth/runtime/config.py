@@ -17,10 +17,17 @@ DEFAULT_MAX_BATCH_WAIT_MS = 0.0
 # keeps a KV cache per request, so memory grows with it. 8 is an estimate for the small
 # models that run on CPUs.
 DEFAULT_GENERATION_MAX_BATCH_SIZE = 8
+# Text Generation: the max tokens that one request may generate, which is also how many
+# a request without max_tokens generates at most. The model's context bounds both.
+DEFAULT_MAX_COMPLETION_TOKENS = 4096
 # The largest values that the management API accepts for an endpoint. The runtime's
-# command line accepts any positive batch size and wait.
+# command line accepts any positive batch size and completion limit, and any wait of 0
+# or more.
 MAX_BATCH_SIZE_LIMIT = 1024
 MAX_BATCH_WAIT_MS_LIMIT = 1000.0
+# 2**20 tokens, a bound that catches only clearly wrong values, because the model's
+# context length bounds each request anyway.
+MAX_COMPLETION_TOKENS_LIMIT = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,9 @@ class RuntimeConfig:
     # DEFAULT_GENERATION_MAX_BATCH_SIZE requests for Text Generation.
     max_batch_size: int | None = None
     max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS
+    # Text Generation: the max tokens per request, and the default for a request without
+    # max_tokens.
+    max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS
     # Echo only: pause before each streamed word, standing in for a model's generation time.
     echo_delay_ms: float = 0.0
     # Echo only: SHA-256 rounds per embedded text and per chat or completion request,

@@ -31,6 +31,7 @@ from berth.runtime.base import (
     TextGenerator,
     TextStream,
 )
+from berth.runtime.config import DEFAULT_MAX_COMPLETION_TOKENS
 from berth.runtime.decoding import StopSequenceMatcher
 from berth.runtime.protocol import ChatMessage
 
@@ -131,7 +132,7 @@ class EchoGenerator(TextGenerator):
     async def start_chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> TextStream:
-        params.check_max_tokens_limit()
+        params.check_max_tokens_limit(DEFAULT_MAX_COMPLETION_TOKENS)
         reply = next((m.content for m in reversed(messages) if m.role == "user"), "")
         prompt_tokens = sum(count_words(message.content) for message in messages)
         if self._cpu_rounds:
@@ -139,7 +140,7 @@ class EchoGenerator(TextGenerator):
         return EchoStream(reply, prompt_tokens, params, self._delay_s)
 
     async def start_completion(self, prompt: str, params: GenerationParams) -> TextStream:
-        params.check_max_tokens_limit()
+        params.check_max_tokens_limit(DEFAULT_MAX_COMPLETION_TOKENS)
         if self._cpu_rounds:
             hash_repeatedly(prompt, self._cpu_rounds)
         return EchoStream(prompt, count_words(prompt), params, self._delay_s)

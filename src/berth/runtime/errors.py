@@ -19,7 +19,7 @@ CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 # Clients such as the web UI's playground read it to fall back to /v1/completions.
 NO_CHAT_TEMPLATE = "no_chat_template"
 # The code of a 400 for a value that is valid JSON of the right type but out of the range
-# that this server accepts, such as a max_tokens above MAX_COMPLETION_TOKENS.
+# that this server accepts, such as a max_tokens above the endpoint's max_completion_tokens.
 INVALID_VALUE = "invalid_value"
 
 # Maximum length, in characters, of a rejected value quoted in an error message.

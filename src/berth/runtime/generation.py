@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.runtime.base import GenerationParams, LoadedModel, TextStream
+from berth.runtime.config import DEFAULT_MAX_COMPLETION_TOKENS
 from berth.runtime.loading import prepare_offline_transformers
 from berth.runtime.protocol import ChatMessage
 from berth.runtime.threaded import (
@@ -153,7 +154,14 @@ class _RowStopCriteria(StoppingCriteria):
 
 
 class CausalLMGenerator(ThreadedGenerator):
-    def __init__(self, model: Any, tokenizer: Any, model_name: str, max_batch_size: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        model_name: str,
+        max_batch_size: int,
+        max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS,
+    ) -> None:
         eos_ids = _eos_token_ids(model, tokenizer)
         context = getattr(model.config, "max_position_embeddings", None)
         super().__init__(
@@ -162,6 +170,7 @@ class CausalLMGenerator(ThreadedGenerator):
             eos_ids,
             int(context) if context else None,
             vocab_size=_logits_width(model),
+            max_completion_tokens=max_completion_tokens,
         )
         self._model = model
         self._base_config = model.generation_config
@@ -346,9 +355,16 @@ def _pad_token_id(model: Any, tokenizer: Any, eos_ids: frozenset[int]) -> int | 
     return min(eos_ids) if eos_ids else None
 
 
-def load_generation_model(folder: Path, model_name: str, max_batch_size: int) -> LoadedModel:
+def load_generation_model(
+    folder: Path,
+    model_name: str,
+    max_batch_size: int,
+    max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS,
+) -> LoadedModel:
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
     model.eval()
-    generator = CausalLMGenerator(model, tokenizer, model_name, max_batch_size)
+    generator = CausalLMGenerator(
+        model, tokenizer, model_name, max_batch_size, max_completion_tokens
+    )
     return LoadedModel(generator=generator, close=generator.close)

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from berth.runtime.base import GenerationParams, LoadedModel, TextStream
+from berth.runtime.config import DEFAULT_MAX_COMPLETION_TOKENS
 from berth.runtime.errors import invalid_request
 from berth.runtime.protocol import ChatMessage
 from berth.runtime.selection import Runtime
@@ -41,8 +42,10 @@ logger = logging.getLogger("berth.runtime")
 
 # Context window allocated at load when the model was trained on a longer one. llama.cpp
 # allocates the KV cache for the whole window up front, so a model trained on 128k
-# tokens would otherwise reserve gigabytes. 4096 equals MAX_COMPLETION_TOKENS, the
-# longest completion Berth accepts; a request is cut to the room left after its prompt.
+# tokens would otherwise reserve gigabytes. The endpoint's max_completion_tokens does
+# not change it, and prompt and completion together stay within this window. So a
+# request without max_tokens stops at the window's end at the latest, and a max_tokens
+# that does not fit beside the prompt is rejected with context_length_exceeded.
 # NOTE: no endpoint setting changes this yet.
 DEFAULT_CONTEXT_TOKENS = 4096
 
@@ -67,7 +70,12 @@ class _GGUFTextDecoder:
 
 
 class LlamaCppGenerator(ThreadedGenerator):
-    def __init__(self, llm: llama_cpp.Llama, model_name: str) -> None:
+    def __init__(
+        self,
+        llm: llama_cpp.Llama,
+        model_name: str,
+        max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS,
+    ) -> None:
         decoder = _GGUFTextDecoder(llm)
         super().__init__(
             model_name,
@@ -75,6 +83,7 @@ class LlamaCppGenerator(ThreadedGenerator):
             _end_of_generation_ids(llm),
             llm.n_ctx(),
             vocab_size=llm.n_vocab(),
+            max_completion_tokens=max_completion_tokens,
         )
         self._llm = llm
         self._chat_formatter = _chat_formatter(llm)
@@ -241,7 +250,9 @@ def thread_counts() -> tuple[int, int]:
     return max(cores // 2, 1), cores
 
 
-def load_llamacpp_model(path: Path, model_name: str) -> LoadedModel:
+def load_llamacpp_model(
+    path: Path, model_name: str, max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS
+) -> LoadedModel:
     # Quiet llama.cpp's own log lines before the first call into it. Llama(verbose=False)
     # would do so only once the model is loaded.
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
@@ -262,5 +273,12 @@ def load_llamacpp_model(path: Path, model_name: str) -> LoadedModel:
         threads,
         batch_threads,
     )
-    generator = LlamaCppGenerator(llm, model_name)
+    if max_completion_tokens > llm.n_ctx():
+        logger.info(
+            "max_completion_tokens %d exceeds the context of %d tokens, so each completion "
+            "ends at the end of the context at the latest",
+            max_completion_tokens,
+            llm.n_ctx(),
+        )
+    generator = LlamaCppGenerator(llm, model_name, max_completion_tokens)
     return LoadedModel(generator=generator, close=generator.close, runtime=Runtime.LLAMA_CPP)

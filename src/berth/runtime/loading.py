@@ -111,7 +111,7 @@ def _load_gguf(config: RuntimeConfig) -> LoadedModel:
         )
     from berth.runtime.llamacpp import load_llamacpp_model
 
-    return load_llamacpp_model(path, config.model_name)
+    return load_llamacpp_model(path, config.model_name, config.max_completion_tokens)
 
 
 def _load_transformers_generation(config: RuntimeConfig) -> LoadedModel:
@@ -130,11 +130,13 @@ def _load_transformers_generation(config: RuntimeConfig) -> LoadedModel:
     if choice.runtime is Runtime.VLLM:
         from berth.runtime.vllm import load_vllm_model
 
-        return load_vllm_model(folder, config.model_name)
+        return load_vllm_model(folder, config.model_name, config.max_completion_tokens)
     from berth.runtime.generation import load_generation_model
 
     batch_size = config.max_batch_size or DEFAULT_GENERATION_MAX_BATCH_SIZE
-    loaded = load_generation_model(folder, config.model_name, batch_size)
+    loaded = load_generation_model(
+        folder, config.model_name, batch_size, config.max_completion_tokens
+    )
     return replace(loaded, runtime=Runtime.TRANSFORMERS, runtime_note=choice.note)
 
 

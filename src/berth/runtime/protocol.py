@@ -31,9 +31,6 @@ from berth.runtime.errors import (
     json_type_name,
 )
 
-# Maximum tokens that one request may generate. Runtimes check it after the model's
-# context length, once the prompt is tokenized (see GenerationParams).
-MAX_COMPLETION_TOKENS = 4096
 MAX_STOP_SEQUENCES = 4
 # OpenAI's ranges for the penalties and for each logit_bias value.
 MAX_PENALTY = 2.0

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from berth.runtime.base import GenerationParams, TextGenerator, TextStream
+from berth.runtime.config import DEFAULT_MAX_COMPLETION_TOKENS
 from berth.runtime.decoding import (
     IncrementalDetokenizer,
     LeadingWhitespaceStripper,
@@ -38,7 +39,7 @@ from berth.runtime.errors import (
     invalid_request,
     server_error,
 )
-from berth.runtime.protocol import MAX_COMPLETION_TOKENS, ChatMessage
+from berth.runtime.protocol import ChatMessage
 
 logger = logging.getLogger("berth.runtime")
 
@@ -288,20 +289,22 @@ def limit_new_tokens(
     params: GenerationParams,
     context_length: int | None,
     model_name: str,
+    max_completion_tokens: int,
 ) -> int:
     """Return the max tokens to generate for a prompt, raising APIError (400) if they don't fit.
 
     `param` names the request field of the prompt, and `context_length` (prompt and
-    completion together) is None when the model states none. A max_tokens from the
-    request must fit beside the prompt, and then within MAX_COMPLETION_TOKENS. Without
-    one, generation runs until the end-of-sequence token, the end of the context or
-    MAX_COMPLETION_TOKENS, whichever comes first.
+    completion together) is None when the model states none. `max_completion_tokens` is
+    the endpoint's limit per request. A max_tokens from the request must fit beside the
+    prompt, and then within that limit. Without one, generation runs until the
+    end-of-sequence token, the end of the context or `max_completion_tokens` tokens,
+    whichever comes first.
     """
     if prompt_tokens == 0:
         raise invalid_request("The prompt is empty after tokenization.", param=param)
-    requested = params.max_tokens if params.max_tokens is not None else MAX_COMPLETION_TOKENS
+    requested = params.max_tokens if params.max_tokens is not None else max_completion_tokens
     if context_length is None:
-        params.check_max_tokens_limit()
+        params.check_max_tokens_limit(max_completion_tokens)
         return requested
     if prompt_tokens >= context_length:
         raise invalid_request(
@@ -324,7 +327,7 @@ def limit_new_tokens(
             param=field,
             code=CONTEXT_LENGTH_EXCEEDED,
         )
-    params.check_max_tokens_limit()
+    params.check_max_tokens_limit(max_completion_tokens)
     return requested
 
 
@@ -388,6 +391,8 @@ class ThreadedGenerator(TextGenerator):
     that end a reply, and `context_length` is the maximum of prompt and completion tokens
     together, or None when the model states none. `vocab_size` is the number of token ids
     that logit_bias may name, or None to leave that check to the subclass.
+    `max_completion_tokens` is the endpoint's limit on the tokens of one completion, and
+    the default for a request without max_tokens.
     """
 
     # Requests generated together at most. A subclass that implements _generate_batch
@@ -401,8 +406,10 @@ class ThreadedGenerator(TextGenerator):
         eos_ids: frozenset[int],
         context_length: int | None,
         vocab_size: int | None = None,
+        max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS,
     ) -> None:
         self._model_name = model_name
+        self._max_completion_tokens = max_completion_tokens
         self._vocab_size = vocab_size
         self._tokenizer = tokenizer
         self._eos_ids = eos_ids
@@ -555,7 +562,12 @@ class ThreadedGenerator(TextGenerator):
             self._check_prompt_characters(prompt)
             prompt_ids = self._encode_prompt(prompt)
             max_new_tokens = limit_new_tokens(
-                len(prompt_ids), prompt.param, params, self._context_length, self._model_name
+                len(prompt_ids),
+                prompt.param,
+                params,
+                self._context_length,
+                self._model_name,
+                self._max_completion_tokens,
             )
         except APIError as error:
             job.emit(_Failed(error))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.runtime.base import GenerationParams, LoadedModel, TextGenerator, TextStream
+from berth.runtime.config import DEFAULT_MAX_COMPLETION_TOKENS
 from berth.runtime.decoding import LeadingWhitespaceStripper
 from berth.runtime.generation import chat_prompt, encode_prompt
 from berth.runtime.protocol import ChatMessage
@@ -68,8 +69,10 @@ class VLLMGenerator(TextGenerator):
         model_name: str,
         context_length: int | None,
         vocab_size: int | None = None,
+        max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS,
     ) -> None:
         self._engine = engine
+        self._max_completion_tokens = max_completion_tokens
         # The token ids that logit_bias may name: vLLM's vocabulary size, else the
         # tokenizer's.
         self._vocab_size = vocab_size if vocab_size is not None else len(tokenizer)
@@ -90,7 +93,12 @@ class VLLMGenerator(TextGenerator):
         params.check_logit_bias(self._vocab_size)
         prompt_ids = await asyncio.to_thread(encode_prompt, self._tokenizer, prompt)
         max_new_tokens = limit_new_tokens(
-            len(prompt_ids), prompt.param, params, self._context_length, self._model_name
+            len(prompt_ids),
+            prompt.param,
+            params,
+            self._context_length,
+            self._model_name,
+            self._max_completion_tokens,
         )
         sampling = self._sampling_params_type(
             n=1,
@@ -114,7 +122,9 @@ class VLLMGenerator(TextGenerator):
             shutdown()
 
 
-def load_vllm_model(folder: Path, model_name: str) -> LoadedModel:
+def load_vllm_model(
+    folder: Path, model_name: str, max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS
+) -> LoadedModel:
     from transformers import AutoTokenizer
     from vllm import AsyncEngineArgs, AsyncLLMEngine, SamplingParams
 
@@ -129,6 +139,12 @@ def load_vllm_model(folder: Path, model_name: str) -> LoadedModel:
     get_vocab_size = getattr(model_config, "get_vocab_size", None)
     vocab_size = get_vocab_size() if get_vocab_size is not None else None
     generator = VLLMGenerator(
-        engine, SamplingParams, tokenizer, model_name, context_length, vocab_size
+        engine,
+        SamplingParams,
+        tokenizer,
+        model_name,
+        context_length,
+        vocab_size,
+        max_completion_tokens,
     )
     return LoadedModel(generator=generator, close=generator.close, runtime=Runtime.VLLM)

@@ -1,4 +1,4 @@
-"""Runtime settings of an endpoint: batching and the Text Generation runtime.
+"""Runtime settings of an endpoint: batching, the Text Generation runtime and its token limit.
 
 `Endpoint.settings` stores the values that a user set. The local backend passes each of
 them to the endpoint's instances as the runtime command-line option of the same name, and
@@ -18,8 +18,10 @@ from berth.runtime.config import (
     DEFAULT_GENERATION_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_WAIT_MS,
+    DEFAULT_MAX_COMPLETION_TOKENS,
     MAX_BATCH_SIZE_LIMIT,
     MAX_BATCH_WAIT_MS_LIMIT,
+    MAX_COMPLETION_TOKENS_LIMIT,
 )
 from berth.runtime.selection import (
     AUTO,
@@ -43,6 +45,7 @@ _DEFAULTS: dict[str, dict[MLApp, Any]] = {
     },
     "max_batch_wait_ms": {MLApp.TEXT_EMBEDDING: DEFAULT_MAX_BATCH_WAIT_MS},
     "runtime": {MLApp.TEXT_GENERATION: AUTO},
+    "max_completion_tokens": {MLApp.TEXT_GENERATION: DEFAULT_MAX_COMPLETION_TOKENS},
 }
 
 
@@ -57,6 +60,7 @@ class RuntimeSettings:
     max_batch_size: int | None = None
     max_batch_wait_ms: float | None = None
     runtime: str | None = None
+    max_completion_tokens: int | None = None
     reset: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -162,6 +166,18 @@ def _checked_value(name: str, value: Any) -> Any:
             raise InvalidInput(
                 f"{field} {value} is out of range: use 1 to {MAX_BATCH_SIZE_LIMIT} (texts for "
                 "Text Embedding, requests for Text Generation)",
+                field=field,
+            )
+        return value
+    if name == "max_completion_tokens":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInput(
+                f"{field} must be a whole number, got {value_text(value)}", field=field
+            )
+        if not 1 <= value <= MAX_COMPLETION_TOKENS_LIMIT:
+            raise InvalidInput(
+                f"{field} {value} is out of range: use 1 to {MAX_COMPLETION_TOKENS_LIMIT} "
+                "tokens per completion",
                 field=field,
             )
         return value

@@ -15,7 +15,7 @@ from berth.auth import Principal
 from berth.db.models import Project
 from berth.db.transactions import run_transaction
 from berth.errors import InvalidInput
-from berth.runtime.protocol import MAX_COMPLETION_TOKENS
+from berth.runtime.config import DEFAULT_MAX_COMPLETION_TOKENS
 from berth.service import endpoints, keys, models, organization, projects, sessions, tenants
 from berth.service.common import MAX_PAGE_SIZE
 from berth.settings import Settings
@@ -237,7 +237,10 @@ def endpoint_page(request: Request, session: Session, principal: Principal) -> R
         keys=key_rows,
         active_keys=[row for row in key_rows if row.status == KeyStatus.ACTIVE],
         mask_key=mask_key,
-        max_completion_tokens=MAX_COMPLETION_TOKENS,
+        # The playground's limit for max tokens: the endpoint's setting, or the fixed
+        # limit of Echo, which has no such setting.
+        max_completion_tokens=view.out.runtime_settings.max_completion_tokens
+        or DEFAULT_MAX_COMPLETION_TOKENS,
         in_active_tenant=endpoint.tenant_id == principal.tenant_id,
     )
     return render(request, "endpoint.html", context)

@@ -119,6 +119,7 @@ def _runtime_settings(body: RuntimeSettingsIn | None) -> RuntimeSettings:
         max_batch_size=body.max_batch_size,
         max_batch_wait_ms=body.max_batch_wait_ms,
         runtime=body.runtime.value if body.runtime is not None else None,
+        max_completion_tokens=body.max_completion_tokens,
         reset=reset,
     )
 
