@@ -315,6 +315,25 @@ def test_penalties_change_greedy_text(client: openai.OpenAI) -> None:
 
 
 @pytest.mark.slow
+def test_frequency_penalty_counts_whole_completion(client: openai.OpenAI) -> None:
+    # The bias makes "cat" win each step until its frequency penalty, 1 per earlier
+    # "cat", has taken about 100 from its logit. A penalty that counted only the last 64
+    # tokens would take at most 64, and all 130 tokens would be "cat".
+    response = client.completions.create(
+        model=MODEL_NAME,
+        prompt="once upon a time",
+        max_tokens=130,
+        temperature=0,
+        frequency_penalty=1.0,
+        logit_bias={str(token_id("\u2581cat")): 100},
+    )
+
+    text = response.choices[0].text
+    assert text.startswith(" cat" * 80), text
+    assert text != " cat" * 130
+
+
+@pytest.mark.slow
 def test_logit_bias_outside_vocabulary_is_400(gguf_runtime: RuntimeProcess) -> None:
     from tests.gguf_model import _vocabulary
 

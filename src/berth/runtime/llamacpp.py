@@ -131,8 +131,6 @@ class LlamaCppGenerator(ThreadedGenerator):
         self._llm.set_seed(seed)
         # top_k 0, min_p 0 and typical_p 1 turn those samplers off: OpenAI sampling has
         # only temperature and top_p. Temperature 0 selects greedy decoding.
-        # NOTE: llama.cpp's penalty sampler counts only the last 64 generated tokens
-        # (Llama.last_n_tokens_size in llama-cpp-python 0.3), where OpenAI counts all.
         tokens = self._llm.generate(
             prompt_ids,
             top_k=0,
@@ -264,6 +262,12 @@ def load_llamacpp_model(
         n_ctx=context_length,
         n_threads=threads,
         n_threads_batch=batch_threads,
+        # llama.cpp's penalty sampler counts sampled tokens, never the prompt, and keeps
+        # only the last last_n_tokens_size of them (64 by default in llama-cpp-python
+        # 0.3.36). A completion never outgrows the context, so with the context size the
+        # penalties count the whole completion, as in the transformers runtime. The
+        # sampler's ring buffer then takes 4 bytes per token of the context.
+        last_n_tokens_size=context_length,
         verbose=False,
     )
     logger.info(
