@@ -195,7 +195,7 @@ def create_app(
         if wake_reconciler is not None:
             wake_reconciler()
 
-    api = create_api(settings.max_api_request_bytes)
+    api = create_api(settings.max_api_request_bytes, web_ui_url=f"{UI_PREFIX}/")
     api.state.settings = settings
     api.state.database = database
     api.state.on_change = on_change

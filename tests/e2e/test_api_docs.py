@@ -58,6 +58,8 @@ def test_api_reference_renders_operations(server: BerthServer, browser: Any) -> 
         expect(page.locator(".opblock").first).to_be_visible()
         expect(page.locator(".opblock")).to_have_count(operation_count)
         expect(page.locator(".info .title")).to_contain_text("Berth management API")
+        web_ui = page.locator(".info .description").get_by_role("link", name="Open the web UI")
+        expect(web_ui).to_have_attribute("href", "/ui/")
         expect(page.locator(".opblock-summary-path", has_text="/endpoints").first).to_be_visible()
         assert RENDER_FAILURE not in page.content()
 

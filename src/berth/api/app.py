@@ -261,11 +261,20 @@ def _render_too_large(_scope: Scope, error: RequestTooLarge) -> JSONResponse:
     return JSONResponse(error.to_body(), status_code=error.status_code)
 
 
-def create_api(max_request_bytes: int = DEFAULT_MAX_API_REQUEST_BYTES) -> FastAPI:
+def create_api(
+    max_request_bytes: int = DEFAULT_MAX_API_REQUEST_BYTES, web_ui_url: str | None = None
+) -> FastAPI:
+    """Build the management API. With `web_ui_url`, the description at the top of the API
+    reference links to the web UI there."""
+    description = "Manage projects, models, endpoints and endpoint API keys."
+    if web_ui_url is not None:
+        # Swagger UI renders the description as Markdown with its bundled renderer, so the
+        # link needs no outside file.
+        description += f"\n\n[Open the web UI]({web_ui_url}) to manage them in a browser."
     api = FastAPI(
         title="Berth management API",
         version=__version__,
-        description="Manage projects, models, endpoints and endpoint API keys.",
+        description=description,
         openapi_url="/openapi.json",
         # FastAPI's own docs page loads Swagger UI from a CDN; Berth serves its copy.
         docs_url=None,
