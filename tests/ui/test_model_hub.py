@@ -1,5 +1,5 @@
 """The Model Hub screen: importing a model, filters, search and pages, the checkpoint
-choice of the model picker, and deleting models."""
+choice of the model picker, checkpoint details, and deleting models."""
 
 import re
 from collections.abc import Iterator
@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
+from sqlalchemy import update
 
+from berth.db.models import Checkpoint
 from berth.hub.demo import build_demo_generation_model
+from tests.support import server_database
 from tests.ui.conftest import MEMBER, PASSWORD, admin_api, create_endpoint
 
 pytestmark = pytest.mark.ui
@@ -18,6 +21,9 @@ pytestmark = pytest.mark.ui
 # shared, so the lists that other UI tests check stay as they were. An OrgAdmin, because
 # only OrgAdmins may import model files from the server.
 HUB_USER = "dora"
+
+# What none_mark() renders for a missing value: a dash, and "None" for screen readers.
+NONE_MARK = "–None"
 
 # Wraps the page's fetch so that an import request waits for window.releaseImport(),
 # which lets a test look at the dialog while the import runs.
@@ -134,14 +140,17 @@ def test_import_shows_progress_then_model(open_page, hub_user, tiny_model) -> No
     stored = page.context.request.get("/api/v1/models/ui-tiny-lm").json()
     checksum = stored["checkpoints"][0]["checksum"]
     row = card.get_by_role("row", name=re.compile(r"^main"))
-    expect(row.get_by_role("rowheader")).to_have_text(re.compile(r"main\s+Default"))
+    expect(row.get_by_role("rowheader")).to_have_text(
+        re.compile(r"main\s+Default\s+Created .*\d{4}")
+    )
     expect(row.get_by_role("cell")).to_have_text(
         [
-            "transformers",
+            "transformers Copied into Berth",
+            "LlamaForCausalLM",
+            "Yes",
+            re.compile(r"^[1-9]\d*$"),
             re.compile(r"^\d+(\.\d)? MiB$"),
             re.compile(re.escape(checksum[:19] + "…")),
-            "Copied into Berth",
-            re.compile(r"\d{4}"),
         ]
     )
     expect(row.locator("code")).to_have_text(checksum[:19] + "…")
@@ -401,4 +410,37 @@ def test_member_sees_shared_model_without_delete(open_page, hub_user, cleanup) -
     expect(page.get_by_role("button", name="Import model")).to_have_count(0)
     expect(page.get_by_text("Only an OrgAdmin can import models")).to_contain_text(
         "ask an OrgAdmin to import it and share it with default"
+    )
+
+
+def test_checkpoint_without_recorded_facts(
+    open_page, hub_user, tiny_model, server, cleanup
+) -> None:
+    page = open_page(hub_user)
+    model = import_model(page, tiny_model, "ui-old-import", link=True)
+    cleanup.append(f"/api/v1/models/{model['id']}")
+    # Checkpoints imported before Berth recorded these facts have none of them.
+    database = server_database(server)
+    try:
+        with database.session() as session:
+            session.execute(
+                update(Checkpoint)
+                .where(Checkpoint.model_id == model["id"])
+                .values(architecture="", has_chat_template=None, file_stats=None)
+            )
+    finally:
+        database.dispose()
+
+    page.goto("/ui/models?search=ui-old-import")
+    card = page.get_by_role("article", name="ui-old-import")
+    row = card.get_by_role("row", name=re.compile("^main"))
+    expect(row.get_by_role("cell")).to_have_text(
+        [
+            "transformers Linked in place",
+            NONE_MARK,
+            NONE_MARK,
+            NONE_MARK,
+            re.compile(r"^\d+(\.\d)? MiB$"),
+            re.compile("…"),
+        ]
     )

@@ -80,6 +80,9 @@ class ModelCard:
     sharing_label: str
     # The checkpoint that an endpoint gets when it names only the model, which is the newest.
     default_checkpoint_id: str | None
+    # Number of files of each checkpoint by ID, or None for checkpoints imported before
+    # Berth recorded their files, and for built-in ones.
+    file_counts: dict[str, int | None]
 
     @property
     def dialog_data(self) -> dict[str, Any]:
@@ -117,11 +120,16 @@ def _model_card(model: Model, principal: Principal) -> ModelCard:
     out = model_out(model)
     # Checkpoints come oldest first, so the last one is the newest.
     default = out.checkpoints[-1].id if out.checkpoints else None
+    file_counts = {
+        row.id: len(row.file_stats) if row.file_stats is not None else None
+        for row in model.checkpoints
+    }
     return ModelCard(
         out=out,
         can_delete=principal.can_manage_model(model),
         sharing_label=_sharing_label(model, principal),
         default_checkpoint_id=default,
+        file_counts=file_counts,
     )
 
 
