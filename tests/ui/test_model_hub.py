@@ -1,5 +1,5 @@
 """The Model Hub screen: importing a model, filters, search and pages, the checkpoint
-choice of the model picker, checkpoint details, and deleting models."""
+choice of the model picker, checkpoint details, and deleting models and checkpoints."""
 
 import re
 from collections.abc import Iterator
@@ -13,7 +13,7 @@ from sqlalchemy import update
 from berth.db.models import Checkpoint
 from berth.hub.demo import build_demo_generation_model
 from tests.support import server_database
-from tests.ui.conftest import MEMBER, PASSWORD, admin_api, create_endpoint
+from tests.ui.conftest import MEMBER, PASSWORD, admin_api, check_screen, create_endpoint
 
 pytestmark = pytest.mark.ui
 
@@ -444,3 +444,42 @@ def test_checkpoint_without_recorded_facts(
             re.compile("…"),
         ]
     )
+
+
+def test_checkpoint_delete_and_rejection(open_page, hub_user, tiny_model, cleanup) -> None:
+    page = open_page(hub_user)
+    for checkpoint in ("main", "v2", "v3"):
+        model = import_model(
+            page, tiny_model, "ui-checkpoints", link=True, checkpoint=checkpoint, sharing="tenant"
+        )
+    cleanup.append(f"/api/v1/models/{model['id']}")
+
+    # Only the owner, a TenantAdmin or an OrgAdmin may delete checkpoints.
+    member = open_page(MEMBER, "/ui/models?search=ui-checkpoints")
+    expect(member.get_by_role("article", name="ui-checkpoints")).to_be_visible()
+    expect(member.get_by_role("button", name=re.compile("^Delete checkpoint"))).to_have_count(0)
+
+    page.goto("/ui/models?search=ui-checkpoints")
+    page.wait_for_load_state("load")
+    card = page.get_by_role("article", name="ui-checkpoints")
+    card.get_by_role("button", name="Delete checkpoint v3").click()
+    alert = page.get_by_role("alertdialog", name="Delete checkpoint v3 of model ui-checkpoints?")
+    check_screen(page, "checkpoint-delete-alert")
+    alert.get_by_role("button", name="Yes, delete it").click()
+    expect(alert).to_be_hidden()
+    expect(page.locator("#flash")).to_have_text(
+        "Checkpoint v3 was deleted from model ui-checkpoints."
+    )
+    expect(card.get_by_role("row", name=re.compile("^v3"))).to_have_count(0)
+    expect(card.get_by_role("row", name=re.compile("^v2"))).to_contain_text("Default")
+
+    # Someone else deletes v2, so main is the only checkpoint, which the API keeps.
+    response = page.context.request.delete(f"/api/v1/models/{model['id']}/checkpoints/v2")
+    assert response.ok, response.text()
+    card.get_by_role("button", name="Delete checkpoint main").click()
+    alert = page.get_by_role("alertdialog", name="Delete checkpoint main of model ui-checkpoints?")
+    alert.get_by_role("button", name="Yes, delete it").click()
+    expect(alert.get_by_role("alert")).to_contain_text(
+        "is the only checkpoint of model 'ui-checkpoints'; delete the model instead"
+    )
+    expect(alert).to_be_visible()

@@ -1,7 +1,7 @@
 """The Model Hub screen, and the Model Hub browser of the model picker.
 
 Both list the models that the signed-in user can see, filtered by the same query
-parameters. The screen adds pages, the import dialog and deleting models.
+parameters. The screen adds pages, the import dialog, and deleting models and checkpoints.
 """
 
 from dataclasses import dataclass
@@ -91,6 +91,12 @@ class ModelCard:
             "name": self.out.name,
             "checkpoint_count": len(self.out.checkpoints),
         }
+
+    @property
+    def can_delete_checkpoints(self) -> bool:
+        """Tell whether the viewer may delete single checkpoints. The API rejects deleting
+        the only checkpoint, which goes with the model instead."""
+        return self.can_delete and len(self.out.checkpoints) > 1
 
 
 @dataclass

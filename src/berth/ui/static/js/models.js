@@ -1,5 +1,5 @@
-// The Model Hub screen: filters and pages of the model list, importing a model and
-// deleting one. The server renders the list. Filters and page links fetch a fresh copy
+// The Model Hub screen: filters and pages of the model list, importing a model, and
+// deleting a model or one of its checkpoints. The server renders the list. Filters and page links fetch a fresh copy
 // of it and put their query into the address bar, so a reload shows the same list.
 
 import {
@@ -202,5 +202,36 @@ deleteForm.addEventListener("submit", (event) => {
     showMessage(`Model ${model.name} was deleted from the Model Hub.`);
     await loadList(location.search.slice(1));
     document.getElementById("model-count").focus();
+  });
+});
+
+// Delete one checkpoint of a model. The API rejects this while an endpoint is set to the
+// checkpoint or old instances of a rolling update still run on it, and for the model's
+// only checkpoint. Its message appears in the dialog.
+
+const checkpointDialog = document.getElementById("checkpoint-delete-dialog");
+const checkpointForm = document.getElementById("checkpoint-delete-form");
+let deletingCheckpoint = null;
+
+document.addEventListener("click", (event) => {
+  const button = event.target instanceof Element ? event.target.closest('[data-checkpoint-action="delete"]') : null;
+  if (!button) return;
+  const model = JSON.parse(button.closest("[data-model]").dataset.model);
+  const checkpoint = JSON.parse(button.closest("[data-checkpoint]").dataset.checkpoint);
+  deletingCheckpoint = { model, checkpoint };
+  fillDialog(checkpointDialog, { model: model.name, checkpoint: checkpoint.name });
+  openDialog(checkpointDialog);
+});
+
+checkpointForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  submitting(checkpointForm, async () => {
+    const { model, checkpoint } = deletingCheckpoint;
+    await api("DELETE", `/models/${model.id}/checkpoints/${checkpoint.id}`);
+    checkpointDialog.close();
+    showMessage(`Checkpoint ${checkpoint.name} was deleted from model ${model.name}.`);
+    if (await loadList(location.search.slice(1))) {
+      (document.getElementById(`model-${model.id}-name`) || document.getElementById("model-count")).focus();
+    }
   });
 });
