@@ -1,5 +1,5 @@
-"""Renaming, describing and deleting a project in the project window, and who is offered
-those actions."""
+"""Renaming, describing and deleting a project in the project window and from the
+projects list, and who is offered those actions."""
 
 import re
 import uuid
@@ -196,3 +196,46 @@ def test_member_sees_no_project_actions(open_page) -> None:
     expect(page.get_by_role("button", name="Delete project")).to_have_count(0)
     expect(page.locator("#project-edit-dialog, #project-delete-dialog")).to_have_count(0)
     expect(page.get_by_role("button", name="New endpoint")).to_be_visible()
+
+    page.goto("/ui/projects")
+    expect(page.get_by_role("link", name=project["name"], exact=True)).to_be_visible()
+    actions = page.get_by_role("button", name=f"Actions for project {project['name']}")
+    expect(actions).to_have_count(0)
+
+
+def test_project_list_row_actions(open_page, server) -> None:
+    page = open_page(OWNER)
+    old_name, new_name = unique("ui-row"), unique("ui-row-renamed")
+    project = create_project(page, old_name, "first text")
+    page.goto("/ui/projects")
+    page.wait_for_load_state("load")
+    # alice may change only her own projects, and the default one is not hers.
+    expect(page.get_by_role("button", name="Actions for project default")).to_have_count(0)
+
+    page.get_by_role("button", name=f"Actions for project {old_name}").click()
+    page.get_by_role("button", name="Edit", exact=True).click()
+    dialog = page.get_by_role("dialog", name=f"Edit project {old_name}")
+    expect(dialog.get_by_label("Project name")).to_have_value(old_name)
+    dialog.get_by_label("Project name").fill(new_name)
+    with admin_api(server) as admin:
+        admin.patch(
+            f"/projects/{project['id']}", json={"description": "changed elsewhere"}
+        ).raise_for_status()
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(dialog.locator('[data-error-for="form"]')).to_contain_text(
+        'Its description is now "changed elsewhere". Save again'
+    )
+    dialog.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status").first).to_have_text(
+        f"Project {old_name} was renamed to {new_name}."
+    )
+    expect(page.get_by_role("link", name=new_name, exact=True)).to_be_visible()
+
+    page.get_by_role("button", name=f"Actions for project {new_name}").click()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    alert = page.get_by_role("alertdialog", name=f"Delete project {new_name}?")
+    expect(alert).to_contain_text("its name becomes free for a new project")
+    alert.get_by_role("button", name="Yes, delete it").click()
+    expect(page.get_by_role("status").first).to_have_text(f"Project {new_name} was deleted.")
+    expect(page.get_by_role("link", name=new_name, exact=True)).to_have_count(0)
+    assert page.context.request.get(f"/api/v1/projects/{project['id']}").status == 404

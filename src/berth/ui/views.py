@@ -1,6 +1,7 @@
 """Pages and the page fragments that the browser polls or loads into dialogs."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -11,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from berth.api.convert import key_out, project_out
+from berth.api.schemas import ProjectOut
 from berth.auth import Principal
 from berth.db.models import Project
 from berth.db.transactions import run_transaction
@@ -165,13 +167,52 @@ def project_list(request: Request, session: Session, principal: Principal) -> Re
     )
     for endpoint in endpoint_rows:
         counts[endpoint.project_id] = counts.get(endpoint.project_id, 0) + 1
+    views = [_project_view(session, principal, row) for row in rows]
     context = chrome(session, principal, section="projects")
     context.update(
-        projects=[project_out(row) for row in rows],
+        projects=views,
         total=total,
         endpoint_counts=counts,
+        can_edit_projects=any(view.can_manage for view in views),
+        can_delete_projects=any(view.can_delete for view in views),
     )
     return render(request, "projects.html", context)
+
+
+@dataclass
+class ProjectView:
+    """A project as the projects list and the project window show it, with what the
+    viewer may do to it."""
+
+    out: ProjectOut
+    can_manage: bool
+    is_default: bool
+    # The fields that the edit and delete dialogs show and send back to the API.
+    dialog_data: dict[str, Any]
+
+    @property
+    def can_delete(self) -> bool:
+        # The default project takes new endpoints that name no project, so it stays.
+        return self.can_manage and not self.is_default
+
+
+def _project_view(session: Session, principal: Principal, project: Project) -> ProjectView:
+    out = project_out(project)
+    can_manage = projects.can_manage(principal, project)
+    is_default = projects.is_default_project(project)
+    dialog_data: dict[str, Any] = {
+        "id": out.id,
+        "name": out.name,
+        "description": out.description,
+        "version": out.version,
+        "is_default": is_default,
+    }
+    if can_manage and not is_default:
+        # The endpoints that keep the project from being deleted, as the API counts them.
+        dialog_data["blocking_endpoints"] = projects.count_endpoints(session, project)
+    return ProjectView(
+        out=out, can_manage=can_manage, is_default=is_default, dialog_data=dialog_data
+    )
 
 
 @signed_in
@@ -180,18 +221,12 @@ def project_page(request: Request, session: Session, principal: Principal) -> Re
     context = chrome(session, principal, section="projects")
     context.update(_dialog_context(request, session, principal))
     context.update(_project_endpoints(request, session, principal, project))
-    out = project_out(project)
+    view = _project_view(session, principal, project)
     context.update(
-        project=out,
-        can_manage_project=projects.can_manage(principal, project),
-        is_default_project=projects.is_default_project(project),
-        # What the edit and delete dialogs send back to the API.
-        project_data={
-            "id": out.id,
-            "name": out.name,
-            "description": out.description,
-            "version": out.version,
-        },
+        project=view.out,
+        project_view=view,
+        can_edit_projects=view.can_manage,
+        can_delete_projects=view.can_delete,
     )
     return render(request, "project.html", context)
 

@@ -1,5 +1,5 @@
 // The projects list and the project window: create a project and open it, and edit
-// (rename, describe) or delete the project of the window.
+// (rename, describe) or delete a project of the list's rows or the project of the window.
 
 import {
   ApiError,
@@ -28,18 +28,23 @@ addForm?.addEventListener("submit", (event) => {
   });
 });
 
-// Edit and delete the project of the project window. The page offers them only to
-// those who may change the project, and the delete only for a project other than the
-// default one. The API checks both again.
+// Edit and delete a project. The action buttons sit in an element whose data-project
+// contains the project: a row of the projects list or the head of the project window. The
+// pages offer them only to those who may change the project, and the delete only for a
+// project other than the default one. The API checks both again.
 
-const head = document.getElementById("project-head");
-const project = head ? JSON.parse(head.dataset.project) : null;
 const editDialog = document.getElementById("project-edit-dialog");
 const deleteDialog = document.getElementById("project-delete-dialog");
+// The project whose dialog is open.
+let project = null;
 
 /** Write the project's current name and description into the edit form. */
 function fillEditForm(form) {
-  if (form.elements.name) form.elements.name.value = project.name;
+  fillDialog(editDialog, project);
+  // The default project keeps its name, so its dialog shows the name without a field.
+  form.querySelector("[data-when-renamable]").hidden = project.is_default;
+  form.querySelector("[data-when-default]").hidden = !project.is_default;
+  form.elements.name.value = project.name;
   form.elements.description.value = project.description;
 }
 
@@ -64,7 +69,7 @@ async function openEditDialog() {
   fillEditForm(form);
   openDialog(editDialog);
   if (loadError) showError(form, loadError);
-  (form.elements.name || form.elements.description).focus();
+  (project.is_default ? form.elements.description : form.elements.name).focus();
 }
 
 /** Describe how `current` differs from `before` in name and description, in sentences. */
@@ -85,8 +90,8 @@ if (editDialog) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     submitting(form, async () => {
-      // The default project's dialog has no name field, so its name stays as it is.
-      const nameInput = form.elements.name;
+      // The default project's dialog shows no name field, so its name stays as it is.
+      const nameInput = project.is_default ? null : form.elements.name;
       if (nameInput) {
         const problem = nameProblem(nameInput.value);
         throwFieldErrors(problem ? [{ field: "name", message: problem }] : []);
@@ -121,13 +126,15 @@ if (editDialog) {
 
 /** Return the number of endpoints that keep the project from being deleted. */
 function blockingEndpoints() {
-  return Number(document.getElementById("project-endpoints")?.dataset.blockingEndpoints || 0);
+  // The project window's endpoints list refreshes itself, so its count is newer than
+  // the one that the page was rendered with.
+  const endpoints = document.getElementById("project-endpoints");
+  return Number(endpoints ? endpoints.dataset.blockingEndpoints : project.blocking_endpoints || 0);
 }
 
 function openDeleteDialog() {
-  // The endpoints list refreshes itself, so the count is read when the dialog opens.
   const count = blockingEndpoints();
-  fillDialog(deleteDialog, { endpoints: `${count} endpoint${count === 1 ? "" : "s"}` });
+  fillDialog(deleteDialog, { ...project, endpoints: `${count} endpoint${count === 1 ? "" : "s"}` });
   deleteDialog.querySelectorAll("[data-when-empty]").forEach((element) => {
     element.hidden = count > 0;
   });
@@ -154,6 +161,7 @@ if (deleteDialog) {
 document.addEventListener("click", (event) => {
   const button = event.target instanceof Element ? event.target.closest("[data-project-action]") : null;
   if (!button) return;
+  project = JSON.parse(button.closest("[data-project]").dataset.project);
   if (button.dataset.projectAction === "edit") openEditDialog();
   else if (button.dataset.projectAction === "delete") openDeleteDialog();
 });
