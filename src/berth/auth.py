@@ -45,6 +45,8 @@ class Principal:
     source_address: str = ""
     # ID of the platform key that authenticated the request; None for a web session.
     platform_key_id: str | None = None
+    # ID of the web session whose cookie authenticated the request; None for a platform key.
+    web_session_id: str | None = None
     # Names of the disabled tenants the user belongs to, set only when tenant_id is None.
     disabled_tenant_names: list[str] = field(default_factory=list)
 
@@ -152,7 +154,9 @@ def authenticate_session(
     row = session.scalar(select(WebSession).where(WebSession.token_hash == hash_key(token)))
     if row is None or row.expires_at <= utcnow() or row.user.disabled:
         raise Unauthenticated("your session has ended; sign in again")
-    return principal_for(session, row.user, tenant_ref or row.tenant_id, source_address)
+    principal = principal_for(session, row.user, tenant_ref or row.tenant_id, source_address)
+    principal.web_session_id = row.id
+    return principal
 
 
 # Kept for callers that only have a key: tests and scripts.

@@ -577,7 +577,8 @@ class Client:
         """Change the fields that are not None.
 
         Renaming, disabling and the OrgAdmin flag need an OrgAdmin. Users may set their
-        own password and default tenant.
+        own password and default tenant. A new password ends the user's web sessions, but
+        their platform API keys, this client's key included, keep working.
         """
         body = _without_none(
             username=username,

@@ -177,6 +177,39 @@ def test_user_set_password_own(cli: RunCli, client: Client, server: BerthServer)
     assert "password must be 10 to 256 characters long" in too_short.stderr
 
 
+def test_user_set_password_ends_sessions(cli: RunCli, client: Client, server: BerthServer) -> None:
+    name = unique("ora")
+    key = new_user(client, name)
+    first = cli("user", "set-password", input=f"{PASSWORD}\n", BERTH_API_KEY=key)
+    assert first.exit_code == 0, first.output
+    url = f"{server.url}/api/v1"
+
+    with (
+        httpx.Client(base_url=url) as own_browser,
+        httpx.Client(base_url=url) as other_browser,
+    ):
+        login = {"username": name, "password": PASSWORD}
+        assert own_browser.post("/auth/login", json=login).status_code == 200
+        # The user sets a password with a platform key, so no web session is kept.
+        by_self = cli("user", "set-password", input="second-password-1\n", BERTH_API_KEY=key)
+        own_after_self = own_browser.get("/whoami").status_code
+
+        login = {"username": name, "password": "second-password-1"}
+        assert other_browser.post("/auth/login", json=login).status_code == 200
+        by_org_admin = cli("user", "set-password", name, input="third-password-1\n")
+        other_after_org_admin = other_browser.get("/whoami").status_code
+
+    assert by_self.exit_code == 0, by_self.output
+    assert own_after_self == 401
+    assert by_org_admin.exit_code == 0, by_org_admin.output
+    assert other_after_org_admin == 401
+    assert "The user's web sessions have ended" in unboxed(by_org_admin.stdout)
+    assert "platform API keys keep working" in unboxed(by_org_admin.stdout)
+    with Client(server=server.url, api_key=key) as own_key:
+        assert own_key.whoami()["user"]["name"] == name
+    assert sign_in(server, name, "third-password-1") == 200
+
+
 def test_user_set_password_prompts_on_terminal(
     cli: RunCli, client: Client, server: BerthServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

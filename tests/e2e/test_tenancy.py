@@ -487,3 +487,67 @@ def test_revoking_revoked_platform_key(tenancy: Tenancy) -> None:
         "platform_key.revoked",
         "platform_key.created",
     ]
+
+
+def sign_in_browser(browser: httpx.Client, username: str, password: str) -> None:
+    """Sign in with `browser`, so that it sends a web session cookie of `username`."""
+    response = browser.post("/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+
+
+def test_password_change_ends_web_sessions(tenancy: Tenancy) -> None:
+    body = {
+        "username": "pia",
+        "tenant": "beta",
+        "create_key": True,
+        "password": "pia-password-123",
+    }
+    created = tenancy.admin.post("/users", json=body)
+    assert created.status_code == 201, created.text
+    server = tenancy.server
+
+    with (
+        api(server) as changing,
+        api(server) as other,
+        api(server, created.json()["api_key"]) as pia_key,
+    ):
+        sign_in_browser(changing, "pia", "pia-password-123")
+        sign_in_browser(other, "pia", "pia-password-123")
+        own_change = changing.patch("/users/me", json={"password": "pia-password-456"})
+        changing_after_own = changing.get("/whoami").status_code
+        other_after_own = other.get("/whoami")
+        key_after_own = pia_key.get("/whoami").status_code
+
+        admin_change = tenancy.admin.patch("/users/pia", json={"password": "pia-password-789"})
+        changing_after_admin = changing.get("/whoami").status_code
+        key_after_admin = pia_key.get("/whoami").status_code
+
+    old_password = httpx.post(
+        f"{server.url}/api/v1/auth/login",
+        json={"username": "pia", "password": "pia-password-456"},
+    )
+    new_password = httpx.post(
+        f"{server.url}/api/v1/auth/login",
+        json={"username": "pia", "password": "pia-password-789"},
+    )
+    entries = tenancy.admin.get("/audit", params={"action": "user.password_changed"}).json()
+    ended = [
+        row["details"].get("ended_web_sessions")
+        for row in entries["items"]
+        if row["resource_name"] == "pia"
+    ]
+
+    assert own_change.status_code == 200, own_change.text
+    # Users who change their own password in the browser stay signed in there.
+    assert changing_after_own == 200
+    assert other_after_own.status_code == 401
+    assert other_after_own.json()["error"]["message"] == "your session has ended; sign in again"
+    assert admin_change.status_code == 200, admin_change.text
+    assert changing_after_admin == 401
+    # Platform keys are separate credentials, so a new password leaves them valid.
+    assert key_after_own == 200
+    assert key_after_admin == 200
+    assert old_password.status_code == 401
+    assert new_password.status_code == 200
+    # Newest first: the OrgAdmin's change ended one session, pia's own change the other.
+    assert ended == [1, 1]

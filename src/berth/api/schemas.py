@@ -402,7 +402,12 @@ class UserUpdate(StrictBody):
     username: str | None = None
     disabled: StrictBool | None = None
     is_org_admin: StrictBool | None = None
-    password: str | None = None
+    password: str | None = Field(
+        default=None,
+        description="new password for web sign-in, 10 characters or more. It ends the "
+        "user's web sessions, except the session that sends this request when users change "
+        "their own password; platform API keys stay valid",
+    )
     default_tenant: str | None = None
 
 

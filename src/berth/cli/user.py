@@ -260,13 +260,18 @@ def set_password(
     """Set the password for web sign-in (10 characters or more).
 
     On a terminal, the command prompts for the password twice. When stdin is not a
-    terminal, or with --password-stdin, it reads the first line of stdin.
+    terminal, or with --password-stdin, it reads the first line of stdin. The user's web
+    sessions end, so every browser has to sign in again. Platform API keys keep working.
     """
     use_prompt = stdin_is_terminal() and not password_stdin
     password = _read_new_password(use_prompt, not use_prompt) or ""
     with connect(server, api_key, tenant) as client:
         data = client.update_user(user, password=password)
-    _print_change(f"Set the password of user {data['username']}.", data, output)
+    message = (
+        f"Set the password of user {data['username']}. The user's web sessions have ended, "
+        "so each browser signs in again; platform API keys keep working."
+    )
+    _print_change(message, data, output)
 
 
 @app.command("set-default-tenant")

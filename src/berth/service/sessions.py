@@ -120,5 +120,6 @@ def switch_tenant(
     if row is None or row.expires_at <= utcnow() or row.user.disabled:
         raise Unauthenticated("your session has ended; sign in again")
     principal = principal_for(session, row.user, tenant_ref, address)
+    principal.web_session_id = row.id
     row.tenant_id = principal.tenant_id
     return principal

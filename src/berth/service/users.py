@@ -243,10 +243,7 @@ def update_user(
             # Sessions end for good, so that enabling the user later does not revive a
             # cookie that someone else may hold. Platform keys are left alone, so they work
             # again once the user is enabled. An OrgAdmin revokes a key that may have leaked.
-            ended = session.scalar(
-                select(func.count()).select_from(WebSession).where(WebSession.user_id == user.id)
-            )
-            session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+            ended = end_web_sessions(session, user)
             audit.record(
                 session,
                 principal,
@@ -254,7 +251,7 @@ def update_user(
                 "user",
                 user.id,
                 user.username,
-                ended_web_sessions=ended or 0,
+                ended_web_sessions=ended,
             )
         else:
             audit.record(session, principal, "user.enabled", "user", user.id, user.username)
@@ -273,7 +270,20 @@ def update_user(
         _keep_an_org_admin(session, user, "disabled" if disabled else "is_org_admin")
     if password is not None:
         user.password_hash = _hasher.hash(_check_password(password))
-        audit.record(session, principal, "user.password_changed", "user", user.id, user.username)
+        # Anyone who knew the old password may have signed in, so the user's web sessions
+        # end. Users who change their own password keep the session they changed it in.
+        # Platform keys stay valid, because they are separate credentials.
+        keep = principal.web_session_id if is_self else None
+        ended = end_web_sessions(session, user, keep=keep)
+        audit.record(
+            session,
+            principal,
+            "user.password_changed",
+            "user",
+            user.id,
+            user.username,
+            ended_web_sessions=ended,
+        )
     if default_tenant is not None:
         if session.get(Membership, (user.id, default_tenant.id)) is None:
             raise InvalidInput(
@@ -289,6 +299,17 @@ def update_user(
             )
         user.default_tenant_id = default_tenant.id
     return user
+
+
+def end_web_sessions(session: Session, user: User, keep: str | None = None) -> int:
+    """Delete the web sessions of `user`, except the one whose ID is `keep`, and return
+    how many were deleted. Browsers with those session cookies must sign in again."""
+    conditions = [WebSession.user_id == user.id]
+    if keep is not None:
+        conditions.append(WebSession.id != keep)
+    ended = session.scalar(select(func.count()).select_from(WebSession).where(*conditions))
+    session.execute(delete(WebSession).where(*conditions))
+    return ended or 0
 
 
 def verify_password(user: User, password: str) -> bool:

@@ -82,7 +82,10 @@ def update_user(
     user: str, body: UserUpdate, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> UserOut:
     """Rename, disable or promote a user (OrgAdmin), or set a password or default tenant
-    (the user or an OrgAdmin)."""
+    (the user or an OrgAdmin).
+
+    Disabling a user or setting their password ends their web sessions. Users who set
+    their own password with a session cookie stay signed in with that session."""
 
     def update() -> User:
         row = service.find_user(session, principal, user)
