@@ -5,6 +5,7 @@ A caller is a user acting in one active tenant. The rules:
 - An endpoint or project is visible to members acting in its tenant, to everyone when
   the endpoint is shared with all tenants, and to OrgAdmins.
 - Its owner, a TenantAdmin of its tenant and OrgAdmins may change it and its keys.
+  While its tenant is disabled, only OrgAdmins may.
 - A resource the caller cannot see is reported as not found, never as forbidden, so
   its existence does not leak.
 """
@@ -24,7 +25,7 @@ from berth.db.models import (
     WebSession,
     utcnow,
 )
-from berth.errors import Forbidden, NotFound, Unauthenticated, UserDisabled
+from berth.errors import Forbidden, NotFound, TenantDisabled, Unauthenticated, UserDisabled
 from berth.names import name_key
 from berth.secrets import hash_key
 from berth.service.common import looks_like_id
@@ -87,14 +88,33 @@ class Principal:
         )
 
     def can_manage_endpoint(self, endpoint: Endpoint) -> bool:
-        return endpoint.owner_id == self.user_id or self.is_tenant_admin(endpoint.tenant_id)
+        return self._has_manage_role(endpoint) and not self._locked_out_of(endpoint.tenant)
 
     def require_manage(self, endpoint: Endpoint, action: str) -> None:
-        if not self.can_manage_endpoint(endpoint):
+        """Raise Forbidden unless the caller may change the endpoint and its keys.
+
+        A disabled tenant's endpoints stay unchanged until an OrgAdmin enables the tenant,
+        whichever tenant the caller acts in. Only OrgAdmins may still change them, for
+        example to stop them and free their instance slots.
+        """
+        if not self._has_manage_role(endpoint):
             raise Forbidden(
                 f"you may not {action} endpoint '{endpoint.name}': only its owner, a "
                 "TenantAdmin of its tenant or an OrgAdmin may",
             )
+        tenant = endpoint.tenant
+        if self._locked_out_of(tenant):
+            raise TenantDisabled(
+                f"you may not {action} endpoint '{endpoint.name}': its tenant "
+                f"'{tenant.name}' is disabled, so only an OrgAdmin may change it; an OrgAdmin "
+                f"can enable the tenant with `berth tenant enable {tenant.name}`",
+            )
+
+    def _has_manage_role(self, endpoint: Endpoint) -> bool:
+        return endpoint.owner_id == self.user_id or self.is_tenant_admin(endpoint.tenant_id)
+
+    def _locked_out_of(self, tenant: Tenant) -> bool:
+        return tenant.disabled and not self.is_org_admin
 
     def can_view_model(self, model: Model) -> bool:
         if self.is_org_admin or model.is_builtin or model.sharing == ModelSharing.ALL_TENANTS:
@@ -198,7 +218,10 @@ def _active_tenant(
         if tenant is None or (tenant.id not in roles and not user.is_org_admin):
             raise NotFound(f"tenant '{tenant_ref}' not found", field="tenant")
         if tenant.disabled and not user.is_org_admin:
-            raise Forbidden(f"tenant '{tenant.name}' is disabled; an OrgAdmin can enable it")
+            raise TenantDisabled(
+                f"tenant '{tenant.name}' is disabled; an OrgAdmin can enable it with "
+                f"`berth tenant enable {tenant.name}`"
+            )
         return tenant
 
     candidates = [

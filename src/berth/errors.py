@@ -7,6 +7,7 @@
     ├── Unauthenticated        401: missing or unknown credentials
     │   └── UserDisabled       401: a valid platform key of a disabled user
     ├── Forbidden              403: the caller sees the resource but may not act on it
+    │   └── TenantDisabled     403: the tenant is disabled, and the caller is no OrgAdmin
     ├── NotFound               404: no such resource, or the caller cannot see it
     ├── Conflict               409: the request clashes with the current state
     │   └── CapacityError      409: more instances than the platform can ever hold
@@ -148,6 +149,10 @@ class UserDisabled(Unauthenticated):
 class Forbidden(BerthError):
     status_code = 403
     code = "forbidden"
+
+
+class TenantDisabled(Forbidden):
+    code = "tenant_disabled"
 
 
 class NotFound(BerthError):

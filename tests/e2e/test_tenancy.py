@@ -551,3 +551,65 @@ def test_password_change_ends_web_sessions(tenancy: Tenancy) -> None:
     assert new_password.status_code == 200
     # Newest first: the OrgAdmin's change ended one session, pia's own change the other.
     assert ended == [1, 1]
+
+
+def test_disabled_tenant_endpoint_is_read_only(tenancy: Tenancy) -> None:
+    admin = tenancy.admin
+    admin.post("/tenants", json={"name": "lent"}).raise_for_status()
+    admin.put("/tenants/lent/members/bella", json={"role": "User"}).raise_for_status()
+    admin.patch("/organization", json={"share_with_all_tenants": True}).raise_for_status()
+    try:
+        in_lent = {"X-Berth-Tenant": "lent"}
+        created = tenancy.member_b.post(
+            "/endpoints",
+            json={"name": "lent-shared", "model": "echo", "share_with_all_tenants": True},
+            headers=in_lent,
+        )
+        assert created.status_code == 201, created.text
+        endpoint_id = created.json()["id"]
+        added = tenancy.member_b.post(
+            f"/endpoints/{endpoint_id}/keys", json={"description": "app"}, headers=in_lent
+        )
+        assert added.status_code == 201, added.text
+        key_id = added.json()["id"]
+        admin.patch("/tenants/lent", json={"disabled": True}).raise_for_status()
+
+        # bella owns the endpoint and now acts in beta, her default tenant.
+        owner = tenancy.member_b
+        changes = {
+            "update": owner.patch(f"/endpoints/{endpoint_id}", json={"description": "new"}),
+            "stop": owner.post(f"/endpoints/{endpoint_id}/stop"),
+            "restart": owner.post(f"/endpoints/{endpoint_id}/restart"),
+            "add key": owner.post(f"/endpoints/{endpoint_id}/keys", json={"description": "x"}),
+            "edit key": owner.patch(
+                f"/endpoints/{endpoint_id}/keys/{key_id}", json={"description": "y"}
+            ),
+            "revoke key": owner.post(f"/endpoints/{endpoint_id}/keys/{key_id}/revoke"),
+            "delete": owner.delete(f"/endpoints/{endpoint_id}"),
+        }
+        read = owner.get(f"/endpoints/{endpoint_id}")
+        keys = owner.get(f"/endpoints/{endpoint_id}/keys")
+        acting_in_lent = owner.get("/whoami", headers=in_lent)
+        stopped_by_org_admin = admin.post(f"/endpoints/{endpoint_id}/stop")
+        deleted_by_org_admin = admin.delete(f"/endpoints/{endpoint_id}")
+    finally:
+        admin.patch("/organization", json={"share_with_all_tenants": False}).raise_for_status()
+
+    for action, response in changes.items():
+        assert response.status_code == 403, (action, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "tenant_disabled", action
+        assert f"you may not {action.split()[0]}" in error["message"], action
+        assert "its tenant 'lent' is disabled" in error["message"], action
+        assert "`berth tenant enable lent`" in error["message"], action
+    assert read.status_code == 200
+    assert read.json()["description"] == ""
+    assert read.json()["tenant_disabled"] is True
+    assert keys.status_code == 200
+    assert {row["status"] for row in keys.json()} == {"Active"}
+    assert acting_in_lent.status_code == 403
+    assert acting_in_lent.json()["error"]["code"] == "tenant_disabled"
+    assert "`berth tenant enable lent`" in acting_in_lent.json()["error"]["message"]
+    # OrgAdmins may still change the endpoint, for example to free its instance slots.
+    assert stopped_by_org_admin.status_code == 200, stopped_by_org_admin.text
+    assert deleted_by_org_admin.status_code == 200, deleted_by_org_admin.text

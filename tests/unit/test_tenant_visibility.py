@@ -1,5 +1,6 @@
 """What users see of tenants: the message for a member of disabled tenants only, the
-memberships and default tenant that user lists show, and which callers get `has_password`."""
+memberships and default tenant that user lists show, which callers get `has_password`,
+and who may change the endpoints of a disabled tenant."""
 
 import pytest
 from sqlalchemy.orm import Session
@@ -7,7 +8,7 @@ from sqlalchemy.orm import Session
 from berth.api.convert import user_out
 from berth.auth import Principal, authenticate
 from berth.db.engine import Database
-from berth.db.models import Tenant, User
+from berth.db.models import Endpoint, Tenant, User
 from berth.errors import Forbidden, InvalidInput
 from berth.service import tenants, users
 from berth.states import Role
@@ -153,3 +154,33 @@ def test_has_password_shown_to_self_and_admins(database: Database) -> None:
     assert seen["admin"] is True
     assert seen["tom"] is True
     assert seen["ada"] is None
+
+
+def test_disabled_tenant_endpoint_manage_rights() -> None:
+    lent = Tenant(id="tenant-lent", name="lent", disabled=True)
+    endpoint = Endpoint(
+        id="endpoint-1",
+        name="shared",
+        owner_id="user-bella",
+        tenant_id=lent.id,
+        tenant=lent,
+        share_with_all_tenants=True,
+    )
+    roles = {lent.id: Role.TENANT_ADMIN, "tenant-beta": Role.USER}
+    # The owner, who is also a TenantAdmin of lent, acts in beta.
+    owner = Principal("user-bella", "bella", False, "tenant-beta", "beta", roles)
+    org_admin = Principal("user-admin", "admin", True, "tenant-beta", "beta")
+
+    owner_while_disabled = owner.can_manage_endpoint(endpoint)
+    org_admin_while_disabled = org_admin.can_manage_endpoint(endpoint)
+    with pytest.raises(Forbidden) as error:
+        owner.require_manage(endpoint, "stop")
+    org_admin.require_manage(endpoint, "stop")
+    lent.disabled = False
+
+    # The web UI shows the buttons that change an endpoint only where this is true.
+    assert owner_while_disabled is False
+    assert org_admin_while_disabled is True
+    assert error.value.code == "tenant_disabled"
+    assert "its tenant 'lent' is disabled" in error.value.message
+    assert owner.can_manage_endpoint(endpoint) is True
