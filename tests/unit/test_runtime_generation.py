@@ -28,6 +28,8 @@ MODEL_NAME = "demo-test"
 CONTEXT_LENGTH = 512  # max_position_embeddings of the demo model
 # A max_tokens that fits beside a prompt of a few tokens and takes a while to generate.
 LONG_GENERATION_TOKENS = CONTEXT_LENGTH - 16
+# How long a request may wait behind long generations.
+BLOCKED_TIMEOUT_S = 180
 
 
 # Streaming text helpers, without a model.
@@ -612,21 +614,31 @@ def test_batched_requests_match_requests_alone(
         }
         for seed in (1, 2, 3)
     ]
+    # On a loaded machine torch's two threads can slow to a few dozen tokens a second, so
+    # that the three blockers take most of a minute.
     with ThreadPoolExecutor(len(blockers) + len(requests)) as pool:
         for body in blockers:
-            pool.submit(httpx.post, url, json=body, timeout=60)
+            pool.submit(httpx.post, url, json=body, timeout=BLOCKED_TIMEOUT_S)
+        # All blockers but the running one must be queued before the compared requests
+        # are sent. On a loaded machine a blocker sent last could otherwise arrive after
+        # them, and the compared requests would never be the whole queue.
         wait_until(
-            lambda: httpx.get(generation.base_url + "/health").json()["queued_requests"] >= 1,
-            timeout_s=30,
-            description="a blocking generation queued",
+            lambda: (
+                httpx.get(generation.base_url + "/health").json()["queued_requests"]
+                == len(blockers) - 1
+            ),
+            timeout_s=BLOCKED_TIMEOUT_S,
+            description="the blocking generations queued",
         )
-        pending = [pool.submit(httpx.post, url, json=body, timeout=60) for body in requests]
+        pending = [
+            pool.submit(httpx.post, url, json=body, timeout=BLOCKED_TIMEOUT_S) for body in requests
+        ]
         wait_until(
             lambda: (
                 httpx.get(generation.base_url + "/health").json()["queued_requests"]
                 == len(requests)
             ),
-            timeout_s=30,
+            timeout_s=BLOCKED_TIMEOUT_S,
             description="only the compared requests queued",
         )
         together = [future.result().json() for future in pending]
