@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from berth import __version__
 from berth.api.body_limit import RequestBodyLimit
@@ -30,6 +30,7 @@ from berth.errors import (
 from berth.runtime.errors import json_type_name
 from berth.service.sessions import LoginLimiter
 from berth.settings import DEFAULT_MAX_API_REQUEST_BYTES
+from berth.unexpected_errors import CatchUnexpectedErrors
 
 logger = logging.getLogger(__name__)
 
@@ -220,41 +221,11 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return await _berth_error(request, busy_error(failure))
 
 
-class CatchUnexpectedErrors:
-    """Return 500 with the JSON envelope for any error that no handler took, and log it.
-
-    Starlette's own last-resort handler re-raises after responding, which makes the
-    server close the connection; this one ends the request cleanly instead.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_and_track(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_track)
-        except Exception:
-            logger.exception("unexpected error in %s %s", scope["method"], scope["path"])
-            if started:
-                raise
-            response = JSONResponse(
-                error_body(
-                    "internal_error", "internal server error; the server log has the details"
-                ),
-                status_code=500,
-            )
-            await response(scope, receive, send)
+def _internal_error() -> JSONResponse:
+    return JSONResponse(
+        error_body("internal_error", "internal server error; the server log has the details"),
+        status_code=500,
+    )
 
 
 def _render_too_large(_scope: Scope, error: RequestTooLarge) -> JSONResponse:
@@ -301,7 +272,7 @@ def create_api(
     # SQLAlchemy raises the lock and serialization failures of both drivers (sqlite3 and
     # psycopg 3) as OperationalError.
     api.add_exception_handler(OperationalError, _database_error)
-    api.add_middleware(CatchUnexpectedErrors)
+    api.add_middleware(CatchUnexpectedErrors, fallback=_internal_error, logger=logger)
     # Added last, so it runs first, before anything reads the body.
     api.add_middleware(RequestBodyLimit, max_bytes=max_request_bytes, render=_render_too_large)
     return api

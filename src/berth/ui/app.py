@@ -26,6 +26,7 @@ from berth.settings import Settings
 from berth.ui import model_hub, views
 from berth.ui.access import SignInRequired, sign_in_url
 from berth.ui.display import checkpoint_choices, short_checksum
+from berth.unexpected_errors import CatchUnexpectedErrors
 
 logger = logging.getLogger(__name__)
 
@@ -64,42 +65,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-class CatchUnexpectedErrors:
-    """Log any error that no handler took and show the error page with status 500.
-
-    Starlette's own last-resort handler re-raises after responding, which makes the
-    server close the connection; this one ends the request cleanly instead.
-    """
-
-    def __init__(self, app: ASGIApp, templates: Jinja2Templates) -> None:
-        self.app = app
-        self.templates = templates
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_and_track(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_track)
-        except Exception:
-            logger.exception("unexpected error in %s %s", scope["method"], scope["path"])
-            if started:
-                raise
-            message = "Berth failed to show this page; the server log has the details"
-            page = self.templates.get_template("error.html").render(
-                status_code=500, message=message
-            )
-            await HTMLResponse(page, status_code=500)(scope, receive, send)
 
 
 def _format_datetime(value: datetime | None) -> str:
@@ -186,7 +151,13 @@ def create_ui(settings: Settings, database: Database, prefix: str = UI_PREFIX) -
         },
     )
     templates = create_templates(prefix)
-    app.add_middleware(CatchUnexpectedErrors, templates=templates)
+
+    def error_page() -> HTMLResponse:
+        message = "Berth failed to show this page; the server log has the details"
+        page = templates.get_template("error.html").render(status_code=500, message=message)
+        return HTMLResponse(page, status_code=500)
+
+    app.add_middleware(CatchUnexpectedErrors, fallback=error_page, logger=logger)
     app.add_middleware(
         RequestBodyLimit, max_bytes=settings.max_api_request_bytes, render=_render_too_large
     )
