@@ -225,6 +225,52 @@ def test_generator_applies_completion_limit(generation_folder: Path) -> None:
     assert "this endpoint generates at most 6 tokens per completion" in caught.value.message
 
 
+def test_generator_applies_context_length(generation_folder: Path) -> None:
+    from berth.runtime.generation import CausalLMGenerator, load_generation_model
+
+    window = 40
+    loaded = load_generation_model(
+        generation_folder, MODEL_NAME, max_batch_size=1, context_length=window
+    )
+    generator = loaded.generator
+    assert isinstance(generator, CausalLMGenerator)
+    no_eos = tuple((token_id, -100.0) for token_id in sorted(generator._eos_ids))
+
+    async def complete(max_tokens: int | None) -> tuple[int, int, str | None]:
+        params = dataclasses.replace(sampling(max_tokens), logit_bias=no_eos)
+        stream = await generator.start_completion("once upon a time", params)
+        await stream.collect()
+        return stream.prompt_tokens, stream.completion_tokens, stream.finish_reason
+
+    try:
+        prompt_tokens, completion_tokens, finish_reason = asyncio.run(complete(None))
+        with pytest.raises(APIError) as caught:
+            asyncio.run(complete(window - prompt_tokens + 1))
+    finally:
+        loaded.close()
+
+    # The demo model's own context is 512 tokens, so the setting ends the reply.
+    assert prompt_tokens + completion_tokens == window
+    assert finish_reason == "length"
+    assert caught.value.code == "context_length_exceeded"
+    assert f"context length of {window} tokens" in caught.value.message
+    assert f"Set max_tokens to at most {window - prompt_tokens}" in caught.value.message
+
+
+def test_context_length_above_trained_fails(generation_folder: Path) -> None:
+    from berth.runtime.generation import load_generation_model
+    from berth.runtime.loading import ModelLoadError
+
+    with pytest.raises(ModelLoadError) as caught:
+        load_generation_model(generation_folder, MODEL_NAME, max_batch_size=1, context_length=513)
+
+    assert str(caught.value) == (
+        f"the endpoint's context_length 513 exceeds the trained context length of model "
+        f"'{MODEL_NAME}' (512 tokens). Set context_length to at most 512, or reset it to use "
+        "the trained length."
+    )
+
+
 # The runtime as a subprocess, serving the demo model.
 
 

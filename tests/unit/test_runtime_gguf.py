@@ -5,6 +5,7 @@ Skipped when llama-cpp-python is not installed; install it with `scripts/install
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,11 @@ pytest.importorskip(
 )
 pytest.importorskip("gguf", reason="the gguf package, which writes the test model, is missing")
 
+from berth.runtime.base import GenerationParams  # noqa: E402
+from berth.runtime.config import RuntimeConfig  # noqa: E402
+from berth.runtime.errors import APIError  # noqa: E402
+from berth.runtime.loading import ModelLoadError, describe_load_failure  # noqa: E402
+from berth.states import CheckpointFormat, MLApp  # noqa: E402
 from tests.gguf_model import CONTEXT_LENGTH, write_tiny_llama_gguf  # noqa: E402
 from tests.runtime_support import RuntimeProcess  # noqa: E402
 
@@ -356,3 +362,83 @@ def test_default_max_tokens_fills_context(client: openai.OpenAI) -> None:
     assert response.usage is not None
     assert response.usage.completion_tokens == CONTEXT_LENGTH - response.usage.prompt_tokens
     assert response.choices[0].finish_reason == "length"
+
+
+# The endpoint's context_length, applied in this process by the loader of the runtime.
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_llama_gguf(tmp_path_factory.mktemp("gguf-window") / "tiny.gguf")
+
+
+@pytest.mark.parametrize(
+    ("setting", "trained", "expected"),
+    [
+        (None, 256, 256),
+        (None, 32768, 4096),
+        (None, None, 4096),
+        (8192, 32768, 8192),
+        (64, 256, 64),
+        (256, 256, 256),
+        (300, None, 300),
+    ],
+)
+def test_context_window_choice(setting: int | None, trained: int | None, expected: int) -> None:
+    from berth.runtime.llamacpp import context_window
+
+    assert context_window(setting, trained, MODEL_NAME) == expected
+
+
+def test_context_setting_above_trained_fails(tiny_model: Path) -> None:
+    from berth.runtime.loading import load_model
+
+    config = RuntimeConfig(
+        ml_app=MLApp.TEXT_GENERATION,
+        model_path=tiny_model,
+        model_name=MODEL_NAME,
+        instance_id="test",
+        checkpoint_format=CheckpointFormat.GGUF,
+        context_length=CONTEXT_LENGTH + 1,
+    )
+
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(config)
+
+    assert describe_load_failure(caught.value, config) == (
+        f"the endpoint's context_length {CONTEXT_LENGTH + 1} exceeds the trained context "
+        f"length of model '{MODEL_NAME}' ({CONTEXT_LENGTH} tokens). Set context_length to at "
+        f"most {CONTEXT_LENGTH}, or reset it to use the trained length."
+    )
+
+
+def test_context_setting_sets_window(tiny_model: Path) -> None:
+    from berth.runtime.llamacpp import LlamaCppGenerator, load_llamacpp_model
+
+    window = 64
+    loaded = load_llamacpp_model(tiny_model, MODEL_NAME, context_length=window)
+    generator = loaded.generator
+    assert isinstance(generator, LlamaCppGenerator)
+
+    async def complete(max_tokens: int | None) -> tuple[int, int, str | None]:
+        params = GenerationParams(
+            max_tokens=max_tokens, temperature=0.0, top_p=1.0, stop=(), seed=None
+        )
+        stream = await generator.start_completion("once upon a time", params)
+        await stream.collect()
+        return stream.prompt_tokens, stream.completion_tokens, stream.finish_reason
+
+    try:
+        prompt_tokens, completion_tokens, finish_reason = asyncio.run(complete(None))
+        with pytest.raises(APIError) as caught:
+            asyncio.run(complete(window - prompt_tokens + 1))
+    finally:
+        loaded.close()
+
+    # Greedy replies of the test model never end with EOS, so the window ends the reply.
+    assert prompt_tokens + completion_tokens == window
+    assert finish_reason == "length"
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.param == "max_tokens"
+    assert f"context length of {window} tokens" in caught.value.message
+    assert f"Set max_tokens to at most {window - prompt_tokens}" in caught.value.message

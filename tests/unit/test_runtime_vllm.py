@@ -10,6 +10,8 @@ and the finish reason), not that vLLM itself runs.
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,13 +86,17 @@ class FakeEngine:
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from transformers import AutoTokenizer
-
+def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from berth.hub.demo import build_demo_generation_model
 
-    folder = build_demo_generation_model(tmp_path_factory.mktemp("vllm") / "demo")
-    return AutoTokenizer.from_pretrained(str(Path(folder)), local_files_only=True)
+    return Path(build_demo_generation_model(tmp_path_factory.mktemp("vllm") / "demo"))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(demo_folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(demo_folder), local_files_only=True)
 
 
 def params(**overrides: Any) -> GenerationParams:
@@ -263,3 +269,66 @@ async def test_max_tokens_above_completion_limit_is_rejected(tokenizer: Any) -> 
     assert raised.value.param == "max_tokens"
     assert "this endpoint generates at most 20 tokens per completion" in raised.value.message
     assert engine.calls == []
+
+
+# load_vllm_model, against a stand-in for the vllm package.
+
+# The max_model_len that the stand-in derives from the demo model's config, as vLLM does.
+DERIVED_MAX_MODEL_LEN = 512
+
+
+@dataclass
+class EngineArgs:
+    """Records the keyword arguments that vllm.AsyncEngineArgs received."""
+
+    model: str
+    tokenizer: str
+    max_model_len: int | None = None
+    disable_log_stats: bool = False
+
+
+@dataclass
+class ModelConfig:
+    max_model_len: int
+
+
+def fake_vllm(started: list[EngineArgs]) -> types.ModuleType:
+    """Return a stand-in for the vllm module that records each engine's arguments."""
+
+    class AsyncLLMEngine:
+        @staticmethod
+        def from_engine_args(args: EngineArgs) -> FakeEngine:
+            started.append(args)
+            engine = FakeEngine(["x"])
+            length = args.max_model_len or DERIVED_MAX_MODEL_LEN
+            engine.model_config = ModelConfig(max_model_len=length)  # type: ignore[attr-defined]
+            return engine
+
+    module = types.ModuleType("vllm")
+    module.AsyncEngineArgs = EngineArgs  # type: ignore[attr-defined]
+    module.AsyncLLMEngine = AsyncLLMEngine  # type: ignore[attr-defined]
+    module.SamplingParams = SamplingParams  # type: ignore[attr-defined]
+    return module
+
+
+@pytest.mark.parametrize(("context_length", "window"), [(None, DERIVED_MAX_MODEL_LEN), (64, 64)])
+async def test_context_length_is_max_model_len(
+    demo_folder: Path, monkeypatch: pytest.MonkeyPatch, context_length: int | None, window: int
+) -> None:
+    from berth.runtime.vllm import load_vllm_model
+
+    started: list[EngineArgs] = []
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm(started))
+
+    loaded = load_vllm_model(demo_folder, "tiny", context_length=context_length)
+    try:
+        with pytest.raises(APIError) as raised:
+            await loaded.generator.start_completion("hi", params(max_tokens=window))
+    finally:
+        loaded.close()
+
+    (args,) = started
+    assert args.max_model_len == context_length
+    assert args.model == str(demo_folder)
+    assert raised.value.code == "context_length_exceeded"
+    assert f"context length of {window} tokens" in raised.value.message

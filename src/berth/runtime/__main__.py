@@ -26,6 +26,7 @@ from berth.runtime.config import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_WAIT_MS,
     DEFAULT_MAX_COMPLETION_TOKENS,
+    LLAMA_CPP_DEFAULT_CONTEXT_LENGTH,
     RuntimeConfig,
 )
 from berth.runtime.loading import describe_load_failure, load_model
@@ -180,6 +181,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "context length bounds both (default: %(default)s).",
     )
     parser.add_argument(
+        "--context-length",
+        type=_positive_int,
+        default=None,
+        help="Text Generation: context window in tokens, prompt and completion together. "
+        "Loading fails when it exceeds the model's trained context length (default: the "
+        f"trained length, at most {LLAMA_CPP_DEFAULT_CONTEXT_LENGTH} on llama.cpp).",
+    )
+    parser.add_argument(
         "--echo-delay-ms",
         type=_non_negative_float,
         default=0.0,
@@ -275,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         max_batch_size=args.max_batch_size,
         max_batch_wait_ms=args.max_batch_wait_ms,
         max_completion_tokens=args.max_completion_tokens,
+        context_length=args.context_length,
         echo_delay_ms=args.echo_delay_ms,
         echo_cpu_rounds=args.echo_cpu_rounds,
         stall_timeout_s=args.stall_timeout_s,

@@ -28,6 +28,18 @@ MAX_BATCH_WAIT_MS_LIMIT = 1000.0
 # 2**20 tokens, a bound that catches only clearly wrong values, because the model's
 # context length bounds each request anyway.
 MAX_COMPLETION_TOKENS_LIMIT = 1_048_576
+# Text Generation: the range of an endpoint's context_length, the tokens of prompt and
+# completion together. 16 is an estimate of the smallest window that fits a chat
+# template and a short reply. The maximum only catches clearly wrong values, as for
+# max_completion_tokens, because each runtime rejects a window above the model's
+# trained context length when the model states one.
+MIN_CONTEXT_LENGTH = 16
+MAX_CONTEXT_LENGTH = 1_048_576
+# Context window that llama.cpp allocates at load, for an endpoint without
+# context_length, when the model was trained on a longer one. llama.cpp allocates the KV
+# cache for the whole window up front, so a model trained on 128k tokens would otherwise
+# reserve gigabytes.
+LLAMA_CPP_DEFAULT_CONTEXT_LENGTH = 4096
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,10 @@ class RuntimeConfig:
     # Text Generation: the max tokens per request, and the default for a request without
     # max_tokens.
     max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS
+    # Text Generation: the context window in tokens, prompt and completion together. None
+    # leaves it to the runtime: the model's trained context length, at most
+    # LLAMA_CPP_DEFAULT_CONTEXT_LENGTH on llama.cpp.
+    context_length: int | None = None
     # Echo only: pause before each streamed word, standing in for a model's generation time.
     echo_delay_ms: float = 0.0
     # Echo only: SHA-256 rounds per embedded text and per chat or completion request,

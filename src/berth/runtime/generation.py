@@ -15,7 +15,7 @@ from typing import Any
 
 from berth.runtime.base import GenerationParams, LoadedModel, TextStream
 from berth.runtime.config import DEFAULT_MAX_COMPLETION_TOKENS
-from berth.runtime.loading import prepare_offline_transformers
+from berth.runtime.loading import check_context_length, prepare_offline_transformers
 from berth.runtime.protocol import ChatMessage
 from berth.runtime.threaded import (
     BatchRow,
@@ -161,14 +161,19 @@ class CausalLMGenerator(ThreadedGenerator):
         model_name: str,
         max_batch_size: int,
         max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS,
+        context_length: int | None = None,
     ) -> None:
         eos_ids = _eos_token_ids(model, tokenizer)
-        context = getattr(model.config, "max_position_embeddings", None)
+        stated = getattr(model.config, "max_position_embeddings", None)
+        trained = int(stated) if stated else None
+        # The endpoint's context_length caps prompt and completion together below the
+        # model's own maximum. Raises ModelLoadError above it.
+        check_context_length(context_length, trained, model_name)
         super().__init__(
             model_name,
             tokenizer,
             eos_ids,
-            int(context) if context else None,
+            context_length if context_length is not None else trained,
             vocab_size=_logits_width(model),
             max_completion_tokens=max_completion_tokens,
         )
@@ -360,11 +365,12 @@ def load_generation_model(
     model_name: str,
     max_batch_size: int,
     max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS,
+    context_length: int | None = None,
 ) -> LoadedModel:
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
     model.eval()
     generator = CausalLMGenerator(
-        model, tokenizer, model_name, max_batch_size, max_completion_tokens
+        model, tokenizer, model_name, max_batch_size, max_completion_tokens, context_length
     )
     return LoadedModel(generator=generator, close=generator.close)

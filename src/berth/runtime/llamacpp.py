@@ -26,8 +26,9 @@ import numpy.typing as npt
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from berth.runtime.base import GenerationParams, LoadedModel, TextStream
-from berth.runtime.config import DEFAULT_MAX_COMPLETION_TOKENS
+from berth.runtime.config import DEFAULT_MAX_COMPLETION_TOKENS, LLAMA_CPP_DEFAULT_CONTEXT_LENGTH
 from berth.runtime.errors import invalid_request
+from berth.runtime.loading import check_context_length
 from berth.runtime.protocol import ChatMessage
 from berth.runtime.selection import Runtime
 from berth.runtime.threaded import (
@@ -39,15 +40,6 @@ from berth.runtime.threaded import (
 )
 
 logger = logging.getLogger("berth.runtime")
-
-# Context window allocated at load when the model was trained on a longer one. llama.cpp
-# allocates the KV cache for the whole window up front, so a model trained on 128k
-# tokens would otherwise reserve gigabytes. The endpoint's max_completion_tokens does
-# not change it, and prompt and completion together stay within this window. So a
-# request without max_tokens stops at the window's end at the latest, and a max_tokens
-# that does not fit beside the prompt is rejected with context_length_exceeded.
-# NOTE: no endpoint setting changes this yet.
-DEFAULT_CONTEXT_TOKENS = 4096
 
 # Room for one metadata value; context lengths and architecture names are short.
 _METADATA_VALUE_BYTES = 256
@@ -70,18 +62,22 @@ class _GGUFTextDecoder:
 
 
 class LlamaCppGenerator(ThreadedGenerator):
+    """Generates with `llm`, whose prompt and completion together stay within
+    `context_length` tokens (llm.n_ctx() when None)."""
+
     def __init__(
         self,
         llm: llama_cpp.Llama,
         model_name: str,
         max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS,
+        context_length: int | None = None,
     ) -> None:
         decoder = _GGUFTextDecoder(llm)
         super().__init__(
             model_name,
             decoder,
             _end_of_generation_ids(llm),
-            llm.n_ctx(),
+            context_length if context_length is not None else llm.n_ctx(),
             vocab_size=llm.n_vocab(),
             max_completion_tokens=max_completion_tokens,
         )
@@ -248,18 +244,41 @@ def thread_counts() -> tuple[int, int]:
     return max(cores // 2, 1), cores
 
 
+def context_window(setting: int | None, trained: int | None, model_name: str) -> int:
+    """Return n_ctx, the tokens of prompt and completion together, for llama.cpp.
+
+    `setting` is the endpoint's context_length and `trained` the model's trained context
+    length, each None when absent. Without a setting the window is the trained length,
+    at most LLAMA_CPP_DEFAULT_CONTEXT_LENGTH. Raises ModelLoadError for a setting above
+    the trained length. The endpoint's max_completion_tokens does not change the window,
+    so a request without max_tokens stops at the window's end at the latest, and a
+    max_tokens that does not fit beside the prompt is rejected with
+    context_length_exceeded.
+    """
+    check_context_length(setting, trained, model_name)
+    if setting is not None:
+        return setting
+    if trained is None:
+        return LLAMA_CPP_DEFAULT_CONTEXT_LENGTH
+    return min(trained, LLAMA_CPP_DEFAULT_CONTEXT_LENGTH)
+
+
 def load_llamacpp_model(
-    path: Path, model_name: str, max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS
+    path: Path,
+    model_name: str,
+    max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS,
+    context_length: int | None = None,
 ) -> LoadedModel:
+    """Load the GGUF file at `path`, with the context window that context_window chooses."""
     # Quiet llama.cpp's own log lines before the first call into it. Llama(verbose=False)
     # would do so only once the model is loaded.
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     trained = read_trained_context_length(path)
-    context_length = min(trained, DEFAULT_CONTEXT_TOKENS) if trained else DEFAULT_CONTEXT_TOKENS
+    window = context_window(context_length, trained, model_name)
     threads, batch_threads = thread_counts()
     llm = llama_cpp.Llama(
         model_path=str(path),
-        n_ctx=context_length,
+        n_ctx=window,
         n_threads=threads,
         n_threads_batch=batch_threads,
         # llama.cpp's penalty sampler counts sampled tokens, never the prompt, and keeps
@@ -267,22 +286,24 @@ def load_llamacpp_model(
         # 0.3.36). A completion never outgrows the context, so with the context size the
         # penalties count the whole completion, as in the transformers runtime. The
         # sampler's ring buffer then takes 4 bytes per token of the context.
-        last_n_tokens_size=context_length,
+        last_n_tokens_size=window,
         verbose=False,
     )
     logger.info(
         "llama.cpp loaded %s: context of %d tokens, %d threads (%d for prompts)",
         path.name,
-        llm.n_ctx(),
+        window,
         threads,
         batch_threads,
     )
-    if max_completion_tokens > llm.n_ctx():
+    if max_completion_tokens > window:
         logger.info(
             "max_completion_tokens %d exceeds the context of %d tokens, so each completion "
             "ends at the end of the context at the latest",
             max_completion_tokens,
-            llm.n_ctx(),
+            window,
         )
-    generator = LlamaCppGenerator(llm, model_name, max_completion_tokens)
+    # The llama.cpp of llama-cpp-python 0.3.36 rounds n_ctx up to a multiple of 256 (n_ctx
+    # 64 allocates 256), so the generator applies the window itself.
+    generator = LlamaCppGenerator(llm, model_name, max_completion_tokens, window)
     return LoadedModel(generator=generator, close=generator.close, runtime=Runtime.LLAMA_CPP)

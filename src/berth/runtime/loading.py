@@ -35,6 +35,22 @@ class ModelLoadError(Exception):
     """Loading failed for a reason that the message states completely, such as a missing file."""
 
 
+def check_context_length(context_length: int | None, trained: int | None, model_name: str) -> None:
+    """Raise ModelLoadError for a context_length setting above the trained context length.
+
+    A model has not learned positions past its trained length, so Berth fails the load
+    instead of clamping the setting silently. Either value may be None: no setting, or
+    a model that states no trained length.
+    """
+    if context_length is None or trained is None or context_length <= trained:
+        return
+    raise ModelLoadError(
+        f"the endpoint's context_length {context_length} exceeds the trained context length "
+        f"of model '{model_name}' ({trained} tokens). Set context_length to at most "
+        f"{trained}, or reset it to use the trained length."
+    )
+
+
 def require_model_folder(path: Path | None, expected_files: Iterable[str]) -> Path:
     """Return `path`, raising ModelLoadError unless it is a folder with one of `expected_files`."""
     names = list(expected_files)
@@ -111,7 +127,9 @@ def _load_gguf(config: RuntimeConfig) -> LoadedModel:
         )
     from berth.runtime.llamacpp import load_llamacpp_model
 
-    return load_llamacpp_model(path, config.model_name, config.max_completion_tokens)
+    return load_llamacpp_model(
+        path, config.model_name, config.max_completion_tokens, config.context_length
+    )
 
 
 def _load_transformers_generation(config: RuntimeConfig) -> LoadedModel:
@@ -130,12 +148,18 @@ def _load_transformers_generation(config: RuntimeConfig) -> LoadedModel:
     if choice.runtime is Runtime.VLLM:
         from berth.runtime.vllm import load_vllm_model
 
-        return load_vllm_model(folder, config.model_name, config.max_completion_tokens)
+        return load_vllm_model(
+            folder, config.model_name, config.max_completion_tokens, config.context_length
+        )
     from berth.runtime.generation import load_generation_model
 
     batch_size = config.max_batch_size or DEFAULT_GENERATION_MAX_BATCH_SIZE
     loaded = load_generation_model(
-        folder, config.model_name, batch_size, config.max_completion_tokens
+        folder,
+        config.model_name,
+        batch_size,
+        config.max_completion_tokens,
+        config.context_length,
     )
     return replace(loaded, runtime=Runtime.TRANSFORMERS, runtime_note=choice.note)
 

@@ -123,8 +123,17 @@ class VLLMGenerator(TextGenerator):
 
 
 def load_vllm_model(
-    folder: Path, model_name: str, max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS
+    folder: Path,
+    model_name: str,
+    max_completion_tokens: int = DEFAULT_MAX_COMPLETION_TOKENS,
+    context_length: int | None = None,
 ) -> LoadedModel:
+    """Start vLLM's engine on `folder`, with `context_length` as its max_model_len.
+
+    None lets vLLM derive max_model_len from the model's config. vLLM itself rejects a
+    max_model_len above that derived length (unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 is
+    set), and its ValueError becomes the load failure.
+    """
     from transformers import AutoTokenizer
     from vllm import AsyncEngineArgs, AsyncLLMEngine, SamplingParams
 
@@ -132,7 +141,12 @@ def load_vllm_model(
     # NOTE: vLLM reserves 90% of the GPU memory by default, so a second instance on the
     # same GPU fails to start. Give each endpoint one instance per GPU.
     engine = AsyncLLMEngine.from_engine_args(
-        AsyncEngineArgs(model=str(folder), tokenizer=str(folder), disable_log_stats=True)
+        AsyncEngineArgs(
+            model=str(folder),
+            tokenizer=str(folder),
+            max_model_len=context_length,
+            disable_log_stats=True,
+        )
     )
     model_config = getattr(engine, "model_config", None)
     context_length = getattr(model_config, "max_model_len", None)
