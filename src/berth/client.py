@@ -290,13 +290,15 @@ class Client:
         max_batch_wait_ms: float | None = None,
         runtime: str | None = None,
         max_completion_tokens: int | None = None,
+        context_length: int | None = None,
     ) -> Json:
         """Create an endpoint, which deploys in the background.
 
         `max_batch_size` and `max_batch_wait_ms` set the batching of a Text Embedding
         endpoint. `max_batch_size` also caps the requests that a Text Generation endpoint
-        generates together, `runtime` sets its library and `max_completion_tokens` the
-        tokens that one of its requests may generate. None keeps the server's default.
+        generates together, `runtime` sets its library, `max_completion_tokens` the
+        tokens that one of its requests may generate and `context_length` its context
+        window, prompt and completion together. None keeps the server's default.
         """
         body: Json = {
             "project": project,
@@ -311,6 +313,7 @@ class Client:
             max_batch_wait_ms=max_batch_wait_ms,
             runtime=runtime,
             max_completion_tokens=max_completion_tokens,
+            context_length=context_length,
         )
         if settings:
             body["runtime_settings"] = settings
@@ -328,6 +331,7 @@ class Client:
         max_batch_wait_ms: float | None = None,
         runtime: str | None = None,
         max_completion_tokens: int | None = None,
+        context_length: int | None = None,
         reset_settings: Iterable[str] = (),
         **changes: Any,
     ) -> Json:
@@ -336,8 +340,8 @@ class Client:
         `force=True` allows a move to a checkpoint without the current one's chat template.
 
         `reset_settings` names runtime settings (max_batch_size, max_batch_wait_ms,
-        runtime, max_completion_tokens) to reset to their defaults; the server rejects an
-        unknown name with 422.
+        runtime, max_completion_tokens, context_length) to reset to their defaults; the
+        server rejects an unknown name with 422.
         A changed model or runtime setting replaces the instances in a rolling update.
         Returns the endpoint as the server accepted the change (see `restart_endpoint`).
         """
@@ -347,6 +351,7 @@ class Client:
             max_batch_wait_ms=max_batch_wait_ms,
             runtime=runtime,
             max_completion_tokens=max_completion_tokens,
+            context_length=context_length,
         )
         reset = list(reset_settings)
         both = sorted(settings.keys() & set(reset))

@@ -30,6 +30,7 @@ def test_create_sets_batching(cli: RunCli) -> None:
         "max_batch_wait_ms": 2.5,
         "runtime": None,
         "max_completion_tokens": None,
+        "context_length": None,
     }
 
 
@@ -44,6 +45,7 @@ def test_info_shows_settings(cli: RunCli, client: Client) -> None:
     assert "Max batch wait   0 ms" in result.stdout
     assert "Runtime choice" not in result.stdout
     assert "Max completion" not in result.stdout
+    assert "Context length" not in result.stdout
 
 
 def test_info_shows_runtime_choice(cli: RunCli, client: Client) -> None:
@@ -57,6 +59,7 @@ def test_info_shows_runtime_choice(cli: RunCli, client: Client) -> None:
     assert "Runtime choice   transformers" in result.stdout
     assert "Max batch size   8 requests" in result.stdout
     assert "Max completion   4096 tokens" in result.stdout
+    assert "Context length   model default" in result.stdout
     assert "Max batch wait" not in result.stdout
 
 
@@ -208,6 +211,7 @@ def test_reset_setting_restores_default(cli: RunCli, client: Client) -> None:
         "max_batch_wait_ms": 0.0,
         "runtime": None,
         "max_completion_tokens": None,
+        "context_length": None,
     }
     assert updated["generation"] == created["generation"] + 1
 
@@ -284,3 +288,50 @@ def test_out_of_range_completion_limit_fails(cli: RunCli) -> None:
     assert "--max-completion-tokens" in message
     assert "runtime_settings" not in message
     assert "--max-completion-tokens 2000000 is out of range: use 1 to 1048576" in message
+
+
+def test_context_length_set_and_reset(cli: RunCli, client: Client) -> None:
+    name = unique("context-length")
+    created = parse_json(
+        cli(
+            "endpoint",
+            "create",
+            "--endpoint-name",
+            name,
+            "--model",
+            "demo-tiny-llama",
+            "--context-length",
+            "256",
+            "-o",
+            "json",
+        )
+    )
+    client.stop_endpoint(name)
+
+    info = cli("endpoint", "info", name)
+    reset = cli("endpoint", "update", name, "--reset-setting", "context-length", "-o", "json")
+
+    assert created["runtime_settings"]["context_length"] == 256
+    assert info.exit_code == 0, info.output
+    assert "Context length   256 tokens" in info.stdout
+    updated = parse_json(reset)
+    assert updated["runtime_settings"]["context_length"] is None
+    assert updated["generation"] == created["generation"] + 1
+
+
+def test_out_of_range_context_length_fails(cli: RunCli) -> None:
+    result = cli(
+        "endpoint",
+        "create",
+        "--endpoint-name",
+        unique("tiny-window"),
+        "--model",
+        "demo-tiny-llama",
+        "--context-length",
+        "8",
+    )
+
+    assert result.exit_code == 1
+    message = unboxed(result.stderr)
+    assert "runtime_settings" not in message
+    assert "--context-length 8 is out of range: use 16 to 1048576 tokens" in message

@@ -113,6 +113,7 @@ def test_batch_size_reaches_instance(embedding_endpoint: dict[str, Any]) -> None
         "max_batch_wait_ms": 0.0,
         "runtime": None,
         "max_completion_tokens": None,
+        "context_length": None,
     }
     assert "berth.runtime" in arguments
     assert option_value(arguments, "--max-batch-size") == "4"
@@ -196,7 +197,12 @@ def test_same_setting_restarts_nothing(client: Client, embedding_endpoint: dict[
 
 def test_llama_cpp_settings_reach_instance(client: Client, gguf_model: str) -> None:
     created = client.create_endpoint(
-        "default", unique("gguf"), gguf_model, runtime="llama.cpp", max_completion_tokens=100
+        "default",
+        unique("gguf"),
+        gguf_model,
+        runtime="llama.cpp",
+        max_completion_tokens=100,
+        context_length=128,
     )
     url = f"{created['openai_base_url']}/completions"
     headers = {"Authorization": f"Bearer {created['first_key']}"}
@@ -207,6 +213,10 @@ def test_llama_cpp_settings_reach_instance(client: Client, gguf_model: str) -> N
         above_limit = httpx.post(
             url, json={**prompt, "max_tokens": 101}, headers=headers, timeout=60
         )
+        # The prompt is 17 tokens long, so 112 more do not fit in the window of 128.
+        beyond_window = httpx.post(
+            url, json={**prompt, "max_tokens": 112}, headers=headers, timeout=60
+        )
     finally:
         client.delete_endpoint(created["id"])
 
@@ -216,11 +226,13 @@ def test_llama_cpp_settings_reach_instance(client: Client, gguf_model: str) -> N
         "max_batch_wait_ms": None,
         "runtime": "llama.cpp",
         "max_completion_tokens": 100,
+        "context_length": 128,
     }
     assert instance["runtime"] == "llama.cpp"
     arguments = command_line(instance["pid"])
     assert option_value(arguments, "--runtime") == "llama.cpp"
     assert option_value(arguments, "--max-completion-tokens") == "100"
+    assert option_value(arguments, "--context-length") == "128"
     # Greedy replies of the test model never end with EOS, and its context of 256 tokens
     # has room for more, so the endpoint's limit ends the reply.
     assert without_max_tokens.status_code == 200, without_max_tokens.text
@@ -229,6 +241,33 @@ def test_llama_cpp_settings_reach_instance(client: Client, gguf_model: str) -> N
     error = above_limit.json()["error"]
     assert error["code"] == "invalid_value"
     assert "this endpoint generates at most 100 tokens per completion" in error["message"]
+    assert beyond_window.status_code == 400, beyond_window.text
+    error = beyond_window.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert "context length of 128 tokens" in error["message"]
+    assert "Set max_tokens to at most 111" in error["message"]
+
+
+def test_context_length_above_trained_fails_endpoint(client: Client, gguf_model: str) -> None:
+    created = client.create_endpoint("default", unique("gguf-long"), gguf_model, context_length=512)
+
+    def failed_endpoint() -> dict[str, Any] | None:
+        info = client.get_endpoint(created["id"])
+        return info if info["state"] == "Failed" else None
+
+    try:
+        failed = wait_until(
+            failed_endpoint,
+            LIVE_TIMEOUT_S,
+            "the endpoint whose context_length exceeds the trained length to fail",
+        )
+    finally:
+        client.delete_endpoint(created["id"])
+
+    assert (
+        "context_length 512 exceeds the trained context length of model "
+        f"'{gguf_model}' (256 tokens). Set context_length to at most 256"
+    ) in failed["state_reason"]
 
 
 def test_echo_shows_no_settings(echo_endpoint: dict[str, Any]) -> None:
@@ -237,6 +276,7 @@ def test_echo_shows_no_settings(echo_endpoint: dict[str, Any]) -> None:
         "max_batch_wait_ms": None,
         "runtime": None,
         "max_completion_tokens": None,
+        "context_length": None,
     }
 
 
@@ -265,6 +305,17 @@ def test_echo_shows_no_settings(echo_endpoint: dict[str, Any]) -> None:
             "max_completion_tokens 1048577 is out of range: use 1 to 1048576 tokens",
         ),
         ({"max_completion_tokens": "4096"}, "max_completion_tokens", "valid integer"),
+        (
+            {"context_length": 15},
+            "context_length",
+            "context_length 15 is out of range: use 16 to 1048576 tokens",
+        ),
+        (
+            {"context_length": 1048577},
+            "context_length",
+            "context_length 1048577 is out of range: use 16 to 1048576 tokens",
+        ),
+        ({"context_length": 2.5}, "context_length", "valid integer"),
         ({"batch_size": 4}, "batch_size", "is not a field of this request; leave it out"),
         # Echo's test aids are runtime options, but not settings that the API accepts.
         ({"echo_delay_ms": 5}, "echo_delay_ms", "is not a field of this request; leave it out"),
@@ -313,6 +364,7 @@ def test_malformed_setting_is_422(
             {"max_completion_tokens": 64},
             "applies only to Text Generation endpoints",
         ),
+        ("echo", {"context_length": 512}, "applies only to Text Generation endpoints"),
     ],
 )
 def test_setting_that_does_not_fit_is_422(
@@ -388,6 +440,7 @@ def test_null_resets_setting_to_default(
         "max_batch_wait_ms": 2.5,
         "runtime": None,
         "max_completion_tokens": None,
+        "context_length": None,
     }
     assert after["generation"] == before["generation"] + 1
     assert after["version"] == before["version"] + 1
@@ -500,6 +553,7 @@ def test_stored_echo_cpu_rounds_reach_instance(client: Client, server: BerthServ
             "max_batch_wait_ms": None,
             "runtime": None,
             "max_completion_tokens": None,
+            "context_length": None,
         }
         assert response.status_code == 200, response.text
         vectors = [item["embedding"] for item in response.json()["data"]]
@@ -519,3 +573,5 @@ def test_openapi_documents_defaults(api: httpx.Client) -> None:
     assert "default auto" in settings["runtime"]["description"]
     assert settings["max_batch_size"]["anyOf"][0]["maximum"] == 1024
     assert settings["max_batch_wait_ms"]["anyOf"][0]["maximum"] == 1000
+    assert settings["context_length"]["minimum"] == 16
+    assert settings["context_length"]["maximum"] == 1048576

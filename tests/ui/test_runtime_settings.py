@@ -28,6 +28,7 @@ def test_details_show_batching(open_page) -> None:
         expect(page.locator("#endpoint-max-batch-wait")).to_have_text("2.5 ms")
         expect(page.locator("#endpoint-runtime-choice")).to_have_count(0)
         expect(page.locator("#endpoint-max-completion-tokens")).to_have_count(0)
+        expect(page.locator("#endpoint-context-length")).to_have_count(0)
     finally:
         page.context.request.delete(f"/api/v1/endpoints/{endpoint['id']}")
 
@@ -45,6 +46,7 @@ def test_details_show_runtime_choice(open_page) -> None:
         expect(page.locator("#endpoint-runtime-choice")).to_have_text("auto")
         expect(page.locator("#endpoint-max-batch-size")).to_have_text("8 requests")
         expect(page.locator("#endpoint-max-completion-tokens")).to_have_text("4096")
+        expect(page.locator("#endpoint-context-length")).to_have_text("model default")
 
         def instance_ready() -> bool:
             info = page.context.request.get(f"/api/v1/endpoints/{endpoint['id']}").json()

@@ -75,6 +75,7 @@ def test_defaults_fill_unset_settings() -> None:
         "max_batch_wait_ms": 0.0,
         "runtime": None,
         "max_completion_tokens": None,
+        "context_length": None,
     }
     assert effective_settings({"max_batch_size": 4}, MLApp.TEXT_EMBEDDING)["max_batch_size"] == 4
     assert effective_settings({}, MLApp.TEXT_GENERATION) == {
@@ -82,12 +83,14 @@ def test_defaults_fill_unset_settings() -> None:
         "max_batch_wait_ms": None,
         "runtime": "auto",
         "max_completion_tokens": 4096,
+        "context_length": None,
     }
     assert effective_settings({"echo_delay_ms": 5}, MLApp.ECHO) == {
         "max_batch_size": None,
         "max_batch_wait_ms": None,
         "runtime": None,
         "max_completion_tokens": None,
+        "context_length": None,
     }
 
 
@@ -189,6 +192,47 @@ def test_max_completion_tokens_out_of_range(database: Database, value: Any, frag
     assert fragment in error.message
 
 
+def test_context_length_is_stored(database: Database) -> None:
+    endpoint = create(database, "chat-window", "demo-tiny-llama", context_length=2048)
+
+    assert endpoint.settings == {"context_length": 2048}
+    settings = effective_settings(endpoint.settings, MLApp.TEXT_GENERATION)
+    assert settings["context_length"] == 2048
+
+
+def test_gguf_takes_context_length(
+    database: Database, gguf_model: str, with_llama_cpp: None
+) -> None:
+    endpoint = create(database, "chat-gguf-window", gguf_model, context_length=128)
+
+    assert endpoint.settings == {"context_length": 128}
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (15, "runtime_settings.context_length 15 is out of range: use 16 to 1048576 tokens"),
+        (0, "runtime_settings.context_length 0 is out of range: use 16 to 1048576 tokens"),
+        (1048577, "runtime_settings.context_length 1048577 is out of range: use 16 to 1048576"),
+        (True, "runtime_settings.context_length must be a whole number, got true"),
+        (2.5, "runtime_settings.context_length must be a whole number, got 2.5"),
+        ("4096", 'runtime_settings.context_length must be a whole number, got "4096"'),
+    ],
+)
+def test_context_length_out_of_range(database: Database, value: Any, fragment: str) -> None:
+    error = rejected(create, database, "chat", "demo-tiny-llama", context_length=value)
+
+    assert error.field == "runtime_settings.context_length"
+    assert fragment in error.message
+
+
+@pytest.mark.parametrize("value", [16, 1048576])
+def test_context_length_bounds_are_accepted(database: Database, value: int) -> None:
+    endpoint = create(database, f"chat-{value}", "demo-tiny-llama", context_length=value)
+
+    assert endpoint.settings == {"context_length": value}
+
+
 def test_unknown_runtime_lists_choices(database: Database) -> None:
     error = rejected(create, database, "chat", "demo-tiny-llama", runtime="tgi")
 
@@ -207,6 +251,8 @@ def test_unknown_runtime_lists_choices(database: Database) -> None:
         ("all-MiniLM-L6-v2", "runtime", "transformers", "Text Embedding"),
         ("all-MiniLM-L6-v2", "max_completion_tokens", 64, "Text Embedding"),
         ("echo", "max_completion_tokens", 64, "Echo"),
+        ("all-MiniLM-L6-v2", "context_length", 512, "Text Embedding"),
+        ("echo", "context_length", 512, "Echo"),
     ],
 )
 def test_setting_of_other_ml_app(
@@ -305,6 +351,18 @@ def test_reset_completion_limit_raises_generation(database: Database) -> None:
 
     assert reset.generation == created.generation + 1
     assert reset.settings == {}
+
+
+def test_reset_context_length_raises_generation(database: Database) -> None:
+    created = create(database, "chat", "demo-tiny-llama", context_length=64)
+
+    reset = update(database, "chat", reset=frozenset({"context_length"}))
+    again = update(database, "chat", reset=frozenset({"context_length"}))
+
+    assert reset.generation == created.generation + 1
+    assert reset.settings == {}
+    # Resetting an unset context_length changes nothing.
+    assert again.generation == reset.generation
 
 
 def test_explicit_default_runtime_changes_nothing(database: Database) -> None:

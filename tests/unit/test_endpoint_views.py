@@ -26,6 +26,20 @@ def test_completion_limit_is_shown_in_tokens() -> None:
     assert ("Max completion", "8192 tokens") in runtime_settings_fields(endpoint)
 
 
+def test_context_length_is_shown_in_tokens() -> None:
+    endpoint = {"ml_app": "text-generation", "runtime_settings": {"context_length": 16384}}
+
+    assert ("Context length", "16384 tokens") in runtime_settings_fields(endpoint)
+
+
+def test_unset_context_length_is_model_default() -> None:
+    generation = {"ml_app": "text-generation", "runtime_settings": {"context_length": None}}
+    embedding = {"ml_app": "text-embedding", "runtime_settings": {"context_length": None}}
+
+    assert ("Context length", "model default") in runtime_settings_fields(generation)
+    assert [label for label, _ in runtime_settings_fields(embedding)] == []
+
+
 def test_list_state_marks_disabled_tenant() -> None:
     assert list_state_text({"state": "Live", "tenant_disabled": True}) == ("Live (tenant disabled)")
     assert list_state_text({"state": "Live", "tenant_disabled": False}) == "Live"

@@ -10,9 +10,12 @@ from berth.runtime.config import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_WAIT_MS,
     DEFAULT_MAX_COMPLETION_TOKENS,
+    LLAMA_CPP_DEFAULT_CONTEXT_LENGTH,
     MAX_BATCH_SIZE_LIMIT,
     MAX_BATCH_WAIT_MS_LIMIT,
     MAX_COMPLETION_TOKENS_LIMIT,
+    MAX_CONTEXT_LENGTH,
+    MIN_CONTEXT_LENGTH,
 )
 from berth.runtime.selection import AUTO, RequestedRuntime
 from berth.states import (
@@ -186,6 +189,13 @@ _MAX_COMPLETION_TOKENS_HELP = (
     "together, bounds both"
 )
 
+_CONTEXT_LENGTH_HELP = (
+    "Text Generation only: context window in tokens, prompt and completion together. "
+    "null uses the model's trained context length, at most "
+    f"{LLAMA_CPP_DEFAULT_CONTEXT_LENGTH} tokens on llama.cpp. A value above the trained "
+    "length makes the instances fail to load"
+)
+
 
 class RuntimeSettingsOut(BaseModel):
     """The settings that instances run with, defaults included. A setting that the
@@ -195,6 +205,7 @@ class RuntimeSettingsOut(BaseModel):
     max_batch_wait_ms: float | None = Field(description=_MAX_BATCH_WAIT_MS_HELP)
     runtime: RequestedRuntime | None = Field(description=_RUNTIME_HELP)
     max_completion_tokens: int | None = Field(description=_MAX_COMPLETION_TOKENS_HELP)
+    context_length: int | None = Field(description=_CONTEXT_LENGTH_HELP)
 
 
 class RuntimeSettingsIn(StrictBody):
@@ -222,6 +233,11 @@ class RuntimeSettingsIn(StrictBody):
         default=None,
         json_schema_extra={"minimum": 1, "maximum": MAX_COMPLETION_TOKENS_LIMIT},
         description=_MAX_COMPLETION_TOKENS_HELP,
+    )
+    context_length: StrictInt | None = Field(
+        default=None,
+        json_schema_extra={"minimum": MIN_CONTEXT_LENGTH, "maximum": MAX_CONTEXT_LENGTH},
+        description=_CONTEXT_LENGTH_HELP,
     )
 
 

@@ -44,6 +44,7 @@ _RUNTIME_SETTINGS = (
     "max_batch_size",
     "max_batch_wait_ms",
     "max_completion_tokens",
+    "context_length",
     "echo_delay_ms",
     "echo_cpu_rounds",
     "runtime",

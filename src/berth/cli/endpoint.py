@@ -58,9 +58,12 @@ from berth.runtime.config import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_WAIT_MS,
     DEFAULT_MAX_COMPLETION_TOKENS,
+    LLAMA_CPP_DEFAULT_CONTEXT_LENGTH,
     MAX_BATCH_SIZE_LIMIT,
     MAX_BATCH_WAIT_MS_LIMIT,
     MAX_COMPLETION_TOKENS_LIMIT,
+    MAX_CONTEXT_LENGTH,
+    MIN_CONTEXT_LENGTH,
 )
 from berth.runtime.selection import RequestedRuntime
 from berth.states import DesiredState, EndpointState
@@ -142,6 +145,17 @@ MaxCompletionTokensOption = Annotated[
         f"{DEFAULT_MAX_COMPLETION_TOKENS}). The model's context length bounds both.",
     ),
 ]
+ContextLengthOption = Annotated[
+    int | None,
+    typer.Option(
+        "--context-length",
+        show_default=False,
+        help="Text Generation: context window in tokens, prompt and completion together, "
+        f"{MIN_CONTEXT_LENGTH} to {MAX_CONTEXT_LENGTH} (server default: the model's trained "
+        f"context length, at most {LLAMA_CPP_DEFAULT_CONTEXT_LENGTH} on llama.cpp). A value "
+        "above the trained length makes the instances fail to load.",
+    ),
+]
 
 
 class ResettableSetting(StrEnum):
@@ -151,6 +165,7 @@ class ResettableSetting(StrEnum):
     MAX_BATCH_WAIT_MS = "max-batch-wait-ms"
     RUNTIME = "runtime"
     MAX_COMPLETION_TOKENS = "max-completion-tokens"
+    CONTEXT_LENGTH = "context-length"
 
     @property
     def api_name(self) -> str:
@@ -164,8 +179,8 @@ ResetSettingOption = Annotated[
         case_sensitive=False,
         show_default=False,
         help="Reset a runtime setting to the server default, so that the endpoint follows "
-        "the default from then on: max-batch-size, max-batch-wait-ms, runtime or "
-        "max-completion-tokens. Repeat the option to reset several.",
+        "the default from then on: max-batch-size, max-batch-wait-ms, runtime, "
+        "max-completion-tokens or context-length. Repeat the option to reset several.",
     ),
 ]
 
@@ -199,6 +214,7 @@ def create(
     max_batch_wait_ms: MaxBatchWaitOption = None,
     runtime: RuntimeOption = None,
     max_completion_tokens: MaxCompletionTokensOption = None,
+    context_length: ContextLengthOption = None,
     wait: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT_S,
     output: OutputOption = OutputFormat.TABLE,
@@ -223,6 +239,7 @@ def create(
             max_batch_wait_ms=max_batch_wait_ms,
             runtime=runtime.value if runtime else None,
             max_completion_tokens=max_completion_tokens,
+            context_length=context_length,
         )
         if wait:
             try:
@@ -340,6 +357,7 @@ def update(
     max_batch_wait_ms: MaxBatchWaitOption = None,
     runtime: RuntimeOption = None,
     max_completion_tokens: MaxCompletionTokensOption = None,
+    context_length: ContextLengthOption = None,
     reset_setting: ResetSettingOption = None,
     force: Annotated[
         bool,
@@ -374,19 +392,21 @@ def update(
         max_batch_wait_ms,
         runtime,
         max_completion_tokens,
+        context_length,
     )
     reset = sorted(set(reset_setting or ()), key=list(ResettableSetting).index)
     if all(change is None for change in changes) and not reset:
         raise typer.BadParameter(
             "nothing to update; pass --description, --instances, --model-checkpoint, "
             "--share-with-all-tenants, --max-batch-size, --max-batch-wait-ms, --runtime, "
-            "--max-completion-tokens or --reset-setting"
+            "--max-completion-tokens, --context-length or --reset-setting"
         )
     given = {
         ResettableSetting.MAX_BATCH_SIZE: max_batch_size,
         ResettableSetting.MAX_BATCH_WAIT_MS: max_batch_wait_ms,
         ResettableSetting.RUNTIME: runtime,
         ResettableSetting.MAX_COMPLETION_TOKENS: max_completion_tokens,
+        ResettableSetting.CONTEXT_LENGTH: context_length,
     }
     for setting in reset:
         if given[setting] is not None:
@@ -407,6 +427,7 @@ def update(
             max_batch_wait_ms=max_batch_wait_ms,
             runtime=runtime.value if runtime else None,
             max_completion_tokens=max_completion_tokens,
+            context_length=context_length,
             reset_settings=[setting.api_name for setting in reset],
             force=force or None,
         )

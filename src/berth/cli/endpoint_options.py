@@ -18,6 +18,7 @@ ENDPOINT_OPTIONS = {
     "runtime_settings.max_batch_wait_ms": "--max-batch-wait-ms",
     "runtime_settings.runtime": "--runtime",
     "runtime_settings.max_completion_tokens": "--max-completion-tokens",
+    "runtime_settings.context_length": "--context-length",
     "force": "--force",
 }
 

@@ -127,6 +127,11 @@ def runtime_settings_fields(endpoint: Json) -> list[tuple[str, str]]:
         fields.append(("Runtime choice", settings["runtime"]))
     if settings.get("max_completion_tokens") is not None:
         fields.append(("Max completion", f"{settings['max_completion_tokens']} tokens"))
+    if settings.get("context_length") is not None:
+        fields.append(("Context length", f"{settings['context_length']} tokens"))
+    elif endpoint.get("ml_app") == "text-generation":
+        # Unset, the runtime takes the model's trained length (at most 4096 on llama.cpp).
+        fields.append(("Context length", "model default"))
     return fields
 
 

@@ -1,4 +1,4 @@
-"""Runtime settings of an endpoint: batching, the Text Generation runtime and its token limit.
+"""Runtime settings of an endpoint: batching, and the Text Generation runtime and its token limits.
 
 `Endpoint.settings` stores the values that a user set. The local backend passes each of
 them to the endpoint's instances as the runtime command-line option of the same name, and
@@ -22,6 +22,8 @@ from berth.runtime.config import (
     MAX_BATCH_SIZE_LIMIT,
     MAX_BATCH_WAIT_MS_LIMIT,
     MAX_COMPLETION_TOKENS_LIMIT,
+    MAX_CONTEXT_LENGTH,
+    MIN_CONTEXT_LENGTH,
 )
 from berth.runtime.selection import (
     AUTO,
@@ -37,7 +39,8 @@ from berth.states import CheckpointFormat, MLApp
 # The API's name of the object that contains the settings, the first part of error fields.
 FIELD_PREFIX = "runtime_settings"
 
-# Each setting with the ML Apps whose runtimes read it and its default in each.
+# Each setting with the ML Apps whose runtimes read it and its default in each. The
+# default None of context_length leaves the window to the runtime and the model.
 _DEFAULTS: dict[str, dict[MLApp, Any]] = {
     "max_batch_size": {
         MLApp.TEXT_EMBEDDING: DEFAULT_MAX_BATCH_SIZE,
@@ -46,6 +49,7 @@ _DEFAULTS: dict[str, dict[MLApp, Any]] = {
     "max_batch_wait_ms": {MLApp.TEXT_EMBEDDING: DEFAULT_MAX_BATCH_WAIT_MS},
     "runtime": {MLApp.TEXT_GENERATION: AUTO},
     "max_completion_tokens": {MLApp.TEXT_GENERATION: DEFAULT_MAX_COMPLETION_TOKENS},
+    "context_length": {MLApp.TEXT_GENERATION: None},
 }
 
 
@@ -61,6 +65,7 @@ class RuntimeSettings:
     max_batch_wait_ms: float | None = None
     runtime: str | None = None
     max_completion_tokens: int | None = None
+    context_length: int | None = None
     reset: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -94,7 +99,8 @@ def effective_settings(
     """Return each setting with the value that instances run with.
 
     Settings that the ML App's runtime does not read are None, and so is the batch size
-    of a GGUF checkpoint, which llama.cpp generates one request at a time.
+    of a GGUF checkpoint, which llama.cpp generates one request at a time. An unset
+    context_length is None too, because the model decides the window then.
     """
     settings = {
         name: stored.get(name, defaults[ml_app]) if ml_app in defaults else None
@@ -178,6 +184,18 @@ def _checked_value(name: str, value: Any) -> Any:
             raise InvalidInput(
                 f"{field} {value} is out of range: use 1 to {MAX_COMPLETION_TOKENS_LIMIT} "
                 "tokens per completion",
+                field=field,
+            )
+        return value
+    if name == "context_length":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInput(
+                f"{field} must be a whole number, got {value_text(value)}", field=field
+            )
+        if not MIN_CONTEXT_LENGTH <= value <= MAX_CONTEXT_LENGTH:
+            raise InvalidInput(
+                f"{field} {value} is out of range: use {MIN_CONTEXT_LENGTH} to "
+                f"{MAX_CONTEXT_LENGTH} tokens for prompt and completion together",
                 field=field,
             )
         return value

@@ -120,6 +120,7 @@ def _runtime_settings(body: RuntimeSettingsIn | None) -> RuntimeSettings:
         max_batch_wait_ms=body.max_batch_wait_ms,
         runtime=body.runtime.value if body.runtime is not None else None,
         max_completion_tokens=body.max_completion_tokens,
+        context_length=body.context_length,
         reset=reset,
     )
 
