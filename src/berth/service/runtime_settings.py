@@ -89,6 +89,21 @@ class RuntimeSettings:
         return bool(self.reset or self.given())
 
 
+def setting_defaults(
+    name: str, checkpoint_format: CheckpointFormat | None = None
+) -> dict[MLApp, Any]:
+    """Return the default of setting `name` in each ML App whose runtime reads it.
+
+    An ML App is left out when a checkpoint of `checkpoint_format` does not use the
+    setting, as a GGUF checkpoint does not use max_batch_size.
+    """
+    defaults = {
+        ml_app: effective_settings({}, ml_app, checkpoint_format)[name]
+        for ml_app in _DEFAULTS[name]
+    }
+    return {ml_app: value for ml_app, value in defaults.items() if value is not None}
+
+
 def field_name(setting: str) -> str:
     return f"{FIELD_PREFIX}.{setting}"
 
