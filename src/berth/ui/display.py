@@ -21,11 +21,14 @@ from berth.states import (
     shown_instance_state,
     surplus_instance_ids,
 )
+from berth.ui.setting_fields import SETTING_FIELDS
 
 # Poll intervals of the parts of a page that show endpoint states, in milliseconds:
 # while one of their endpoints changes state, and while none does.
 SETTLING_POLL_MS = 1000
 SETTLED_POLL_MS = 10000
+
+SETTING_NAMES = frozenset(field.name for field in SETTING_FIELDS)
 
 _SETTLED_STATES = (EndpointState.LIVE, EndpointState.STOPPED, EndpointState.FAILED)
 
@@ -137,6 +140,13 @@ def endpoint_view(endpoint: Endpoint, principal: Principal, server_url: str) -> 
         "ml_app": out.ml_app.value,
         "ml_app_name": out.ml_app_name,
         "share_with_all_tenants": out.share_with_all_tenants,
+        # The runtime settings that a user set, without the defaults, which the update
+        # dialog shows as empty fields. Stored test aids such as echo_delay_ms are left out.
+        "stored_settings": {
+            name: value
+            for name, value in (endpoint.settings or {}).items()
+            if name in SETTING_NAMES
+        },
         "version": out.version,
         "state": out.state.value,
         "instance_list": [

@@ -35,6 +35,7 @@ from berth.ui.display import (
     model_picker_groups,
     poll_interval_ms,
 )
+from berth.ui.setting_fields import SETTING_FIELDS
 
 PageHandler = Callable[[Request, Session, Principal], Response]
 
@@ -85,6 +86,7 @@ def _dialog_context(request: Request, session: Session, principal: Principal) ->
         "org_sharing": organization.get_settings(session).share_with_all_tenants,
         "max_instances": min(settings.max_instances_per_endpoint, settings.capacity),
         "ml_apps": list(MLApp),
+        "setting_fields": SETTING_FIELDS,
     }
 
 
@@ -274,6 +276,8 @@ def endpoint_page(request: Request, session: Session, principal: Principal) -> R
         mask_key=mask_key,
         # The playground's limit for max tokens: the endpoint's setting, or the fixed
         # limit of Echo, which has no such setting.
+        # NOTE: the model's context length can be smaller, but neither the endpoint,
+        # instance nor model API reports it, so the playground cannot show it.
         max_completion_tokens=view.out.runtime_settings.max_completion_tokens
         or DEFAULT_MAX_COMPLETION_TOKENS,
         in_active_tenant=endpoint.tenant_id == principal.tenant_id,

@@ -15,6 +15,7 @@ import {
   submitting,
   throwFieldErrors,
 } from "./core.js";
+import { fillSettings, readSettings, showRolloutNote, showSettings, wireSettings } from "./runtime_settings.js";
 
 const HUB_CHOICE = "hub:browse";
 const SEARCH_DELAY_MS = 250;
@@ -82,6 +83,14 @@ function showCheckpoints(picker, checkpointId = null) {
   const known = checkpoints.some((checkpoint) => checkpoint.id === checkpointId);
   select.value = known ? checkpointId : latest.id;
   field.hidden = false;
+}
+
+/** Return the format of the checkpoint that the picker's choice deploys, or "" when unknown. */
+function checkpointFormat(picker) {
+  const checkpoints = JSON.parse(picker.selectedOptions[0]?.dataset.checkpoints || "[]");
+  const chosenId = checkpointSelect(picker).value;
+  const chosen = checkpoints.find((checkpoint) => checkpoint.id === chosenId) || checkpoints[checkpoints.length - 1];
+  return chosen?.format || "";
 }
 
 /** Return the picker's choice as the API's model reference: "MODEL" or "MODEL:CHECKPOINT". */
@@ -188,6 +197,11 @@ if (addDialog) {
   const form = document.getElementById("add-endpoint-form");
   const picker = form.elements.model;
   const appFilter = form.elements.ml_app;
+  const settings = form.querySelector("[data-runtime-settings]");
+  // The settings fields follow the chosen model: its ML App and checkpoint format.
+  const showChosenSettings = () => {
+    showSettings(settings, picker.selectedOptions[0]?.dataset.mlApp || "", checkpointFormat(picker));
+  };
 
   wirePicker(picker, {
     mlAppOf: () => appFilter.value,
@@ -198,14 +212,18 @@ if (addDialog) {
         limitPickerToApp(picker, model.mlApp);
         choosePickerModel(picker, model);
       }
+      showChosenSettings();
     },
   });
+  form.addEventListener("change", showChosenSettings);
+  wireSettings(settings);
   appFilter.addEventListener("change", () => limitPickerToApp(picker, appFilter.value));
 
   document.querySelectorAll("[data-open-add-endpoint]").forEach((button) => {
     button.addEventListener("click", () => {
       form.reset();
       limitPickerToApp(picker, "");
+      showChosenSettings();
       openDialog(addDialog);
       form.elements.name.focus();
     });
@@ -220,6 +238,7 @@ if (addDialog) {
       if (nameError) problems.push({ field: "name", message: nameError });
       if (!picker.value) problems.push({ field: "model", message: "Choose a model for the endpoint." });
       const instances = readInstances(form.elements.instances, problems);
+      const runtimeSettings = readSettings(settings, {}, problems);
       throwFieldErrors(problems);
       const body = {
         project: form.dataset.projectId,
@@ -228,6 +247,7 @@ if (addDialog) {
         instances,
         share_with_all_tenants: form.elements.share?.value === "all",
       };
+      if (Object.keys(runtimeSettings).length > 0) body.runtime_settings = runtimeSettings;
       const created = await api("POST", "/endpoints", body);
       showMessageNext(`Endpoint ${created.name} was created and queued for deployment.`);
       location.assign(`${UI}/endpoints/${created.id}`);
@@ -267,7 +287,16 @@ let updating = null;
 
 if (updateDialog) {
   const form = document.getElementById("update-endpoint-form");
-  wirePicker(form.elements.model, { mlAppOf: () => updating?.ml_app });
+  const settings = form.querySelector("[data-runtime-settings]");
+  // A new model or checkpoint can change which settings apply: GGUF checkpoints take no
+  // max batch size.
+  const showChosenSettings = () => {
+    showSettings(settings, updating.ml_app, checkpointFormat(form.elements.model));
+    showRolloutNote(settings, updating.stored_settings);
+  };
+  wirePicker(form.elements.model, { mlAppOf: () => updating?.ml_app, onChoice: showChosenSettings });
+  form.elements.checkpoint.addEventListener("change", showChosenSettings);
+  wireSettings(settings, () => updating.stored_settings);
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -276,6 +305,7 @@ if (updateDialog) {
       const problems = [];
       if (!form.elements.model.value) problems.push({ field: "model", message: "Choose a model for the endpoint." });
       const instances = readInstances(form.elements.instances, problems);
+      const runtimeSettings = readSettings(settings, endpoint.stored_settings, problems);
       throwFieldErrors(problems);
       const body = {
         description: form.elements.description.value,
@@ -284,6 +314,7 @@ if (updateDialog) {
         version: endpoint.version,
       };
       if (form.elements.share) body.share_with_all_tenants = form.elements.share.value === "all";
+      if (Object.keys(runtimeSettings).length > 0) body.runtime_settings = runtimeSettings;
       try {
         await api("PATCH", `/endpoints/${endpoint.id}`, body);
       } catch (error) {
@@ -325,6 +356,10 @@ function openUpdateDialog(endpoint) {
     },
     endpoint.checkpoint_id,
   );
+  const settings = form.querySelector("[data-runtime-settings]");
+  fillSettings(settings, endpoint.stored_settings);
+  showSettings(settings, endpoint.ml_app, checkpointFormat(form.elements.model));
+  showRolloutNote(settings, endpoint.stored_settings);
   openDialog(updateDialog);
   form.elements.description.focus();
 }
