@@ -150,6 +150,9 @@ def test_edit_dialog_shows_setting_error(open_page) -> None:
         expect(settings.get_by_label("Runtime", exact=True).locator("option:checked")).to_have_text(
             "Server default (auto)"
         )
+        expect(settings.locator("#update-setting-context_length-hint")).to_contain_text(
+            "16 to 1048576 tokens. Server default: the model's trained length"
+        )
         expect(settings.get_by_label("Max batch wait")).to_be_hidden()
 
         tokens.fill("2000000")

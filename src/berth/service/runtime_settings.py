@@ -95,13 +95,18 @@ def setting_defaults(
     """Return the default of setting `name` in each ML App whose runtime reads it.
 
     An ML App is left out when a checkpoint of `checkpoint_format` does not use the
-    setting, as a GGUF checkpoint does not use max_batch_size.
+    setting, as a GGUF checkpoint does not use max_batch_size. A default of None, as for
+    context_length, means that the runtime and the model decide.
     """
     defaults = {
         ml_app: effective_settings({}, ml_app, checkpoint_format)[name]
         for ml_app in _DEFAULTS[name]
     }
-    return {ml_app: value for ml_app, value in defaults.items() if value is not None}
+    return {
+        ml_app: value
+        for ml_app, value in defaults.items()
+        if value is not None or _DEFAULTS[name][ml_app] is None
+    }
 
 
 def field_name(setting: str) -> str:

@@ -4,9 +4,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from berth.runtime.config import (
+    LLAMA_CPP_DEFAULT_CONTEXT_LENGTH,
     MAX_BATCH_SIZE_LIMIT,
     MAX_BATCH_WAIT_MS_LIMIT,
     MAX_COMPLETION_TOKENS_LIMIT,
+    MAX_CONTEXT_LENGTH,
+    MIN_CONTEXT_LENGTH,
 )
 from berth.runtime.selection import REQUESTABLE_RUNTIMES
 from berth.service.runtime_settings import FIELD_PREFIX, setting_defaults
@@ -29,6 +32,8 @@ class SettingField:
     whole: bool = True
     unit: str = ""
     choices: tuple[str, ...] = ()
+    # Shown as the server default where the default is None: the model decides.
+    model_default: str = ""
 
     @property
     def error_field(self) -> str:
@@ -69,6 +74,19 @@ SETTING_FIELDS = (
         minimum=1,
         maximum=MAX_COMPLETION_TOKENS_LIMIT,
         unit="tokens",
+    ),
+    SettingField(
+        "context_length",
+        "Context length",
+        "The context window, prompt and reply together. A value above the model's trained "
+        "context length makes the instances fail to load.",
+        minimum=MIN_CONTEXT_LENGTH,
+        maximum=MAX_CONTEXT_LENGTH,
+        unit="tokens",
+        model_default=(
+            "the model's trained length, and at most "
+            f"{LLAMA_CPP_DEFAULT_CONTEXT_LENGTH} tokens on llama.cpp"
+        ),
     ),
     SettingField(
         "max_batch_size",

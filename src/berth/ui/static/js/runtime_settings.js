@@ -27,7 +27,9 @@ export function showSettings(fieldset, mlApp, checkpointFormat) {
     field.hidden = fallback === undefined;
     if (field.hidden) continue;
     visibleCount += 1;
-    field.querySelector("[data-setting-default]").textContent = String(fallback);
+    // A null default leaves the value to the model, as for the context length.
+    field.querySelector("[data-setting-default]").textContent =
+      fallback === null ? field.dataset.modelDefault : String(fallback);
     const choice = field.querySelector("[data-default-choice]");
     if (choice) choice.textContent = `Server default (${fallback})`;
   }
