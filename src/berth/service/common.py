@@ -7,7 +7,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from berth.db.engine import next_seq
-from berth.db.models import Endpoint, EndpointKey, Instance, Project
+from berth.db.models import Endpoint, EndpointKey, Instance, Model, Project
 
 MAX_PAGE_SIZE = 500
 # Largest row offset a list accepts: SQLite and PostgreSQL take 64-bit signed offsets.
@@ -23,7 +23,7 @@ def new_id() -> str:
 
 
 def lock_row(
-    session: Session, row: Endpoint | Project, column: InstrumentedAttribute[object]
+    session: Session, row: Endpoint | Model | Project, column: InstrumentedAttribute[object]
 ) -> None:
     """Lock `row` for the rest of the transaction and reload it.
 

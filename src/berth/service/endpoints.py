@@ -25,7 +25,7 @@ from berth.runtime.selection import GGUF_INSTALL_HINT, llama_cpp_installed
 from berth.service import audit, organization
 from berth.service.common import lock_row, looks_like_id, mark_changed, new_id
 from berth.service.keys import create_first_key
-from berth.service.models import find_checkpoint
+from berth.service.models import find_checkpoint, lock_for_endpoint
 from berth.service.projects import find_project
 from berth.service.runtime_settings import (
     RuntimeSettings,
@@ -319,6 +319,8 @@ def create_endpoint(
     key = create_first_key(session, endpoint, principal)
     mark_changed(session, endpoint)
     _check_project_still_there(session, project, project_ref, principal)
+    # The lock keeps a concurrent delete of the model or checkpoint from succeeding too.
+    lock_for_endpoint(session, model, checkpoint, "created")
     audit.record(
         session,
         principal,
@@ -432,6 +434,9 @@ def update_endpoint(
         with checks.check():
             instances = _check_instances(change.instances, limits)
     checks.raise_failures()
+    if model_changed:
+        # The endpoint's row is written already, so this check works on SQLite too.
+        lock_for_endpoint(session, model, checkpoint, "updated")
     if model_changed and not change.force:
         _check_keeps_chat_template(endpoint, model, checkpoint)
 

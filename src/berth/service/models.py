@@ -26,7 +26,7 @@ from berth.hub.builtin import BUILTIN_MODELS
 from berth.names import name_key, normalize_name
 from berth.reconciler.plans import LaunchPlan
 from berth.service import audit, organization
-from berth.service.common import looks_like_id, new_id
+from berth.service.common import lock_row, looks_like_id, new_id
 from berth.states import CheckpointFormat, MLApp, ModelSharing
 
 logger = logging.getLogger(__name__)
@@ -428,6 +428,13 @@ def delete_model(
             f"you may not delete model '{model.name}': only its owner, a TenantAdmin of "
             "its tenant or an OrgAdmin may"
         )
+    _lock_for_delete(session, model)
+    if model.deleted_at is not None:
+        raise NotFound(
+            f"model '{model.name}' not found in the Model Hub; it was deleted by a concurrent "
+            "request",
+            field="model",
+        )
     users = session.scalars(
         select(Endpoint).where(Endpoint.model_id == model.id, Endpoint.deleted_at.is_(None))
     ).all()
@@ -455,6 +462,56 @@ def delete_model(
         for row in model.checkpoints
         if (folder := copied_folder(row, models_dir)) is not None
     ]
+
+
+def _lock_for_delete(session: Session, model: Model) -> None:
+    """Lock the model's row before a delete of the model or one of its checkpoints reads
+    which endpoints use them.
+
+    An endpoint create or update share-locks the row (see `lock_for_endpoint`), so on
+    PostgreSQL one of the two waits for the other to commit and then reads its change. On
+    SQLite the UPDATE takes the database's write lock, so no endpoint change can commit
+    between the reads below and the delete's commit.
+    """
+    lock_row(session, model, Model.deleted_at)
+
+
+def lock_for_endpoint(
+    session: Session, model: Model, checkpoint: Checkpoint | None, action: str
+) -> None:
+    """Share-lock the model's row until the transaction ends, and raise NotFound when a
+    concurrent delete removed the model or the checkpoint after they were found.
+
+    `action` is "created" or "updated", for the endpoint change that uses them. On
+    PostgreSQL the lock makes a concurrent `delete_model` or `delete_checkpoint` wait for
+    this transaction, or makes this one wait for the delete and then see it. SQLite
+    ignores the lock, so the caller must have written a row first: the write lock then
+    keeps a delete from committing before this transaction ends, and a delete that
+    committed earlier shows here. (Python's sqlite3 module begins the transaction only
+    at the first write, so reads before it may be older than the write.)
+    """
+    session.flush()
+    model_deleted_at = session.scalar(
+        select(Model.deleted_at).where(Model.id == model.id).with_for_update(read=True)
+    )
+    if model_deleted_at is not None:
+        raise NotFound(
+            f"model '{model.name}' not found in the Model Hub; it was deleted while the "
+            f"endpoint was being {action}",
+            field="model",
+        )
+    if checkpoint is None:
+        return
+    checkpoint_deleted_at = session.scalar(
+        select(Checkpoint.deleted_at).where(Checkpoint.id == checkpoint.id)
+    )
+    if checkpoint_deleted_at is not None:
+        reference = f"{model.name}{CHECKPOINT_SEPARATOR}{checkpoint.name}"
+        raise NotFound(
+            f"checkpoint '{reference}' not found; it was deleted while the endpoint was "
+            f"being {action}. `berth model info {model.name}` lists the model's checkpoints",
+            field="model",
+        )
 
 
 def copied_folder(checkpoint: Checkpoint, models_dir: Path) -> Path | None:
@@ -508,6 +565,14 @@ def delete_checkpoint(
             "TenantAdmin of its tenant or an OrgAdmin may"
         )
     reference = f"{model.name}{CHECKPOINT_SEPARATOR}{checkpoint.name}"
+    _lock_for_delete(session, model)
+    session.refresh(checkpoint)
+    if model.deleted_at is not None or checkpoint.deleted_at is not None:
+        raise NotFound(
+            f"checkpoint '{reference}' not found in the Model Hub; it was deleted by a "
+            "concurrent request",
+            field="checkpoint",
+        )
     set_to, updating = _endpoints_using(session, checkpoint)
     problems = []
     if set_to:
