@@ -463,6 +463,12 @@ async def test_missing_files_keep_old_instances_serving(
     assert new.state == InstanceState.EXITED
     assert "the files of model 'linked-lm' are unavailable" in new.last_error
     assert str(missing) in new.last_error
+    # A new import gets a new ID, so the fix is to move the endpoint to it.
+    assert "re-import" not in new.last_error
+    assert (
+        "berth endpoint update chat --project default --model-checkpoint MODEL:CHECKPOINT"
+        in new.last_error
+    )
     if change != "scale-up":
         # The scale-up's new instance has the generation of the old one, so it is not
         # counted apart as a rolling update's new instance is.

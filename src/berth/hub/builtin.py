@@ -85,6 +85,10 @@ class ArtifactError(BerthError):
     code = "artifact_unavailable"
 
 
+class ModelFilesMissing(ArtifactError):
+    """The files that a checkpoint's artifact names are gone from the disk."""
+
+
 def resolve_artifact(artifact: str, models_dir: Path) -> Path | None:
     """Return the local folder that contains a model's files, building it if needed.
 
@@ -94,7 +98,9 @@ def resolve_artifact(artifact: str, models_dir: Path) -> Path | None:
     if not artifact.startswith(BUILTIN_PREFIX):
         path = Path(artifact)
         if not path.exists():
-            raise ArtifactError(f"model files not found at {path}; re-import the model")
+            # The caller adds the fix, because a new import gets a new ID that the
+            # endpoint must be moved to.
+            raise ModelFilesMissing(f"model files not found at {path}")
         return path
 
     name = artifact.removeprefix(BUILTIN_PREFIX)

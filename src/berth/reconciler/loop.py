@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, selectinload
 from berth.backends.base import Backend, InstanceSpec, ProcessState
 from berth.db.engine import Database
 from berth.db.models import Checkpoint, Endpoint, Instance, utcnow
-from berth.hub.builtin import resolve_artifact
+from berth.hub.builtin import ModelFilesMissing, resolve_artifact
 from berth.hub.importer import find_changed_file
 from berth.reconciler.plans import LaunchPlan
 from berth.reconciler.probes import Prober, ProbeResult
@@ -117,6 +117,19 @@ def _ending(count: int) -> str:
 
 def _starting(count: int) -> str:
     return f"starting {count} instance" if count == 1 else f"starting {count} instances"
+
+
+def _missing_files_fix(endpoint: Endpoint) -> str:
+    """Return the next step for an endpoint whose model files are gone.
+
+    A new import of the files gets a new model or checkpoint ID, so the endpoint must be
+    moved to it.
+    """
+    return (
+        "import the files again with `berth model import`, then move the endpoint to them "
+        f"with `berth endpoint update {endpoint.name} --project {endpoint.project.name} "
+        "--model-checkpoint MODEL:CHECKPOINT`"
+    )
 
 
 def threads_per_instance(instances: int) -> int:
@@ -717,6 +730,8 @@ class Reconciler:
         reason = None
         if isinstance(located, Exception):
             reason = f"the files of model '{plan.model_name}' are unavailable: {located}"
+            if isinstance(located, ModelFilesMissing):
+                reason += "; " + _missing_files_fix(endpoint)
         elif located is not None:
             reason = self._changed_files_reason(session, plan, located)
         if reason is not None:
