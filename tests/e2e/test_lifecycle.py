@@ -2,6 +2,8 @@
 
 import os
 import signal
+from functools import partial
+from typing import Any
 
 import pytest
 
@@ -111,6 +113,51 @@ def test_model_swap_serves_new_model(client: Client) -> None:
         return info["state"] == "Live" and len(ids) == 1 and old_instance not in ids
 
     wait_until(replaced, 60, "a fresh instance to replace the old one")
+    assert chat(endpoint, key).status_code == 200
+
+
+class InstancePeak:
+    """Reads of an endpoint's instance list that record the maximum number of live instance
+    processes."""
+
+    def __init__(self, client: Client, endpoint_id: str) -> None:
+        self.client = client
+        self.endpoint_id = endpoint_id
+        self.peak = 0
+
+    def read(self) -> dict[str, Any]:
+        info = self.client.get_endpoint(self.endpoint_id)
+        alive = [row for row in info["instance_list"] if row["pid"] and pid_alive(row["pid"])]
+        self.peak = max(self.peak, len(alive))
+        return info
+
+    def started(self, generation: int) -> bool:
+        """Tell whether an instance of `generation` is listed."""
+        return any(row["generation"] == generation for row in self.read()["instance_list"])
+
+
+def test_quick_restarts_bound_instance_processes(client: Client) -> None:
+    endpoint, key = create_live(client, "life-hurried", instances=2)
+    peak = InstancePeak(client, endpoint["id"])
+
+    # Each restart replaces the instances. The next one follows as soon as the
+    # reconciler has started an instance of the new generation.
+    for _ in range(4):
+        generation = client.restart_endpoint(endpoint["id"])["generation"]
+        wait_until(
+            partial(peak.started, generation),
+            30,
+            f"an instance of generation {generation} to start",
+        )
+
+    def settled() -> bool:
+        info = peak.read()
+        rows = info["instance_list"]
+        return info["state"] == "Live" and [row["generation"] for row in rows] == [generation] * 2
+
+    wait_until(settled, 60, f"the endpoint to serve with 2 instances of generation {generation}")
+    # The 2 old instances and the 2 of the newest generation, never the superseded ones.
+    assert peak.peak <= 4
     assert chat(endpoint, key).status_code == 200
 
 

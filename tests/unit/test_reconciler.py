@@ -919,3 +919,115 @@ async def test_scale_down_waits_for_drain_timeout(world: World) -> None:
     world.clock.advance(25.0)
     await world.step(2)
     assert [r.id for r in world.instances(endpoint_id) if r.id == draining.id] == []
+
+
+class ProcessPeak:
+    """Reconcile steps that record the maximum number of instance processes running after
+    any of them."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.peak = len(world.backend.running())
+
+    async def step(self, times: int = 1, advance_s: float = 0.0) -> None:
+        for _ in range(times):
+            await self.world.step()
+            self.peak = max(self.peak, len(self.world.backend.running()))
+            self.world.clock.advance(advance_s)
+
+
+def generations(world: World, endpoint_id: str) -> list[tuple[int, InstanceState]]:
+    return sorted((row.generation, row.state) for row in world.instances(endpoint_id))
+
+
+async def test_quick_changes_stop_superseded_instances(world: World) -> None:
+    # Processes go on running after SIGTERM until the drain timeout kills them, the worst
+    # case for the instance count.
+    world.backend.ignore_terminate = True
+    endpoint_id = world.create("hurried", instances=2)
+    await world.step(2)
+    world.prober.ready_all = False
+    peak = ProcessPeak(world)
+
+    for _ in range(8):
+        world.change(endpoint_id, "restart")
+        await peak.step()
+    world.prober.ready_all = True
+    await peak.step(20, advance_s=5.0)
+
+    assert peak.peak == 4
+    assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+    assert generations(world, endpoint_id) == [(9, InstanceState.READY)] * 2
+    assert len(world.backend.running()) == 2
+
+
+async def test_spaced_changes_keep_one_new_instance(world: World) -> None:
+    world.backend.ignore_terminate = True
+    endpoint_id = world.create("spaced", instances=1)
+    await world.step(2)
+    world.prober.ready_all = False
+    peak = ProcessPeak(world)
+
+    for _ in range(5):
+        world.change(endpoint_id, "restart")
+        await peak.step(3, advance_s=0.5)
+    world.prober.ready_all = True
+    await peak.step(20, advance_s=5.0)
+
+    assert peak.peak == 2
+    assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+    assert generations(world, endpoint_id) == [(6, InstanceState.READY)]
+
+
+async def test_superseded_ready_instance_drains_early(world: World) -> None:
+    endpoint_id = world.create("half-new", instances=2)
+    await world.step(2)
+    old_ids = {row.id for row in world.instances(endpoint_id)}
+    world.prober.ready_all = False
+    world.change(endpoint_id, "restart")
+    await world.step()
+    first_new, second_new = [row for row in world.instances(endpoint_id) if row.id not in old_ids]
+    # One instance of the superseded generation becomes ready, the other does not.
+    world.prober.down = {second_new.address}
+    world.prober.ready_all = True
+    await world.step()
+    peak = ProcessPeak(world)
+
+    world.change(endpoint_id, "restart")
+    await peak.step()
+    states = {row.id: row.state for row in world.instances(endpoint_id)}
+
+    # The 2 old instances serve until the newest generation is ready. The superseded Ready
+    # instance would exceed that old instance count, so it leaves routing.
+    assert peak.peak == 4
+    assert all(states[old_id] == InstanceState.READY for old_id in old_ids)
+    assert states[first_new.id] == InstanceState.DRAINING
+    assert second_new.id not in states or states[second_new.id] == InstanceState.DRAINING
+
+
+async def test_change_after_takeover_keeps_new_serving(world: World) -> None:
+    world.backend.ignore_terminate = True
+    endpoint_id = world.create("taken-over", instances=2)
+    await world.step(2)
+    world.change(endpoint_id, "restart")
+    await world.step(2)
+    # The second generation is ready, and the first drains until its processes exit.
+    assert (
+        generations(world, endpoint_id)
+        == [(1, InstanceState.DRAINING)] * 2 + [(2, InstanceState.READY)] * 2
+    )
+    peak = ProcessPeak(world)
+
+    world.change(endpoint_id, "restart")
+    await peak.step()
+    # The third generation waits for the draining processes, while the second serves.
+    assert (
+        generations(world, endpoint_id)
+        == [(1, InstanceState.DRAINING)] * 2 + [(2, InstanceState.READY)] * 2
+    )
+    assert world.endpoint(endpoint_id).state == EndpointState.UPDATING
+
+    await peak.step(20, advance_s=5.0)
+    assert peak.peak == 4
+    assert world.endpoint(endpoint_id).state == EndpointState.LIVE
+    assert generations(world, endpoint_id) == [(3, InstanceState.READY)] * 2

@@ -601,12 +601,23 @@ class Reconciler:
                 return
 
         current = [row for row in active if row.generation == endpoint.generation]
-        old = [row for row in active if row.generation != endpoint.generation]
+        old = self._stop_superseded(
+            session, endpoint, [row for row in active if row.generation != endpoint.generation]
+        )
 
         for row in self._surplus(current, endpoint.instances):
             self._drain(session, row)
             current.remove(row)
-        while len(current) < endpoint.instances:
+        # The old instances that serve, those still draining and the new generation's
+        # together stay within the old instance count plus the new one. So the instances
+        # that a newer change stopped must exit before their replacements start.
+        still_draining = [
+            row for row in rows if row.ended_at is None and row.state == InstanceState.DRAINING
+        ]
+        limit = max(endpoint.observed_instances, len(old)) + endpoint.instances
+        while len(current) < endpoint.instances and (
+            len(old) + len(still_draining) + len(current) < limit
+        ):
             current.append(self._start_new(session, endpoint))
         for row in current:
             if (
@@ -615,7 +626,9 @@ class Reconciler:
             ):
                 self._restart(session, endpoint, row)
 
-        all_ready = all(row.state == InstanceState.READY for row in current)
+        all_ready = len(current) == endpoint.instances and all(
+            row.state == InstanceState.READY for row in current
+        )
         if not all_ready:
             # Until the new instances serve, an old one that crashed, or that the server's
             # restart ended, starts again on the model it served before.
@@ -655,6 +668,45 @@ class Reconciler:
             return False
         self._set_state(session, endpoint, EndpointState.DEPLOYING, _starting(endpoint.instances))
         return True
+
+    def _stop_superseded(
+        self, session: Session, endpoint: Endpoint, old: list[Instance]
+    ) -> list[Instance]:
+        """Stop the old instances that a newer change superseded, and return the others.
+
+        `old` contains the open instances of earlier generations that are not draining.
+        Those of the generation that the endpoint last reached keep serving, and start
+        again after a crash, until the current generation is ready. An instance of a later
+        generation was new in a rolling update that a newer change replaced. It keeps
+        serving only while it is Ready and fewer than `observed_instances` old instances
+        serve, the newest generation first. All others are stopped and never started again.
+        """
+        reached = [row for row in old if row.generation <= endpoint.observed_generation]
+        superseded = sorted(
+            (row for row in old if row.generation > endpoint.observed_generation),
+            key=lambda row: (row.state != InstanceState.READY, -row.generation),
+        )
+        serving = list(reached)
+        for row in superseded:
+            if row.state == InstanceState.READY and len(serving) < endpoint.observed_instances:
+                serving.append(row)
+                continue
+            logger.info(
+                "stopping instance %s of endpoint %s (generation %d) because generation %d "
+                "supersedes it",
+                row.id,
+                endpoint.id,
+                row.generation,
+                endpoint.generation,
+            )
+            ready = row.state == InstanceState.READY
+            self._drain(session, row)
+            if row.state == InstanceState.DRAINING and not ready:
+                # An instance that is not Ready is out of routing already, so it gets
+                # SIGTERM at once, without the drain's grace.
+                self._backend.terminate(row.id)
+                self._tracks[row.id].terminated_at = self._clock()
+        return serving
 
     @staticmethod
     def _surplus(current: list[Instance], wanted: int) -> list[Instance]:
