@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from berth.cli import endpoint_changes
-from berth.cli.endpoint_changes import describe_next_step, read_after_change
+from berth.cli.endpoint_changes import changes_pending, describe_next_step, read_after_change
 from berth.states import capacity_wait_reason
 
 
@@ -59,6 +59,13 @@ WAITING = endpoint_json(
             "until every new instance is ready and then drain.",
         ),
         (
+            endpoint_json("Updating", generation=2, instance_states=("Ready", "Starting")),
+            endpoint_json("Updating", generation=3, instance_states=("Ready", "Starting")),
+            "1 new instance starts next to the old one, which keeps serving until every new "
+            "instance is ready and then drains. The instances of the earlier change that are "
+            "not ready yet stop first.",
+        ),
+        (
             endpoint_json("Deploying", instance_states=("Starting",)),
             endpoint_json("Deploying", generation=2),
             "1 new instance starts in place of the ones that were starting. The endpoint is "
@@ -93,6 +100,20 @@ WAITING = endpoint_json(
         ),
         (LIVE_ONE, LIVE_ONE, "No instance is started or replaced, so the change is in effect now."),
         (
+            endpoint_json("Updating", generation=2, instance_states=("Ready", "Starting")),
+            endpoint_json("Updating", generation=2, instance_states=("Ready", "Starting")),
+            "No instance is started or replaced, because the model and runtime settings were "
+            "already requested. They are not in effect yet: the rolling update in progress "
+            "applies them, and the old instances serve with the earlier ones until the new "
+            "instances are ready.",
+        ),
+        (
+            endpoint_json("Deploying", generation=2, instance_states=("Starting",)),
+            endpoint_json("Deploying", generation=2, instance_states=("Starting",)),
+            "No instance is started or replaced, because the model and runtime settings were "
+            "already requested. They apply once the instances that are starting are ready.",
+        ),
+        (
             LIVE_ONE,
             endpoint_json("Stopping", desired_state="stopped"),
             "Its instances leave routing at once and end once their requests in flight "
@@ -109,6 +130,13 @@ WAITING = endpoint_json(
 )
 def test_next_step_per_change(before: dict[str, Any], after: dict[str, Any], expected: str) -> None:
     assert describe_next_step(before, after) == expected
+
+
+def test_repeated_change_during_rollout_pending() -> None:
+    updating = endpoint_json("Updating", generation=2, instance_states=("Ready", "Starting"))
+
+    assert changes_pending(updating, updating)
+    assert not changes_pending(LIVE_ONE, LIVE_ONE)
 
 
 class ScriptedClient:

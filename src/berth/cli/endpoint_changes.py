@@ -122,7 +122,11 @@ def describe_next_step(before: Json, after: Json) -> str:
             old = (
                 "the old ones, which keep serving until every new instance is ready and then drain"
             )
-        return f"{_instances(requested, 'new')} {_start(requested)} next to {old}."
+        sentence = f"{_instances(requested, 'new')} {_start(requested)} next to {old}."
+        if _generation_pending(before):
+            # The reconciler stops the superseded instances before it starts new ones.
+            sentence += " The instances of the earlier change that are not ready yet stop first."
+        return sentence
     if replaced:
         return (
             f"{_instances(requested, 'new')} {_start(requested)} in place of the ones that "
@@ -140,7 +144,28 @@ def describe_next_step(before: Json, after: Json) -> str:
             f"{_instances(-added)} drain: they leave routing at once and end once their "
             "requests in flight finish."
         )
+    if _generation_pending(after):
+        # The change requests the model and settings that an earlier change already
+        # requested, and the reconciler is still carrying that one out.
+        requested_before = (
+            "No instance is started or replaced, because the model and runtime settings "
+            "were already requested."
+        )
+        if after["state"] in _SERVING_STATES:
+            return (
+                f"{requested_before} They are not in effect yet: the rolling update in "
+                "progress applies them, and the old instances serve with the earlier ones "
+                "until the new instances are ready."
+            )
+        return f"{requested_before} They apply once the instances that are starting are ready."
     return "No instance is started or replaced, so the change is in effect now."
+
+
+def _generation_pending(endpoint: Json) -> bool:
+    """Tell whether the reconciler has not yet brought every instance to the endpoint's
+    current generation, that is its current model and runtime settings."""
+    observed = endpoint.get("observed_generation")
+    return observed is not None and observed < endpoint["generation"]
 
 
 def changes_pending(before: Json, after: Json) -> bool:
@@ -149,8 +174,10 @@ def changes_pending(before: Json, after: Json) -> bool:
     stopped_before = before["desired_state"] == DesiredState.STOPPED
     if after["desired_state"] == DesiredState.STOPPED:
         return not stopped_before
-    return reconciler_acts(before, after) or waits_for_capacity(
-        after["state"], after["state_reason"]
+    return (
+        reconciler_acts(before, after)
+        or waits_for_capacity(after["state"], after["state_reason"])
+        or _generation_pending(after)
     )
 
 
