@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from berth.auth import authenticate
 from berth.bootstrap import bootstrap
 from berth.db.engine import Database, migrate
+from berth.db.transactions import run_transaction
 from berth.secrets import KeyVault
 from berth.service import models
 from berth.service.keys import set_vault
@@ -67,3 +69,26 @@ def before_first_write(database: Database, action: Callable[[], None]) -> Iterat
 
 
 _WRITES = {"INSERT", "UPDATE", "DELETE"}
+
+
+def race_on_sqlite(
+    database: Database,
+    change: Callable[[Session], object],
+    other: Callable[[Session], object],
+    description: str,
+) -> None:
+    """Run `change` in a transaction while `other` commits in a session of its own, after
+    the change's reads and before its first write, as when two requests race.
+
+    Raises what `change` raises, and AssertionError if `other` never ran.
+    """
+
+    def run_other() -> None:
+        with database.session() as other_session:
+            other(other_session)
+
+    with before_first_write(database, run_other) as ran, database.session() as session:
+        try:
+            run_transaction(session, lambda: change(session), description)
+        finally:
+            assert ran, f"the other change never ran during the {description}"

@@ -14,13 +14,12 @@ from berth.auth import authenticate
 from berth.bootstrap import bootstrap
 from berth.db.engine import Database, migrate
 from berth.db.models import Endpoint
-from berth.db.transactions import run_transaction
 from berth.errors import Conflict, NotFound
 from berth.secrets import KeyVault
 from berth.service import endpoints, models
 from berth.service.keys import set_vault
 from tests.support import fresh_postgres_database, wait_until
-from tests.unit.conftest import UNIT_ADMIN_KEY, before_first_write
+from tests.unit.conftest import UNIT_ADMIN_KEY, race_on_sqlite
 from tests.unit.test_reconciler import write_model_folder
 
 ADMIN_KEY = "unit-test-admin-key-model-race"
@@ -235,22 +234,14 @@ def test_checkpoint_delete_waits_for_endpoint_update(
 def test_endpoint_create_sees_model_delete_on_sqlite(database: Database, tmp_path: Path) -> None:
     _import(database, UNIT_ADMIN_KEY, tmp_path / "doomed", "doomed", "main")
 
-    def delete() -> None:
-        with database.session() as other:
-            _delete_model(other, UNIT_ADMIN_KEY, "doomed")
+    with pytest.raises(NotFound, match="deleted while the endpoint was being created"):
+        race_on_sqlite(
+            database,
+            lambda session: _create_endpoint(session, UNIT_ADMIN_KEY, "late", "doomed"),
+            lambda session: _delete_model(session, UNIT_ADMIN_KEY, "doomed"),
+            "endpoint create of a model being deleted",
+        )
 
-    def create() -> None:
-        _create_endpoint(session, UNIT_ADMIN_KEY, "late", "doomed")
-
-    # The delete commits after the create has read the model and before it writes.
-    with (
-        before_first_write(database, delete) as deleted,
-        database.session() as session,
-        pytest.raises(NotFound, match="deleted while the endpoint was being created"),
-    ):
-        run_transaction(session, create, "endpoint create of a model being deleted")
-
-    assert deleted
     assert _endpoint_models(database) == {}
 
 
@@ -260,22 +251,14 @@ def test_endpoint_create_sees_checkpoint_delete_on_sqlite(
     _import(database, UNIT_ADMIN_KEY, tmp_path / "c0", "lm", "c0")
     _import(database, UNIT_ADMIN_KEY, tmp_path / "c1", "lm", "c1")
 
-    def delete() -> None:
-        with database.session() as other:
-            _delete_checkpoint(other, UNIT_ADMIN_KEY, "lm:c1")
+    with pytest.raises(NotFound, match="deleted while the endpoint was being created"):
+        race_on_sqlite(
+            database,
+            lambda session: _create_endpoint(session, UNIT_ADMIN_KEY, "late", "lm:c1"),
+            lambda session: _delete_checkpoint(session, UNIT_ADMIN_KEY, "lm:c1"),
+            "endpoint create of a checkpoint being deleted",
+        )
 
-    def create() -> None:
-        _create_endpoint(session, UNIT_ADMIN_KEY, "late", "lm:c1")
-
-    # The delete commits after the create has read the checkpoint and before it writes.
-    with (
-        before_first_write(database, delete) as deleted,
-        database.session() as session,
-        pytest.raises(NotFound, match="deleted while the endpoint was being created"),
-    ):
-        run_transaction(session, create, "endpoint create of a checkpoint being deleted")
-
-    assert deleted
     assert _endpoint_models(database) == {}
 
 
@@ -284,22 +267,14 @@ def test_model_delete_sees_endpoint_created_meanwhile_on_sqlite(
 ) -> None:
     _import(database, UNIT_ADMIN_KEY, tmp_path / "busy", "busy", "main")
 
-    def create() -> None:
-        with database.session() as other:
-            _create_endpoint(other, UNIT_ADMIN_KEY, "early", "busy")
+    with pytest.raises(Conflict):
+        race_on_sqlite(
+            database,
+            lambda session: _delete_model(session, UNIT_ADMIN_KEY, "busy"),
+            lambda session: _create_endpoint(session, UNIT_ADMIN_KEY, "early", "busy"),
+            "model delete while an endpoint is created",
+        )
 
-    def delete() -> None:
-        _delete_model(session, UNIT_ADMIN_KEY, "busy")
-
-    # The create commits after the delete has read the model and before it writes.
-    with (
-        before_first_write(database, create) as created,
-        database.session() as session,
-        pytest.raises(Conflict),
-    ):
-        run_transaction(session, delete, "model delete while an endpoint is created")
-
-    assert created
     assert _endpoint_models(database) == {"early": "busy:main"}
     assert _live_model_refs(database, UNIT_ADMIN_KEY, "busy") == {"busy:main"}
 
@@ -312,21 +287,13 @@ def test_checkpoint_delete_sees_endpoint_update_on_sqlite(
     with database.session() as session:
         _create_endpoint(session, UNIT_ADMIN_KEY, "roll", "lm:c0")
 
-    def update() -> None:
-        with database.session() as other:
-            _update_model(other, UNIT_ADMIN_KEY, "roll", "lm:c1")
+    with pytest.raises(Conflict):
+        race_on_sqlite(
+            database,
+            lambda session: _delete_checkpoint(session, UNIT_ADMIN_KEY, "lm:c1"),
+            lambda session: _update_model(session, UNIT_ADMIN_KEY, "roll", "lm:c1"),
+            "checkpoint delete while an endpoint moves to it",
+        )
 
-    def delete() -> None:
-        _delete_checkpoint(session, UNIT_ADMIN_KEY, "lm:c1")
-
-    # The update commits after the delete has read the checkpoint and before it writes.
-    with (
-        before_first_write(database, update) as updated,
-        database.session() as session,
-        pytest.raises(Conflict),
-    ):
-        run_transaction(session, delete, "checkpoint delete while an endpoint moves to it")
-
-    assert updated
     assert _endpoint_models(database) == {"roll": "lm:c1"}
     assert _live_model_refs(database, UNIT_ADMIN_KEY, "lm") == {"lm:c0", "lm:c1"}

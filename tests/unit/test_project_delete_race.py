@@ -13,13 +13,12 @@ from sqlalchemy.orm import Session
 from berth.auth import authenticate
 from berth.bootstrap import bootstrap
 from berth.db.engine import Database, migrate
-from berth.db.transactions import run_transaction
 from berth.errors import Conflict, NotFound
 from berth.secrets import KeyVault
 from berth.service import endpoints, projects
 from berth.service.keys import set_vault
 from tests.support import fresh_postgres_database, wait_until
-from tests.unit.conftest import UNIT_ADMIN_KEY, before_first_write
+from tests.unit.conftest import UNIT_ADMIN_KEY, race_on_sqlite
 
 ADMIN_KEY = "unit-test-admin-key-project-race"
 LIMITS = endpoints.Limits(capacity=4, max_instances_per_endpoint=4)
@@ -112,22 +111,14 @@ def test_endpoint_create_sees_delete_on_sqlite(database: Database) -> None:
         admin = authenticate(session, UNIT_ADMIN_KEY, None)
         projects.create_project(session, admin, "doomed", "")
 
-    def delete() -> None:
-        with database.session() as other:
-            _delete_project(other, UNIT_ADMIN_KEY, "doomed")
+    with pytest.raises(NotFound):
+        race_on_sqlite(
+            database,
+            lambda session: _create_endpoint(session, UNIT_ADMIN_KEY, "doomed", "late"),
+            lambda session: _delete_project(session, UNIT_ADMIN_KEY, "doomed"),
+            "endpoint create in a project being deleted",
+        )
 
-    def create() -> None:
-        _create_endpoint(session, UNIT_ADMIN_KEY, "doomed", "late")
-
-    # The delete commits after the create has read the project and before it writes.
-    with (
-        before_first_write(database, delete) as deleted,
-        database.session() as session,
-        pytest.raises(NotFound),
-    ):
-        run_transaction(session, create, "endpoint create in a project being deleted")
-
-    assert deleted
     with database.session() as session:
         admin = authenticate(session, UNIT_ADMIN_KEY, None)
         _listed, total = endpoints.list_endpoints(session, admin, None, None, 100, 0)
@@ -139,22 +130,14 @@ def test_delete_sees_endpoint_created_meanwhile_on_sqlite(database: Database) ->
         admin = authenticate(session, UNIT_ADMIN_KEY, None)
         projects.create_project(session, admin, "busy", "")
 
-    def create() -> None:
-        with database.session() as other:
-            _create_endpoint(other, UNIT_ADMIN_KEY, "busy", "early")
+    with pytest.raises(Conflict):
+        race_on_sqlite(
+            database,
+            lambda session: _delete_project(session, UNIT_ADMIN_KEY, "busy"),
+            lambda session: _create_endpoint(session, UNIT_ADMIN_KEY, "busy", "early"),
+            "project delete while an endpoint is created",
+        )
 
-    def delete() -> None:
-        _delete_project(session, UNIT_ADMIN_KEY, "busy")
-
-    # The create commits after the delete has read the project and before it writes.
-    with (
-        before_first_write(database, create) as created,
-        database.session() as session,
-        pytest.raises(Conflict),
-    ):
-        run_transaction(session, delete, "project delete while an endpoint is created")
-
-    assert created
     with database.session() as session:
         admin = authenticate(session, UNIT_ADMIN_KEY, None)
         assert projects.find_project(session, admin, "busy").name == "busy"
