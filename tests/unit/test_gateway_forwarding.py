@@ -524,6 +524,55 @@ async def test_two_authorization_headers_are_rejected(setup: Setup) -> None:
     assert "more than one Authorization header" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("headers", "code", "fragment"),
+    [
+        (
+            [("key", KEY), ("key", OTHER_KEY)],
+            "repeated_key_header",
+            "more than one 'key' header",
+        ),
+        (
+            [("key", KEY), ("key", KEY)],
+            "repeated_key_header",
+            "more than one 'key' header",
+        ),
+        (
+            [("Authorization", f"Bearer {KEY}"), ("key", OTHER_KEY)],
+            "conflicting_api_keys",
+            "the Authorization header and the 'key' header contain different keys",
+        ),
+        (
+            [("key", OTHER_KEY), ("Authorization", f"Bearer {KEY}")],
+            "conflicting_api_keys",
+            "the Authorization header and the 'key' header contain different keys",
+        ),
+    ],
+)
+async def test_ambiguous_key_headers_are_rejected(
+    setup: Setup, headers: list[tuple[str, str]], code: str, fragment: str
+) -> None:
+    response = await setup.client.post(
+        f"/endpoints/{ENDPOINT}/v1/embeddings", json={"input": "x"}, headers=headers
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+    assert fragment in response.json()["error"]["message"]
+    assert KEY not in response.text
+    assert OTHER_KEY not in response.text
+
+
+async def test_same_key_in_both_headers_is_accepted(setup: Setup) -> None:
+    response = await setup.client.post(
+        f"/endpoints/{ENDPOINT}/v1/embeddings",
+        json={"input": "x"},
+        headers=[("Authorization", f"Bearer {KEY}"), ("key", KEY)],
+    )
+
+    assert response.status_code == 200
+
+
 async def test_missing_content_type_is_named(setup: Setup) -> None:
     response = await setup.client.post(
         f"/endpoints/{ENDPOINT}/v1/embeddings",

@@ -163,6 +163,10 @@ class _Incoming:
     # True when the request has more than one Authorization header, which leaves
     # unclear which key it means.
     repeated_authorization: bool = False
+    # True when the request has more than one `key` header, for the same reason.
+    repeated_key_header: bool = False
+    # True when the Authorization header and the `key` header contain different keys.
+    conflicting_keys: bool = False
 
     @classmethod
     def read(cls, raw_headers: list[tuple[bytes, bytes]]) -> "_Incoming":
@@ -170,6 +174,7 @@ class _Incoming:
         authorization_key = None
         header_key = None
         seen_authorization = False
+        seen_key_header = False
         for name, value in raw_headers:
             if name == b"authorization":
                 incoming.repeated_authorization = seen_authorization
@@ -180,11 +185,16 @@ class _Incoming:
                 else:
                     incoming.other_scheme = _scheme_name(scheme)
             elif name == b"key":
+                incoming.repeated_key_header = seen_key_header
+                seen_key_header = True
                 header_key = value.decode("latin-1").strip() or None
             elif name == b"content-type":
                 incoming.content_type = value.decode("latin-1")
             elif name == b"content-length":
                 incoming.content_length = value.decode("latin-1").strip()
+        # The same key in both headers names one key, so it is accepted.
+        if authorization_key and header_key and authorization_key != header_key:
+            incoming.conflicting_keys = True
         incoming.key = authorization_key or header_key
         return incoming
 
@@ -327,6 +337,20 @@ class Gateway:
                 "the request has more than one Authorization header; send the endpoint's "
                 "key in one 'Authorization: Bearer <key>' header",
                 code="repeated_authorization",
+            )
+        if incoming.repeated_key_header:
+            return error_reply(
+                400,
+                "the request has more than one 'key' header; send the endpoint's key in "
+                "one 'key' header or in one 'Authorization: Bearer <key>' header",
+                code="repeated_key_header",
+            )
+        if incoming.conflicting_keys:
+            return error_reply(
+                400,
+                "the Authorization header and the 'key' header contain different keys; send "
+                "the endpoint's key in only one of them",
+                code="conflicting_api_keys",
             )
         denied = self._check_key(incoming.key, endpoint_id, incoming.other_scheme)
         if denied is not None:
