@@ -11,11 +11,13 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+import httpx
 import pytest
 
 from berth.client import Client
-from tests.faults.conftest import deploy_paced_echo, record, settled
+from tests.faults.conftest import LIVE_TIMEOUT_S, deploy_paced_echo, record, settled
 from tests.faults.load import Figures, LoadGenerator
 from tests.support import BerthServer, pid_alive, wait_until
 
@@ -133,3 +135,53 @@ def test_stopped_instance_under_load(fault_client: Client, fault_server: BerthSe
         if row["id"] == victim["id"]
     )
     assert restarted["restart_count"] == 1
+
+
+def test_request_on_killed_idle_connection_retried(
+    fault_client: Client, fault_server: BerthServer
+) -> None:
+    """A request that the gateway wrote on an idle connection to an instance that then
+    died was never read by it, so it goes to the other instance instead of failing."""
+    created = fault_client.create_endpoint("default", "fault-idle", "echo", instances=2)
+    wait_until(
+        lambda: settled(fault_client, fault_server, created["id"], 2),
+        LIVE_TIMEOUT_S,
+        "endpoint fault-idle to run 2 ready instances",
+    )
+    endpoint = fault_client.get_endpoint(created["id"])
+    victim = endpoint["instance_list"][0]
+    url = f"{endpoint['openai_base_url']}/chat/completions"
+    headers = {"Authorization": f"Bearer {created['first_key']}"}
+    body = {"messages": [{"role": "user", "content": "hello"}]}
+
+    def post() -> httpx.Response:
+        with httpx.Client(timeout=30) as client:
+            return client.post(url, json=body, headers=headers)
+
+    # The gateway keeps an idle connection to each instance after these requests.
+    warm_up = [post() for _ in range(4)]
+    assert {r.headers["x-berth-instance"] for r in warm_up} == {
+        row["id"] for row in endpoint["instance_list"]
+    }
+
+    with killed_afterwards(victim["pid"]), ThreadPoolExecutor(2) as pool:
+        # A stopped instance reads nothing, so the request that the gateway routes to
+        # it stays unread in the socket. Of two requests the gateway sends one to each
+        # instance, because it picks the least busy one and alternates between equals.
+        os.kill(victim["pid"], signal.SIGSTOP)
+        first, second = pool.submit(post), pool.submit(post)
+        done, _pending = wait([first, second], timeout=30, return_when=FIRST_COMPLETED)
+        assert len(done) == 1
+        # A request that the healthy instance serves after both were sent shows that
+        # the gateway has written the other one to the stopped instance.
+        assert post().status_code == 200
+        # The kernel resets the connection that still contains the unread request.
+        os.kill(victim["pid"], signal.SIGKILL)
+        responses = [first.result(timeout=30), second.result(timeout=30)]
+
+    assert [response.status_code for response in responses] == [200, 200], [
+        response.text for response in responses
+    ]
+    assert {r.headers["x-berth-instance"] for r in responses} == {
+        row["id"] for row in endpoint["instance_list"] if row["id"] != victim["id"]
+    }

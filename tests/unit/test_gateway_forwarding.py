@@ -57,6 +57,8 @@ class FakeInstance:
     """A minimal HTTP/1.1 server whose response `behaviour` selects.
 
     ok: 200 with the address that served. drop: closes the connection without a response.
+    drop-reused: responds to the first request on each connection as ok, and closes the
+    connection without a response when a later request arrives on it.
     break-stream: sends one event of a stream, then closes. endless-stream: sends an
     event every 10 ms until the connection closes. silent: sends no response and waits
     for the connection to close.
@@ -75,10 +77,14 @@ class FakeInstance:
         self.address = f"127.0.0.1:{port}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests_on_connection = 0
         try:
             while True:
                 await read_http_request(reader)
                 self.attempts += 1
+                requests_on_connection += 1
+                if self.behaviour == "drop-reused" and requests_on_connection > 1:
+                    return
                 if self.behaviour == "silent":
                     # Sends no response, and counts the gateway closing the connection.
                     while await reader.read(1024):
@@ -225,6 +231,19 @@ async def test_delivered_request_not_replayed(setup: Setup) -> None:
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "instance_failed"
     assert setup.first.attempts + setup.second.attempts == 1
+
+
+async def test_closed_idle_connection_retried(setup: Setup) -> None:
+    setup.set_upstreams(setup.first.address)
+    setup.first.behaviour = "drop-reused"
+
+    responses = [await setup.post() for _ in range(3)]
+
+    # The second and third requests each found the idle connection closed without a
+    # response, and went out again on a new connection to the same instance.
+    assert [response.status_code for response in responses] == [200] * 3
+    assert setup.first.attempts == 5
+    assert setup.route.upstreams["i0"].unreachable_until == 0
 
 
 async def test_two_refusals_give_503(setup: Setup) -> None:

@@ -48,6 +48,10 @@ class UpstreamError(Exception):
     """The connection broke or the instance sent malformed HTTP after the request went out."""
 
 
+class ClosedBeforeResponse(UpstreamError):
+    """The connection closed or was reset before any byte of the response arrived."""
+
+
 class UpstreamResponse:
     """An instance's response. `body` is complete unless `streaming` is true."""
 
@@ -105,6 +109,8 @@ class _Connection(asyncio.Protocol):
         # Read timeout: the time of the last data, which the pool's sweep checks.
         self._read_timeout_s = pool.read_timeout_s
         self._last_read = 0.0
+        # True once any byte of the current response arrived.
+        self._response_started = False
 
     # Sending -------------------------------------------------------------------------
 
@@ -117,6 +123,7 @@ class _Connection(asyncio.Protocol):
         self._stream_buffered = 0
         self._stream_done = False
         self._failure = None
+        self._response_started = False
         self._head_waiter = self._loop.create_future()
         self._last_read = self._loop.time()
         if self._read_timeout_s is not None:
@@ -136,6 +143,7 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         self._last_read = self._loop.time()
+        self._response_started = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -150,7 +158,8 @@ class _Connection(asyncio.Protocol):
         self._pool.forget(self)
         if self._busy:
             reason = f": {exc}" if exc else ""
-            self._fail(UpstreamError(f"the instance closed the connection{reason}"))
+            failure = ClosedBeforeResponse if not self._response_started else UpstreamError
+            self._fail(failure(f"the instance closed the connection{reason}"))
 
     def pause_writing(self) -> None:
         # Request bodies are capped by the gateway's body limit; the transport buffers them.
@@ -339,6 +348,12 @@ class UpstreamPool:
         `address` is the instance's "host:port". New connections go to `local_socket`
         instead when it is set and reachable from here (see `_connect`).
 
+        A reused keep-alive connection that closes before any byte of the response
+        arrived was most likely closed by the instance while idle, as when the instance
+        died. The request is then sent once more on a new connection. When that
+        connection cannot be made, the caller gets UpstreamUnreachable and may try
+        another instance.
+
         Raises UpstreamUnreachable when no connection could be made, UpstreamError when
         the connection broke after sending, and TimeoutError when the instance went
         silent for longer than the read timeout.
@@ -350,7 +365,23 @@ class UpstreamPool:
                 f"{method} /{path} HTTP/1.1\r\nhost: {address}\r\n"
                 f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
             ).encode() + body
-        connection = self._take_idle(address) or await self._connect(address, local_socket)
+        idle = self._take_idle(address)
+        if idle is None:
+            return await self._send(await self._connect(address, local_socket), request)
+        try:
+            return await self._send(idle, request)
+        except ClosedBeforeResponse as exc:
+            # NOTE: an instance that read the request and died before it sent a byte of
+            # the response looks the same from here, so such a request runs twice.
+            logger.info(
+                "the idle connection to the instance at %s closed before a response (%s); "
+                "sending the request again on a new connection",
+                address,
+                exc,
+            )
+        return await self._send(await self._connect(address, local_socket), request)
+
+    async def _send(self, connection: _Connection, request: bytes) -> UpstreamResponse:
         waiter = connection.send(request)
         try:
             return await waiter
