@@ -131,7 +131,11 @@ def test_duplicate_name_in_project_is_409(client: Client) -> None:
         client.create_endpoint("default", "VAL-dup", "echo")
 
     assert error.value.status == 409
-    assert "already exists" in error.value.message
+    assert error.value.field == "name"
+    assert error.value.message == (
+        "an endpoint named 'val-dup' already exists in project 'default', and endpoint "
+        "names ignore case, so 'VAL-dup' is taken too; choose another name"
+    )
 
 
 def test_unknown_project(client: Client) -> None:

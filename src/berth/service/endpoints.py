@@ -361,19 +361,19 @@ def _check_project_still_there(
 def _check_unique_name(session: Session, name: str, project: Project) -> None:
     # The partial unique index catches a concurrent duplicate too; the API turns that
     # IntegrityError into 409 as well.
-    duplicate = session.scalar(
-        select(Endpoint.id).where(
+    existing = session.scalar(
+        select(Endpoint.name).where(
             Endpoint.project_id == project.id,
             Endpoint.name_key == name_key(name),
             _not_deleted(),
         )
     )
-    if duplicate is not None:
-        raise Conflict(
-            f"an endpoint named '{name}' already exists in project '{project.name}'; "
-            "choose another name",
-            field="name",
-        )
+    if existing is None:
+        return
+    message = f"an endpoint named '{existing}' already exists in project '{project.name}'"
+    if existing != name:
+        message += f", and endpoint names ignore case, so '{name}' is taken too"
+    raise Conflict(f"{message}; choose another name", field="name")
 
 
 def _check_sharing_allowed(session: Session) -> None:
