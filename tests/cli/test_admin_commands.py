@@ -140,6 +140,15 @@ def test_admin_key_long_description(server: BerthServer) -> None:
     assert "description is longer than 200 characters" in result.stderr
 
 
+def test_admin_key_control_character(server: BerthServer) -> None:
+    result = run_admin(
+        "create-key", "--user", "admin", "--description", "a\tb", BERTH_HOME=str(server.home)
+    )
+
+    assert result.returncode == 1
+    assert "description contains the control character U+0009 at position 2" in result.stderr
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     yield from fresh_postgres_database("berth_admin_key")

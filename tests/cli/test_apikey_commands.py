@@ -3,10 +3,13 @@
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from berth.cli import output
 from berth.client import Client
+from berth.db.models import EndpointKey
 from tests.cli.conftest import RunCli, parse_json, unboxed
+from tests.support import BerthServer, server_database
 
 
 @pytest.fixture
@@ -186,3 +189,41 @@ def test_empty_apikey_is_usage_error(cli: RunCli, endpoint: dict[str, Any], comm
 
     assert result.exit_code == 2
     assert "must not be empty" in unboxed(result.output)
+
+
+def test_stored_control_characters_print_escaped(
+    cli: RunCli, endpoint: dict[str, Any], server: BerthServer
+) -> None:
+    added = add_key(cli, "plain")
+    # The API rejects control characters now, but older servers stored them.
+    stored = "line1\nline2\x1b[31mRED\tx\x85 [red]y[/red]"
+    database = server_database(server)
+    try:
+        with database.session() as session:
+            session.execute(
+                update(EndpointKey).where(EndpointKey.id == added["id"]).values(description=stored)
+            )
+    finally:
+        database.dispose()
+
+    table = cli("endpoint", "list-apikeys", "keyed", COLUMNS="200")
+    info = cli("endpoint", "info-apikey", "keyed", "--apikey", added["id"])
+
+    escaped = "line1\\nline2\\x1b[31mRED\\tx\\x85 [red]y[/red]"
+    assert table.exit_code == 0, table.output
+    row = next(line for line in table.stdout.splitlines() if added["id"][:8] in line)
+    assert row.endswith(escaped)
+    assert len(table.stdout.splitlines()) == 4
+    assert info.exit_code == 0, info.output
+    assert escaped in info.stdout
+    for output_text in (table.stdout, info.stdout):
+        assert "\x1b" not in output_text
+        assert "\x85" not in output_text
+        assert "\t" not in output_text
+
+
+def test_add_apikey_rejects_control_characters(cli: RunCli, endpoint: dict[str, Any]) -> None:
+    result = cli("endpoint", "add-apikey", "keyed", "--description", "line1\x1b[31mRED")
+
+    assert result.exit_code != 0
+    assert "contains the control character U+001B at position 6" in result.output

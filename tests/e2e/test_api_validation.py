@@ -630,3 +630,48 @@ def test_delete_endpoint_is_audited(client: Client) -> None:
     assert entries[0]["resource_name"] == "val-audit-delete"
     assert entries[0]["resource_type"] == "endpoint"
     assert entries[0]["actor"]["name"] == "admin"
+
+
+# A line feed, a tab, ESC (which starts terminal escape sequences), DEL and a C1 control.
+CONTROL_CHARACTERS = [
+    ("\n", "U+000A"),
+    ("\t", "U+0009"),
+    ("\x1b", "U+001B"),
+    ("\x7f", "U+007F"),
+    ("\x85", "U+0085"),
+]
+
+
+def test_description_rejects_control_characters(server: BerthServer, client: Client) -> None:
+    endpoint = client.create_endpoint("default", "val-desc", "echo")
+    key_id = client.list_keys(endpoint["id"])[0]["id"]
+    paths = [
+        ("POST", "/projects", {"name": "val-desc"}),
+        ("PATCH", "/projects/default", {}),
+        ("POST", "/endpoints", {"name": "val-desc-2", "model": "echo"}),
+        ("PATCH", f"/endpoints/{endpoint['id']}", {}),
+        ("POST", f"/endpoints/{endpoint['id']}/keys", {}),
+        ("PATCH", f"/endpoints/{endpoint['id']}/keys/{key_id}", {}),
+        ("POST", "/users/me/keys", {}),
+        ("POST", "/models", {"name": "val-desc", "ml_app": "echo"}),
+        ("POST", "/models/import", {"path": "/nowhere", "name": "val-desc"}),
+        ("PATCH", "/models/echo", {}),
+    ]
+
+    for character, code_point in CONTROL_CHARACTERS:
+        for method, path, fields in paths:
+            response = httpx.request(
+                method,
+                f"{server.url}/api/v1{path}",
+                json={**fields, "description": f"line1{character}line2"},
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            )
+
+            case = (code_point, method, path, response.text)
+            assert response.status_code == 422, case
+            error = response.json()["error"]
+            assert error["field"] == "description", case
+            expected = f"description: contains the control character {code_point} at position 6"
+            assert expected in error["message"], case
+
+    client.delete_endpoint(endpoint["id"])

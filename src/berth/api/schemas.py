@@ -1,10 +1,11 @@
 """Request and response bodies of the management API."""
 
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from berth.descriptions import check_description
 from berth.runtime.config import (
     DEFAULT_GENERATION_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_SIZE,
@@ -30,6 +31,9 @@ from berth.states import (
 )
 
 Item = TypeVar("Item")
+
+# A free-text description in a request body: plain text without control characters.
+Description = Annotated[str, AfterValidator(check_description)]
 
 
 class Page(BaseModel, Generic[Item]):
@@ -78,7 +82,7 @@ class ProjectOut(BaseModel):
 
 class ProjectCreate(StrictBody):
     name: str = Field(description="project name, unique in the tenant")
-    description: str = Field(default="", max_length=2000)
+    description: Description = Field(default="", max_length=2000)
 
 
 class ProjectUpdate(StrictBody):
@@ -86,7 +90,7 @@ class ProjectUpdate(StrictBody):
         default=None,
         description="new project name, unique in the tenant; the `default` project keeps its name",
     )
-    description: str | None = Field(default=None, max_length=2000)
+    description: Description | None = Field(default=None, max_length=2000)
     version: StrictInt | None = Field(
         default=None, description="the version you last read; a stale one gets 409"
     )
@@ -289,7 +293,7 @@ class EndpointCreate(StrictBody):
     name: str = Field(description="endpoint name, unique in the project")
     model: str = Field(description="model name or ID from the Model Hub")
     instances: StrictInt = Field(default=1, description="number of instances to run")
-    description: str = Field(default="", max_length=2000)
+    description: Description = Field(default="", max_length=2000)
     share_with_all_tenants: StrictBool = False
     runtime_settings: RuntimeSettingsIn | None = Field(
         default=None,
@@ -299,7 +303,7 @@ class EndpointCreate(StrictBody):
 
 
 class EndpointUpdate(StrictBody):
-    description: str | None = Field(default=None, max_length=2000)
+    description: Description | None = Field(default=None, max_length=2000)
     instances: StrictInt | None = None
     model: str | None = None
     share_with_all_tenants: StrictBool | None = None
@@ -338,11 +342,11 @@ class KeyRevoked(KeyOut):
 
 
 class KeyCreate(StrictBody):
-    description: str = Field(max_length=200)
+    description: Description = Field(max_length=200)
 
 
 class KeyUpdate(StrictBody):
-    description: str = Field(max_length=200)
+    description: Description = Field(max_length=200)
 
 
 class EndpointCreated(EndpointOut):
@@ -443,7 +447,7 @@ class PlatformKeyRevoked(PlatformKeyOut):
 
 
 class PlatformKeyCreate(StrictBody):
-    description: str = Field(default="", max_length=200)
+    description: Description = Field(default="", max_length=200)
 
 
 class PlatformKeyCreated(PlatformKeyOut):
@@ -497,13 +501,13 @@ class ModelCreate(StrictBody):
     path: str = Field(default="", description="folder of the model files on the Berth server")
     architecture: str = Field(default="", max_length=100)
     field_of_application: str = Field(default="", max_length=100)
-    description: str = Field(default="", max_length=2000)
+    description: Description = Field(default="", max_length=2000)
     is_base: StrictBool = False
     sharing: ModelSharing = ModelSharing.PRIVATE
 
 
 class ModelUpdate(StrictBody):
-    description: str | None = Field(default=None, max_length=2000)
+    description: Description | None = Field(default=None, max_length=2000)
     sharing: ModelSharing | None = None
 
 
@@ -516,5 +520,5 @@ class ModelImport(StrictBody):
         default=False, description="leave the files in place instead of copying"
     )
     checkpoint: str = Field(default="main", description="name of the new checkpoint")
-    description: str = Field(default="", max_length=2000)
+    description: Description = Field(default="", max_length=2000)
     sharing: ModelSharing = ModelSharing.PRIVATE

@@ -6,6 +6,7 @@ Tables and messages for people go to stdout, progress and errors to stderr, so t
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -15,13 +16,15 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.style import StyleType
 from rich.table import Column, Table
 from rich.text import Text
 from typer.core import TyperGroup
 
 from berth.cli.plain_help import use_plain_help, use_plain_metavars
 from berth.client import ApiError, ConnectionFailed
+from berth.descriptions import CONTROL_CHARACTER
 from berth.states import Role
 
 Json = dict[str, Any]
@@ -192,7 +195,44 @@ def print_fields(fields: Sequence[tuple[str, str]]) -> None:
     """
     width = max(len(label) for label, _ in fields)
     for label, value in fields:
-        typer.echo(f"{typer.style(label.ljust(width), bold=True)}  {value}")
+        printed_value = escape_control_characters(value)
+        typer.echo(f"{typer.style(label.ljust(width), bold=True)}  {printed_value}")
+
+
+# Visible forms of the control characters that are common in text. Any other one prints
+# as \xNN.
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_control_characters(value: str) -> str:
+    """Replace each control character in `value` with a visible escape such as \\n.
+
+    Values stored before the API rejected control characters in descriptions may
+    contain them. Printed raw, a line break or tab breaks a table row, and an escape
+    sequence would change the terminal.
+    """
+    return CONTROL_CHARACTER.sub(_escape_match, value)
+
+
+def _escape_match(match: re.Match[str]) -> str:
+    character = match.group()
+    return _ESCAPES.get(character) or f"\\x{ord(character):02x}"
+
+
+class _PlainTextTable(Table):
+    """A table that prints control characters in its text cells as visible escapes."""
+
+    def add_row(
+        self,
+        *renderables: RenderableType | None,
+        style: StyleType | None = None,
+        end_section: bool = False,
+    ) -> None:
+        cells = [
+            escape_control_characters(cell) if isinstance(cell, str) else cell
+            for cell in renderables
+        ]
+        super().add_row(*cells, style=style, end_section=end_section)
 
 
 def new_table(*columns: str | Column) -> Table:
@@ -200,7 +240,7 @@ def new_table(*columns: str | Column) -> Table:
     specs = [
         Column(column, overflow="fold") if isinstance(column, str) else column for column in columns
     ]
-    return Table(
+    return _PlainTextTable(
         *specs,
         box=box.SIMPLE_HEAD,
         pad_edge=False,

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from berth.auth import Principal
 from berth.db.models import Membership, PlatformKey, Tenant, User, WebSession, utcnow
+from berth.descriptions import control_character_problem
 from berth.errors import Conflict, Forbidden, InvalidInput, NotFound
 from berth.names import name_key, normalize_name
 from berth.secrets import hash_key, new_platform_key
@@ -353,6 +354,9 @@ def _new_platform_key(session: Session, user: User, description: str) -> tuple[P
             f"description is longer than {MAX_KEY_DESCRIPTION_LENGTH} characters",
             field="description",
         )
+    problem = control_character_problem(description)
+    if problem is not None:
+        raise InvalidInput(f"description {problem}", field="description")
     key = new_platform_key()
     row = PlatformKey(
         id=new_id(),

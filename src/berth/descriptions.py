@@ -1,0 +1,34 @@
+"""The rule for free-text descriptions of endpoints, keys, projects and models.
+
+The CLI prints descriptions in tables, so a description may not contain control
+characters. A line break or tab breaks a table row, and an escape sequence would reach
+the terminal of everyone who lists it.
+"""
+
+import re
+
+# C0 controls (U+0000 to U+001F), DEL (U+007F) and C1 controls (U+0080 to U+009F).
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def control_character_problem(value: str) -> str | None:
+    """Return a message about the first control character in `value`, or None if none."""
+    match = CONTROL_CHARACTER.search(value)
+    if match is None:
+        return None
+    return (
+        f"contains the control character U+{ord(match.group()):04X} at position "
+        f"{match.start() + 1}; write the description as plain text on one line, without "
+        "tabs, line breaks or escape sequences"
+    )
+
+
+def check_description(value: str) -> str:
+    """Return `value` unchanged, or raise ValueError when it contains a control character.
+
+    Pydantic turns the ValueError into a 422 that names the field.
+    """
+    problem = control_character_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
