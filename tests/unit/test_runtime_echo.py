@@ -434,6 +434,18 @@ def test_non_object_body_is_400(echo: RuntimeProcess, body: bytes) -> None:
             "messages[0].role",
             "this server does not support tool calling. Send the result in a 'user' message",
         ),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "x"}], "stream_options": {}},
+            "stream_options",
+            'stream_options applies only to streamed responses; send it with "stream": true',
+        ),
+        (
+            "/v1/completions",
+            {"prompt": "x", "stream": False, "stream_options": {"include_usage": True}},
+            "stream_options",
+            'stream_options applies only to streamed responses; send it with "stream": true',
+        ),
         ("/v1/embeddings", {"input": "x", "user": 5}, "user", "5"),
         ("/v1/embeddings", {"input": [[1, 2, 3]]}, "input", "only text input"),
         ("/v1/embeddings", {"input": []}, "input", "at least one"),

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -162,6 +163,19 @@ class _CompletionOptions(SamplingParameters):
     def _require_single_choice(cls, value: int) -> int:
         if value != 1:
             raise ValueError("only n=1 is supported: send one request per completion")
+        return value
+
+    @field_validator("stream_options")
+    @classmethod
+    def _require_stream(
+        cls, value: StreamOptions | None, info: ValidationInfo
+    ) -> StreamOptions | None:
+        # `stream` is declared first, so its value is known here unless it was invalid.
+        if value is not None and info.data.get("stream") is False:
+            raise ValueError(
+                "stream_options applies only to streamed responses; send it with "
+                '"stream": true, or leave it out'
+            )
         return value
 
     @field_validator("response_format")
