@@ -86,13 +86,22 @@ def test_revocation_is_final(client: Client) -> None:
     revoked = client.revoke_key(created["id"], extra["id"])
 
     again = client.revoke_key(created["id"], extra["id"])
-    client.edit_key(created["id"], extra["id"], "still revoked")
+    with pytest.raises(ApiError) as edited:
+        client.edit_key(created["id"], extra["id"], "still revoked")
 
     assert revoked["already_revoked"] is False
     assert again["status"] == "Revoked"
     assert again["already_revoked"] is True
     assert again["revoked_at"] == revoked["revoked_at"]
-    assert client.get_key(created["id"], extra["id"])["status"] == "Revoked"
+    assert edited.value.status == 409
+    assert edited.value.field == "apikey"
+    assert edited.value.message == (
+        f"key {extra['id']} ('temporary') is revoked, and the description of a revoked key "
+        "cannot be edited. Revoking is final, so add a new key if you need one"
+    )
+    key = client.get_key(created["id"], extra["id"])
+    assert key["status"] == "Revoked"
+    assert key["description"] == "temporary"
 
 
 def test_edit_key_description(client: Client) -> None:

@@ -65,9 +65,8 @@ def test_add_edit_and_revoke_key(open_page) -> None:
 
     revoked = key_row(page, "iOS app")
     expect(revoked.locator(".key-status")).to_have_text("Revoked")
-    menu = open_menu(revoked, "Actions for the key iOS app")
-    expect(menu.get_by_role("button", name="Edit")).to_be_visible()
-    expect(menu.get_by_role("button", name="Revoke")).to_have_count(0)
+    # A revoked key can be neither edited nor revoked again, so it has no actions.
+    expect(revoked.get_by_role("button", name="Actions for the key iOS app")).to_have_count(0)
 
     # The gateway rejects the revoked key from now on.
     answer = httpx.post(

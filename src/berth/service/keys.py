@@ -179,6 +179,12 @@ def edit_key(
             "add a new key with the description you need",
             field="apikey",
         )
+    if row.status == KeyStatus.REVOKED:
+        raise Conflict(
+            f"key {row.id} ('{row.description}') is revoked, and the description of a "
+            "revoked key cannot be edited. Revoking is final, so add a new key if you need one",
+            field="apikey",
+        )
     row.description = _check_description(description)
     _record(session, principal, "key.edited", endpoint, row)
     return row

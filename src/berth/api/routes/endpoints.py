@@ -280,7 +280,7 @@ def edit_key(
     request: Request,
     project: ProjectQuery = None,
 ) -> KeyOut:
-    """Change a key's description; the first key cannot be edited."""
+    """Change a key's description. The first key and revoked keys cannot be edited."""
 
     def edit() -> EndpointKey:
         row = service.find_endpoint(session, principal, endpoint, project)
