@@ -675,3 +675,25 @@ def test_description_rejects_control_characters(server: BerthServer, client: Cli
             assert expected in error["message"], case
 
     client.delete_endpoint(endpoint["id"])
+
+
+def test_null_description_is_rejected(server: BerthServer, client: Client) -> None:
+    endpoint = client.create_endpoint("default", "val-null", "echo", description="kept")
+    paths = ["/projects/default", f"/endpoints/{endpoint['id']}", "/models/echo"]
+
+    for path in paths:
+        response = httpx.patch(
+            f"{server.url}/api/v1{path}",
+            json={"description": None},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+
+        assert response.status_code == 422, (path, response.text)
+        error = response.json()["error"]
+        assert error["field"] == "description", path
+        assert error["message"].startswith(
+            'description: null does not change or clear the description; send "" to clear it'
+        ), path
+    assert client.get_endpoint(endpoint["id"])["description"] == "kept"
+
+    client.delete_endpoint(endpoint["id"])

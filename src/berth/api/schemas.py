@@ -3,7 +3,15 @@
 from datetime import datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+)
 
 from berth.descriptions import check_description
 from berth.runtime.config import (
@@ -34,6 +42,23 @@ Item = TypeVar("Item")
 
 # A free-text description in a request body: plain text without control characters.
 Description = Annotated[str, AfterValidator(check_description)]
+
+
+def _reject_null_description(value: object) -> object:
+    if value is None:
+        raise ValueError(
+            'null does not change or clear the description; send "" to clear it, or leave '
+            "description out to keep it"
+        )
+    return value
+
+
+# A new description in a PATCH body. It is None only when the field is left out, because
+# an explicit null could mean either "keep" or "clear".
+DescriptionChange = Annotated[Description | None, BeforeValidator(_reject_null_description)]
+_DESCRIPTION_CHANGE_HELP = (
+    'new description; "" clears it, null is rejected, and leaving it out keeps it'
+)
 
 
 class Page(BaseModel, Generic[Item]):
@@ -90,7 +115,9 @@ class ProjectUpdate(StrictBody):
         default=None,
         description="new project name, unique in the tenant; the `default` project keeps its name",
     )
-    description: Description | None = Field(default=None, max_length=2000)
+    description: DescriptionChange = Field(
+        default=None, max_length=2000, description=_DESCRIPTION_CHANGE_HELP
+    )
     version: StrictInt | None = Field(
         default=None, description="the version you last read; a stale one gets 409"
     )
@@ -303,7 +330,9 @@ class EndpointCreate(StrictBody):
 
 
 class EndpointUpdate(StrictBody):
-    description: Description | None = Field(default=None, max_length=2000)
+    description: DescriptionChange = Field(
+        default=None, max_length=2000, description=_DESCRIPTION_CHANGE_HELP
+    )
     instances: StrictInt | None = None
     model: str | None = None
     share_with_all_tenants: StrictBool | None = None
@@ -507,7 +536,9 @@ class ModelCreate(StrictBody):
 
 
 class ModelUpdate(StrictBody):
-    description: Description | None = Field(default=None, max_length=2000)
+    description: DescriptionChange = Field(
+        default=None, max_length=2000, description=_DESCRIPTION_CHANGE_HELP
+    )
     sharing: ModelSharing | None = None
 
 
