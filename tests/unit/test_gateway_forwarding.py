@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import socket
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -58,7 +59,9 @@ class FakeInstance:
 
     ok: 200 with the address that served. drop: closes the connection without a response.
     drop-reused: responds to the first request on each connection as ok, and closes the
-    connection without a response when a later request arrives on it.
+    connection without a response when a later request arrives on it. reset-reused: the
+    same, but resets the connection instead, as the kernel does when an instance dies
+    with the request unread.
     break-stream: sends one event of a stream, then closes. endless-stream: sends an
     event every 10 ms until the connection closes. silent: sends no response and waits
     for the connection to close.
@@ -84,6 +87,11 @@ class FakeInstance:
                 self.attempts += 1
                 requests_on_connection += 1
                 if self.behaviour == "drop-reused" and requests_on_connection > 1:
+                    return
+                if self.behaviour == "reset-reused" and requests_on_connection > 1:
+                    # A zero linger time makes the close send a reset.
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     return
                 if self.behaviour == "silent":
                     # Sends no response, and counts the gateway closing the connection.
@@ -233,17 +241,32 @@ async def test_delivered_request_not_replayed(setup: Setup) -> None:
     assert setup.first.attempts + setup.second.attempts == 1
 
 
-async def test_closed_idle_connection_retried(setup: Setup) -> None:
+async def test_reset_idle_connection_retried(setup: Setup) -> None:
     setup.set_upstreams(setup.first.address)
-    setup.first.behaviour = "drop-reused"
+    setup.first.behaviour = "reset-reused"
 
     responses = [await setup.post() for _ in range(3)]
 
-    # The second and third requests each found the idle connection closed without a
+    # The second and third requests each found the idle connection reset without a
     # response, and went out again on a new connection to the same instance.
     assert [response.status_code for response in responses] == [200] * 3
     assert setup.first.attempts == 5
     assert setup.route.upstreams["i0"].unreachable_until == 0
+
+
+async def test_closed_idle_connection_not_replayed(setup: Setup) -> None:
+    setup.set_upstreams(setup.first.address, setup.second.address)
+    setup.first.behaviour = setup.second.behaviour = "drop-reused"
+    first_responses = [await setup.post() for _ in range(2)]
+
+    # Each instance read the request and closed the connection without a reset, as one
+    # that crashed on the request would, so the request is not sent to another.
+    response = await setup.post()
+
+    assert [r.status_code for r in first_responses] == [200, 200]
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "instance_failed"
+    assert setup.first.attempts + setup.second.attempts == 3
 
 
 async def test_two_refusals_give_503(setup: Setup) -> None:

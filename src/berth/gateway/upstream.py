@@ -49,7 +49,8 @@ class UpstreamError(Exception):
 
 
 class ClosedBeforeResponse(UpstreamError):
-    """The connection closed or was reset before any byte of the response arrived."""
+    """The instance reset the connection with the request unread, before any byte of the
+    response."""
 
 
 class UpstreamResponse:
@@ -158,7 +159,14 @@ class _Connection(asyncio.Protocol):
         self._pool.forget(self)
         if self._busy:
             reason = f": {exc}" if exc else ""
-            failure = ClosedBeforeResponse if not self._response_started else UpstreamError
+            # A reset or a broken pipe means the instance closed the socket with the request
+            # still unread, as when it dies while the connection is idle. A plain close
+            # may come from an instance that read the request and crashed on it, so that
+            # request is not sent again, where it could crash a second instance.
+            unread = isinstance(exc, (ConnectionResetError, BrokenPipeError))
+            failure = (
+                ClosedBeforeResponse if unread and not self._response_started else UpstreamError
+            )
             self._fail(failure(f"the instance closed the connection{reason}"))
 
     def pause_writing(self) -> None:
@@ -348,9 +356,10 @@ class UpstreamPool:
         `address` is the instance's "host:port". New connections go to `local_socket`
         instead when it is set and reachable from here (see `_connect`).
 
-        A reused keep-alive connection that closes before any byte of the response
-        arrived was most likely closed by the instance while idle, as when the instance
-        died. The request is then sent once more on a new connection. When that
+        A reused keep-alive connection that the instance reset before any byte of the
+        response arrived was closed with the request unread, as when the instance died
+        while the connection was idle. The request is then sent once more on a new
+        connection. When that
         connection cannot be made, the caller gets UpstreamUnreachable and may try
         another instance.
 
@@ -371,10 +380,8 @@ class UpstreamPool:
         try:
             return await self._send(idle, request)
         except ClosedBeforeResponse as exc:
-            # NOTE: an instance that read the request and died before it sent a byte of
-            # the response looks the same from here, so such a request runs twice.
             logger.info(
-                "the idle connection to the instance at %s closed before a response (%s); "
+                "the instance at %s reset an idle connection with the request unread (%s); "
                 "sending the request again on a new connection",
                 address,
                 exc,
