@@ -359,9 +359,8 @@ class UpstreamPool:
         A reused keep-alive connection that the instance reset before any byte of the
         response arrived was closed with the request unread, as when the instance died
         while the connection was idle. The request is then sent once more on a new
-        connection. When that
-        connection cannot be made, the caller gets UpstreamUnreachable and may try
-        another instance.
+        connection. When that connection cannot be made, the caller gets
+        UpstreamUnreachable and may try another instance.
 
         Raises UpstreamUnreachable when no connection could be made, UpstreamError when
         the connection broke after sending, and TimeoutError when the instance went
