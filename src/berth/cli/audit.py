@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Column, Table
+from rich.text import Text
 
 from berth.cli.connection import ApiKeyOption, ServerOption, connect
 from berth.cli.output import (
@@ -19,6 +20,7 @@ from berth.cli.output import (
     Json,
     OutputFormat,
     OutputOption,
+    escape_control_characters,
     format_time,
     new_table,
     print_json,
@@ -196,7 +198,11 @@ def _entry_table(entries: list[Json]) -> Table:
         table.add_row(
             format_time(entry["created_at"]),
             entry["actor"]["name"] if entry["actor"] else "-",
-            "\n".join([entry["action"], *details]),
+            # A Text cell keeps the line breaks between the parts: the table escapes
+            # control characters only in plain string cells.
+            Text(
+                "\n".join(escape_control_characters(part) for part in [entry["action"], *details])
+            ),
             entry["resource_name"] or entry["resource_id"] or "-",
         )
     return table
