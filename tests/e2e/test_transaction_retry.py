@@ -49,10 +49,12 @@ def psycopg_url(sqlalchemy_url: str) -> str:
 def test_deadlocked_revoke_is_retried(tmp_path: Path, postgres_url: str) -> None:
     url = psycopg_url(postgres_url)
     database_name = url.rsplit("/", 1)[1]
-    # The server's connections detect the deadlock after 100 ms, long before the test's
-    # own connection (30 s), so the server's transaction is the one PostgreSQL aborts.
+    # PostgreSQL checks a waiting connection for a deadlock once, deadlock_timeout after
+    # the wait began. The server's check (2 s) must come after the test closes the cycle,
+    # and long before the test's own connection checks (30 s), so that PostgreSQL aborts
+    # the server's transaction. A slow machine took more than 100 ms to close the cycle.
     with psycopg.connect(url, autocommit=True) as setup:
-        setup.execute(f"ALTER DATABASE \"{database_name}\" SET deadlock_timeout = '100ms'")
+        setup.execute(f"ALTER DATABASE \"{database_name}\" SET deadlock_timeout = '2s'")
 
     server = BerthServer(tmp_path / "home", BERTH_DATABASE_URL=postgres_url).start()
     try:
