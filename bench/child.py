@@ -1,8 +1,8 @@
-"""A helper process that takes one JSON object per line on its standard input and
-answers each with one JSON line on its standard output.
+"""A helper process that reads one JSON object per line on its standard input and
+writes one JSON line in reply to each on its standard output.
 
-The load generator and the baseline worker run this way, so that their work does not
-share a process, and so a core, with the benchmark that drives them.
+The load generator and the baseline worker run this way, so that their work runs in a
+process of its own and not in the benchmark process that drives them.
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ class JsonLineChild:
         return self._process.pid
 
     def request(self, message: dict[str, Any], failure: str) -> dict[str, Any]:
-        """Send `message` and return the reply; raise RuntimeError if it reports an error,
-        with `failure` naming what failed, or if the process has exited."""
+        """Send `message` and return the reply.
+
+        Raises RuntimeError when the reply reports an error, with `failure` naming what
+        failed, and when the process has exited.
+        """
         assert self._process.stdin is not None and self._process.stdout is not None
         self._process.stdin.write(json.dumps(message) + "\n")
         self._process.stdin.flush()
@@ -58,7 +61,7 @@ class JsonLineChild:
         return result
 
     def close(self) -> None:
-        """End the process by closing its input; kill it if it does not exit in time."""
+        """End the process by closing its input, and kill it if it does not exit in time."""
         if self._process.poll() is None:
             assert self._process.stdin is not None
             self._process.stdin.close()
