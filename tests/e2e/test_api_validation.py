@@ -275,6 +275,16 @@ def test_openapi_schema_lists_routes(server: BerthServer) -> None:
     assert "/models" in schema["paths"]
 
 
+def test_openapi_schema_offers_no_null_description_change(server: BerthServer) -> None:
+    # The API rejects a null description in a PATCH, so the schema must not offer one.
+    schemas = httpx.get(f"{server.url}/api/v1/openapi.json").json()["components"]["schemas"]
+
+    for name in ("ProjectUpdate", "EndpointUpdate", "ModelUpdate"):
+        field = schemas[name]["properties"]["description"]
+        assert field["type"] == "string", (name, field)
+        assert "anyOf" not in field, (name, field)
+
+
 def test_stale_version_is_409(client: Client) -> None:
     created = client.create_endpoint("default", "val-version", "echo")
     client.update_endpoint(created["id"], description="first", version=created["version"])

@@ -1,7 +1,7 @@
 """Request and response bodies of the management API."""
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -53,9 +53,20 @@ def _reject_null_description(value: object) -> object:
     return value
 
 
+def _offer_no_null(schema: dict[str, Any]) -> None:
+    """Describe a description change as a string only, since the API rejects null."""
+    choices = schema.pop("anyOf", [])
+    schema.update(next(choice for choice in choices if choice.get("type") != "null"))
+    schema.pop("default", None)
+
+
 # A new description in a PATCH body. It is None only when the field is left out, because
 # an explicit null could mean either "keep" or "clear".
-DescriptionChange = Annotated[Description | None, BeforeValidator(_reject_null_description)]
+DescriptionChange = Annotated[
+    Description | None,
+    BeforeValidator(_reject_null_description),
+    Field(json_schema_extra=_offer_no_null),
+]
 _DESCRIPTION_CHANGE_HELP = (
     'new description; "" clears it, null is rejected, and leaving it out keeps it'
 )
