@@ -208,6 +208,7 @@ def test_stored_control_characters_print_escaped(
 
     table = cli("endpoint", "list-apikeys", "keyed", COLUMNS="200")
     info = cli("endpoint", "info-apikey", "keyed", "--apikey", added["id"])
+    as_json = cli("endpoint", "info-apikey", "keyed", "--apikey", added["id"], "-o", "json")
 
     escaped = "line1\\nline2\\x1b[31mRED\\tx\\x85 [red]y[/red]"
     assert table.exit_code == 0, table.output
@@ -216,7 +217,10 @@ def test_stored_control_characters_print_escaped(
     assert len(table.stdout.splitlines()) == 4
     assert info.exit_code == 0, info.output
     assert escaped in info.stdout
-    for output_text in (table.stdout, info.stdout):
+    # JSON output keeps the stored text, written with JSON's escapes.
+    assert parse_json(as_json)["description"] == stored
+    assert "\\u0085" in as_json.stdout
+    for output_text in (table.stdout, info.stdout, as_json.stdout):
         assert "\x1b" not in output_text
         assert "\x85" not in output_text
         assert "\t" not in output_text

@@ -184,8 +184,14 @@ def print_error(message: str) -> None:
     stderr_console().print(Text(f"Error: {message}", style="red"), soft_wrap=True)
 
 
+# JSON escapes the control characters below U+0020 itself; these it leaves raw, and
+# U+009B starts an escape sequence on some terminals.
+_JSON_RAW_CONTROLS = {code: f"\\u{code:04x}" for code in range(0x7F, 0xA0)}
+
+
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    # Outside strings JSON has no such characters, so escaping them keeps the JSON valid.
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False).translate(_JSON_RAW_CONTROLS))
 
 
 def print_fields(fields: Sequence[tuple[str, str]]) -> None:
