@@ -81,6 +81,20 @@ EXPERIMENTS = {
             env={"BERTH_WORKERS": "2"},
         ),
         Experiment(
+            "nice-instances",
+            "instances run at nice 5, a lower CPU priority than the server, so that the "
+            "gateway gets a core first when a computing instance wants one too",
+            ("gateway", "generation"),
+            patch="bench.experiments.nice_instances",
+        ),
+        Experiment(
+            "short-slice",
+            "the server's main thread, where the gateway runs, gets a 0.1 ms time slice "
+            "(Linux 6.12 or later), so that it may preempt a computing instance sooner",
+            ("gateway", "generation"),
+            patch="bench.experiments.short_slice",
+        ),
+        Experiment(
             "reconcile-50ms",
             "the reconciler runs every 50 ms instead of every 500 ms, an upper bound for "
             "probing starting instances sooner",
