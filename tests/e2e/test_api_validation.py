@@ -296,6 +296,25 @@ def test_stale_version_is_409(client: Client) -> None:
     assert client.get_endpoint(created["id"])["description"] == "first"
 
 
+def test_update_that_changes_nothing_keeps_version(client: Client) -> None:
+    created = client.create_endpoint("default", "val-unchanged", "echo")
+    client.update_endpoint(created["id"], description="same")
+    before = client.get_endpoint(created["id"])
+
+    unchanged = client.update_endpoint(
+        created["id"],
+        description="same",
+        instances=before["instances"],
+        share_with_all_tenants=before["share_with_all_tenants"],
+        version=before["version"],
+    )
+
+    assert unchanged["version"] == before["version"]
+    # A client that read the endpoint before that request can still change it.
+    changed = client.update_endpoint(created["id"], description="other", version=before["version"])
+    assert changed["version"] == before["version"] + 1
+
+
 def test_endpoint_found_by_name_or_id(client: Client) -> None:
     created = client.create_endpoint("default", "val-lookup", "echo")
 

@@ -440,13 +440,16 @@ def update_endpoint(
     if model_changed and not change.force:
         _check_keeps_chat_template(endpoint, model, checkpoint)
 
+    # Only values that differ count as changes, so that a request that changes nothing
+    # leaves the version alone and does not fail other clients' version checks.
     changed: dict[str, object] = {}
-    if change.description is not None:
+    if change.description is not None and change.description != endpoint.description:
         endpoint.description = change.description
         changed["description"] = change.description
-    if change.share_with_all_tenants is not None:
-        endpoint.share_with_all_tenants = change.share_with_all_tenants
-        changed["share_with_all_tenants"] = change.share_with_all_tenants
+    share = change.share_with_all_tenants
+    if share is not None and share != endpoint.share_with_all_tenants:
+        endpoint.share_with_all_tenants = share
+        changed["share_with_all_tenants"] = share
 
     # A new model, checkpoint or runtime setting needs new instances, so the reconciler
     # replaces those of older generations in a rolling update.
@@ -476,10 +479,13 @@ def update_endpoint(
 
     if change.instances is not None:
         _check_room_for(session, limits, endpoint, instances)
-        endpoint.instances = instances
-        changed["instances"] = instances
-        # A Failed endpoint is retried only for a new generation.
-        if endpoint.state == EndpointState.FAILED:
+        # A Failed endpoint is retried only for a new generation, so for a Failed endpoint
+        # even the same count is a change.
+        failed = endpoint.state == EndpointState.FAILED
+        if instances != endpoint.instances or failed:
+            endpoint.instances = instances
+            changed["instances"] = instances
+        if failed:
             needs_new_instances = True
     if needs_new_instances:
         endpoint.generation += 1

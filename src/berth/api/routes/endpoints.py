@@ -152,7 +152,8 @@ def update_endpoint(
     """Change description, sharing, model, runtime settings or instances.
 
     Running instances are replaced or added before old ones are removed, and a value
-    equal to the current one replaces no instance."""
+    equal to the current one replaces no instance. A request that changes nothing
+    leaves the version as it is."""
     change = service.EndpointChange(
         description=body.description,
         instances=body.instances,
