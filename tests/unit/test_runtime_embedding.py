@@ -318,3 +318,7 @@ def test_chat_route_is_not_served(runtime: RuntimeProcess) -> None:
     assert "/v1/chat/completions" in error["message"]
     assert "POST /v1/embeddings" in error["message"]
     assert "POST /predict" in error["message"]
+    # Berth's own probes are not named, since callers through the gateway cannot reach them.
+    assert error["message"].endswith(
+        "It serves: POST /v1/embeddings, POST /predict, GET /v1/models."
+    )

@@ -29,7 +29,9 @@ from berth.runtime.routes import (
 
 logger = logging.getLogger("berth.runtime")
 
-_INFO_ROUTES = ("GET /health", "GET /ready", "GET /v1/models")
+# The routes besides predictions that a 404 names. /health and /ready serve Berth's own
+# checks and are left out, because callers through the gateway cannot reach them.
+_INFO_ROUTES = ("GET /v1/models",)
 _PROBE_PATHS = frozenset({"/health", "/ready"})
 
 
