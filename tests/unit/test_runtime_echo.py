@@ -436,6 +436,12 @@ def test_non_object_body_is_400(echo: RuntimeProcess, body: bytes) -> None:
         ),
         (
             "/v1/chat/completions",
+            {"messages": [{"role": "robot", "content": "x"}]},
+            "messages[0].role",
+            "role 'robot' is not supported; use 'system', 'developer', 'user' or 'assistant'",
+        ),
+        (
+            "/v1/chat/completions",
             {"messages": [{"role": "user", "content": "x"}], "stream_options": {}},
             "stream_options",
             'stream_options applies only to streamed responses; send it with "stream": true',

@@ -235,6 +235,11 @@ class ChatMessage(_Strict):
                 f"role '{value}' carries the result of a tool call, but this server does not "
                 "support tool calling. Send the result in a 'user' message instead"
             )
+        if isinstance(value, str) and value not in ("system", "user", "assistant"):
+            raise ValueError(
+                f"role '{value}' is not supported; use 'system', 'developer', 'user' or "
+                "'assistant'"
+            )
         return value
 
     @field_validator("content", mode="before")
