@@ -7,6 +7,7 @@ event, and a caller that leaves a stream closes the connection to the instance.
 """
 
 import asyncio
+import codecs
 import hashlib
 import json
 import logging
@@ -69,6 +70,7 @@ class FakeInstance:
 
     behaviour: str = "ok"
     attempts: int = 0
+    last_request: bytes = b""
     closed_streams: int = 0
     closed_waits: int = 0
     address: str = ""
@@ -83,7 +85,7 @@ class FakeInstance:
         requests_on_connection = 0
         try:
             while True:
-                await read_http_request(reader)
+                self.last_request = await read_http_request(reader)
                 self.attempts += 1
                 requests_on_connection += 1
                 if self.behaviour == "drop-reused" and requests_on_connection > 1:
@@ -726,6 +728,17 @@ async def test_body_at_depth_limit_is_forwarded(setup: Setup) -> None:
     response = await _post_raw(setup, body)
 
     assert response.status_code == 200, response.text
+
+
+async def test_byte_order_mark_is_skipped(setup: Setup) -> None:
+    # The management API skips a UTF-8 byte order mark too, as RFC 8259 allows.
+    body = b'{"input": "x"}'
+
+    response = await _post_raw(setup, codecs.BOM_UTF8 + body)
+
+    assert response.status_code == 200, response.text
+    forwarded = setup.first.last_request or setup.second.last_request
+    assert forwarded.endswith(b"\r\n\r\n" + body)
 
 
 async def test_failed_endpoint_names_reason_summary(setup: Setup) -> None:

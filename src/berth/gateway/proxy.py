@@ -17,6 +17,7 @@ restarting, or the server has just restarted them), a request waits up to
 """
 
 import asyncio
+import codecs
 import contextlib
 import hashlib
 import logging
@@ -457,6 +458,9 @@ class Gateway:
                 "smaller body, or raise BERTH_MAX_REQUEST_BYTES on the Berth server",
                 code="request_too_large",
             )
+        # RFC 8259 lets a parser skip a UTF-8 byte order mark, as the management API does.
+        # The instance gets the body without it.
+        body = body.removeprefix(codecs.BOM_UTF8)
         if not body.strip():
             return error_reply(
                 400, "request body is empty; send a JSON object", code="invalid_json"
