@@ -7,8 +7,11 @@ the terminal of everyone who lists it.
 
 import re
 
-# C0 controls (U+0000 to U+001F), DEL (U+007F) and C1 controls (U+0080 to U+009F).
-CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+# C0 controls (U+0000 to U+001F), DEL (U+007F), C1 controls (U+0080 to U+009F), the
+# line and paragraph separators (U+2028, U+2029), which some terminals and editors
+# break lines at, and the bidirectional embeddings, overrides and isolates (U+202A to
+# U+202E, U+2066 to U+2069), which reorder the text shown after them.
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]")
 
 
 def control_character_problem(value: str) -> str | None:
@@ -16,10 +19,17 @@ def control_character_problem(value: str) -> str | None:
     match = CONTROL_CHARACTER.search(value)
     if match is None:
         return None
+    code = ord(match.group())
+    if code in (0x2028, 0x2029):
+        kind = "line or paragraph separator"
+    elif code >= 0x202A:
+        kind = "bidirectional control character"
+    else:
+        kind = "control character"
     return (
-        f"contains the control character U+{ord(match.group()):04X} at position "
-        f"{match.start() + 1}; write the description as plain text on one line, without "
-        "tabs, line breaks or escape sequences"
+        f"contains the {kind} U+{code:04X} at position {match.start() + 1}; write the "
+        "description as plain text on one line, without tabs, line breaks or escape "
+        "sequences"
     )
 
 

@@ -196,7 +196,7 @@ def test_stored_control_characters_print_escaped(
 ) -> None:
     added = add_key(cli, "plain")
     # The API rejects control characters now, but older servers stored them.
-    stored = "line1\nline2\x1b[31mRED\tx\x85 [red]y[/red]"
+    stored = "line1\nline2\x1b[31mRED\tx\x85 [red]y[/red]\u202e"
     database = server_database(server)
     try:
         with database.session() as session:
@@ -210,7 +210,7 @@ def test_stored_control_characters_print_escaped(
     info = cli("endpoint", "info-apikey", "keyed", "--apikey", added["id"])
     as_json = cli("endpoint", "info-apikey", "keyed", "--apikey", added["id"], "-o", "json")
 
-    escaped = "line1\\nline2\\x1b[31mRED\\tx\\x85 [red]y[/red]"
+    escaped = "line1\\nline2\\x1b[31mRED\\tx\\x85 [red]y[/red]\\u202e"
     assert table.exit_code == 0, table.output
     row = next(line for line in table.stdout.splitlines() if added["id"][:8] in line)
     assert row.endswith(escaped)
@@ -223,6 +223,7 @@ def test_stored_control_characters_print_escaped(
     for output_text in (table.stdout, info.stdout, as_json.stdout):
         assert "\x1b" not in output_text
         assert "\x85" not in output_text
+        assert "\u202e" not in output_text
         assert "\t" not in output_text
 
 

@@ -184,9 +184,13 @@ def print_error(message: str) -> None:
     stderr_console().print(Text(f"Error: {message}", style="red"), soft_wrap=True)
 
 
-# JSON escapes the control characters below U+0020 itself; these it leaves raw, and
-# U+009B starts an escape sequence on some terminals.
-_JSON_RAW_CONTROLS = {code: f"\\u{code:04x}" for code in range(0x7F, 0xA0)}
+# JSON escapes the control characters below U+0020 itself. It leaves these raw: DEL and
+# the C1 controls, of which U+009B starts an escape sequence on some terminals, and the
+# separators and bidirectional controls that descriptions may not contain either.
+_JSON_RAW_CONTROLS = {
+    code: f"\\u{code:04x}"
+    for code in [*range(0x7F, 0xA0), *range(0x2028, 0x202F), *range(0x2066, 0x206A)]
+}
 
 
 def print_json(data: Any) -> None:
@@ -206,7 +210,7 @@ def print_fields(fields: Sequence[tuple[str, str]]) -> None:
 
 
 # Visible forms of the control characters that are common in text. Any other one prints
-# as \xNN.
+# as \xNN, or as \uNNNN above U+00FF.
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -222,7 +226,8 @@ def escape_control_characters(value: str) -> str:
 
 def _escape_match(match: re.Match[str]) -> str:
     character = match.group()
-    return _ESCAPES.get(character) or f"\\x{ord(character):02x}"
+    code = ord(character)
+    return _ESCAPES.get(character) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
 
 
 class _PlainTextTable(Table):

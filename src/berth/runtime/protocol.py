@@ -237,8 +237,7 @@ class ChatMessage(_Strict):
             )
         if isinstance(value, str) and value not in ("system", "user", "assistant"):
             raise ValueError(
-                f"role '{value}' is not supported; use 'system', 'developer', 'user' or "
-                "'assistant'"
+                f"role '{value}' is not supported; use 'system', 'developer', 'user' or 'assistant'"
             )
         return value
 
