@@ -208,6 +208,14 @@ def plain_validation_message(error: Mapping[str, Any]) -> str:
     error, " that pydantic puts before a validator's own message is dropped.
     """
     message = str(error.get("msg") or "invalid value").removeprefix("Value error, ")
+    kind = str(error.get("type", ""))
+    limits = error.get("ctx") or {}
+    if kind == "string_too_long" and "max_length" in limits:
+        return f"must be at most {limits['max_length']} characters long"
+    if kind == "string_too_short" and "min_length" in limits:
+        return f"must be at least {limits['min_length']} characters long"
+    if kind.startswith(("datetime_parsing", "datetime_from_date_parsing", "datetime_type")):
+        return "must be a date and time in ISO 8601 form, such as 2025-03-01T14:30:00Z"
     if message.startswith("Input should be "):
         return "must be " + message.removeprefix("Input should be ")
     if error.get("type") == "extra_forbidden":

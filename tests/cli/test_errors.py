@@ -119,9 +119,7 @@ def test_api_field_errors_name_options(cli: RunCli) -> None:
     )  # fmt: skip
 
     assert too_long.exit_code == 1
-    assert too_long.stderr.startswith(
-        "Error: --description: String should have at most 2000 characters"
-    )
+    assert too_long.stderr.startswith("Error: --description: must be at most 2000 characters long")
     assert too_long.stderr.endswith(f'(got "{"d" * 40}…", 2100 characters)\n')
 
 

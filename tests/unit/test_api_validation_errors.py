@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 import berth.api.routes
 from berth.api.app import _berth_error, _field_path, _validation_error
 from berth.api.strict_json import StrictJSONRoute
-from berth.errors import BerthError, NotFound, value_text
+from berth.errors import BerthError, NotFound, plain_validation_message, value_text
 from berth.json_nesting import MAX_JSON_DEPTH
 
 
@@ -142,8 +142,17 @@ def test_long_string_keeps_its_quotes(client: TestClient) -> None:
     response = client.post("/things", json={"label": "d" * 150})
 
     message = response.json()["error"]["message"]
-    assert message.startswith("label: String should have at most 100 characters")
+    assert message.startswith("label: must be at most 100 characters long")
     assert message.endswith(f'(got "{"d" * 40}…", 150 characters)')
+
+
+def test_unreadable_date_names_the_form() -> None:
+    # pydantic's own message says only that the input is too short.
+    error = {"type": "datetime_from_date_parsing", "msg": "Input should be a valid datetime"}
+
+    assert plain_validation_message(error) == (
+        "must be a date and time in ISO 8601 form, such as 2025-03-01T14:30:00Z"
+    )
 
 
 def test_value_text_cuts_long_values() -> None:
