@@ -15,7 +15,12 @@ from typing import Any
 
 from berth.runtime.base import GenerationParams, LoadedModel, TextStream
 from berth.runtime.config import DEFAULT_MAX_COMPLETION_TOKENS
-from berth.runtime.loading import check_context_length, prepare_offline_transformers
+from berth.runtime.loading import (
+    TRAINED_CONTEXT_LENGTH_ATTRIBUTE,
+    check_context_length,
+    prepare_offline_transformers,
+    trained_context_length,
+)
 from berth.runtime.protocol import ChatMessage
 from berth.runtime.threaded import (
     BatchRow,
@@ -164,8 +169,9 @@ class CausalLMGenerator(ThreadedGenerator):
         context_length: int | None = None,
     ) -> None:
         eos_ids = _eos_token_ids(model, tokenizer)
-        stated = getattr(model.config, "max_position_embeddings", None)
-        trained = int(stated) if stated else None
+        trained = trained_context_length(
+            getattr(model.config, TRAINED_CONTEXT_LENGTH_ATTRIBUTE, None)
+        )
         # The endpoint's context_length caps prompt and completion together below the
         # model's own maximum. Raises ModelLoadError above it.
         check_context_length(context_length, trained, model_name)

@@ -35,6 +35,19 @@ class ModelLoadError(Exception):
     """Loading failed for a reason that the message states completely, such as a missing file."""
 
 
+# The transformers config attribute that states the trained context length. A config
+# class whose config.json uses another key, such as GPT-2's n_positions, maps this name
+# to that key in its attribute_map.
+TRAINED_CONTEXT_LENGTH_ATTRIBUTE = "max_position_embeddings"
+
+
+def trained_context_length(stated: object) -> int | None:
+    """Return a stated trained context length, or None unless it is a positive integer."""
+    if isinstance(stated, bool) or not isinstance(stated, int) or stated <= 0:
+        return None
+    return stated
+
+
 def check_context_length(context_length: int | None, trained: int | None, model_name: str) -> None:
     """Raise ModelLoadError for a context_length setting above the trained context length.
 
