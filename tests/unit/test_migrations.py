@@ -1,5 +1,6 @@
 """Schema migrations on SQLite and PostgreSQL: the newest revision matches the models,
-0002 to 0004 keep existing instances, and 0005 gives existing projects version 1.
+0002 to 0004 keep existing instances, 0005 gives existing projects version 1, and 0008
+leaves the trained context length of existing checkpoints unknown.
 
 The PostgreSQL cases need the server on 127.0.0.1:5432 (trust auth); they are skipped
 when it is not reachable, unless BERTH_TEST_REQUIRE_POSTGRES=1.
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, inspect, select, text
 from berth.auth import authenticate
 from berth.bootstrap import bootstrap
 from berth.db.engine import Database, alembic_config, make_engine, migrate
-from berth.db.models import Base, Endpoint, Instance, Project
+from berth.db.models import Base, Checkpoint, Endpoint, Instance, Project
 from berth.secrets import KeyVault
 from berth.service import endpoints, projects
 from berth.service.keys import set_vault
@@ -163,3 +164,31 @@ def test_project_version_revision(database_url: str, tmp_path: Path) -> None:
     # Projects that existed before the revision start at version 1, as new ones do.
     assert versions == {1}
     assert endpoint_count == 1
+
+
+def checkpoint_columns(engine: Engine) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns("checkpoints")}
+
+
+def test_trained_context_length_revision(database_url: str, tmp_path: Path) -> None:
+    database = Database(database_url)
+    try:
+        upgrade(database.engine, "head")
+        set_vault(KeyVault.from_file(tmp_path / "secret.key"))
+        with database.session() as session:
+            # The built-in models' checkpoints are the rows that exist before 0008.
+            bootstrap(session, ADMIN_KEY)
+            for checkpoint in session.scalars(select(Checkpoint)):
+                checkpoint.trained_context_length = 512
+
+        downgrade(database.engine, "0007")
+        columns_after_downgrade = checkpoint_columns(database.engine)
+        upgrade(database.engine, "head")
+        with database.session() as session:
+            lengths = set(session.scalars(select(Checkpoint.trained_context_length)))
+    finally:
+        database.dispose()
+
+    assert "trained_context_length" not in columns_after_downgrade
+    # Checkpoints recorded before the revision have an unknown trained context length.
+    assert lengths == {None}

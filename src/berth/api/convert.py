@@ -163,6 +163,7 @@ def model_out(model: Model) -> ModelOut:
                 linked=row.linked,
                 architecture=row.architecture,
                 has_chat_template=row.has_chat_template,
+                trained_context_length=row.trained_context_length,
                 created_at=row.created_at,
             )
             for row in model.checkpoints

@@ -149,6 +149,12 @@ class CheckpointOut(BaseModel):
         description="whether the tokenizer has a chat template, which chat completions "
         "need; null when unknown"
     )
+    trained_context_length: int | None = Field(
+        description="tokens of prompt and completion together that the model was trained "
+        "on, read from the files at import; an endpoint's runtime_settings.context_length "
+        "may not exceed it. Null when unknown: the files do not state it, or the "
+        "checkpoint was imported before Berth recorded it"
+    )
     created_at: datetime
 
 

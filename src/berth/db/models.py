@@ -304,6 +304,11 @@ class Checkpoint(Base):
     # (relative path to [size, mtime_ns]) when it was imported, compared before an
     # instance starts. None for checkpoints imported before Berth recorded them.
     file_stats: Mapped[dict[str, list[int]] | None] = mapped_column(JSON)
+    # Tokens of prompt and completion together that the model was trained on, read from
+    # the files at import. An endpoint's context_length may not exceed it. None means
+    # unknown: the files do not state it, or the checkpoint was imported before Berth
+    # recorded it.
+    trained_context_length: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -17,9 +17,14 @@ import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from berth.errors import InvalidInput
+from berth.runtime.loading import TRAINED_CONTEXT_LENGTH_ATTRIBUTE, trained_context_length
 from berth.states import CheckpointFormat, MLApp
+
+if TYPE_CHECKING:
+    from gguf import GGUFReader
 
 GGUF_MAGIC = b"GGUF"
 CHUNK_BYTES = 1024 * 1024
@@ -59,6 +64,10 @@ class Inspection:
     # Whether the tokenizer has a chat template; None when it cannot be read (a GGUF
     # file while the gguf package is not installed).
     has_chat_template: bool | None = None
+    # Tokens of prompt and completion together that the model was trained on: from
+    # config.json, or from `<architecture>.context_length` in a GGUF file. None when the
+    # files do not state it, or for a GGUF file while the gguf package is not installed.
+    trained_context_length: int | None = None
 
 
 def _invalid(message: str) -> InvalidInput:
@@ -158,7 +167,7 @@ def _inspect_gguf(path: Path) -> Inspection:
             f"file '{path}' is not a GGUF model (it does not start with 'GGUF'); "
             "import a model folder or a .gguf file"
         )
-    architecture, has_chat_template = _gguf_metadata(path)
+    architecture, has_chat_template, trained = _gguf_metadata(path)
     return Inspection(
         source=path,
         format=CheckpointFormat.GGUF,
@@ -167,16 +176,18 @@ def _inspect_gguf(path: Path) -> Inspection:
         field_of_application="Language",
         files=[path.name],
         has_chat_template=has_chat_template,
+        trained_context_length=trained,
     )
 
 
-def _gguf_metadata(path: Path) -> tuple[str, bool | None]:
-    """Return the GGUF file's architecture and whether it has a chat template."""
+def _gguf_metadata(path: Path) -> tuple[str, bool | None, int | None]:
+    """Return the GGUF file's architecture, whether it has a chat template and its
+    trained context length."""
     try:
         from gguf import GGUFReader
         from gguf.gguf_reader import READER_SUPPORTED_VERSIONS
     except ImportError:
-        return "gguf", None
+        return "gguf", None, None
     version = _gguf_version(path)
     if version is None:
         raise _truncated_gguf(path, "no version follows the magic")
@@ -195,7 +206,20 @@ def _gguf_metadata(path: Path) -> tuple[str, bool | None]:
     if field is None:
         raise _invalid(f"GGUF file '{path}' names no architecture (general.architecture)")
     architecture = bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
-    return architecture, "tokenizer.chat_template" in reader.fields
+    has_chat_template = "tokenizer.chat_template" in reader.fields
+    return architecture, has_chat_template, _gguf_context_length(reader, architecture)
+
+
+def _gguf_context_length(reader: "GGUFReader", architecture: str) -> int | None:
+    """Return `<architecture>.context_length`, the key that llama.cpp reads, or None
+    when the file lacks it or stores something other than one integer."""
+    field = reader.fields.get(f"{architecture}.context_length")
+    if field is None or len(field.data) != 1:
+        return None
+    value = field.parts[field.data[0]]
+    if value.size != 1 or value.dtype.kind not in "iu":
+        return None
+    return trained_context_length(int(value[0]))
 
 
 def _truncated_gguf(path: Path, detail: str) -> InvalidInput:
@@ -292,7 +316,26 @@ def _inspect_folder(folder: Path) -> Inspection:
         "Language",
         files,
         has_chat_template=_has_chat_template(folder),
+        trained_context_length=_config_context_length(config),
     )
+
+
+def _config_context_length(config: dict[str, object]) -> int | None:
+    """Return the trained context length that config.json states, under the key that the
+    model's transformers config class reads as max_position_embeddings.
+
+    NOTE: a config.json without that key gives None (unknown), although the config class
+    may have a default for it (LlamaConfig: 2048). The instance's load still checks the
+    endpoint's context_length against that default.
+    """
+    from transformers import CONFIG_MAPPING
+
+    key = TRAINED_CONTEXT_LENGTH_ATTRIBUTE
+    model_type = config.get("model_type")
+    # _architecture has already rejected a model_type that is missing from CONFIG_MAPPING.
+    if isinstance(model_type, str) and model_type in CONFIG_MAPPING:
+        key = CONFIG_MAPPING[model_type].attribute_map.get(key, key)
+    return trained_context_length(config.get(key))
 
 
 def _has_chat_template(folder: Path) -> bool:

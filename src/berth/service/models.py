@@ -289,6 +289,7 @@ def register_model(session: Session, principal: Principal, new: NewModel) -> Mod
             architecture=inspection.architecture,
             has_chat_template=inspection.has_chat_template,
             file_stats=importer.file_stats(root, inspection.files),
+            trained_context_length=inspection.trained_context_length,
         )
 
     model = Model(
@@ -333,6 +334,7 @@ class CheckpointFiles:
     architecture: str = ""
     has_chat_template: bool | None = None
     file_stats: dict[str, list[int]] | None = None
+    trained_context_length: int | None = None
 
 
 def _add_checkpoint(
@@ -351,6 +353,7 @@ def _add_checkpoint(
         architecture=files.architecture,
         has_chat_template=files.has_chat_template,
         file_stats=files.file_stats,
+        trained_context_length=files.trained_context_length,
         created_at=utcnow(),
     )
     session.add(checkpoint)
@@ -848,6 +851,7 @@ def _record_import(
         architecture=record.inspection.architecture,
         has_chat_template=record.inspection.has_chat_template,
         file_stats=record.file_stats,
+        trained_context_length=record.inspection.trained_context_length,
     )
     checkpoint = _add_checkpoint(session, model, record.checkpoint_name, files)
     checkpoint.id = record.checkpoint_id
