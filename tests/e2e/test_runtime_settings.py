@@ -3,14 +3,16 @@
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import pytest
+from sqlalchemy import select, update
 
 from berth.client import ApiError, Client
-from berth.db.models import Endpoint
+from berth.db.models import Checkpoint, Endpoint, Model
 from berth.runtime.echo import hash_repeatedly, hash_vector
 from berth.runtime.selection import llama_cpp_installed
 from tests.e2e.conftest import LIVE_TIMEOUT_S, wait_live
@@ -248,7 +250,57 @@ def test_llama_cpp_settings_reach_instance(client: Client, gguf_model: str) -> N
     assert "Set max_tokens to at most 111" in error["message"]
 
 
-def test_context_length_above_trained_fails_endpoint(client: Client, gguf_model: str) -> None:
+def test_context_length_above_trained_is_422(
+    api: httpx.Client, client: Client, gguf_model: str
+) -> None:
+    before = endpoint_count(client)
+
+    with pytest.raises(ApiError) as error:
+        client.create_endpoint("default", unique("gguf-long"), gguf_model, context_length=257)
+
+    model = api.get(f"/models/{gguf_model}").json()
+    assert model["checkpoints"][0]["trained_context_length"] == 256
+    assert error.value.status == 422
+    assert error.value.field == "runtime_settings.context_length"
+    assert error.value.message == (
+        "runtime_settings.context_length 257 exceeds the trained context length of "
+        f"checkpoint '{gguf_model}:main' (256 tokens); set context_length to at most 256, "
+        "or leave it unset to use the model's own"
+    )
+    assert endpoint_count(client) == before
+
+
+def forget_trained_context_length(server: BerthServer, model_name: str) -> None:
+    """Clear the recorded trained context length, as for a checkpoint imported before
+    Berth recorded it."""
+    database = server_database(server)
+    try:
+        with database.session() as session:
+            model_ids = select(Model.id).where(Model.name == model_name)
+            session.execute(
+                update(Checkpoint)
+                .where(Checkpoint.model_id.in_(model_ids))
+                .values(trained_context_length=None)
+            )
+    finally:
+        database.dispose()
+
+
+def test_context_length_above_trained_fails_endpoint(
+    api: httpx.Client, client: Client, server: BerthServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("gguf", reason="the gguf package, which writes the test model, is missing")
+    if not llama_cpp_installed():
+        pytest.skip("llama-cpp-python is not installed; scripts/install.sh gguf")
+    from tests.gguf_model import write_tiny_llama_gguf
+
+    # A model of its own, because the test clears its trained context length.
+    gguf_model = unique("tiny-gguf-unknown")
+    path = write_tiny_llama_gguf(tmp_path / "tiny-unknown.gguf")
+    response = api.post("/models/import", json={"path": str(path), "name": gguf_model})
+    assert response.status_code == 201, response.text
+    # With the length unknown, the API accepts the value and the instance's load rejects it.
+    forget_trained_context_length(server, gguf_model)
     created = client.create_endpoint("default", unique("gguf-long"), gguf_model, context_length=512)
 
     def failed_endpoint() -> dict[str, Any] | None:

@@ -142,9 +142,10 @@ def merge_settings(
     A reset setting is removed, so that the runtime's default applies again. Resetting a
     setting that is not stored, or that the model's ML App does not use, changes nothing.
     Raises InvalidInput, with the field `runtime_settings.<setting>`, for a value out of
-    range, a setting that the model's ML App does not use, or a runtime that cannot
-    serve the checkpoint. The stored runtime is checked too, because a new checkpoint
-    may need another runtime.
+    range, a setting that the model's ML App does not use, a runtime that cannot serve
+    the checkpoint, or a context_length above the checkpoint's trained context length.
+    The stored runtime and context_length are checked too, because a new checkpoint may
+    need another runtime or have a shorter trained context length.
     """
     given = {name: _checked_value(name, value) for name, value in requested.given().items()}
     for name in given:
@@ -161,6 +162,9 @@ def merge_settings(
     }
     if model.ml_app is MLApp.TEXT_GENERATION:
         _check_runtime_fits(merged.get("runtime", AUTO), "runtime" in given, model, checkpoint)
+        _check_context_length_fits(
+            merged.get("context_length"), "context_length" in given, model, checkpoint
+        )
     # Checked after the fit, so that a runtime that cannot serve the checkpoint at all is
     # not reported as a package to install.
     if "runtime" in given:
@@ -265,6 +269,37 @@ def _check_installed(runtime: str) -> None:
             f"'{AUTO}'",
             field=field_name("runtime"),
         )
+
+
+def _check_context_length_fits(
+    context_length: int | None, requested: bool, model: Model, checkpoint: Checkpoint | None
+) -> None:
+    """Raise InvalidInput for a context_length above the checkpoint's trained context length.
+
+    A checkpoint whose trained length is unknown (None) accepts any value in range, and
+    the instance's load then rejects one above the length that the files state.
+    """
+    if checkpoint is None or checkpoint.trained_context_length is None:
+        return
+    trained = checkpoint.trained_context_length
+    if context_length is None or context_length <= trained:
+        return
+    field = field_name("context_length")
+    name = f"{model.name}:{checkpoint.name}"
+    if requested:
+        raise InvalidInput(
+            f"{field} {context_length} exceeds the trained context length of checkpoint "
+            f"'{name}' ({trained} tokens); set context_length to at most {trained}, or "
+            "leave it unset to use the model's own",
+            field=field,
+        )
+    # The value was set before and the update moves the endpoint to this checkpoint.
+    raise InvalidInput(
+        f"{field} {context_length}, which the endpoint keeps unless the update changes it, "
+        f"exceeds the trained context length of checkpoint '{name}' ({trained} tokens); "
+        f"set context_length to at most {trained}, or reset it (null) to use the model's own",
+        field=field,
+    )
 
 
 def _check_runtime_fits(
