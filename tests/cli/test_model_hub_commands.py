@@ -269,9 +269,19 @@ def test_model_info_lists_checkpoints(
     assert header.split() == ["Checkpoint", "Format", "Size", "Checksum", "Created"]
     rows = {line.split()[0]: line.split() for line in lines[lines.index(header) + 2 :][:2]}
     contents_header = lines.index(header) + 5
-    assert lines[contents_header].split() == ["Checkpoint", "Architecture", "Chat", "template"]
+    assert lines[contents_header].split() == [
+        "Checkpoint",
+        "Architecture",
+        "Chat",
+        "template",
+        "Context",
+        "length",
+    ]
     contents = [line.split() for line in lines[contents_header + 2 :]]
-    assert contents == [["main", "LlamaForCausalLM", "yes"], ["v2", "LlamaForCausalLM", "yes"]]
+    assert contents == [
+        ["main", "LlamaForCausalLM", "yes", "512", "tokens"],
+        ["v2", "LlamaForCausalLM", "yes", "512", "tokens"],
+    ]
     assert [checkpoint["name"] for checkpoint in checkpoints] == ["main", "v2"]
     for checkpoint in checkpoints:
         row = rows[checkpoint["name"]]

@@ -477,11 +477,13 @@ def _print_checkpoints(checkpoints: list[Json]) -> None:
     print_table(table)
     # A second table, so that each one fits in 80 columns.
     typer.echo()
-    contents = new_table("Checkpoint", "Architecture", "Chat template")
+    contents = new_table("Checkpoint", "Architecture", "Chat template", "Context length")
     for checkpoint in checkpoints:
+        trained = checkpoint.get("trained_context_length")
         contents.add_row(
             checkpoint["name"],
             checkpoint.get("architecture") or "unknown",
             _CHAT_TEMPLATE_TEXT[checkpoint.get("has_chat_template")],
+            f"{trained} tokens" if trained is not None else "unknown",
         )
     print_table(contents)
