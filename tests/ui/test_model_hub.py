@@ -150,6 +150,7 @@ def test_import_shows_progress_then_model(open_page, hub_user, tiny_model) -> No
             "transformers Copied into Berth",
             "LlamaForCausalLM",
             "Yes",
+            "512 tokens",
             re.compile(r"^[1-9]\d*$"),
             re.compile(r"^\d+(\.\d)? MiB$"),
             re.compile(re.escape(checksum[:19] + "…")),
@@ -428,7 +429,12 @@ def test_checkpoint_without_recorded_facts(
             session.execute(
                 update(Checkpoint)
                 .where(Checkpoint.model_id == model["id"])
-                .values(architecture="", has_chat_template=None, file_stats=None)
+                .values(
+                    architecture="",
+                    has_chat_template=None,
+                    trained_context_length=None,
+                    file_stats=None,
+                )
             )
     finally:
         database.dispose()
@@ -439,6 +445,7 @@ def test_checkpoint_without_recorded_facts(
     expect(row.get_by_role("cell")).to_have_text(
         [
             "transformers Linked in place",
+            NONE_MARK,
             NONE_MARK,
             NONE_MARK,
             NONE_MARK,
