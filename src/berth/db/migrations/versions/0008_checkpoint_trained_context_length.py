@@ -2,7 +2,7 @@
 
 Revision ID: 0008
 Revises: 0007
-Create Date: 2026-12-08 10:00:00.000000
+Create Date: 2026-12-06 00:40:00.000000
 """
 
 import sqlite3
