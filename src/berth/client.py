@@ -405,9 +405,11 @@ class Client:
 
         Live and Failed count only once the reconciler has acted on the latest change
         (`observed_generation` caught up), so a state left from before a restart or an
-        update is not taken for its outcome. A Stopped endpoint whose desired state is
-        stopped raises ApiError at once unless Stopped is among `states`, because it
-        starts only when someone restarts it.
+        update is not taken for its outcome. A stop does not raise `generation`, so while
+        the desired state is stopped only Stopping and Stopped count, and while it is
+        running those two do not. An endpoint whose desired state is stopped raises
+        ApiError at once unless Stopping or Stopped is among `states`, because it starts
+        only when someone restarts it.
 
         While the server cannot be reached, each poll retries for up to WAIT_RETRY_S
         (or what is left of `timeout_s`, if less) and logs a warning, then raises
@@ -430,22 +432,13 @@ class Client:
             )
             if on_progress is not None:
                 on_progress(info)
-            acted = info.get("observed_generation") == info.get("generation")
-            settled = info["state"] not in ("Live", "Failed") or acted
-            if info["state"] == "Live":
-                settled = settled and info.get("observed_instances") == info["instances"]
+            settled = _is_settled(info)
             if info["state"] in wanted and settled:
                 return info
             if info["state"] == "Failed" and settled:
                 raise ApiError(409, "endpoint_failed", f"endpoint failed: {info['state_reason']}")
-            if info["state"] == "Stopped" and info.get("desired_state") == "stopped":
-                raise ApiError(
-                    409,
-                    "endpoint_stopped",
-                    f"endpoint '{info['name']}' is Stopped and stays so until it is started; "
-                    f"start it with restart_endpoint('{endpoint}') or "
-                    f"`berth endpoint restart {info['name']}`, then wait again",
-                )
+            if info.get("desired_state") == "stopped" and not wanted & {"Stopping", "Stopped"}:
+                raise _stopped_error(info, endpoint)
             now = time.monotonic()
             if "Live" in wanted and waits_for_capacity(info["state"], info["state_reason"]):
                 if lacking_slots_since is None:
@@ -707,6 +700,38 @@ def _api_error(response: httpx.Response) -> ApiError:
 
 def _log_retry(error: ServerUnreachable, retry_s: float) -> None:
     logger.warning("%s; retrying for up to %g s", error, retry_s)
+
+
+def _is_settled(info: Json) -> bool:
+    """Tell whether the endpoint's state is what the reconciler reached for its latest
+    change, and not a state left from before that change."""
+    state = info["state"]
+    if info.get("desired_state") == "stopped":
+        # A stop keeps `generation`, so only the state shows whether the reconciler acted
+        # on it. The reconciler sets Stopping or Stopped, so any other state predates it.
+        return state in ("Stopping", "Stopped")
+    if state in ("Stopping", "Stopped"):
+        # Left from before a restart, which the reconciler has yet to start.
+        return False
+    if state not in ("Live", "Failed"):
+        return True
+    if info.get("observed_generation") != info.get("generation"):
+        return False
+    return state == "Failed" or info.get("observed_instances") == info["instances"]
+
+
+def _stopped_error(info: Json, endpoint: str) -> ApiError:
+    name = info["name"]
+    if info["state"] == "Stopped":
+        status = "is Stopped and stays so"
+    else:
+        status = f"is being stopped (state {info['state']}) and stays Stopped"
+    return ApiError(
+        409,
+        "endpoint_stopped",
+        f"endpoint '{name}' {status} until it is started; start it with "
+        f"restart_endpoint('{endpoint}') or `berth endpoint restart {name}`, then wait again",
+    )
 
 
 def get_endpoint_retrying(

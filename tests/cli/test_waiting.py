@@ -264,4 +264,21 @@ def test_stopped_while_waiting_raises() -> None:
 
     with pytest.raises(CliError, match=r"stays Stopped until it is started: run `berth endpoint"):
         run_wait(client, Goal(LIVE), timeout_s=60)
-    assert client.calls == 2
+    assert client.calls == 1
+
+
+def test_live_with_pending_stop_not_reached() -> None:
+    # A stop keeps the generation, so until the reconciler acts the endpoint reads Live.
+    pending_stop = {**endpoint_json(LIVE, ready=1, generations=(1,)), "desired_state": "stopped"}
+
+    assert not is_reached(pending_stop, Goal(LIVE))
+
+
+def test_pending_stop_while_waiting_raises() -> None:
+    pending_stop = {**endpoint_json(LIVE, ready=1, generations=(1,)), "desired_state": "stopped"}
+    client = ScriptedClient(pending_stop, endpoint_json(STOPPED))
+
+    with pytest.raises(CliError, match=r"was stopped while waiting for it to be Live"):
+        run_wait(client, Goal(LIVE), timeout_s=60)
+    assert client.calls == 1
+

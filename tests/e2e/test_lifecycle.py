@@ -78,6 +78,35 @@ def test_stop_leaves_no_process_and_restart_serves(client: Client) -> None:
     assert wait_until(lambda: chat(endpoint, key).status_code == 200, 10, "restarted endpoint")
 
 
+def test_wait_for_live_right_after_stop_raises(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint, _ = create_live(client, "life-stop-race")
+    accepted = client.stop_endpoint(endpoint["id"])
+    # The stop's response shows the endpoint before the reconciler acts, so it is still
+    # Live at the same generation, with the desired state stopped. The first poll reads
+    # it, as a poll that comes before the reconciler's next step would.
+    first_reads = [accepted]
+    read_from_server = client.get_endpoint
+
+    def get_endpoint(reference: str, project: str | None = None) -> dict[str, Any]:
+        return first_reads.pop() if first_reads else read_from_server(reference, project)
+
+    monkeypatch.setattr(client, "get_endpoint", get_endpoint)
+
+    with pytest.raises(ApiError) as raised:
+        client.wait_for_state(endpoint["id"], ["Live"], timeout_s=60, poll_s=0.1)
+
+    assert accepted["state"] == "Live"
+    assert accepted["desired_state"] == "stopped"
+    assert accepted["observed_generation"] == accepted["generation"]
+    assert first_reads == []
+    assert raised.value.code == "endpoint_stopped"
+    assert "berth endpoint restart life-stop-race" in raised.value.message
+    stopped = client.wait_for_state(endpoint["id"], ["Stopped"], timeout_s=60, poll_s=0.1)
+    assert stopped["state"] == "Stopped"
+
+
 def test_delete_ends_processes_and_frees_name(server: BerthServer, client: Client) -> None:
     endpoint, _key = create_live(client, "life-delete")
     pids = wait_until(lambda: ready_pids(client, endpoint["id"], 1), 30, "1 ready instance")

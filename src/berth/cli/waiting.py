@@ -50,6 +50,10 @@ def is_reached(endpoint: Json, goal: Goal) -> bool:
         return False
     if goal.state != LIVE:
         return True
+    # A stop keeps the generation, so an endpoint reads Live with its desired state
+    # stopped until the reconciler acts on the stop.
+    if endpoint["desired_state"] == "stopped":
+        return False
     # Right after a scale-up or scale-down the state still reads Live, but the ready
     # count differs from the new number of instances until the reconciler is done.
     if endpoint["ready_instances"] != endpoint["instances"]:
@@ -116,16 +120,17 @@ def _raise_if_lost(endpoint: Json, goal: Goal, seen_other_state: bool) -> None:
     if goal.state != LIVE:
         # A stop winds down Failed and Deleting endpoints too, so only the timeout applies.
         return
-    if endpoint["state"] == FAILED and seen_other_state:
-        raise CliError(f"endpoint '{endpoint['name']}' failed: {endpoint['state_reason']}")
-    if endpoint["state"] == DELETING:
-        raise CliError(f"endpoint '{endpoint['name']}' was deleted while waiting for it")
-    if endpoint["state"] == STOPPED and endpoint["desired_state"] == "stopped":
+    if endpoint["desired_state"] == "stopped":
+        # Whatever it reads now, the reconciler stops it, and only a restart starts it.
         name = endpoint["name"]
         raise CliError(
             f"endpoint '{name}' was stopped while waiting for it to be Live, and stays "
             f"Stopped until it is started: run `berth endpoint restart {name}`"
         )
+    if endpoint["state"] == FAILED and seen_other_state:
+        raise CliError(f"endpoint '{endpoint['name']}' failed: {endpoint['state_reason']}")
+    if endpoint["state"] == DELETING:
+        raise CliError(f"endpoint '{endpoint['name']}' was deleted while waiting for it")
 
 
 def _lacking_slots_message(endpoint: Json) -> str:
