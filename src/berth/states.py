@@ -226,6 +226,40 @@ def waits_for_capacity(state: str, reason: str) -> bool:
     return state == EndpointState.PENDING and _CAPACITY_WAIT.match(reason) is not None
 
 
+# The start of the errors that `unavailable_files_error` and `changed_files_error` write,
+# as read back by `blocks_start`. The error is plain text in the API, so all three live here.
+_BLOCKED_START = re.compile(
+    r"^the files of (model '.+' are unavailable: |checkpoint '.+' changed after import, )"
+)
+
+
+def unavailable_files_error(model_name: str, error: Exception) -> str:
+    """Return the error of an instance that was not started because the files of its model
+    cannot be found or built. `error` is the exception that gives the cause."""
+    return f"the files of model '{model_name}' are unavailable: {error}"
+
+
+def changed_files_error(model_name: str, checkpoint_name: str, changed: str) -> str:
+    """Return the error of an instance that was not started because a file of its
+    checkpoint differs from what import recorded. `changed` names that file."""
+    return (
+        f"the files of checkpoint '{model_name}:{checkpoint_name}' changed after "
+        f"import, and Berth does not serve changed files: {changed}; import the files "
+        "again as a new checkpoint (berth model import PATH --name MODEL --checkpoint "
+        "NEW) and update the endpoint to it"
+    )
+
+
+def blocks_start(last_error: str) -> bool:
+    """Tell whether an instance's last error is one that each later start repeats until
+    someone acts, because the model's files are unavailable or changed after import.
+
+    The reconciler finds these before it starts a process, so a process's own last line
+    of output matches only if it happens to begin with the same words.
+    """
+    return _BLOCKED_START.match(last_error) is not None
+
+
 # The summary of the reason that `failed_start_reason` writes, as read back by
 # `caller_failure_reason`.
 _FAILED_START = re.compile(r"^(an instance failed to start \d+ times in a row) \(")

@@ -194,6 +194,9 @@ def test_restart_with_moved_files_keeps_serving(
             assert info["state"] == "Updating", info["state_reason"]
             serving = [row for row in info["instance_list"] if row["id"] == old["id"]]
             assert [row["state"] for row in serving] == ["Ready"]
+            new = [row for row in info["instance_list"] if row["id"] != old["id"]]
+            assert [row["start_blocked"] for row in new] == [True]
+            assert [row["start_blocked"] for row in serving] == [False]
 
             openai = OpenAI(
                 base_url=live["openai_base_url"], api_key=endpoint["first_key"], max_retries=0

@@ -32,7 +32,7 @@ from berth.db.models import (
 from berth.reconciler.plans import served_model
 from berth.service.keys import reveal
 from berth.service.runtime_settings import effective_settings
-from berth.states import InstanceState
+from berth.states import InstanceState, blocks_start
 
 
 def user_ref(user: User) -> Reference:
@@ -186,6 +186,9 @@ def instance_out(row: Instance, endpoint: Endpoint) -> InstanceOut:
         started_at=row.started_at,
         ready_at=row.ready_at,
         last_error=row.last_error,
+        # A blocked start leaves the instance Exited. A start that gets past the file
+        # check keeps the old last_error, so only an Exited instance counts as blocked.
+        start_blocked=row.state == InstanceState.EXITED and blocks_start(row.last_error),
         runtime=row.runtime,
         runtime_note=row.runtime_note,
         model_name=model_name,

@@ -189,6 +189,14 @@ class InstanceOut(BaseModel):
     started_at: datetime | None
     ready_at: datetime | None
     last_error: str
+    start_blocked: bool = Field(
+        description="the instance was not started because its model's files are "
+        "unavailable or changed after import, and `last_error` gives the cause. Berth "
+        "tries again with backoff, but each try fails the same way until someone imports "
+        "the files again and moves the endpoint to them, or restores missing files. A "
+        "wait for Live (`--wait`, `wait_for_state`) stops when an instance of the "
+        "endpoint's current generation is blocked"
+    )
     runtime: str = Field(
         description="library serving the model (transformers, vllm, llama.cpp, "
         "sentence-transformers, echo); empty until the instance is first ready"

@@ -37,7 +37,9 @@ from berth.states import (
     EndpointState,
     InstanceState,
     capacity_wait_reason,
+    changed_files_error,
     failed_start_reason,
+    unavailable_files_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -781,7 +783,7 @@ class Reconciler:
             self._artifacts[artifact] = located
         reason = None
         if isinstance(located, Exception):
-            reason = f"the files of model '{plan.model_name}' are unavailable: {located}"
+            reason = unavailable_files_error(plan.model_name, located)
             if isinstance(located, ModelFilesMissing):
                 reason += "; " + _missing_files_fix(endpoint)
         elif located is not None:
@@ -841,12 +843,7 @@ class Reconciler:
         changed = find_changed_file(root, checkpoint.file_stats, compare_mtime=checkpoint.linked)
         if changed is None:
             return None
-        return (
-            f"the files of checkpoint '{plan.model_name}:{checkpoint.name}' changed after "
-            f"import, and Berth does not serve changed files: {changed}; import the files "
-            "again as a new checkpoint (berth model import PATH --name MODEL --checkpoint "
-            "NEW) and update the endpoint to it"
-        )
+        return changed_files_error(plan.model_name, checkpoint.name, changed)
 
     def _deploy_failed(
         self, session: Session, endpoint: Endpoint, current: list[Instance], old: list[Instance]
