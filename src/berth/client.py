@@ -401,7 +401,10 @@ class Client:
         when the endpoint fails while waiting for another state. A wait
         for Live also raises ApiError once the endpoint has been Pending for lack of free
         instance slots for CAPACITY_CONFIRM_S; it stays Pending and deploys once slots
-        free up. Raises TimeoutError once `timeout_s` passes.
+        free up. It raises ApiError (code `start_blocked`) at once when an instance of
+        the current generation cannot start until someone acts, because its model's
+        files are unavailable or changed after import (`start_blocked` in the API).
+        Raises TimeoutError once `timeout_s` passes.
 
         Live and Failed count only once the reconciler has acted on the latest change
         (`observed_generation` caught up), so a state left from before a restart or an
@@ -439,6 +442,9 @@ class Client:
                 raise ApiError(409, "endpoint_failed", f"endpoint failed: {info['state_reason']}")
             if info.get("desired_state") == "stopped" and not wanted & {"Stopping", "Stopped"}:
                 raise _stopped_error(info, endpoint)
+            blocked = blocked_instance(info)
+            if "Live" in wanted and blocked is not None:
+                raise ApiError(409, "start_blocked", blocked_start_message(info, blocked))
             now = time.monotonic()
             if "Live" in wanted and waits_for_capacity(info["state"], info["state_reason"]):
                 if lacking_slots_since is None:
@@ -700,6 +706,28 @@ def _api_error(response: httpx.Response) -> ApiError:
 
 def _log_retry(error: ServerUnreachable, retry_s: float) -> None:
     logger.warning("%s; retrying for up to %g s", error, retry_s)
+
+
+def blocked_instance(endpoint: Json) -> Json | None:
+    """Return an instance of the endpoint's current generation whose start is blocked
+    until someone acts (`start_blocked`), or None.
+
+    Instances of earlier generations are left out, because a change that replaces them,
+    such as moving the endpoint to a new checkpoint, is the fix.
+    """
+    for instance in endpoint["instance_list"]:
+        if instance.get("start_blocked") and instance["generation"] == endpoint["generation"]:
+            return instance  # type: ignore[no-any-return]
+    return None
+
+
+def blocked_start_message(endpoint: Json, instance: Json) -> str:
+    """Describe why a wait for Live stopped at `instance` (see `blocked_instance`)."""
+    return (
+        f"stopped waiting: endpoint '{endpoint['name']}' cannot start instance "
+        f"{instance['id'][:8]}, and each retry fails the same way until the cause is "
+        f"fixed: {instance['last_error']}"
+    )
 
 
 def _is_settled(info: Json) -> bool:

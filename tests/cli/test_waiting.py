@@ -13,7 +13,12 @@ from berth.cli import waiting
 from berth.cli.output import CliError
 from berth.cli.waiting import LIVE, STOPPED, Goal, is_reached, wait_for_goal
 from berth.client import ServerUnreachable
-from berth.states import capacity_wait_reason, waits_for_capacity
+from berth.states import (
+    capacity_wait_reason,
+    changed_files_error,
+    unavailable_files_error,
+    waits_for_capacity,
+)
 
 
 def endpoint_json(
@@ -282,3 +287,64 @@ def test_pending_stop_while_waiting_raises() -> None:
         run_wait(client, Goal(LIVE), timeout_s=60)
     assert client.calls == 1
 
+
+CHANGED_FILES = changed_files_error(
+    "mylm", "main", "file '/models/mylm/config.json' is now 812 bytes, not 810 as at import"
+)
+
+
+def updating_with_new_instance(last_error: str, blocked: bool) -> dict[str, Any]:
+    """Return a restarted one-instance endpoint whose old instance serves and whose new
+    instance is Exited with `last_error`."""
+    endpoint = endpoint_json("Updating", ready=1, generations=(1, 2))
+    endpoint["instance_list"][1].update(
+        state="Exited",
+        last_error=last_error,
+        start_blocked=blocked,
+    )
+    return endpoint
+
+
+def test_blocked_start_stops_wait_at_once() -> None:
+    client = ScriptedClient(updating_with_new_instance(CHANGED_FILES, blocked=True))
+
+    with pytest.raises(CliError) as raised:
+        run_wait(client, Goal(LIVE, newer_than_generation=1), timeout_s=5)
+
+    assert client.calls == 1
+    assert "endpoint 'made-up' cannot start instance" in str(raised.value)
+    assert "changed after import" in str(raised.value)
+    assert "import the files again as a new checkpoint" in str(raised.value)
+
+
+def test_crash_keeps_wait_until_blocked_start() -> None:
+    crashed = updating_with_new_instance("killed by SIGKILL", blocked=False)
+    blocked = updating_with_new_instance(CHANGED_FILES, blocked=True)
+    client = ScriptedClient(crashed, crashed, blocked)
+
+    with pytest.raises(CliError, match="changed after import"):
+        run_wait(client, Goal(LIVE, newer_than_generation=1), timeout_s=5)
+
+    assert client.calls == 3
+
+
+def test_blocked_old_generation_keeps_wait() -> None:
+    # A change that replaces an instance of an earlier generation is the fix for it.
+    old_blocked = endpoint_json("Updating", ready=1, generations=(3, 3))
+    old_blocked["instance_list"][0].update(
+        generation=2,
+        state="Exited",
+        last_error=unavailable_files_error("mylm", FileNotFoundError("gone")),
+        start_blocked=True,
+    )
+    new_blocked = updating_with_new_instance(CHANGED_FILES, blocked=True)
+    new_blocked["generation"] = 3
+    new_blocked["instance_list"][1]["generation"] = 3
+    client = ScriptedClient(old_blocked, new_blocked)
+
+    with pytest.raises(CliError) as raised:
+        run_wait(client, Goal(LIVE, newer_than_generation=2), timeout_s=5)
+
+    assert client.calls == 2
+    assert "changed after import" in str(raised.value)
+    assert "unavailable" not in str(raised.value)

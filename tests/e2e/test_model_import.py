@@ -727,6 +727,65 @@ def test_changed_linked_file_fails_start(
     assert "import the files again" in errors[0]
 
 
+def test_wait_stops_on_changed_linked_file(
+    api: httpx.Client, server: BerthServer, tiny_lm: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from berth.cli.main import app
+    from berth.client import ApiError, Client
+
+    folder = Path(shutil.copytree(tiny_lm, tmp_path / "linked"))
+    name = unique("appended")
+    import_model(api, path=str(folder), name=name, link=True).raise_for_status()
+    created = api.post("/endpoints", json={"name": unique("appended"), "model": name})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+    (tmp_path / "config").mkdir()
+
+    with Client(server=server.url, api_key=ADMIN_KEY) as client:
+        try:
+            live = wait_live(client, endpoint["id"])
+            (old,) = live["instance_list"]
+            # Two bytes more change the size, which import recorded.
+            with open(folder / "config.json", "a") as handle:
+                handle.write("\n\n")
+
+            client.restart_endpoint(endpoint["id"])
+            with pytest.raises(ApiError) as raised:
+                client.wait_for_state(endpoint["id"], ["Live"], timeout_s=60, poll_s=0.1)
+            info = client.get_endpoint(endpoint["id"])
+
+            waited = CliRunner().invoke(
+                app,
+                ["endpoint", "restart", endpoint["id"], "--wait", "--timeout", "60"],
+                env={
+                    "BERTH_SERVER": server.url,
+                    "BERTH_API_KEY": ADMIN_KEY,
+                    "XDG_CONFIG_HOME": str(tmp_path / "config"),
+                    "COLUMNS": "300",
+                    "NO_COLOR": "1",
+                },
+            )
+        finally:
+            api.delete(f"/endpoints/{endpoint['id']}")
+
+    assert raised.value.code == "start_blocked"
+    assert "changed after import" in raised.value.message
+    assert "config.json" in raised.value.message
+    assert "import the files again as a new checkpoint" in raised.value.message
+    instances = {row["id"]: row for row in info["instance_list"]}
+    assert instances[old["id"]]["state"] == "Ready"
+    assert instances[old["id"]]["start_blocked"] is False
+    (new,) = [row for row in instances.values() if row["id"] != old["id"]]
+    assert new["state"] == "Exited"
+    assert new["start_blocked"] is True
+    assert waited.exit_code == 1, waited.output
+    assert "cannot start instance" in waited.output
+    assert "changed after import" in waited.output
+    assert "import the files again as a new checkpoint" in waited.output
+
+
 def test_copied_file_with_new_time_still_starts(
     api: httpx.Client, server: BerthServer, tiny_lm: Path
 ) -> None:

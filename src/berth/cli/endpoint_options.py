@@ -56,7 +56,8 @@ WaitOption = Annotated[
         "--wait",
         help="Wait until the endpoint reaches the requested state, showing its progress. "
         "Exits with status 1 if it fails, if a wait for Live finds it Pending for free "
-        "instance slots, or if the timeout passes.",
+        "instance slots or finds that a new instance cannot start because the model's "
+        "files are missing or changed after import, or if the timeout passes.",
     ),
 ]
 

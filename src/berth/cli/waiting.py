@@ -71,10 +71,11 @@ def wait_for_goal(client: Client, endpoint: Json, goal: Goal, timeout_s: float) 
 
     Raises CliError when the endpoint fails, is stopped or is deleted while a Live goal
     is pending, when it waits in Pending for free instance slots for CAPACITY_CONFIRM_S,
-    or when `timeout_s` passes first. The change itself stays in effect in every case.
-    While the server cannot be reached, for example during its restart, each poll
-    retries for up to the SDK's WAIT_RETRY_S with a line on stderr, then raises
-    ServerUnreachable.
+    when an instance of its current generation cannot start until someone acts (see
+    `sdk.blocked_instance`), or when `timeout_s` passes first. The change itself stays
+    in effect in every case. While the server cannot be reached, for example during its
+    restart, each poll retries for up to the SDK's WAIT_RETRY_S with a line on stderr,
+    then raises ServerUnreachable.
     """
     console = stderr_console()
     progress = _Progress(console, endpoint["name"], goal.state)
@@ -93,6 +94,9 @@ def wait_for_goal(client: Client, endpoint: Json, goal: Goal, timeout_s: float) 
             if endpoint["state"] != FAILED:
                 seen_other_state = True
             _raise_if_lost(endpoint, goal, seen_other_state)
+            blocked = sdk.blocked_instance(endpoint)
+            if goal.state == LIVE and blocked is not None:
+                raise CliError(sdk.blocked_start_message(endpoint, blocked))
 
             now = time.monotonic()
             if goal.state == LIVE and waits_for_capacity(
