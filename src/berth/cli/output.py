@@ -22,7 +22,7 @@ from rich.table import Column, Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from berth.cli.plain_help import use_plain_help, use_plain_metavars
+from berth.cli.plain_help import use_plain_help, use_plain_metavars, whole_option_names
 from berth.client import ApiError, ConnectionFailed
 from berth.descriptions import CONTROL_CHARACTER
 from berth.states import Role
@@ -60,7 +60,8 @@ class BerthGroup(TyperGroup):
     """Command group that reports API, connection and CLI errors as one line on stderr.
 
     Every such error exits with status 1. Usage errors keep Click's status 2. Its help,
-    and that of its commands, shows plain placeholders such as TEXT (see plain_help).
+    and that of its commands, shows plain placeholders such as TEXT and whole option
+    names (see plain_help).
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -72,6 +73,10 @@ class BerthGroup(TyperGroup):
         params = super().get_params(ctx)
         use_plain_metavars(params)
         return params
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        with whole_option_names():
+            super().format_help(ctx, formatter)
 
     # ctx is Typer's vendored click.Context, a type that Typer does not export.
     def invoke(self, ctx: Any) -> Any:
