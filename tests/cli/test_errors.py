@@ -93,6 +93,37 @@ def test_invalid_endpoint_name(cli: RunCli) -> None:
     assert "name 'bad name!' is invalid" in result.stderr
 
 
+# An ANSI escape sequence that turns the text red, as a user could paste it into a name.
+RED_ESCAPE = "\x1b[31m"
+
+
+def test_api_error_escapes_control_characters(cli: RunCli) -> None:
+    result = cli("project", "create", f"a{RED_ESCAPE}b")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr)
+    assert "\x1b" not in result.stderr
+    assert "a\\x1b[31mb" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "quoted"),
+    [
+        (("tenant", "add-member", "t", "u", "--role", f"a{RED_ESCAPE}b"), "'a\\x1b[31mb'"),
+        (("endpoint", "update", "e", "--instances", f"a{RED_ESCAPE}b"), "'a\\x1b[31mb'"),
+    ],
+    ids=["role", "instances"],
+)
+def test_usage_error_escapes_control_characters(
+    cli: RunCli, arguments: tuple[str, ...], quoted: str
+) -> None:
+    result = cli(*arguments)
+
+    assert result.exit_code == 2
+    assert "\x1b" not in result.output
+    assert quoted in unboxed(result.output)
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

@@ -86,7 +86,7 @@ class BerthGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except typer.BadParameter as exc:
-            raise _with_value(exc, arguments) from None
+            raise _escaped(_with_value(exc, arguments)) from None
         except ApiError as exc:
             print_error(describe_api_error(exc))
         except (ConnectionFailed, CliError) as exc:
@@ -113,6 +113,16 @@ def _with_value(error: typer.BadParameter, arguments: list[str]) -> typer.BadPar
     if value is None:
         return error
     return typer.BadParameter(f"'{value}': {error.message}", ctx=error.ctx, param=error.param)
+
+
+def _escaped(error: typer.BadParameter) -> typer.BadParameter:
+    """Escape control characters in a usage error, whose message often quotes the input.
+
+    Click escapes them in the messages it builds for unknown commands and options, but
+    not in those of Berth's own checks.
+    """
+    error.message = escape_control_characters(error.message)
+    return error
 
 
 def describe_api_error(error: ApiError) -> str:
@@ -185,8 +195,10 @@ def stderr_console() -> Console:
 
 
 def print_error(message: str) -> None:
-    # soft_wrap keeps the message on one line, whatever the terminal width.
-    stderr_console().print(Text(f"Error: {message}", style="red"), soft_wrap=True)
+    # soft_wrap keeps the message on one line, whatever the terminal width. Messages
+    # quote user input such as names, so control characters print as visible escapes.
+    printed = escape_control_characters(message)
+    stderr_console().print(Text(f"Error: {printed}", style="red"), soft_wrap=True)
 
 
 # JSON escapes the control characters below U+0020 itself. It leaves these raw: DEL and
