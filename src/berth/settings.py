@@ -57,7 +57,9 @@ class Settings(BaseSettings):
         default=DEFAULT_HOME, description="folder for the database, secrets and logs"
     )
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    # Port 0 would let the system choose a port, but the CLI profile and endpoint URLs need
+    # the port that clients connect to.
+    port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = Field(
         default=None,
         description="URL at which clients reach Berth, such as the address of a reverse "

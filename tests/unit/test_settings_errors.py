@@ -52,7 +52,20 @@ def test_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
             "BERTH_PORT",
             "70000",
             "BERTH_PORT='70000': must be less than or equal to 65535. Set BERTH_PORT to a "
-            "whole number at least 0 and at most 65535, or unset it to use the default (8080)",
+            "whole number at least 1 and at most 65535, or unset it to use the default (8080)",
+        ),
+        (
+            "BERTH_PORT",
+            "0",
+            "BERTH_PORT='0': must be greater than or equal to 1. Set BERTH_PORT to a "
+            "whole number at least 1 and at most 65535, or unset it to use the default (8080)",
+        ),
+        (
+            "BERTH_PORT",
+            "abc",
+            "BERTH_PORT='abc': must be a valid integer, unable to parse string as an integer. "
+            "Set BERTH_PORT to a whole number at least 1 and at most 65535, or unset it to use "
+            "the default (8080)",
         ),
         (
             "BERTH_CAPACITY",
@@ -89,7 +102,19 @@ def test_pydantic_error_is_reworded(
 def test_option_error_is_reworded() -> None:
     problem = _problem(port=70000)
 
-    assert problem == "--port=70000: must be less than or equal to 65535"
+    assert problem == (
+        "--port=70000: must be less than or equal to 65535. "
+        "Set --port to a whole number at least 1 and at most 65535"
+    )
+
+
+def test_port_zero_option_is_rejected() -> None:
+    problem = _problem(port="0")
+
+    assert problem == (
+        "--port='0': must be greater than or equal to 1. "
+        "Set --port to a whole number at least 1 and at most 65535"
+    )
 
 
 def test_option_value_has_no_fix_hint() -> None:

@@ -16,6 +16,7 @@ from typing import IO, Annotated, Any
 import typer
 import uvicorn
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
 from berth.cli.output import CliError
 from berth.errors import plain_validation_message
@@ -84,8 +85,18 @@ _SECRET_SETTINGS = frozenset({"admin_key", "secret_key", "database_url"})
 
 
 def _option_problem(error: Any, field: str) -> str:
-    """Describe a rejected command-line value, such as "--port=70000: must be …"."""
-    return _named_problem(error, f"--{field.replace('_', '-')}", field)
+    """Describe a rejected command-line value, such as "--port=70000: must be …".
+
+    A number option's problem ends with the range that the option accepts.
+    """
+    option = f"--{field.replace('_', '-')}"
+    problem = _named_problem(error, option, field)
+    info = Settings.model_fields.get(field)
+    if info is None or info.annotation not in (int, int | None, float, float | None):
+        return problem
+    if error["type"] == "value_error" or not range_text(info):
+        return problem
+    return f"{problem}. Set {option} to {_accepted_values(info)}"
 
 
 def _environment_problem(error: Any, field: str) -> str:
@@ -105,24 +116,27 @@ def _environment_fix(variable: str, field: str) -> str:
     info = Settings.model_fields.get(field)
     if info is None:
         return f"Set {variable} to a valid value, or unset it to use the default"
-    annotation = info.annotation
-    if annotation in (int, int | None):
-        accepted = f"a whole number {range_text(info)}".rstrip()
-    elif annotation in (float, float | None):
-        accepted = f"a number {range_text(info)}".rstrip()
-    elif annotation is bool:
-        accepted = "true or false"
-    else:
-        accepted = "a valid value"
     default = "the default"
-    # Other defaults, such as BERTH_CAPACITY's, depend on the machine.
     value = info.default
+    # Other defaults, such as BERTH_CAPACITY's, depend on the machine.
     if info.default_factory is None and not isinstance(value, bool):
         if isinstance(value, int):
             default = f"the default ({value})"
         elif isinstance(value, float):
             default = f"the default ({value:g})"
-    return f"Set {variable} to {accepted}, or unset it to use {default}"
+    return f"Set {variable} to {_accepted_values(info)}, or unset it to use {default}"
+
+
+def _accepted_values(info: FieldInfo) -> str:
+    """Name the values that a setting accepts, such as "a whole number at least 1"."""
+    annotation = info.annotation
+    if annotation in (int, int | None):
+        return f"a whole number {range_text(info)}".rstrip()
+    if annotation in (float, float | None):
+        return f"a number {range_text(info)}".rstrip()
+    if annotation is bool:
+        return "true or false"
+    return "a valid value"
 
 
 def _named_problem(error: Any, name: str, field: str) -> str:
@@ -145,7 +159,7 @@ def up(
     # Numbers are taken as text and checked by Settings, so that an error quotes the value.
     port: Annotated[
         str | None,
-        typer.Option(metavar="INTEGER", help="port to listen on [default: 8080]"),
+        typer.Option(metavar="INTEGER", help="port to listen on, 1 to 65535 [default: 8080]"),
     ] = None,
     home: Annotated[
         str | None, typer.Option(help="Berth home folder [default: $BERTH_HOME or ~/.berth]")
