@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from berth.cli.main import app
 from berth.cli.output import CliError
 from berth.cli.up import load_settings
+from berth.settings import default_capacity
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +72,8 @@ def test_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
             "BERTH_CAPACITY",
             "0",
             "BERTH_CAPACITY='0': must be greater than or equal to 1. Set BERTH_CAPACITY to a "
-            "whole number at least 1 and at most 10000, or unset it to use the default",
+            "whole number at least 1 and at most 10000, or unset it to use the default "
+            f"({default_capacity()} on this machine: two per CPU core, at least 4)",
         ),
         (
             "BERTH_WORKERS",

@@ -22,7 +22,7 @@ from berth.cli.output import CliError
 from berth.errors import plain_validation_message
 from berth.httpserver import protocol_class
 from berth.logs import configure_logging
-from berth.settings import Settings, range_text
+from berth.settings import Settings, default_capacity, range_text
 
 logger = logging.getLogger(__name__)
 
@@ -112,14 +112,15 @@ def _environment_problem(error: Any, field: str) -> str:
 
 
 def _environment_fix(variable: str, field: str) -> str:
-    """Name the values that a setting accepts, and its default where that is a constant."""
+    """Name the values that a setting accepts, and its default."""
     info = Settings.model_fields.get(field)
     if info is None:
         return f"Set {variable} to a valid value, or unset it to use the default"
     default = "the default"
     value = info.default
-    # Other defaults, such as BERTH_CAPACITY's, depend on the machine.
-    if info.default_factory is None and not isinstance(value, bool):
+    if field in _MACHINE_DEFAULTS:
+        default = f"the default ({_MACHINE_DEFAULTS[field]()})"
+    elif info.default_factory is None and not isinstance(value, bool):
         if isinstance(value, int):
             default = f"the default ({value})"
         elif isinstance(value, float):
@@ -137,6 +138,14 @@ def _accepted_values(info: FieldInfo) -> str:
     if annotation is bool:
         return "true or false"
     return "a valid value"
+
+
+def _describe_default_capacity() -> str:
+    return f"{default_capacity()} on this machine: two per CPU core, at least 4"
+
+
+# Settings whose default depends on the machine, and a function that describes it.
+_MACHINE_DEFAULTS = {"capacity": _describe_default_capacity}
 
 
 def _named_problem(error: Any, name: str, field: str) -> str:
