@@ -1,5 +1,10 @@
-"""berth up names the BERTH_* variables that it does not read."""
+"""berth up names the BERTH_* variables that it does not read, even when it fails to start."""
 
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from berth.cli.main import app
 from berth.cli.up import unknown_variable_warnings
 from berth.settings import Settings
 
@@ -31,3 +36,31 @@ def test_known_and_other_variables_pass() -> None:
     )
 
     assert unknown_variable_warnings(environ) == []
+
+
+def test_warning_printed_when_start_fails(tmp_path: Path) -> None:
+    environment = {
+        "BERTH_HOME": str(tmp_path / "home"),
+        "BERTH_CAPCITY": "3",
+        "BERTH_WORKERS": "many",
+    }
+
+    result = CliRunner().invoke(app, ["up"], env=environment)
+
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == (
+        "Warning: BERTH_CAPCITY is not a Berth setting, so it has no effect; "
+        "did you mean BERTH_CAPACITY?"
+    )
+    assert lines[1].startswith("Error: BERTH_WORKERS='many': ")
+
+
+def test_warning_printed_on_usage_error(tmp_path: Path) -> None:
+    environment = {"BERTH_HOME": str(tmp_path / "home"), "BERTH_CAPCITY": "3"}
+
+    result = CliRunner().invoke(app, ["up", "--port", "http"], env=environment)
+
+    assert result.exit_code == 2
+    assert "Warning: BERTH_CAPCITY is not a Berth setting" in result.stderr
+    assert "--port='http'" in result.stderr

@@ -18,7 +18,7 @@ import uvicorn
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from berth.cli.output import CliError
+from berth.cli.output import CliError, escape_control_characters
 from berth.errors import plain_validation_message
 from berth.httpserver import protocol_class
 from berth.logs import configure_logging
@@ -195,9 +195,17 @@ def up(
     from berth.secrets import ServerSecretError
     from berth.server import create_app, prepare
 
-    settings = load_settings(host=host, port=port, home=home, workers=workers)
+    warnings = unknown_variable_warnings(os.environ)
+    try:
+        settings = load_settings(host=host, port=port, home=home, workers=workers)
+    except (CliError, typer.BadParameter):
+        # Logging needs the settings, so these go to stderr directly. A misspelt
+        # variable often explains the error, as BERTH_CAPCITY leaves BERTH_CAPACITY unset.
+        for warning in warnings:
+            typer.echo(f"Warning: {escape_control_characters(warning)}", err=True)
+        raise
     configure_logging(settings.log_json)
-    for warning in unknown_variable_warnings(os.environ):
+    for warning in warnings:
         logger.warning("%s", warning)
     # Take the home folder and listen before anything else, so that a second server or a
     # port in use stops the start before the admin is created, instances are touched or
