@@ -7,9 +7,9 @@ the terminal of everyone who lists it.
 
 import re
 
-# C0 controls (U+0000 to U+001F), DEL (U+007F), C1 controls (U+0080 to U+009F), the
-# line and paragraph separators (U+2028, U+2029), which some terminals and editors
-# break lines at, and the bidirectional embeddings, overrides and isolates (U+202A to
+# C0 controls (U+0000 to U+001F), DEL (U+007F) and C1 controls (U+0080 to U+009F). Also
+# the line and paragraph separators (U+2028, U+2029), where some terminals and editors
+# break lines. Also the bidirectional embeddings, overrides and isolates (U+202A to
 # U+202E, U+2066 to U+2069), which reorder the text shown after them.
 CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]")
 
