@@ -51,8 +51,8 @@ def downgrade(engine: Engine, revision: str) -> None:
         command.downgrade(config, revision)
 
 
-def instance_columns(engine: Engine) -> set[str]:
-    return {column["name"] for column in inspect(engine).get_columns("instances")}
+def table_columns(engine: Engine, table: str) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns(table)}
 
 
 def test_newest_revision_matches_models(database_url: str) -> None:
@@ -88,7 +88,7 @@ def test_later_revisions_keep_instances(database_url: str, tmp_path: Path) -> No
             )
             endpoint_id = endpoint.id
         downgrade(database.engine, "0001")
-        assert "runtime" not in instance_columns(database.engine)
+        assert "runtime" not in table_columns(database.engine, "instances")
         # The instance row is written as the 0001 schema has it, without the new columns.
         with database.engine.begin() as connection:
             connection.execute(
@@ -107,9 +107,9 @@ def test_later_revisions_keep_instances(database_url: str, tmp_path: Path) -> No
             launch = row.launch
 
         downgrade(database.engine, "0001")
-        columns_after_downgrade = instance_columns(database.engine)
+        columns_after_downgrade = table_columns(database.engine, "instances")
         upgrade(database.engine, "head")
-        columns_after_upgrade = instance_columns(database.engine)
+        columns_after_upgrade = table_columns(database.engine, "instances")
     finally:
         database.dispose()
 
@@ -120,10 +120,6 @@ def test_later_revisions_keep_instances(database_url: str, tmp_path: Path) -> No
     added = {"runtime", "runtime_note", "local_socket", "launch"}
     assert added.isdisjoint(columns_after_downgrade)
     assert added <= columns_after_upgrade
-
-
-def project_columns(engine: Engine) -> set[str]:
-    return {column["name"] for column in inspect(engine).get_columns("projects")}
 
 
 def test_project_version_revision(database_url: str, tmp_path: Path) -> None:
@@ -151,7 +147,7 @@ def test_project_version_revision(database_url: str, tmp_path: Path) -> None:
             version_before = project.version
 
         downgrade(database.engine, "0004")
-        columns_after_downgrade = project_columns(database.engine)
+        columns_after_downgrade = table_columns(database.engine, "projects")
         upgrade(database.engine, "head")
         with database.session() as session:
             versions = set(session.scalars(select(Project.version)))
@@ -166,10 +162,6 @@ def test_project_version_revision(database_url: str, tmp_path: Path) -> None:
     assert endpoint_count == 1
 
 
-def checkpoint_columns(engine: Engine) -> set[str]:
-    return {column["name"] for column in inspect(engine).get_columns("checkpoints")}
-
-
 def test_trained_context_length_revision(database_url: str, tmp_path: Path) -> None:
     database = Database(database_url)
     try:
@@ -182,7 +174,7 @@ def test_trained_context_length_revision(database_url: str, tmp_path: Path) -> N
                 checkpoint.trained_context_length = 512
 
         downgrade(database.engine, "0007")
-        columns_after_downgrade = checkpoint_columns(database.engine)
+        columns_after_downgrade = table_columns(database.engine, "checkpoints")
         upgrade(database.engine, "head")
         with database.session() as session:
             lengths = set(session.scalars(select(Checkpoint.trained_context_length)))
