@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -166,15 +167,23 @@ def test_second_checkpoint_and_endpoint_moves_to_it(
     assert updated["generation"] == endpoint["generation"] + 1
 
 
+def deploy_linked_copy(
+    api: httpx.Client, tiny_lm: Path, tmp_path: Path, prefix: str
+) -> tuple[Path, dict[str, Any]]:
+    """Copy the tiny model, import the copy linked, deploy it, and return the copy's
+    folder and the new endpoint."""
+    folder = Path(shutil.copytree(tiny_lm, tmp_path / "linked"))
+    name = unique(prefix)
+    import_model(api, path=str(folder), name=name, link=True).raise_for_status()
+    created = api.post("/endpoints", json={"name": unique(prefix), "model": name})
+    assert created.status_code == 201, created.text
+    return folder, created.json()
+
+
 def test_restart_with_moved_files_keeps_serving(
     api: httpx.Client, server: BerthServer, tiny_lm: Path, tmp_path: Path
 ) -> None:
-    folder = Path(shutil.copytree(tiny_lm, tmp_path / "linked"))
-    name = unique("moved")
-    import_model(api, path=str(folder), name=name, link=True).raise_for_status()
-    created = api.post("/endpoints", json={"name": unique("moved"), "model": name})
-    assert created.status_code == 201, created.text
-    endpoint = created.json()
+    folder, endpoint = deploy_linked_copy(api, tiny_lm, tmp_path, "moved")
     from berth.client import Client
 
     with Client(server=server.url, api_key=ADMIN_KEY) as client:
@@ -202,7 +211,9 @@ def test_restart_with_moved_files_keeps_serving(
                 base_url=live["openai_base_url"], api_key=endpoint["first_key"], max_retries=0
             )
             reply = openai.chat.completions.create(
-                model=name, messages=[{"role": "user", "content": "hi"}], max_tokens=4
+                model=endpoint["model"]["name"],
+                messages=[{"role": "user", "content": "hi"}],
+                max_tokens=4,
             )
             assert reply.choices[0].message.content is not None
         finally:
@@ -735,12 +746,7 @@ def test_wait_stops_on_changed_linked_file(
     from berth.cli.main import app
     from berth.client import ApiError, Client
 
-    folder = Path(shutil.copytree(tiny_lm, tmp_path / "linked"))
-    name = unique("appended")
-    import_model(api, path=str(folder), name=name, link=True).raise_for_status()
-    created = api.post("/endpoints", json={"name": unique("appended"), "model": name})
-    assert created.status_code == 201, created.text
-    endpoint = created.json()
+    folder, endpoint = deploy_linked_copy(api, tiny_lm, tmp_path, "appended")
     (tmp_path / "config").mkdir()
 
     with Client(server=server.url, api_key=ADMIN_KEY) as client:
