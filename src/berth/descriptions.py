@@ -13,6 +13,14 @@ import re
 # U+202E, U+2066 to U+2069), which reorder the text shown after them.
 CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069]")
 
+# For str.translate on JSON text: \u escapes of the characters above that JSON writes raw.
+# JSON escapes those below U+0020 itself, and outside strings it has none of them, so the
+# JSON stays valid and its values unchanged.
+JSON_ESCAPES = {
+    code: f"\\u{code:04x}"
+    for code in [*range(0x7F, 0xA0), *range(0x2028, 0x202F), *range(0x2066, 0x206A)]
+}
+
 
 def control_character_problem(value: str) -> str | None:
     """Return a message about the first control character in `value`, or None if none."""

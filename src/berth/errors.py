@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from berth.descriptions import JSON_ESCAPES
+
 # About the longest value that an error message repeats.
 MAX_SHOWN_VALUE_CHARS = 60
 
@@ -190,9 +192,11 @@ def value_text(value: object) -> str:
     """
     if isinstance(value, str) and len(value) > MAX_SHOWN_VALUE_CHARS:
         start = json.dumps(value[: MAX_SHOWN_VALUE_CHARS - 20], ensure_ascii=False)
-        return f'{start[:-1]}…", {len(value)} characters'
+        return f'{start[:-1].translate(JSON_ESCAPES)}…", {len(value)} characters'
     try:
-        text = json.dumps(value, ensure_ascii=False)
+        # Separators and bidirectional controls in the value would reorder or break the
+        # message where it is shown, so they are written as \u escapes.
+        text = json.dumps(value, ensure_ascii=False).translate(JSON_ESCAPES)
     except (TypeError, ValueError):
         text = repr(value)
     if len(text) > MAX_SHOWN_VALUE_CHARS:

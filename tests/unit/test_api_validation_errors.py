@@ -155,6 +155,12 @@ def test_unreadable_date_names_the_form() -> None:
     )
 
 
+def test_value_text_escapes_separators_and_bidirectional_controls() -> None:
+    # Raw, U+202E would show the rest of the message reversed.
+    assert value_text("a\u202eb\u2028c\x85") == '"a\\u202eb\\u2028c\\u0085"'
+    assert value_text("\u2066" * 300).startswith('"\\u2066\\u2066')
+
+
 def test_value_text_cuts_long_values() -> None:
     assert value_text("short") == '"short"'
     assert value_text(list(range(100))) == "[" + ", ".join(map(str, range(100)))[:58] + "…"

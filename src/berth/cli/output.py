@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 
 from berth.cli.plain_help import use_plain_help, use_plain_metavars, whole_option_names
 from berth.client import ApiError, ConnectionFailed
-from berth.descriptions import CONTROL_CHARACTER
+from berth.descriptions import CONTROL_CHARACTER, JSON_ESCAPES
 from berth.states import Role
 
 Json = dict[str, Any]
@@ -201,18 +201,10 @@ def print_error(message: str) -> None:
     stderr_console().print(Text(f"Error: {printed}", style="red"), soft_wrap=True)
 
 
-# JSON escapes the control characters below U+0020 itself. It leaves these raw: DEL and
-# the C1 controls, of which U+009B starts an escape sequence on some terminals, and the
-# separators and bidirectional controls that descriptions may not contain either.
-_JSON_RAW_CONTROLS = {
-    code: f"\\u{code:04x}"
-    for code in [*range(0x7F, 0xA0), *range(0x2028, 0x202F), *range(0x2066, 0x206A)]
-}
-
-
 def print_json(data: Any) -> None:
-    # Outside strings JSON has no such characters, so escaping them keeps the JSON valid.
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False).translate(_JSON_RAW_CONTROLS))
+    # C1 controls such as U+009B, which starts an escape sequence on some terminals, are
+    # written as \u escapes.
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False).translate(JSON_ESCAPES))
 
 
 def print_fields(fields: Sequence[tuple[str, str]]) -> None:
