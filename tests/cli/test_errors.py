@@ -253,3 +253,14 @@ def test_float_option_rejects_non_finite(
     message = unboxed(result.output)
     assert f"Invalid value for '{option}': '{float(value):g}'" in message
     assert "finite number" in message
+
+
+def test_multi_line_error_keeps_lines(cli: RunCli) -> None:
+    # Each invalid setting gets its own line, with its own fix.
+    result = cli("up", BERTH_WORKERS="many", BERTH_CAPACITY="none")
+
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Error: BERTH_")
+    assert any(line.startswith("BERTH_") for line in lines[1:]), result.stderr
+    assert "\\n" not in result.stderr

@@ -195,9 +195,10 @@ def stderr_console() -> Console:
 
 
 def print_error(message: str) -> None:
-    # soft_wrap keeps the message on one line, whatever the terminal width. Messages
-    # quote user input such as names, so control characters print as visible escapes.
-    printed = escape_control_characters(message)
+    # soft_wrap keeps each line whole, whatever the terminal width. Messages quote user
+    # input such as names, so control characters print as visible escapes. The line
+    # breaks between the problems of a multi-line message stay.
+    printed = "\n".join(escape_control_characters(line) for line in message.split("\n"))
     stderr_console().print(Text(f"Error: {printed}", style="red"), soft_wrap=True)
 
 
