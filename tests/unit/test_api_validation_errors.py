@@ -147,7 +147,7 @@ def test_long_string_keeps_its_quotes(client: TestClient) -> None:
 
 
 def test_unreadable_date_names_the_form() -> None:
-    # pydantic's own message says only that the input is too short.
+    # pydantic's own message ends with "input is too short" and names no form.
     error = {"type": "datetime_from_date_parsing", "msg": "Input should be a valid datetime"}
 
     assert plain_validation_message(error) == (
